@@ -1,0 +1,58 @@
+/**
+ * Loads the native addon (built by `npm install` from native/ with node-gyp) and exposes it
+ * as a Backend. The addon's functions take exactly the arguments of the Backend methods of
+ * the same name, so this file only forwards them.
+ */
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Backend } from "./backend.ts";
+
+export interface NativeAddon extends Omit<Backend, "name"> {
+  setThreads(n: number): number;
+  threads(): number;
+  cpus(): number;
+  simd(): string;
+}
+
+let addon: NativeAddon | undefined;
+
+function findAddon(): string {
+  // src/core/native.ts and dist/core/native.js both sit two levels below the package root.
+  const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+  for (const p of [join(root, "build", "Release", "mynah.node"), join(root, "build", "Debug", "mynah.node")]) {
+    if (existsSync(p)) return p;
+  }
+  throw new Error(
+    `mynah's native kernels are not built (looked for ${join(root, "build", "Release", "mynah.node")}). ` +
+      "Run `npm install` (or `npm run build`) in the mynah folder; it needs a C compiler, make and python3.",
+  );
+}
+
+/** The addon, loaded on first use. Thread count comes from MYNAH_THREADS (default: all CPUs). */
+export function loadNative(): NativeAddon {
+  if (!addon) {
+    const require = createRequire(import.meta.url);
+    addon = require(findAddon()) as NativeAddon;
+  }
+  return addon;
+}
+
+/** Sets the number of compute threads (0 = every CPU this process may use); returns it. */
+export function setThreads(n: number): number {
+  return loadNative().setThreads(n);
+}
+
+let backend: Backend | undefined;
+
+/** The native Backend (SIMD kernels on a pinned thread pool). */
+export function nativeBackend(): Backend {
+  if (!backend) {
+    const a = loadNative();
+    const b: Record<string, unknown> = { name: `native-${a.simd()}` };
+    for (const [k, v] of Object.entries(a)) if (typeof v === "function") b[k] = v;
+    backend = b as unknown as Backend;
+  }
+  return backend;
+}
