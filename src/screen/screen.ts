@@ -1,0 +1,170 @@
+/**
+ * The screening pipeline every reply passes before it is shown (CLI now, the server later).
+ *
+ * Order, and why:
+ *  1. degeneration — a loop is cut after its first copy, runaway text at maxChars, so the
+ *     later rules see (and the user gets) only the useful part;
+ *  2. rules (blocklists, regexes) in config order — "block" replaces the whole reply with the
+ *     fixed refusal and ends screening; "redact" replaces the match; "flag" only records;
+ *  3. personal data — e-mail, phones, card numbers (Luhn), Chinese IDs (checksum);
+ *  4. confidence — the mean token log-probability, reported; flagged under the threshold.
+ * Every step that fires adds a ScreenEvent saying which rule, what it did and what it matched.
+ */
+import { appendFileSync } from "node:fs";
+import { ruleFlags, type RuleAction, type ScreenConfig, type ScreenRule, DEFAULT_SCREEN_CONFIG } from "./config.ts";
+import { cutRunaway, findLoop } from "./degeneration.ts";
+import { findPii, redactSpans, type PiiSpan } from "./pii.ts";
+
+export interface ScreenEvent {
+  /** Rule name: a config rule's name, or pii:<kind>, degeneration:loop, degeneration:length, confidence. */
+  rule: string;
+  action: RuleAction | "cut";
+  /** What fired, in words. */
+  detail: string;
+  /** The matched texts (for redactions, what was removed). */
+  matches?: string[];
+}
+
+export interface ScreenResult {
+  /** The reply to show. */
+  text: string;
+  /** The reply as generated. */
+  original: string;
+  /** blocked: replaced by the refusal; flagged: shown but marked; pass: nothing fired (redactions alone are "redacted"). */
+  verdict: "pass" | "redacted" | "flagged" | "blocked";
+  events: ScreenEvent[];
+  /** Mean log-probability of the reply's tokens (null when not given). */
+  meanLogprob: number | null;
+  lowConfidence: boolean;
+}
+
+/** What the generator knows about the reply besides its text. */
+export interface ReplyInfo {
+  /** Log-probability of each generated token under the sampling distribution's model. */
+  tokenLogprobs?: ArrayLike<number>;
+}
+
+/** Builds the global regex of a rule. Blocklist words match whole words, case-insensitively. */
+export function ruleRegex(rule: ScreenRule): RegExp {
+  if (rule.type === "regex") return new RegExp(rule.pattern!, ruleFlags(rule.flags));
+  const alts = rule.words!.map((w) => {
+    const esc = w.trim().replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/\s+/g, "\\s+");
+    // Word boundaries only where the word starts/ends with a letter or digit of a spaced script:
+    // Chinese has no spaces, so a Chinese word matches anywhere.
+    const wordy = (c: string): boolean => /[A-Za-z0-9\u00C0-\u024F]/.test(c);
+    const pre = wordy(w.trim()[0]) ? "(?<![\\p{L}\\p{N}_])" : "";
+    const post = wordy(w.trim().slice(-1)) ? "(?![\\p{L}\\p{N}_])" : "";
+    return pre + esc + post;
+  });
+  return new RegExp(`(?:${alts.join("|")})`, "giu");
+}
+
+const compiled = new WeakMap<ScreenRule, RegExp>();
+function regexOf(rule: ScreenRule): RegExp {
+  let re = compiled.get(rule);
+  if (!re) compiled.set(rule, (re = ruleRegex(rule)));
+  re.lastIndex = 0;
+  return re;
+}
+
+/** Mean of the token log-probabilities, or null for none. */
+export function meanLogprob(lp: ArrayLike<number> | undefined): number | null {
+  if (!lp || lp.length === 0) return null;
+  let s = 0;
+  for (let i = 0; i < lp.length; i++) s += lp[i];
+  return s / lp.length;
+}
+
+/** Runs the pipeline over one reply. Pure: logging is the caller's (see logScreen). */
+export function screenReply(reply: string, info: ReplyInfo = {}, cfg: ScreenConfig = DEFAULT_SCREEN_CONFIG): ScreenResult {
+  const events: ScreenEvent[] = [];
+  let text = reply;
+  let flagged = false;
+  const mean = meanLogprob(info.tokenLogprobs);
+  const finish = (blocked: boolean): ScreenResult => {
+    let lowConfidence = false;
+    if (cfg.confidence.enabled && mean !== null && mean < cfg.confidence.minMeanLogprob) {
+      lowConfidence = true;
+      flagged = true;
+      events.push({
+        rule: "confidence",
+        action: "flag",
+        detail: `mean token log-probability ${mean.toFixed(3)} is below ${cfg.confidence.minMeanLogprob}`,
+      });
+    }
+    const redacted = events.some((e) => e.action === "redact" || e.action === "cut");
+    const verdict = blocked ? "blocked" : flagged ? "flagged" : redacted ? "redacted" : "pass";
+    return { text: blocked ? cfg.refusal : text, original: reply, verdict, events, meanLogprob: mean, lowConfidence };
+  };
+
+  // 1. Degeneration.
+  if (cfg.degeneration.enabled) {
+    const loop = findLoop(text, cfg.degeneration);
+    if (loop) {
+      const unit = text.slice(loop.start, loop.start + loop.period);
+      events.push({
+        rule: "degeneration:loop",
+        action: "cut",
+        detail: `a ${loop.period}-character unit repeats ${loop.copies} times from offset ${loop.start}; cut after the first copy`,
+        matches: [unit],
+      });
+      text = text.slice(0, loop.cutAt).trimEnd();
+      flagged = true;
+    }
+    const cut = cutRunaway(text, cfg.degeneration.maxChars);
+    if (cut !== null) {
+      events.push({ rule: "degeneration:length", action: "cut", detail: `longer than ${cfg.degeneration.maxChars} characters; cut` });
+      text = cut;
+      flagged = true;
+    }
+  }
+
+  // 2. Rules.
+  for (const rule of cfg.rules) {
+    const re = regexOf(rule);
+    const matches = [...text.matchAll(re)].map((m) => m[0]).filter((m) => m.length > 0);
+    if (matches.length === 0) continue;
+    const words = rule.type === "blocklist" ? "blocklisted term" : "pattern";
+    if (rule.action === "block") {
+      events.push({ rule: rule.name, action: "block", detail: `${words} matched; reply replaced by the refusal`, matches });
+      return finish(true);
+    }
+    if (rule.action === "redact") {
+      text = text.replace(regexOf(rule), rule.replacement ?? "[REDACTED]");
+      events.push({ rule: rule.name, action: "redact", detail: `${matches.length} ${words} match(es) redacted`, matches });
+    } else {
+      flagged = true;
+      events.push({ rule: rule.name, action: "flag", detail: `${matches.length} ${words} match(es)`, matches });
+    }
+  }
+
+  // 3. Personal data.
+  if (cfg.pii.enabled) {
+    const spans = findPii(text, new Set(cfg.pii.kinds));
+    const byKind = new Map<string, PiiSpan[]>();
+    for (const s of spans) byKind.set(s.kind, [...(byKind.get(s.kind) ?? []), s]);
+    for (const [kind, list] of byKind) {
+      events.push({ rule: `pii:${kind}`, action: cfg.pii.action, detail: `${list.length} ${kind} found`, matches: list.map((s) => s.text) });
+    }
+    if (spans.length > 0) {
+      if (cfg.pii.action === "block") return finish(true);
+      if (cfg.pii.action === "flag") flagged = true;
+      else text = redactSpans(text, spans);
+    }
+  }
+
+  return finish(false);
+}
+
+/** Appends one screening record as a JSON line (the log the issue asks for). */
+export function logScreen(path: string, result: ScreenResult, extra: Record<string, unknown> = {}): void {
+  const rec = {
+    time: new Date().toISOString(),
+    verdict: result.verdict,
+    meanLogprob: result.meanLogprob,
+    events: result.events,
+    ...(result.verdict !== "pass" ? { original: result.original, shown: result.text } : {}),
+    ...extra,
+  };
+  appendFileSync(path, JSON.stringify(rec) + "\n");
+}
