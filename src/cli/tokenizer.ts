@@ -1,8 +1,95 @@
+/**
+ * `mynah tokenizer train|encode|decode|info`: thin wrappers over src/tokenizer.
+ */
 import type { Command } from "commander";
+import { readFileSync } from "node:fs";
+import { loadTokenizer, saveTokenizer, trainTokenizerFromFiles, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
 
-// Placeholder: replaced by the real command.
+/** A one-line progress bar with ETA on stderr, redrawn at most 10 times a second. */
+function progressBar(): (p: TrainProgress) => void {
+  let phase = "";
+  let start = 0;
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (p.phase !== phase) {
+      if (phase) process.stderr.write("\n");
+      phase = p.phase;
+      start = now;
+    } else if (now - last < 100 && p.done < p.total) return;
+    last = now;
+    const frac = p.total > 0 ? Math.min(1, p.done / p.total) : 0;
+    const eta = frac > 0 ? ((now - start) / 1000) * (1 / frac - 1) : NaN;
+    const bar = "#".repeat(Math.round(frac * 30)).padEnd(30, ".");
+    const what = p.phase === "count" ? `counting ${(p.done / 1e6).toFixed(1)}/${(p.total / 1e6).toFixed(1)} MB` : `merges ${p.done}/${p.total}`;
+    process.stderr.write(`\r${bar} ${(frac * 100).toFixed(0).padStart(3)}% ${what}  ETA ${Number.isFinite(eta) ? eta.toFixed(0) + "s" : "?"}   `);
+  };
+}
+
 export function registerTokenizer(program: Command): void {
-  program.command("tokenizer").description("(not built yet)").action(() => {
-    throw new Error("mynah tokenizer is not built yet");
-  });
+  const cmd = program.command("tokenizer").description("Train, inspect and use byte-level BPE tokenizers");
+
+  cmd
+    .command("train")
+    .description("Train a byte-level BPE tokenizer on text files, JSONL ({text}) or chat JSONL ({messages})")
+    .argument("<inputs...>", "input files")
+    .requiredOption("--out <dir>", "output directory (tokenizer.json, tokenizer_config.json)")
+    .option("--vocab-size <n>", "vocabulary size, special tokens included", "32768")
+    .option("--special <tokens>", "comma-separated special tokens (ids right after the merges)", DEFAULT_SPECIAL_TOKENS.join(","))
+    .option("--chat-template <file>", "Jinja chat template file to store in tokenizer_config.json")
+    .option("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", "1")
+    .action(async (inputs: string[], o: { out: string; vocabSize: string; special: string; chatTemplate?: string; minPieceCount: string }) => {
+      const t0 = Date.now();
+      const tok = await trainTokenizerFromFiles(inputs, {
+        vocabSize: Number(o.vocabSize),
+        specialTokens: o.special.split(",").filter((s) => s !== ""),
+        minPieceCount: Number(o.minPieceCount),
+        onProgress: process.stderr.isTTY ? progressBar() : undefined,
+      });
+      if (process.stderr.isTTY) process.stderr.write("\n");
+      const chatTemplate = o.chatTemplate ? readFileSync(o.chatTemplate, "utf8") : undefined;
+      saveTokenizer(o.out, tok, { chatTemplate });
+      console.log(`trained ${tok.vocabSize} tokens (${tok.numMerges} merges) in ${((Date.now() - t0) / 1000).toFixed(1)} s → ${o.out}`);
+    });
+
+  cmd
+    .command("encode")
+    .description("Print the token ids of a text")
+    .requiredOption("--tokenizer <path>", "tokenizer directory, tokenizer.json or .tiktoken file")
+    .option("--text <text>", "text to encode (default: standard input)")
+    .option("--file <file>", "file to encode")
+    .option("--allow-special", "encode special-token text as special tokens", false)
+    .action(async (o: { tokenizer: string; text?: string; file?: string; allowSpecial: boolean }) => {
+      const tok = loadTokenizer(o.tokenizer);
+      const text = o.text ?? (o.file ? readFileSync(o.file, "utf8") : readFileSync(0, "utf8"));
+      const ids = tok.encode(text, o.allowSpecial ? { allowedSpecial: "all" } : undefined);
+      console.log(ids.join(" "));
+    });
+
+  cmd
+    .command("decode")
+    .description("Print the text of token ids")
+    .requiredOption("--tokenizer <path>", "tokenizer directory, tokenizer.json or .tiktoken file")
+    .argument("[ids...]", "token ids (default: read from standard input)")
+    .action((ids: string[], o: { tokenizer: string }) => {
+      const tok = loadTokenizer(o.tokenizer);
+      const src = ids.length ? ids : readFileSync(0, "utf8").trim().split(/[\s,]+/);
+      const nums = src.filter((s) => s !== "").map((s) => {
+        const n = Number(s);
+        if (!Number.isInteger(n)) throw new Error(`decode: ${JSON.stringify(s)} is not a token id`);
+        return n;
+      });
+      process.stdout.write(tok.decode(nums) + "\n");
+    });
+
+  cmd
+    .command("info")
+    .description("Print a tokenizer's size, special tokens and pattern")
+    .requiredOption("--tokenizer <path>", "tokenizer directory, tokenizer.json or .tiktoken file")
+    .action((o: { tokenizer: string }) => {
+      const tok = loadTokenizer(o.tokenizer);
+      console.log(`vocabulary: ${tok.vocabSize} ids (${tok.spec.mode === "merges" ? `${tok.numMerges} merges` : "tiktoken ranks"})`);
+      console.log(`special: ${[...tok.special].map(([s, id]) => `${s}=${id}`).join(" ")}`);
+      console.log(`pattern: ${tok.spec.pattern}`);
+    });
 }

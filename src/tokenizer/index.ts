@@ -1,0 +1,17 @@
+/**
+ * mynah's tokenizers: byte-level BPE training, encode/decode, Hugging Face and tiktoken formats.
+ *
+ *   const tok = await trainTokenizerFromFiles(["a.txt", "chat.jsonl"], { vocabSize: 32768 });
+ *   saveTokenizer("out/tok", tok, { chatTemplate });
+ *   const again = loadTokenizer("out/tok");        // or a .tiktoken file
+ *   again.encode("<|im_start|>user", { allowedSpecial: "all" });
+ *   again.special.get("<|im_end|>");
+ */
+export type { StreamDecoder, Tokenizer } from "./types.ts";
+export { bpeTokenizer, type BpeSpec, type BpeTokenizer } from "./bpe.ts";
+export { trainBpe, trainBpeFromCounts, DEFAULT_SPECIAL_TOKENS, type TrainOptions, type TrainProgress } from "./train.ts";
+export { trainTokenizerFromFiles, readTexts } from "./corpus.ts";
+export { saveTokenizer, loadTokenizer, loadTokenizerConfig, writeFileAtomic, type SaveOptions, type TokenizerConfig } from "./io.ts";
+export { parseTiktokenFile, parseTiktokenJson, TIKTOKEN_ENCODINGS } from "./tiktoken.ts";
+export { MYNAH_PATTERN, CL100K_PATTERN, O200K_PATTERN, GPT2_PATTERN } from "./pattern.ts";
+export { BYTE_TO_CHAR, bytesToByteLevel, byteLevelToBytes } from "./bytes.ts";

@@ -1,0 +1,137 @@
+/**
+ * Pre-split patterns: the regex that cuts text into pieces before BPE (merges never cross
+ * a piece boundary). Patterns are stored in the Rust/Oniguruma dialect used by tiktoken and
+ * tokenizer.json, and translated here to an equivalent JavaScript RegExp.
+ */
+
+/** GPT-2 (r50k/p50k): contractions, optional-space words, numbers, punctuation, spaces. */
+export const GPT2_PATTERN = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`;
+
+/** GPT-4 (cl100k_base). */
+export const CL100K_PATTERN = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+
+/** GPT-4o (o200k_base). */
+export const O200K_PATTERN = [
+  String.raw`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?`,
+  String.raw`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?`,
+  String.raw`\p{N}{1,3}`,
+  String.raw` ?[^\s\p{L}\p{N}]+[\r\n/]*`,
+  String.raw`\s*[\r\n]+`,
+  String.raw`\s+(?!\S)`,
+  String.raw`\s+`,
+].join("|");
+
+/**
+ * CJK ideographs (Unified, Extension A, Compatibility), written as literal characters so the
+ * pattern reads the same in every regex dialect.
+ */
+const HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff";
+
+/**
+ * mynah's default: the GPT-4 pattern, except that runs of Chinese ideographs form pieces of
+ * their own instead of joining adjacent Latin letters ("GPT模型" → "GPT", "模型"), so
+ * Chinese words are learned independently of the Latin word next to them. Contractions,
+ * letter runs with one leading non-letter, digits in groups of at most 3, punctuation runs,
+ * newlines, and whitespace as in GPT-4.
+ */
+export const MYNAH_PATTERN = [
+  String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)`,
+  String.raw`[^\r\n\p{L}\p{N}${HAN}]?[^\P{L}${HAN}]+`,
+  `[${HAN}]+`,
+  String.raw`\p{N}{1,3}`,
+  String.raw` ?[^\s\p{L}\p{N}]+[\r\n]*`,
+  String.raw`\s*[\r\n]+`,
+  String.raw`\s+(?!\S)`,
+  String.raw`\s+`,
+].join("|");
+
+/**
+ * Translates a Rust-regex/Oniguruma pre-split pattern to a JavaScript RegExp (flags `gu`):
+ * `(?i:...)` groups become explicit `[xX]` classes (Node 20 has no inline flags), and
+ * `\s`/`\S` become `\p{White_Space}`/`\P{White_Space}` because JavaScript's `\s` differs
+ * from Unicode White_Space (it adds U+FEFF and lacks U+0085).
+ */
+export function compilePattern(pattern: string): RegExp {
+  let out = "";
+  let caseless = 0; // depth of open (?i: groups
+  const stack: boolean[] = []; // per open group: was it a (?i: group
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") {
+      const d = pattern[i + 1];
+      if (d === undefined) throw new Error(`pre-split pattern ends with a lone backslash: ${pattern}`);
+      if (d === "s") out += String.raw`\p{White_Space}`;
+      else if (d === "S") out += String.raw`\P{White_Space}`;
+      else if (d === "p" || d === "P" || d === "x" || d === "u") {
+        // copy a \p{...} / \x{...} / \u{...} escape whole
+        let j = i + 2;
+        if (pattern[j] === "{") j = pattern.indexOf("}", j) + 1;
+        else j = d === "x" ? j + 2 : d === "u" ? j + 4 : j + 1;
+        if (j <= i) throw new Error(`pre-split pattern: unterminated escape at ${i}: ${pattern}`);
+        out += pattern.slice(i, j);
+        i = j - 1;
+        continue;
+      } else out += c + d;
+      i++;
+      continue;
+    }
+    if (inClass) {
+      if (c === "]") inClass = false;
+      out += c;
+      continue;
+    }
+    if (c === "[") {
+      inClass = true;
+      out += c;
+      if (pattern[i + 1] === "^") (out += "^"), i++;
+      if (pattern[i + 1] === "]") (out += "\\]"), i++;
+      continue;
+    }
+    if (c === "(") {
+      if (pattern.startsWith("(?i:", i)) {
+        stack.push(true);
+        caseless++;
+        out += "(?:";
+        i += 3;
+        continue;
+      }
+      stack.push(false);
+      out += c;
+      continue;
+    }
+    if (c === ")") {
+      if (stack.pop()) caseless--;
+      out += c;
+      continue;
+    }
+    if (caseless > 0 && /[a-zA-Z]/.test(c)) {
+      out += `[${c.toLowerCase()}${c.toUpperCase()}]`;
+      continue;
+    }
+    out += c;
+  }
+  try {
+    return new RegExp(out, "gu");
+  } catch (err) {
+    throw new Error(`pre-split pattern is not a valid regex (${(err as Error).message}): ${pattern}`);
+  }
+}
+
+/** Calls `fn` for each piece of `text` (in order); pieces cover all of `text`. */
+export function forEachPiece(re: RegExp, text: string, fn: (piece: string) => void): void {
+  re.lastIndex = 0;
+  let last = 0;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    // The patterns cover every character; a gap would mean a pattern that skips text, which
+    // would lose data, so it becomes a piece of its own.
+    if (m.index > last) fn(text.slice(last, m.index));
+    if (m[0].length === 0) {
+      re.lastIndex++;
+      continue;
+    }
+    fn(m[0]);
+    last = re.lastIndex;
+  }
+  if (last < text.length) fn(text.slice(last));
+}
