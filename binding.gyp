@@ -6,6 +6,7 @@
         "native/binding.c",
         "native/pool.c",
         "native/gemm.c",
+        "native/gemm_small.c",
         "native/ops.c"
       ],
       "cflags!": ["-O2", "-O3"],

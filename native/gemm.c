@@ -1,37 +1,250 @@
-// GEMM. Placeholder: a correct, threaded, unblocked kernel. To be replaced by the packed,
-// cache-blocked, register-tiled version.
+// GEMM: C = alpha · op(A) · op(B) + beta · C, row-major, single precision.
+//
+// Shapes: op(A) (M, K), op(B) (K, N), C (M, N).
+//   A is (M, K) with row stride lda, or (K, M) when transA; B is (K, N) with row stride ldb,
+//   or (N, K) when transB. Training uses y = x·Wᵀ (NT), dX = dY·W (NN), dW += dYᵀ·X (TN).
+//
+// Structure (GotoBLAS / BLIS): for each KC-deep slice of K, op(A) rows are packed into
+// MR-tall micro-panels and op(B) into NR-wide micro-panels (NC columns at a time), so the
+// micro-kernel (gemm_kernel.h) reads both with unit stride whatever the transposes. Loop
+// order inside one thread's share of C:
+//   pc (K, step KC) → ic (M, step MC): pack A → jc (N, step NC): pack B →
+//   ir (step MR) → jr (step NR): micro-kernel
+// An A micro-panel (MR x KC, 18 KiB at 12 x 384) stays in L1 while the jr loop streams the
+// packed B block (KC x NC, 384 KiB) from L2; the packed A block (MC x KC) lives in L3 and
+// is reused for every NC block. Edge tiles are computed into a scratch tile and merged.
+//
+// Threads: C is cut into one piece per pool thread along its longer side (rows when
+// M >= N), each thread packs its own buffers (allocated once, 64-byte aligned, reused),
+// so no thread ever waits for another inside a GEMM. Products below GEMM_MT_FLOPS run on
+// the calling thread alone (thread wake-up would cost more than it saves), and M <= 8
+// goes to the matrix-vector path in gemm_small.c.
+//
+// Re-entrancy: gemm() may be called from C on the main thread (it uses pool_run); it must
+// not be called from inside a pool task (the pool does not nest).
 #include "gemm.h"
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "gemm_kernel.h"
 #include "napi_util.h"
 #include "pool.h"
+
+#define MC (MR * 192)               // rows of op(A) packed at once (2304 at MR = 12)
+#define GEMM_MT_FLOPS (1L << 21)    // below ~2 MFLOP a second thread does not pay
+#define MAX_POOL 256
 
 typedef struct {
   int transA, transB, M, N, K, lda, ldb, ldc;
   float alpha, beta;
   const float *A, *B;
   float *C;
+  int split_rows, ntasks;  // how C is divided among the tasks
 } gemm_args;
 
-static void gemm_rows(void *vctx, int task, int thread) {
-  (void)thread;
-  gemm_args *g = vctx;
-  int i = task;
-  for (int j = 0; j < g->N; j++) {
-    float s = 0;
-    for (int k = 0; k < g->K; k++) {
-      float a = g->transA ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k];
-      float b = g->transB ? g->B[(size_t)j * g->ldb + k] : g->B[(size_t)k * g->ldb + j];
-      s += a * b;
+// The simplest correct GEMM, kept as the reference for the fast path (and used by the test).
+void gemm_naive(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc) {
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double s = 0;
+      for (int k = 0; k < K; k++)
+        s += (double)(transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) *
+             (transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+      float *c = &C[(size_t)i * ldc + j];
+      *c = alpha * (float)s + (beta == 0 ? 0 : beta * *c);
     }
-    float *c = &g->C[(size_t)i * g->ldc + j];
-    *c = g->alpha * s + (g->beta == 0 ? 0 : g->beta * *c);
+}
+
+// ---- per-thread packing buffers (grown on demand, never shrunk) ----
+
+static float *buf_a[MAX_POOL], *buf_b[MAX_POOL];
+
+static float *thread_buf(float **slot, size_t floats) {
+  if (!*slot) *slot = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+  return *slot;
+}
+
+// ---- packing: op(A) block (mc, kc) at (i0, k0) -> MR-tall panels, (kc, MR) each ----
+
+static void pack_a(const gemm_args *g, int i0, int mc, int k0, int kc, float *restrict Ap) {
+  for (int ip = 0; ip < mc; ip += MR, Ap += (size_t)MR * kc) {
+    int m = mc - ip < MR ? mc - ip : MR;
+    if (g->transA) {  // A stored (K, M): each k gives m contiguous values
+      const float *src = g->A + (size_t)k0 * g->lda + i0 + ip;
+      for (int k = 0; k < kc; k++, src += g->lda) {
+        float *d = Ap + (size_t)k * MR;
+        for (int i = 0; i < m; i++) d[i] = src[i];
+        for (int i = m; i < MR; i++) d[i] = 0;
+      }
+    } else {  // A stored (M, K): interleave m rows
+      const float *rows[MR];
+      for (int i = 0; i < MR; i++) rows[i] = g->A + (size_t)(i0 + ip + (i < m ? i : 0)) * g->lda + k0;
+      if (m == MR) {
+        for (int k = 0; k < kc; k++)
+          for (int i = 0; i < MR; i++) Ap[(size_t)k * MR + i] = rows[i][k];
+      } else {
+        for (int k = 0; k < kc; k++)
+          for (int i = 0; i < MR; i++) Ap[(size_t)k * MR + i] = i < m ? rows[i][k] : 0;
+      }
+    }
   }
 }
 
+// ---- packing: op(B) block (kc, nc) at (k0, j0) -> NR-wide panels, (kc, NR) each ----
+
+static void pack_b(const gemm_args *g, int k0, int kc, int j0, int nc, float *restrict Bp) {
+  for (int jp = 0; jp < nc; jp += NR, Bp += (size_t)NR * kc) {
+    int n = nc - jp < NR ? nc - jp : NR;
+    if (!g->transB) {  // B stored (K, N): each k gives n contiguous values
+      const float *src = g->B + (size_t)k0 * g->ldb + j0 + jp;
+      if (n == NR) {
+        for (int k = 0; k < kc; k++, src += g->ldb) memcpy(Bp + (size_t)k * NR, src, NR * sizeof(float));
+      } else {
+        for (int k = 0; k < kc; k++, src += g->ldb) {
+          float *d = Bp + (size_t)k * NR;
+          for (int j = 0; j < n; j++) d[j] = src[j];
+          for (int j = n; j < NR; j++) d[j] = 0;
+        }
+      }
+    } else {  // B stored (N, K): transpose n rows into the panel
+      const float *src = g->B + (size_t)(j0 + jp) * g->ldb + k0;
+      if (n < NR) memset(Bp, 0, (size_t)NR * kc * sizeof(float));
+      for (int j = 0; j < n; j++, src += g->ldb)
+        for (int k = 0; k < kc; k++) Bp[(size_t)k * NR + j] = src[k];
+    }
+  }
+}
+
+// ---- one thread's share: rows [i0, i1) x columns [j0, j1) of C ----
+
+static void gemm_part(const gemm_args *g, int i0, int i1, int j0, int j1, int thread) {
+  float *Ap = thread_buf(&buf_a[thread], (size_t)MC * KC);
+  float *Bp = thread_buf(&buf_b[thread], (size_t)KC * (NC + NR));
+  _Alignas(64) float tile[MR * NR];
+  for (int pc = 0; pc < g->K; pc += KC) {
+    int kc = g->K - pc < KC ? g->K - pc : KC;
+    float beta = pc == 0 ? g->beta : 1.0f;  // later K slices accumulate onto the first
+    for (int ic = i0; ic < i1; ic += MC) {
+      int mc = i1 - ic < MC ? i1 - ic : MC;
+      pack_a(g, ic, mc, pc, kc, Ap);
+      for (int jc = j0; jc < j1; jc += NC) {
+        int nc = j1 - jc < NC ? j1 - jc : NC;
+        pack_b(g, pc, kc, jc, nc, Bp);
+        for (int ir = 0; ir < mc; ir += MR) {
+          int m = mc - ir < MR ? mc - ir : MR;
+          const float *a = Ap + (size_t)ir * kc;
+          for (int jr = 0; jr < nc; jr += NR) {
+            int n = nc - jr < NR ? nc - jr : NR;
+            const float *b = Bp + (size_t)jr * kc;
+            float *c = g->C + (size_t)(ic + ir) * g->ldc + jc + jr;
+            if (m == MR && n == NR) {
+              ukernel(kc, a, b, c, g->ldc, g->alpha, beta);
+            } else {
+              ukernel(kc, a, b, tile, NR, 1.0f, 0.0f);
+              for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) {
+                  float *d = c + (size_t)i * g->ldc + j;
+                  *d = g->alpha * tile[i * NR + j] + (beta == 0 ? 0 : beta * *d);
+                }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Splits n into parts pieces at multiples of q: piece t is [start(t), start(t + 1)).
+static int split_at(int n, int parts, int q, int t) {
+  int blocks = (n + q - 1) / q;
+  long b = (long)blocks * t / parts;
+  int s = (int)(b * q);
+  return s < n ? s : n;
+}
+
+static void gemm_task(void *ctx, int task, int thread) {
+  const gemm_args *g = ctx;
+  if (g->split_rows)
+    gemm_part(g, split_at(g->M, g->ntasks, MR, task), split_at(g->M, g->ntasks, MR, task + 1), 0, g->N, thread);
+  else
+    gemm_part(g, 0, g->M, split_at(g->N, g->ntasks, NR, task), split_at(g->N, g->ntasks, NR, task + 1), thread);
+}
+
+void gemm_small(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc, int threads);
+
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc) {
-  gemm_args g = {transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
-  pool_run(gemm_rows, &g, M);
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0) {  // C = beta · C (beta 0 clears, NaNs included)
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        float *c = &C[(size_t)i * ldc + j];
+        *c = beta == 0 ? 0 : beta * *c;
+      }
+    return;
+  }
+  double flops = 2.0 * M * N * K;
+  int threads = flops < GEMM_MT_FLOPS ? 1 : pool_threads();
+  if (M <= 8) {
+    gemm_small(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+    return;
+  }
+  gemm_args g = {transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, M >= N, threads};
+  // never more pieces than there are tiles along the cut side
+  int tiles = g.split_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR;
+  if (g.ntasks > tiles) g.ntasks = tiles;
+  if (g.ntasks == 1)
+    gemm_part(&g, 0, M, 0, N, 0);
+  else
+    pool_run(gemm_task, &g, g.ntasks);
 }
+
+// ---- machine peak: independent FMA chains on every pool thread ----
+
+#define PEAK_ITERS 20000000L
+
+static void peak_task(void *ctx, int task, int thread) {
+  (void)task;
+  (void)thread;
+  float *sink = ctx;
+#if defined(__AVX512F__)
+  __m512 x[12], m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+  for (int i = 0; i < 12; i++) x[i] = _mm512_set1_ps((float)i);
+  for (long n = 0; n < PEAK_ITERS; n++)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) x[i] = _mm512_fmadd_ps(x[i], m, a);
+  for (int i = 1; i < 12; i++) x[0] = _mm512_add_ps(x[0], x[i]);
+  sink[task] = _mm512_reduce_add_ps(x[0]);
+#else
+  // 12 chains of 16 lanes; the compiler maps them onto whatever vectors it has.
+  float x[12][16];
+  for (int i = 0; i < 12; i++)
+    for (int l = 0; l < 16; l++) x[i][l] = (float)i;
+  for (long n = 0; n < PEAK_ITERS; n++)
+    for (int i = 0; i < 12; i++)
+      for (int l = 0; l < 16; l++) x[i][l] = x[i][l] * 0.999999f + 1e-7f;
+  float s = 0;
+  for (int i = 0; i < 12; i++)
+    for (int l = 0; l < 16; l++) s += x[i][l];
+  sink[task] = s;
+#endif
+}
+
+// Peak FP32 GFLOP/s of this machine with the pool's threads (12 x 16 lanes x 2 FLOP per step).
+double gemm_peak_gflops(void) {
+  float sink[MAX_POOL];
+  int t = pool_threads();
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  pool_run(peak_task, sink, t);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  return (double)t * PEAK_ITERS * 12 * 16 * 2 / s / 1e9;
+}
+
+// ---- Node-API ----
 
 // gemm(transA, transB, M, N, K, alpha, A, B, beta, C): contiguous row-major operands.
 static napi_value js_gemm(napi_env env, napi_callback_info info) {
@@ -46,9 +259,33 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
       !get_f32(env, argv[6], "gemm", "A", M * K, &A) || !get_f32(env, argv[7], "gemm", "B", K * N, &B) ||
       !get_num(env, argv[8], "gemm", "beta", &beta) || !get_f32(env, argv[9], "gemm", "C", M * N, &C))
     return NULL;
+  if (M > INT32_MAX / 2 || N > INT32_MAX / 2 || K > INT32_MAX / 2) {
+    throw_err(env, "gemm", "M, N and K must each be below 2^30");
+    return NULL;
+  }
   gemm(ta, tb, (int)M, (int)N, (int)K, (float)alpha, A, ta ? (int)M : (int)K, B, tb ? (int)K : (int)N,
        (float)beta, C, (int)N);
   return NULL;
 }
 
-void register_gemm(napi_env env, napi_value exports) { export_fn(env, exports, "gemm", js_gemm); }
+// gemmPeakGflops(): measured FP32 FMA throughput of the pool's threads, GFLOP/s.
+static napi_value js_peak(napi_env env, napi_callback_info info) {
+  (void)info;
+  return make_num(env, gemm_peak_gflops());
+}
+
+// gemmInfo(): the compiled micro-kernel and blocking, for benchmarks and bug reports.
+static napi_value js_info(napi_env env, napi_callback_info info) {
+  (void)info;
+  char s[160];
+  snprintf(s, sizeof s, "%s MRxNR=%dx%d KC=%d NC=%d MC=%d", GEMM_ISA, MR, NR, KC, NC, MC);
+  napi_value r;
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+void register_gemm(napi_env env, napi_value exports) {
+  export_fn(env, exports, "gemm", js_gemm);
+  export_fn(env, exports, "gemmPeakGflops", js_peak);
+  export_fn(env, exports, "gemmInfo", js_info);
+}

@@ -1,0 +1,166 @@
+// GEMM for M <= 8: matrix-vector products of token-by-token generation.
+//
+// Shapes: op(A) (M, K) with M <= 8, op(B) (K, N), C (M, N).
+// These products are bound by reading B (the weights) once, so there is no packing: B is
+// streamed in place, each element used for all M rows while it is in a register, and the
+// columns of C are split among the pool threads (each thread streams its own part of B).
+//   transB (y = x·Wᵀ, W (N, K)):  each C[m, j] is a dot product of row m of op(A) with row
+//                                 j of W; a few rows of W are walked together along k.
+//   !transB (B (K, N)):           C[m, j0:j0+W] accumulates op(A)[m, k] · B[k, j0:j0+W]
+//                                 over k, in vector registers.
+// Vectors are GCC/Clang vector extensions sized to the widest unit the build targets
+// (zmm, ymm, or 128-bit NEON/SSE), so one source serves every instruction set.
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include "pool.h"
+
+void gemm_naive(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc);
+
+#if defined(__AVX512F__)
+#define VB 64
+#elif defined(__AVX__)
+#define VB 32
+#else
+#define VB 16
+#endif
+#define VL (VB / 4)
+typedef float vf __attribute__((vector_size(VB), aligned(4)));  // unaligned loads allowed
+#define INLINE static inline __attribute__((always_inline))
+
+typedef struct {
+  int M, N, K, ldb, ldc, transB, ntasks;
+  float alpha, beta;
+  const float *A;  // op(A) as a contiguous (M, K) matrix
+  const float *B;
+  float *C;
+} small_args;
+
+INLINE float hsum(vf v) {
+  float s = 0;
+  for (int l = 0; l < VL; l++) s += v[l];
+  return s;
+}
+
+INLINE void put(const small_args *s, int m, int j, float v) {
+  float *c = &s->C[(size_t)m * s->ldc + j];
+  *c = s->alpha * v + (s->beta == 0 ? 0 : s->beta * *c);
+}
+
+// transB: C[m, j] = Σ_k A[m, k] · W[j, k] for JB rows j of W at a time.
+INLINE void dots(const small_args *s, int M, int JB, int j) {
+  vf acc[8][4];
+  for (int m = 0; m < M; m++)
+    for (int r = 0; r < JB; r++) acc[m][r] = (vf){0};
+  const float *w[4];
+  for (int r = 0; r < JB; r++) w[r] = s->B + (size_t)(j + r) * s->ldb;
+  int K = s->K, k = 0;
+  for (; k + VL <= K; k += VL) {
+    vf b[4];
+    for (int r = 0; r < JB; r++) b[r] = *(const vf *)(w[r] + k);
+    for (int m = 0; m < M; m++) {
+      vf a = *(const vf *)(s->A + (size_t)m * K + k);
+      for (int r = 0; r < JB; r++) acc[m][r] += a * b[r];
+    }
+  }
+  for (int m = 0; m < M; m++)
+    for (int r = 0; r < JB; r++) {
+      float t = hsum(acc[m][r]);
+      for (int kk = k; kk < K; kk++) t += s->A[(size_t)m * K + kk] * w[r][kk];
+      put(s, m, j + r, t);
+    }
+}
+
+INLINE void dots_range(const small_args *s, int M, int j0, int j1) {
+  int JB = M <= 2 ? 4 : 2, j = j0;
+  for (; j + JB <= j1; j += JB) dots(s, M, JB, j);
+  for (; j < j1; j++) dots(s, M, 1, j);
+}
+
+// !transB: C[m, j:j+NV·VL] = Σ_k A[m, k] · B[k, j:j+NV·VL].
+INLINE void axpys(const small_args *s, int M, int NV, int j) {
+  vf acc[8][4];
+  for (int m = 0; m < M; m++)
+    for (int v = 0; v < NV; v++) acc[m][v] = (vf){0};
+  const float *b = s->B + j;
+  for (int k = 0; k < s->K; k++, b += s->ldb) {
+    vf bv[4];
+    for (int v = 0; v < NV; v++) bv[v] = *(const vf *)(b + v * VL);
+    for (int m = 0; m < M; m++) {
+      float a = s->A[(size_t)m * s->K + k];
+      for (int v = 0; v < NV; v++) acc[m][v] += a * bv[v];
+    }
+  }
+  for (int m = 0; m < M; m++)
+    for (int v = 0; v < NV; v++)
+      for (int l = 0; l < VL; l++) put(s, m, j + v * VL + l, acc[m][v][l]);
+}
+
+INLINE void axpys_range(const small_args *s, int M, int j0, int j1) {
+  int NV = M <= 4 ? 4 : 2, j = j0;
+  for (; j + NV * VL <= j1; j += NV * VL) axpys(s, M, NV, j);
+  for (; j + VL <= j1; j += VL) axpys(s, M, 1, j);
+  for (; j < j1; j++) {  // last columns, scalar
+    for (int m = 0; m < M; m++) {
+      float t = 0;
+      for (int k = 0; k < s->K; k++) t += s->A[(size_t)m * s->K + k] * s->B[(size_t)k * s->ldb + j];
+      put(s, m, j, t);
+    }
+  }
+}
+
+// Specializes on M so the accumulators live in registers.
+#define BY_M(fn, s, j0, j1)              \
+  switch ((s)->M) {                      \
+    case 1: fn(s, 1, j0, j1); break;     \
+    case 2: fn(s, 2, j0, j1); break;     \
+    case 3: fn(s, 3, j0, j1); break;     \
+    case 4: fn(s, 4, j0, j1); break;     \
+    case 5: fn(s, 5, j0, j1); break;     \
+    case 6: fn(s, 6, j0, j1); break;     \
+    case 7: fn(s, 7, j0, j1); break;     \
+    default: fn(s, 8, j0, j1); break;    \
+  }
+
+static void small_task(void *ctx, int task, int thread) {
+  (void)thread;
+  const small_args *s = ctx;
+  // column ranges in multiples of 64 so vector strips stay whole
+  int blocks = (s->N + 63) / 64;
+  int j0 = (int)((long)blocks * task / s->ntasks) * 64, j1 = (int)((long)blocks * (task + 1) / s->ntasks) * 64;
+  if (j1 > s->N) j1 = s->N;
+  if (j0 >= j1) return;
+  if (s->transB) {
+    BY_M(dots_range, s, j0, j1);
+  } else {
+    BY_M(axpys_range, s, j0, j1);
+  }
+}
+
+void gemm_small(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc, int threads) {
+  // op(A) as a contiguous (M, K) copy unless it already is one
+  float *copy = NULL;
+  if (transA || lda != K) {
+    copy = malloc((size_t)M * K * sizeof(float));
+    if (!copy) {  // out of memory: the slow path needs no buffer
+      gemm_naive(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+    for (int m = 0; m < M; m++)
+      for (int k = 0; k < K; k++)
+        copy[(size_t)m * K + k] = transA ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
+    A = copy;
+  }
+  small_args s = {M, N, K, ldb, ldc, transB, 1, alpha, beta, A, B, C};
+  int blocks = (N + 63) / 64;
+  s.ntasks = threads < blocks ? threads : blocks;
+  if (s.ntasks <= 1) {
+    s.ntasks = 1;
+    small_task(&s, 0, 0);
+  } else {
+    pool_run(small_task, &s, s.ntasks);
+  }
+  free(copy);
+}
