@@ -1,0 +1,95 @@
+/**
+ * Choosing the next token from one row of logits: repetition penalty, then temperature,
+ * top-k and top-p (nucleus) filtering, then a draw from the seeded RNG. Temperature 0 is
+ * greedy (argmax, lowest id on ties).
+ */
+import type { Rng } from "./rng.ts";
+
+export interface SamplingOptions {
+  /** 0 = greedy. Logits are divided by it before softmax. */
+  temperature: number;
+  /** Keep only the k most likely tokens (0 = all). */
+  topK: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches p (1 = all). */
+  topP: number;
+  /**
+   * CTRL's repetition penalty (Keskar et al. 2019, as in Hugging Face): for every token already
+   * in the context, a positive logit is divided by it and a negative one multiplied (1 = off).
+   */
+  repetitionPenalty: number;
+}
+
+export const GREEDY: SamplingOptions = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1 };
+
+export function checkSampling(o: SamplingOptions): void {
+  const bad = (f: string, why: string): never => { throw new Error(`sampling option ${f}: ${why}`); };
+  if (!(o.temperature >= 0) || !Number.isFinite(o.temperature)) bad("temperature", `must be ≥ 0, got ${o.temperature}`);
+  if (!Number.isInteger(o.topK) || o.topK < 0) bad("topK", `must be an integer ≥ 0, got ${o.topK}`);
+  if (!(o.topP > 0 && o.topP <= 1)) bad("topP", `must be in (0, 1], got ${o.topP}`);
+  if (!(o.repetitionPenalty > 0) || !Number.isFinite(o.repetitionPenalty)) bad("repetitionPenalty", `must be > 0, got ${o.repetitionPenalty}`);
+}
+
+/** log softmax(logits)[id], computed stably in float64. logits [V]. */
+export function logSoftmaxAt(logits: ArrayLike<number>, id: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  return logits[id] - max - Math.log(sum);
+}
+
+/** Index of the largest value (the first one on ties). */
+export function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+export interface Sampled {
+  id: number;
+  /** Log-probability of the chosen token under the model (before penalty, temperature, filters). */
+  logprob: number;
+}
+
+/**
+ * Picks the next token. logits [V] (not modified); `context` holds the ids the repetition
+ * penalty applies to (prompt and generated so far).
+ */
+export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, context: ArrayLike<number> = []): Sampled {
+  const V = logits.length;
+  let z: Float32Array | Float64Array = logits;
+  if (o.repetitionPenalty !== 1 && context.length > 0) {
+    z = Float64Array.from(logits);
+    const seen = new Set<number>();
+    for (let i = 0; i < context.length; i++) seen.add(context[i]);
+    for (const id of seen) if (id >= 0 && id < V) z[id] = z[id] > 0 ? z[id] / o.repetitionPenalty : z[id] * o.repetitionPenalty;
+  }
+  if (o.temperature === 0 || o.topK === 1) {
+    const id = argmax(z);
+    return { id, logprob: logSoftmaxAt(logits, id) };
+  }
+  // Candidates sorted by logit, best first; top-k cuts the list.
+  let order = Array.from({ length: V }, (_, i) => i);
+  order.sort((a, b) => z[b] - z[a] || a - b);
+  if (o.topK > 0 && o.topK < V) order = order.slice(0, o.topK);
+  const max = z[order[0]];
+  const p = order.map((i) => Math.exp((z[i] - max) / o.temperature));
+  let total = p.reduce((s, x) => s + x, 0);
+  if (o.topP < 1) {
+    let cum = 0, keep = 0;
+    while (keep < p.length) {
+      cum += p[keep++] / total;
+      if (cum >= o.topP) break;
+    }
+    order = order.slice(0, keep);
+    p.length = keep;
+    total = p.reduce((s, x) => s + x, 0);
+  }
+  let u = rng.next() * total;
+  let pick = order[order.length - 1];
+  for (let j = 0; j < order.length; j++) {
+    u -= p[j];
+    if (u < 0) { pick = order[j]; break; }
+  }
+  return { id: pick, logprob: logSoftmaxAt(logits, pick) };
+}

@@ -1,0 +1,201 @@
+/**
+ * Inference forward with a KV cache: the prompt is prefilled in one pass, then tokens are fed
+ * one at a time, each attending to the cached keys and values of everything before it.
+ * Same math, same weights (read by Hugging Face name), same Backend ops as the training
+ * forward in gpt.ts — so greedy decoding here gives exactly the tokens of full recomputation.
+ *
+ * Per layer (Llama):  h = rmsnorm(x)·w_in;  q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ;  [qk-norm];  rope(q,k)
+ *                     x += attn(q, cache k, cache v)·Woᵀ;  h = rmsnorm(x)·w_post;
+ *                     x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ
+ * then logits = rmsnorm(x)·w_norm · lm_headᵀ (the embedding when tied).
+ *
+ * The cache holds B independent sequences ("slots"), each with its own length, so a batch of
+ * prompts of different lengths decodes together: the matrix products run over all active
+ * slots at once (M = number of slots), rope and attention per slot at its own position.
+ * Shapes: C model width, H query heads, Hkv key/value heads, D = C/H, F MLP width, V vocab.
+ */
+import type { Backend } from "../core/backend.ts";
+
+/** What decoding needs to know about the architecture. */
+export interface DecodeConfig {
+  nLayer: number;
+  nHead: number;
+  nKvHead: number;
+  nEmbd: number;
+  ffnHidden: number;
+  vocabSize: number;
+  /** Longest context the model was trained for (the cache's default length). */
+  seqLen: number;
+  ropeTheta: number;
+  normEps: number;
+  tiedEmbeddings: boolean;
+  qkNorm: boolean;
+}
+
+/** A model ready to decode: config, weights by Hugging Face name, and the backend to run on. */
+export interface DecodeModel {
+  config: DecodeConfig;
+  weight(name: string): Float32Array;
+  backend: Backend;
+}
+
+export interface KvCache {
+  /** Number of slots (sequences). */
+  B: number;
+  /** Positions per slot. */
+  maxT: number;
+  /** Per layer: keys and values [B, maxT, Hkv, D]. */
+  k: Float32Array[];
+  v: Float32Array[];
+  /** Tokens cached so far in each slot [B]. */
+  length: Int32Array;
+  /** RoPE tables [maxT, D/2]. */
+  cos: Float32Array;
+  sin: Float32Array;
+}
+
+/**
+ * RoPE tables for positions 0..maxT−1: θ = p · theta^(−2i/D), as float32 of the float64 angle
+ * (the training forward must build them the same way; see ropeTables in gpt.ts).
+ */
+export function ropeTables(maxT: number, D: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+  const half = D / 2;
+  const cos = new Float32Array(maxT * half), sin = new Float32Array(maxT * half);
+  for (let p = 0; p < maxT; p++) {
+    for (let i = 0; i < half; i++) {
+      const a = p * Math.pow(theta, (-2 * i) / D);
+      cos[p * half + i] = Math.cos(a);
+      sin[p * half + i] = Math.sin(a);
+    }
+  }
+  return { cos, sin };
+}
+
+export function createCache(model: DecodeModel, B: number, maxT = model.config.seqLen): KvCache {
+  const c = model.config;
+  const D = c.nEmbd / c.nHead;
+  const per = B * maxT * c.nKvHead * D;
+  const { cos, sin } = ropeTables(maxT, D, c.ropeTheta);
+  return {
+    B, maxT,
+    k: Array.from({ length: c.nLayer }, () => new Float32Array(per)),
+    v: Array.from({ length: c.nLayer }, () => new Float32Array(per)),
+    length: new Int32Array(B),
+    cos, sin,
+  };
+}
+
+/** Forgets a slot's tokens (its cache memory is reused). */
+export function resetSlot(cache: KvCache, slot: number): void {
+  cache.length[slot] = 0;
+}
+
+/** Scratch buffers for N rows, kept between calls of the same size. */
+interface Scratch {
+  N: number;
+  x: Float32Array; h: Float32Array; rstd: Float32Array; q: Float32Array; k: Float32Array; v: Float32Array;
+  att: Float32Array; g: Float32Array; u: Float32Array; a: Float32Array; qkRstd: Float32Array;
+}
+const scratchCache = new WeakMap<DecodeModel, Scratch>();
+function scratch(model: DecodeModel, N: number): Scratch {
+  const s = scratchCache.get(model);
+  if (s && s.N >= N) return s;
+  const c = model.config;
+  const D = c.nEmbd / c.nHead, kv = c.nKvHead * D;
+  const made: Scratch = {
+    N,
+    x: new Float32Array(N * c.nEmbd), h: new Float32Array(N * c.nEmbd), rstd: new Float32Array(N),
+    q: new Float32Array(N * c.nEmbd), k: new Float32Array(N * kv), v: new Float32Array(N * kv),
+    att: new Float32Array(N * c.nEmbd), g: new Float32Array(N * c.ffnHidden), u: new Float32Array(N * c.ffnHidden), a: new Float32Array(N * c.ffnHidden),
+    qkRstd: new Float32Array(N * c.nHead),
+  };
+  scratchCache.set(model, made);
+  return made;
+}
+
+/**
+ * Feeds tokens to the model. Each listed slot gets `counts[i]` new tokens (taken in order
+ * from `ids`), placed at positions length[slot] .. length[slot] + counts[i] − 1; the slot's
+ * length grows by that. Prefill is counts = [T]; one decode step is counts = [1, 1, …].
+ *
+ * Returns logits [R, V]: by default one row per slot (its last new token's logits);
+ * with allLogits, one row per fed token (R = Σ counts), in order.
+ */
+export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonly number[], counts: readonly number[],
+                              ids: ArrayLike<number>, allLogits = false): Float32Array {
+  const c = model.config, be = model.backend;
+  const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = C / H, kvW = Hkv * D, Fh = c.ffnHidden, V = c.vocabSize;
+  const N = counts.reduce((a, b) => a + b, 0);
+  if (slots.length !== counts.length) throw new Error(`forwardCached: ${slots.length} slots but ${counts.length} counts`);
+  if (ids.length !== N) throw new Error(`forwardCached: counts add up to ${N} but ${ids.length} ids were given`);
+  for (let i = 0; i < slots.length; i++) {
+    const s = slots[i];
+    if (!(s >= 0 && s < cache.B)) throw new Error(`forwardCached: slot ${s} is outside the cache's ${cache.B} slots`);
+    if (cache.length[s] + counts[i] > cache.maxT)
+      throw new Error(`forwardCached: slot ${s} would hold ${cache.length[s] + counts[i]} tokens, more than the cache's ${cache.maxT}`);
+  }
+  const ids32 = Int32Array.from(ids as ArrayLike<number>);
+  for (let i = 0; i < N; i++) if (!(ids32[i] >= 0 && ids32[i] < V)) throw new Error(`forwardCached: token id ${ids32[i]} is outside the vocabulary [0, ${V})`);
+  const S = scratch(model, N);
+  const x = S.x.subarray(0, N * C), h = S.h.subarray(0, N * C), rstd = S.rstd.subarray(0, N);
+  const q = S.q.subarray(0, N * C), k = S.k.subarray(0, N * kvW), v = S.v.subarray(0, N * kvW);
+  const att = S.att.subarray(0, N * C), g = S.g.subarray(0, N * Fh), u = S.u.subarray(0, N * Fh);
+  const W = (n: string): Float32Array => model.weight(n);
+
+  be.embeddingForward(x, W("model.embed_tokens.weight"), ids32, N, C);
+  for (let l = 0; l < c.nLayer; l++) {
+    const p = `model.layers.${l}.`;
+    be.rmsnormForward(h, rstd, x, W(p + "input_layernorm.weight"), N, C, c.normEps);
+    be.gemm(false, true, N, C, C, 1, h, W(p + "self_attn.q_proj.weight"), 0, q);
+    be.gemm(false, true, N, kvW, C, 1, h, W(p + "self_attn.k_proj.weight"), 0, k);
+    be.gemm(false, true, N, kvW, C, 1, h, W(p + "self_attn.v_proj.weight"), 0, v);
+    if (c.qkNorm) {
+      // RMSNorm over each head's D values, before rope (Qwen3).
+      // (Normalized into scratch and copied back: ops are not promised to work in place.)
+      be.rmsnormForward(att, S.qkRstd.subarray(0, N * H), q, W(p + "self_attn.q_norm.weight"), N * H, D, c.normEps);
+      q.set(att);
+      const kn = att.subarray(0, N * kvW);
+      be.rmsnormForward(kn, S.qkRstd.subarray(0, N * Hkv), k, W(p + "self_attn.k_norm.weight"), N * Hkv, D, c.normEps);
+      k.set(kn);
+    }
+    const kc = cache.k[l], vc = cache.v[l];
+    let row = 0;
+    for (let i = 0; i < slots.length; i++) {
+      const s = slots[i], T = counts[i], pos0 = cache.length[s];
+      const qs = q.subarray(row * C, (row + T) * C), ks = k.subarray(row * kvW, (row + T) * kvW);
+      be.ropeForward(qs, cache.cos, cache.sin, 1, T, H, D, pos0);
+      be.ropeForward(ks, cache.cos, cache.sin, 1, T, Hkv, D, pos0);
+      // This slot's cache is [maxT, Hkv, D], contiguous: new positions go at pos0.
+      const base = s * cache.maxT * kvW;
+      kc.set(ks, base + pos0 * kvW);
+      vc.set(v.subarray(row * kvW, (row + T) * kvW), base + pos0 * kvW);
+      be.attentionCached(att.subarray(row * C, (row + T) * C), qs, kc.subarray(base, base + cache.maxT * kvW),
+        vc.subarray(base, base + cache.maxT * kvW), 1, T, H, Hkv, D, pos0, cache.maxT);
+      row += T;
+    }
+    be.gemm(false, true, N, C, C, 1, att, W(p + "self_attn.o_proj.weight"), 1, x); // x += att·Woᵀ
+    be.rmsnormForward(h, rstd, x, W(p + "post_attention_layernorm.weight"), N, C, c.normEps);
+    be.gemm(false, true, N, Fh, C, 1, h, W(p + "mlp.gate_proj.weight"), 0, g);
+    be.gemm(false, true, N, Fh, C, 1, h, W(p + "mlp.up_proj.weight"), 0, u);
+    be.swigluForward(S.a.subarray(0, N * Fh), g, u, N * Fh);
+    be.gemm(false, true, N, C, Fh, 1, S.a.subarray(0, N * Fh), W(p + "mlp.down_proj.weight"), 1, x); // x += mlp·Wdᵀ
+  }
+  for (let i = 0; i < slots.length; i++) cache.length[slots[i]] += counts[i];
+
+  // Final norm and logits, only for the rows asked for.
+  let R = N, xs = x;
+  if (!allLogits) {
+    R = slots.length;
+    xs = new Float32Array(R * C);
+    let row = 0;
+    for (let i = 0; i < slots.length; i++) {
+      row += counts[i];
+      xs.set(x.subarray((row - 1) * C, row * C), i * C);
+    }
+  }
+  const hn = new Float32Array(R * C), r2 = new Float32Array(R);
+  be.rmsnormForward(hn, r2, xs, W("model.norm.weight"), R, C, c.normEps);
+  const logits = new Float32Array(R * V);
+  be.gemm(false, true, R, V, C, 1, hn, W(c.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"), 0, logits);
+  return logits;
+}
