@@ -99,12 +99,34 @@ static inline void ukernel(int kc, const float *restrict Ap, const float *restri
 #define MR 8  // 32 NEON registers: 8 x 12 = 24 accumulators of 4 lanes
 #define NR 12
 #else
-#define MR 4
-#define NR 16
+#define MR 4  // 16 SSE registers: 4 x 8 = 8 accumulators of 4 lanes
+#define NR 8
 #endif
 #define KC 256
 #define NC 240
 
+#if defined(__GNUC__)
+// GCC/Clang vector extensions: 4-lane vectors that map onto NEON or SSE registers.
+typedef float v4 __attribute__((vector_size(16)));
+static inline void ukernel(int kc, const float *restrict Ap, const float *restrict Bp, float *restrict C,
+                           ptrdiff_t ldc, float alpha, float beta) {
+  v4 c[MR][NR / 4];
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NR / 4; v++) c[i][v] = (v4){0, 0, 0, 0};
+  for (int k = 0; k < kc; k++) {
+    v4 b[NR / 4];
+    for (int v = 0; v < NR / 4; v++) b[v] = *(const v4 *)(Bp + 4 * v);  // panels are 64-byte aligned
+    for (int i = 0; i < MR; i++)
+      for (int v = 0; v < NR / 4; v++) c[i][v] += Ap[i] * b[v];
+    Ap += MR;
+    Bp += NR;
+  }
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++)
+      C[i * ldc + j] = alpha * c[i][j / 4][j % 4] + (beta == 0 ? 0 : beta * C[i * ldc + j]);
+}
+#else
+// Plain C for any other compiler.
 static inline void ukernel(int kc, const float *restrict Ap, const float *restrict Bp, float *restrict C,
                            ptrdiff_t ldc, float alpha, float beta) {
   float c[MR][NR];
@@ -122,4 +144,5 @@ static inline void ukernel(int kc, const float *restrict Ap, const float *restri
     for (int j = 0; j < NR; j++)
       C[i * ldc + j] = alpha * c[i][j] + (beta == 0 ? 0 : beta * C[i * ldc + j]);
 }
+#endif
 #endif
