@@ -14,6 +14,7 @@
 import { bytesKey, completeUtf8Prefix } from "./bytes.ts";
 import { compilePattern, forEachPiece } from "./pattern.ts";
 import type { StreamDecoder, Tokenizer } from "./types.ts";
+import { PairMap } from "./pairmap.ts";
 
 /** Everything that defines a byte-level BPE vocabulary (plain data: it crosses to workers). */
 export interface BpeSpec {
@@ -33,6 +34,11 @@ export interface BpeTokenizer extends Tokenizer {
   readonly spec: BpeSpec;
   /** Text → ids with no special-token handling at all (fastest path). */
   encodeOrdinary(text: string): number[];
+  /**
+   * Raw bytes → ids, lossless for any byte sequence: valid UTF-8 runs are encoded as text,
+   * each byte of an invalid sequence becomes its own byte token.
+   */
+  encodeBytes(bytes: Uint8Array): number[];
   /** Bytes of one id (special tokens: their UTF-8 text). */
   tokenBytes(id: number): Uint8Array;
   /** Number of merges (trained vocabularies) or ordinary tokens. */
@@ -54,15 +60,25 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
   // --- byte → id (every byte must be a token for lossless round trips)
   const byteIds = new Int32Array(256).fill(-1);
   const byKey = new Map<string, number>();
+  /** Tokens that are whole UTF-8 text, by that text ("ranks" mode: whole-piece lookups). */
+  const byText = new Map<string, number>();
+  const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
   tokens.forEach((t, id) => {
     if (!t) return;
     if (t.length === 1 && byteIds[t[0]] < 0) byteIds[t[0]] = id;
+    if (mode === "ranks" && (t.length === 1 ? t[0] < 0x80 : utf8SeqLength(t, 0) > 0)) {
+      try {
+        byText.set(strictUtf8.decode(t), id);
+      } catch {
+        // not whole characters: never equal to a piece
+      }
+    }
     if (mode === "ranks") byKey.set(bytesKey(t), id);
   });
   for (let b = 0; b < 256; b++) if (byteIds[b] < 0) throw new Error(`BPE: byte 0x${b.toString(16).padStart(2, "0")} has no token, so some text could not be encoded`);
 
   // --- pair table: key a·2^21+b → rank·2^21 + merged id (−1: no merge)
-  const pairs = new Map<number, number>();
+  const pairs = new PairMap(mode === "merges" ? spec.merges.length : 1 << 16);
   if (mode === "merges") {
     const idOf = new Map<string, number>();
     tokens.forEach((t, id) => t && !idOf.has(bytesKey(t)) && idOf.set(bytesKey(t), id));
@@ -74,20 +90,18 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
       joined.set(tb, ta.length);
       const id = idOf.get(bytesKey(joined));
       if (id === undefined) throw new Error(`BPE: merge ${rank} (${a}, ${b}) produces a token that is not in the vocabulary`);
-      const key = a * ID_LIMIT + b;
-      if (!pairs.has(key)) pairs.set(key, rank * ID_LIMIT + id);
+      if (pairs.get(a, b, -2) === -2) pairs.set(a, b, rank * ID_LIMIT + id);
     });
   }
   const keyOf = (t: Uint8Array): string => bytesKey(t);
   /** Packed rank·2^21+id of merging a then b, or −1. Lazily memoized in "ranks" mode. */
   const pairValue = (a: number, b: number): number => {
-    const key = a * ID_LIMIT + b;
-    const v = pairs.get(key);
-    if (v !== undefined) return v;
+    const v = pairs.get(a, b, -2);
+    if (v !== -2) return v;
     if (mode === "merges") return -1;
     const id = byKey.get(keyOf(tokens[a]!) + keyOf(tokens[b]!));
     const packed = id === undefined ? -1 : id * ID_LIMIT + id;
-    pairs.set(key, packed);
+    pairs.set(a, b, packed);
     return packed;
   };
 
@@ -107,15 +121,6 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
     if (n === 1) {
       out.push(byteIds[buf[0]]);
       return;
-    }
-    if (mode === "ranks") {
-      let key = "";
-      for (let i = 0; i < n; i++) key += String.fromCharCode(buf[i]);
-      const whole = byKey.get(key);
-      if (whole !== undefined) {
-        out.push(whole);
-        return;
-      }
     }
     if (n <= SCAN_LIMIT) scanMerge(buf, n, out);
     else heapMerge(buf, n, out);
@@ -213,6 +218,14 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
 
   /** One piece → ids appended to out (with the cache for short pieces). */
   const encodePiece = (piece: string, out: number[]): void => {
+    if (mode === "ranks") {
+      // tiktoken's rule: a piece that is itself a token is emitted whole
+      const whole = byText.get(piece);
+      if (whole !== undefined) {
+        out.push(whole);
+        return;
+      }
+    }
     const short = piece.length <= CACHE_PIECE_MAX;
     if (short) {
       const hit = cache.get(piece);
@@ -251,6 +264,27 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
     if (!wf.isWellFormed()) text = wf.toWellFormed();
     const out: number[] = [];
     forEachPiece(re, text, (piece) => encodePiece(piece, out));
+    return out;
+  };
+
+  const encodeBytes = (bytes: Uint8Array): number[] => {
+    const out: number[] = [];
+    const dec = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+    let start = 0;
+    const flushValid = (end: number): void => {
+      if (end > start) for (const id of encodeOrdinary(dec.decode(bytes.subarray(start, end)))) out.push(id);
+    };
+    for (let i = 0; i < bytes.length; ) {
+      const n = utf8SeqLength(bytes, i);
+      if (n > 0) {
+        i += n;
+        continue;
+      }
+      flushValid(i);
+      out.push(byteIds[bytes[i]]);
+      start = ++i;
+    }
+    flushValid(bytes.length);
     return out;
   };
 
@@ -340,9 +374,27 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
     numMerges: mode === "merges" ? spec.merges.length : tokens.length,
     encode,
     encodeOrdinary,
+    encodeBytes,
     decode,
     decodeBytes,
     tokenBytes,
     streamDecoder,
   };
+}
+
+/** Length of the valid UTF-8 sequence starting at buf[i] (1–4), or 0 if none starts there. */
+function utf8SeqLength(buf: Uint8Array, i: number): number {
+  const b = buf[i];
+  if (b < 0x80) return 1;
+  const cont = (k: number, lo = 0x80, hi = 0xbf): boolean => i + k < buf.length && buf[i + k] >= lo && buf[i + k] <= hi;
+  if (b >= 0xc2 && b <= 0xdf) return cont(1) ? 2 : 0;
+  if (b >= 0xe0 && b <= 0xef) {
+    const lo = b === 0xe0 ? 0xa0 : 0x80, hi = b === 0xed ? 0x9f : 0xbf; // no overlongs, no surrogates
+    return cont(1, lo, hi) && cont(2) ? 3 : 0;
+  }
+  if (b >= 0xf0 && b <= 0xf4) {
+    const lo = b === 0xf0 ? 0x90 : 0x80, hi = b === 0xf4 ? 0x8f : 0xbf;
+    return cont(1, lo, hi) && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
 }

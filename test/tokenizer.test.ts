@@ -1,0 +1,269 @@
+/**
+ * Byte-level BPE: training (against a naive full-recount trainer), round trips, streaming
+ * decode, special tokens, tokenizer.json save/load (read back by @huggingface/tokenizers,
+ * an independent implementation), and error messages. Self-contained: no shared data needed.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import {
+  trainBpe,
+  trainTokenizerFromFiles,
+  saveTokenizer,
+  loadTokenizer,
+  loadTokenizerConfig,
+  DEFAULT_SPECIAL_TOKENS,
+  MYNAH_PATTERN,
+  BYTE_TO_CHAR,
+} from "../src/tokenizer/index.ts";
+import { compilePattern, forEachPiece } from "../src/tokenizer/pattern.ts";
+
+/** Deterministic PRNG (mulberry32) so failures reproduce. */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A small bilingual corpus: Zipf-distributed made-up English-like words (syllables) and
+ * Chinese words (pairs of common ideographs), numbers, punctuation and emoji, so merges have
+ * plenty of structure to learn.
+ */
+function corpus(seed = 1, n = 3000): string[] {
+  const r = rng(seed);
+  const syl = ["ka", "to", "ri", "ne", "sho", "the", "an", "ing", "er", "qu", "ly", "st", "ou", "ch"];
+  const lex: string[] = [];
+  for (let i = 0; i < 400; i++) {
+    if (i % 3 === 2) lex.push(String.fromCodePoint(0x4e00 + Math.floor(r() * 300)) + String.fromCodePoint(0x4e00 + Math.floor(r() * 300)));
+    else {
+      let w = "";
+      for (let k = 1 + Math.floor(r() * 3); k > 0; k--) w += syl[Math.floor(r() * syl.length)];
+      lex.push(i % 7 === 0 ? w[0].toUpperCase() + w.slice(1) : i % 11 === 0 ? w + "'ll" : w);
+    }
+  }
+  const zipf = (): string => lex[Math.min(lex.length - 1, Math.floor(1 / (r() + 1 / lex.length)) - 1)];
+  const docs: string[] = [];
+  for (let d = 0; d < n / 10; d++) {
+    let s = "";
+    for (let i = 0; i < 10; i++) {
+      const x = r();
+      s += (x < 0.8 ? " " : x < 0.85 ? "\n" : x < 0.9 ? ", " : x < 0.95 ? " " + Math.floor(r() * 100000) + " " : "  ") + zipf();
+    }
+    docs.push(s + (r() < 0.3 ? " 😀!" : "."));
+  }
+  return docs;
+}
+
+/**
+ * Reference trainer, written for clarity only: recount every pair of every word before each
+ * merge; most frequent pair wins, ties to the smaller (left, right) id pair.
+ */
+function naiveMerges(texts: string[], numMerges: number): [number, number][] {
+  const re = compilePattern(MYNAH_PATTERN);
+  const counts = new Map<string, number>();
+  for (const t of texts) forEachPiece(re, t, (p) => counts.set(p, (counts.get(p) ?? 0) + 1));
+  const words = [...counts].map(([p, c]) => ({ ids: [...new TextEncoder().encode(p)], c }));
+  const merges: [number, number][] = [];
+  for (let m = 0; m < numMerges; m++) {
+    const pc = new Map<string, number>();
+    for (const w of words) for (let i = 0; i + 1 < w.ids.length; i++) {
+      const k = `${w.ids[i]},${w.ids[i + 1]}`;
+      pc.set(k, (pc.get(k) ?? 0) + w.c);
+    }
+    let best: [number, number] | null = null, bestC = 0;
+    for (const [k, c] of pc) {
+      const [a, b] = k.split(",").map(Number) as [number, number];
+      if (c > bestC || (c === bestC && best && (a < best[0] || (a === best[0] && b < best[1])))) (best = [a, b]), (bestC = c);
+    }
+    if (!best) break;
+    const z = 256 + m;
+    merges.push(best);
+    for (const w of words) {
+      const out: number[] = [];
+      for (let i = 0; i < w.ids.length; i++) {
+        if (i + 1 < w.ids.length && w.ids[i] === best[0] && w.ids[i + 1] === best[1]) out.push(z), i++;
+        else out.push(w.ids[i]);
+      }
+      w.ids = out;
+    }
+  }
+  return merges;
+}
+
+const specials = DEFAULT_SPECIAL_TOKENS.length;
+
+test("trainer: same merges as a naive full-recount trainer, deterministic", () => {
+  const texts = corpus(7);
+  const vocabSize = 256 + 300 + specials;
+  const tok = trainBpe(texts, { vocabSize });
+  const ref = naiveMerges(texts, 300);
+  assert.equal(tok.spec.merges.length, ref.length);
+  assert.deepEqual(tok.spec.merges, ref);
+  assert.deepEqual(trainBpe(texts, { vocabSize }).spec.merges, tok.spec.merges, "same input, same merges");
+  assert.equal(tok.vocabSize, vocabSize);
+});
+
+test("trainer: special tokens get the ids right after the merges", () => {
+  const tok = trainBpe(corpus(2), { vocabSize: 256 + 100 + specials });
+  DEFAULT_SPECIAL_TOKENS.forEach((s, i) => assert.equal(tok.special.get(s), 256 + 100 + i, s));
+  assert.equal(tok.special.get("<|im_end|>"), 256 + 100 + 2);
+});
+
+test("encode: special-token text is ordinary text unless allowed", () => {
+  const tok = trainBpe(corpus(3), { vocabSize: 256 + 200 + specials });
+  const text = "<|im_start|>user\nhello<|im_end|>";
+  const plain = tok.encode(text);
+  for (const id of plain) assert.ok(id < 256 + 200, `ordinary encode produced special id ${id}`);
+  assert.equal(tok.decode(plain), text);
+  const allowed = tok.encode(text, { allowedSpecial: "all" });
+  assert.equal(allowed[0], tok.special.get("<|im_start|>"));
+  assert.equal(allowed[allowed.length - 1], tok.special.get("<|im_end|>"));
+  assert.equal(tok.decode(allowed), text);
+  const onlyEnd = tok.encode(text, { allowedSpecial: new Set(["<|im_end|>"]) });
+  assert.ok(!onlyEnd.includes(tok.special.get("<|im_start|>")!));
+  assert.equal(onlyEnd[onlyEnd.length - 1], tok.special.get("<|im_end|>"));
+});
+
+test("round trip: random byte strings and random unicode text", () => {
+  const tok = trainBpe(corpus(4), { vocabSize: 256 + 300 + specials });
+  const r = rng(11);
+  for (let k = 0; k < 300; k++) {
+    const bytes = new Uint8Array(Math.floor(r() * 200));
+    // mix of ASCII, valid multi-byte sequences and arbitrary bytes
+    for (let i = 0; i < bytes.length; i++) bytes[i] = r() < 0.5 ? 32 + Math.floor(r() * 95) : Math.floor(r() * 256);
+    assert.deepEqual(tok.decodeBytes(tok.encodeBytes(bytes)), bytes);
+    let s = "";
+    const n = Math.floor(r() * 60);
+    for (let i = 0; i < n; i++) {
+      const pick = r();
+      s += pick < 0.4 ? String.fromCodePoint(32 + Math.floor(r() * 95)) : pick < 0.7 ? String.fromCodePoint(0x4e00 + Math.floor(r() * 0x5000)) : pick < 0.85 ? String.fromCodePoint(0x1f600 + Math.floor(r() * 80)) : String.fromCodePoint(Math.floor(r() * 0xd7ff));
+    }
+    assert.equal(tok.decode(tok.encode(s)), s);
+  }
+});
+
+test("streaming decoder: never half a character; concatenation equals decode", () => {
+  const tok = trainBpe(corpus(5), { vocabSize: 256 + 300 + specials });
+  const r = rng(12);
+  for (let k = 0; k < 200; k++) {
+    // valid UTF-8 text cut at token boundaries that may split characters
+    const text = corpus(100 + k, 20).join("") + "é€😀中";
+    const ids = tok.encode(text);
+    // also feed raw byte tokens of multi-byte characters, one byte at a time
+    const byteIds = [...new TextEncoder().encode("ok😀中")];
+    const all = r() < 0.5 ? ids : [...ids, ...byteIds];
+    const sd = tok.streamDecoder();
+    let out = "";
+    for (const id of all) {
+      const piece = sd.push(id);
+      assert.ok(!piece.includes("\uFFFD"), `half a character emitted: ${JSON.stringify(piece)}`);
+      out += piece;
+    }
+    out += sd.flush();
+    assert.equal(out, tok.decode(all));
+  }
+  // random ids (invalid UTF-8 included): concatenation still equals decode
+  for (let k = 0; k < 200; k++) {
+    const ids = Array.from({ length: 30 }, () => Math.floor(r() * (256 + 300)));
+    const sd = tok.streamDecoder();
+    let out = "";
+    for (const id of ids) out += sd.push(id);
+    assert.equal(out + sd.flush(), tok.decode(ids));
+  }
+});
+
+test("encode: long runs (100 k spaces, digits, letters) are fast and lossless", () => {
+  const tok = trainBpe(corpus(6), { vocabSize: 256 + 300 + specials });
+  for (const s of [" ".repeat(100_000), "7".repeat(100_000), "a".repeat(100_000) + "b", "中".repeat(50_000), "\n".repeat(50_000) + "x"]) {
+    const t0 = performance.now();
+    const ids = tok.encode(s);
+    const ms = performance.now() - t0;
+    assert.equal(tok.decode(ids), s);
+    assert.ok(ms < 2000, `encoding ${s.length} chars took ${ms.toFixed(0)} ms`);
+  }
+});
+
+test("tokenizer.json: save, load back, and @huggingface/tokenizers encodes identically", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-tok-"));
+  try {
+    const texts = corpus(8, 6000);
+    const tok = trainBpe(texts, { vocabSize: 256 + 500 + specials });
+    saveTokenizer(dir, tok, { chatTemplate: "{{ messages }}" });
+    const again = loadTokenizer(dir);
+    assert.deepEqual(again.spec.merges, tok.spec.merges);
+    assert.deepEqual([...again.special], [...tok.special]);
+    const cfg = loadTokenizerConfig(dir);
+    assert.equal(cfg.eosToken, "<|im_end|>");
+    assert.equal(cfg.chatTemplate, "{{ messages }}");
+    const hf = new HfTokenizer(JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8")), JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8")));
+    const heldOut = [...corpus(99, 500), "Mixed 中文 and English, 12345 numbers; emoji 😀👍🏽 and   spaces\n\n\ttabs", "I'LL DON'T it's", "ÅÄÖ ñ café naïve", "\u00a0nbsp\u3000ideographic space"];
+    for (const s of heldOut) assert.deepEqual(again.encode(s), hf.encode(s, { add_special_tokens: false }).ids, JSON.stringify(s));
+    // with special tokens, HF splits them out as added tokens
+    const chat = "<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\nhi<|im_end|>";
+    assert.deepEqual(again.encode(chat, { allowedSpecial: "all" }), hf.encode(chat, { add_special_tokens: false }).ids);
+    // merges written as "a b" strings are read too
+    const j = JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8"));
+    j.model.merges = j.model.merges.map((m: string[]) => m.join(" "));
+    writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(j));
+    assert.deepEqual(loadTokenizer(dir).spec.merges, tok.spec.merges);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("GPT-2 byte table: a bijection onto printable characters, space → Ġ", () => {
+  assert.equal(new Set(BYTE_TO_CHAR).size, 256);
+  assert.equal(BYTE_TO_CHAR[32], "Ġ");
+  assert.equal(BYTE_TO_CHAR[10], "Ċ");
+  assert.equal(BYTE_TO_CHAR[65], "A");
+  for (const c of BYTE_TO_CHAR) assert.ok(!/\s/.test(c), `byte stand-in ${JSON.stringify(c)} is whitespace`);
+});
+
+test("trainTokenizerFromFiles: text, JSONL and chat JSONL; progress reported", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-tok-"));
+  try {
+    const docs = corpus(9, 2000);
+    writeFileSync(join(dir, "a.txt"), docs.slice(0, 100).join("\n"));
+    writeFileSync(join(dir, "b.jsonl"), docs.slice(100, 150).map((text) => JSON.stringify({ text })).join("\n") + "\n");
+    writeFileSync(join(dir, "c.jsonl"), docs.slice(150).map((t) => JSON.stringify({ messages: [{ role: "user", content: t }, { role: "assistant", content: "ok" }] })).join("\n"));
+    const phases = new Set<string>();
+    const tok = await trainTokenizerFromFiles(["a.txt", "b.jsonl", "c.jsonl"].map((f) => join(dir, f)), { vocabSize: 256 + 200 + specials, onProgress: (p) => phases.add(p.phase) });
+    assert.deepEqual([...phases], ["count", "merge"]);
+    assert.equal(tok.vocabSize, 256 + 200 + specials);
+    // a merge learned from the chat file's "ok" replies exists: "ok" is one token
+    assert.equal(tok.encode("ok").length, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("errors name what and where", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-tok-"));
+  try {
+    await assert.rejects(trainTokenizerFromFiles([join(dir, "missing.txt")], { vocabSize: 1000 }), /missing\.txt/);
+    writeFileSync(join(dir, "empty.txt"), "");
+    await assert.rejects(trainTokenizerFromFiles([join(dir, "empty.txt")], { vocabSize: 1000 }), /empty/);
+    await assert.rejects(trainTokenizerFromFiles([join(dir, "empty.txt")], { vocabSize: 260 }), /smaller than 256 bytes \+ 8 special tokens = 264/);
+    assert.throws(() => trainBpe(["abc"], { vocabSize: 100 }), /smaller than/);
+    writeFileSync(join(dir, "bad.jsonl"), '{"text":"ok"}\n{"txt": 1}\n');
+    await assert.rejects(trainTokenizerFromFiles([join(dir, "bad.jsonl")], { vocabSize: 1000 }), /bad\.jsonl:2: record has neither/);
+    writeFileSync(join(dir, "broken.jsonl"), '{"text":"ok"}\n{"text": \n');
+    await assert.rejects(trainTokenizerFromFiles([join(dir, "broken.jsonl")], { vocabSize: 1000 }), /broken\.jsonl:2: not valid JSON/);
+    writeFileSync(join(dir, "tokenizer.json"), '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}');
+    assert.throws(() => loadTokenizer(dir), /tokenizer\.json: byte 0x00 has no token|tokenizer\.json: pre_tokenizer/);
+    writeFileSync(join(dir, "tokenizer.json"), "{not json");
+    assert.throws(() => loadTokenizer(dir), /tokenizer\.json: not valid JSON/);
+    writeFileSync(join(dir, "x.tiktoken"), "IQ== 0\nnot-base64! 1\n");
+    assert.throws(() => loadTokenizer(join(dir, "x.tiktoken")), /x\.tiktoken:2: .* is not base64/);
+    assert.throws(() => loadTokenizer(join(dir, "nope")), /nope does not exist/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
