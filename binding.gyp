@@ -9,7 +9,7 @@
         "native/gemm_small.c",
         "native/ops.c"
       ],
-      "cflags!": ["-O2", "-O3"],
+      "cflags!": ["-O2"],
       "cflags": ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function"],
       "ldflags": ["-pthread"],
       "conditions": [

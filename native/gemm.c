@@ -4,21 +4,21 @@
 //   A is (M, K) with row stride lda, or (K, M) when transA; B is (K, N) with row stride ldb,
 //   or (N, K) when transB. Training uses y = x·Wᵀ (NT), dX = dY·W (NN), dW += dYᵀ·X (TN).
 //
-// Structure (GotoBLAS / BLIS): for each KC-deep slice of K, op(A) rows are packed into
-// MR-tall micro-panels and op(B) into NR-wide micro-panels (NC columns at a time), so the
-// micro-kernel (gemm_kernel.h) reads both with unit stride whatever the transposes. Loop
-// order inside one thread's share of C:
-//   pc (K, step KC) → ic (M, step MC): pack A → jc (N, step NC): pack B →
-//   ir (step MR) → jr (step NR): micro-kernel
-// An A micro-panel (MR x KC, 18 KiB at 12 x 384) stays in L1 while the jr loop streams the
-// packed B block (KC x NC, 384 KiB) from L2; the packed A block (MC x KC) lives in L3 and
-// is reused for every NC block. Edge tiles are computed into a scratch tile and merged.
+// Structure (GotoBLAS / BLIS): for each KC-deep slice of K, op(B) is packed into NR-wide
+// micro-panels and op(A) into MR-tall ones, so the micro-kernel (gemm_kernel.h) reads both
+// with unit stride whatever the transposes. Loops:
+//   js (N, step NS) → pc (K, step KC): pack the op(B) slice (kc, ns), shared by all threads →
+//   tasks over row chunks of C (and column chunks when M is small), each:
+//     pack its op(A) rows (mc, kc) → jc (step NC) → ir (step MR) → jr (step NR): micro-kernel
+// An A micro-panel (MR x KC, 18 KiB at 12 x 384) stays in L1 while the jr loop streams a
+// (KC, NC) block of packed B (384 KiB) from L2; the whole packed B slice lives in L3.
+// Edge tiles are computed into a scratch tile and merged.
 //
-// Threads: C is cut into one piece per pool thread along its longer side (rows when
-// M >= N), each thread packs its own buffers (allocated once, 64-byte aligned, reused),
-// so no thread ever waits for another inside a GEMM. Products below GEMM_MT_FLOPS run on
-// the calling thread alone (thread wake-up would cost more than it saves), and M <= 8
-// goes to the matrix-vector path in gemm_small.c.
+// Threads: packing B is split over the pool, then the row chunks (about 4 per thread,
+// claimed dynamically, so a core slowed by another process just takes fewer) each pack
+// their own A into that thread's buffer. Buffers are allocated once, 64-byte aligned.
+// Products below GEMM_MT_FLOPS run on the calling thread alone (waking a thread would cost
+// more than it saves), and M <= 8 goes to the matrix-vector path in gemm_small.c.
 //
 // Re-entrancy: gemm() may be called from C on the main thread (it uses pool_run); it must
 // not be called from inside a pool task (the pool does not nest).
@@ -39,7 +39,6 @@ typedef struct {
   float alpha, beta;
   const float *A, *B;
   float *C;
-  int split_rows, ntasks;  // how C is divided among the tasks
 } gemm_args;
 
 // The simplest correct GEMM, kept as the reference for the fast path (and used by the test).
@@ -56,9 +55,9 @@ void gemm_naive(int transA, int transB, int M, int N, int K, float alpha, const 
     }
 }
 
-// ---- per-thread packing buffers (grown on demand, never shrunk) ----
+// ---- packing buffers: allocated once at their largest size, reused by every call ----
 
-static float *buf_a[MAX_POOL], *buf_b[MAX_POOL];
+static float *buf_a[MAX_POOL];  // per-thread packed A blocks, (MC, KC) each
 
 static float *thread_buf(float **slot, size_t floats) {
   if (!*slot) *slot = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
@@ -116,59 +115,104 @@ static void pack_b(const gemm_args *g, int k0, int kc, int j0, int nc, float *re
   }
 }
 
-// ---- one thread's share: rows [i0, i1) x columns [j0, j1) of C ----
+// ---- the driver: one shared packed slice of op(B), tasks over blocks of C's rows ----
 
-static void gemm_part(const gemm_args *g, int i0, int i1, int j0, int j1, int thread) {
-  float *Ap = thread_buf(&buf_a[thread], (size_t)MC * KC);
-  float *Bp = thread_buf(&buf_b[thread], (size_t)KC * (NC + NR));
+#define NS (NC * 16)  // columns of op(B) packed at once (4096 at NC = 256)
+
+typedef struct {
+  const gemm_args *g;
+  int js, ns, pc, kc;   // column super-block [js, js + ns) and K slice [pc, pc + kc)
+  float beta;           // the caller's beta for the first K slice, then 1 (accumulate)
+  float *Bs;            // op(B) slice packed into NR-wide panels, (kc, NR) each
+  int npack;            // tasks packing Bs
+  int mchunk, nchunk;   // one compute task covers mchunk rows x nchunk columns
+  int mt, nt;           // compute tasks along M and along N
+} slice;
+
+static void pack_b_task(void *ctx, int task, int thread) {
+  (void)thread;
+  const slice *s = ctx;
+  int panels = (s->ns + NR - 1) / NR;
+  int p0 = (int)((long)panels * task / s->npack), p1 = (int)((long)panels * (task + 1) / s->npack);
+  int j1 = p1 * NR < s->ns ? p1 * NR : s->ns;
+  if (p0 * NR < j1) pack_b(s->g, s->pc, s->kc, s->js + p0 * NR, j1 - p0 * NR, s->Bs + (size_t)p0 * NR * s->kc);
+}
+
+static void compute_task(void *ctx, int task, int thread) {
+  const slice *s = ctx;
+  const gemm_args *g = s->g;
+  int i0 = (task / s->nt) * s->mchunk, j0 = (task % s->nt) * s->nchunk;  // j relative to js
+  int i1 = i0 + s->mchunk < g->M ? i0 + s->mchunk : g->M;
+  int j1 = j0 + s->nchunk < s->ns ? j0 + s->nchunk : s->ns;
+  if (i0 >= i1 || j0 >= j1) return;
+  int kc = s->kc, mc = i1 - i0;
+  float *Ap = buf_a[thread];
   _Alignas(64) float tile[MR * NR];
-  for (int pc = 0; pc < g->K; pc += KC) {
-    int kc = g->K - pc < KC ? g->K - pc : KC;
-    float beta = pc == 0 ? g->beta : 1.0f;  // later K slices accumulate onto the first
-    for (int ic = i0; ic < i1; ic += MC) {
-      int mc = i1 - ic < MC ? i1 - ic : MC;
-      pack_a(g, ic, mc, pc, kc, Ap);
-      for (int jc = j0; jc < j1; jc += NC) {
-        int nc = j1 - jc < NC ? j1 - jc : NC;
-        pack_b(g, pc, kc, jc, nc, Bp);
-        for (int ir = 0; ir < mc; ir += MR) {
-          int m = mc - ir < MR ? mc - ir : MR;
-          const float *a = Ap + (size_t)ir * kc;
-          for (int jr = 0; jr < nc; jr += NR) {
-            int n = nc - jr < NR ? nc - jr : NR;
-            const float *b = Bp + (size_t)jr * kc;
-            float *c = g->C + (size_t)(ic + ir) * g->ldc + jc + jr;
-            if (m == MR && n == NR) {
-              ukernel(kc, a, b, c, g->ldc, g->alpha, beta);
-            } else {
-              ukernel(kc, a, b, tile, NR, 1.0f, 0.0f);
-              for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++) {
-                  float *d = c + (size_t)i * g->ldc + j;
-                  *d = g->alpha * tile[i * NR + j] + (beta == 0 ? 0 : beta * *d);
-                }
+  pack_a(g, i0, mc, s->pc, kc, Ap);
+  for (int jc = j0; jc < j1; jc += NC) {  // (kc, NC) of Bs stays in L2 over the ir loop
+    int nc = j1 - jc < NC ? j1 - jc : NC;
+    for (int ir = 0; ir < mc; ir += MR) {  // one A micro-panel stays in L1 over the jr loop
+      int m = mc - ir < MR ? mc - ir : MR;
+      const float *a = Ap + (size_t)ir * kc;
+      for (int jr = 0; jr < nc; jr += NR) {
+        int n = nc - jr < NR ? nc - jr : NR;
+        const float *b = s->Bs + (size_t)(jc + jr) * kc;
+        float *c = g->C + (size_t)(i0 + ir) * g->ldc + s->js + jc + jr;
+        if (m == MR && n == NR) {
+          ukernel(kc, a, b, c, g->ldc, g->alpha, s->beta);
+        } else {
+          ukernel(kc, a, b, tile, NR, 1.0f, 0.0f);
+          for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+              float *d = c + (size_t)i * g->ldc + j;
+              *d = g->alpha * tile[i * NR + j] + (s->beta == 0 ? 0 : s->beta * *d);
             }
-          }
         }
       }
     }
   }
 }
 
-// Splits n into parts pieces at multiples of q: piece t is [start(t), start(t + 1)).
-static int split_at(int n, int parts, int q, int t) {
-  int blocks = (n + q - 1) / q;
-  long b = (long)blocks * t / parts;
-  int s = (int)(b * q);
-  return s < n ? s : n;
+static void run_tasks(pool_task_fn fn, void *ctx, int ntasks, int threads) {
+  if (threads > 1 && ntasks > 1)
+    pool_run(fn, ctx, ntasks);
+  else
+    for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
 }
 
-static void gemm_task(void *ctx, int task, int thread) {
-  const gemm_args *g = ctx;
-  if (g->split_rows)
-    gemm_part(g, split_at(g->M, g->ntasks, MR, task), split_at(g->M, g->ntasks, MR, task + 1), 0, g->N, thread);
-  else
-    gemm_part(g, 0, g->M, split_at(g->N, g->ntasks, NR, task), split_at(g->N, g->ntasks, NR, task + 1), thread);
+static int round_up(int x, int q) { return (x + q - 1) / q * q; }
+
+// The blocked GEMM on `threads` threads; returns 0 when the packing buffers could not be had.
+static int gemm_blocked(const gemm_args *g, int threads) {
+  static float *Bs;
+  if (!Bs) Bs = aligned_alloc(64, sizeof(float) * KC * (NS + NR));
+  for (int t = 0; t < threads; t++) thread_buf(&buf_a[t], (size_t)MC * KC);
+  if (!Bs) return 0;
+  for (int t = 0; t < threads; t++)
+    if (!buf_a[t]) return 0;
+  slice s = {.g = g, .Bs = Bs};
+  // Several tasks per thread (claimed dynamically) keep both cores busy even when another
+  // process takes part of one; below that, cut along N as well.
+  int want = threads == 1 ? 1 : 4 * threads;
+  for (s.js = 0; s.js < g->N; s.js += NS) {
+    s.ns = g->N - s.js < NS ? g->N - s.js : NS;
+    int mchunk = round_up((g->M + want - 1) / want, MR);
+    s.mchunk = mchunk > MC ? MC : mchunk;
+    s.mt = (g->M + s.mchunk - 1) / s.mchunk;
+    int nt = s.mt >= want ? 1 : (want + s.mt - 1) / s.mt;
+    int panels = (s.ns + NR - 1) / NR;
+    if (nt > panels) nt = panels;
+    s.nchunk = round_up((s.ns + nt - 1) / nt, NR);
+    s.nt = (s.ns + s.nchunk - 1) / s.nchunk;
+    s.npack = threads < panels ? threads : panels;
+    for (s.pc = 0; s.pc < g->K; s.pc += KC) {
+      s.kc = g->K - s.pc < KC ? g->K - s.pc : KC;
+      s.beta = s.pc == 0 ? g->beta : 1.0f;  // later K slices accumulate onto the first
+      run_tasks(pack_b_task, &s, s.npack, threads);
+      run_tasks(compute_task, &s, s.mt * s.nt, threads);
+    }
+  }
+  return 1;
 }
 
 void gemm_small(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
@@ -191,14 +235,9 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
     gemm_small(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
     return;
   }
-  gemm_args g = {transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, M >= N, threads};
-  // never more pieces than there are tiles along the cut side
-  int tiles = g.split_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR;
-  if (g.ntasks > tiles) g.ntasks = tiles;
-  if (g.ntasks == 1)
-    gemm_part(&g, 0, M, 0, N, 0);
-  else
-    pool_run(gemm_task, &g, g.ntasks);
+  gemm_args g = {transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+  if (!gemm_blocked(&g, threads))  // out of memory for the packing buffers: the slow path
+    gemm_naive(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // ---- machine peak: independent FMA chains on every pool thread ----

@@ -49,11 +49,22 @@ static long now_ns(void) {
   return ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
+#ifdef __linux__
+static cpu_set_t main_mask;  // the main thread's affinity before the pool first pinned it
+static int main_mask_saved = 0;
+#endif
+
 static void read_cpus(void) {
   n_cpus = 0;
 #ifdef __linux__
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+  if (main_mask_saved) {
+    set = main_mask;
+  } else if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    main_mask = set;
+    main_mask_saved = 1;
+  }
+  if (main_mask_saved) {
     for (int c = 0; c < CPU_SETSIZE && n_cpus < MAX_THREADS; c++)
       if (CPU_ISSET(c, &set)) cpu_list[n_cpus++] = c;
   }
@@ -131,7 +142,12 @@ int pool_init(int nthreads) {
   if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
   // The main thread is worker 0 and stays where the OS put it; only when the pool has
   // more than one thread does it get pinned, so that it cannot share a CPU with worker 1.
+  // A single-threaded pool gives the main thread its original CPUs back (threads and child
+  // processes it creates later inherit its affinity).
   if (nthreads > 1) pin_self(cpu_list[0]);
+#ifdef __linux__
+  else if (main_mask_saved) pthread_setaffinity_np(pthread_self(), sizeof main_mask, &main_mask);
+#endif
   atomic_store(&stopping, 0);
   n_threads = 1;
   for (int t = 1; t < nthreads; t++) {
