@@ -98,7 +98,7 @@ function buildOpenblas(dir: string): string | null {
 }
 
 function timeOpenblas(exe: string, list: Case[], threads: number, coretype?: string): (number | null)[] {
-  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
   if (coretype) env.OPENBLAS_CORETYPE = coretype;
   const input = list.map((c) => `${+c.ta} ${+c.tb} ${c.M} ${c.N} ${c.K} ${c.beta}`).join("\n") + "\n";
   const r = spawnSync(exe, [], { input, env, encoding: "utf8" });
