@@ -267,3 +267,15 @@ test("errors name what and where", async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("parallel encoding over worker threads equals encode", async () => {
+  const { encodeLargeText, encodeBatch } = await import("../src/tokenizer/parallel.ts");
+  const tok = trainBpe(corpus(10), { vocabSize: 256 + 300 + specials });
+  const text = corpus(11, 4000).join("\n") + "\n<|im_end|> tail";
+  const whole = tok.encode(text, { allowedSpecial: "all" });
+  const par = await encodeLargeText(tok, text, { workers: 2, chunkChars: 2000, allowedSpecial: "all" });
+  assert.deepEqual(Array.from(par), whole);
+  const texts = corpus(12, 200);
+  const batch = await encodeBatch(tok, texts, { workers: 2 });
+  batch.forEach((ids, i) => assert.deepEqual(Array.from(ids), tok.encode(texts[i])));
+});

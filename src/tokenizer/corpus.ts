@@ -8,9 +8,9 @@ import { createReadStream, statSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import type { BpeTokenizer } from "./bpe.ts";
 import { PieceCounter, trainBpeFromCounts, mergesWanted, type TrainOptions } from "./train.ts";
-import { MYNAH_PATTERN } from "./pattern.ts";
+import { MYNAH_PATTERN, safeCutPoint } from "./pattern.ts";
 
-/** Text chunks are cut near this many characters, at a newline followed by a non-space. */
+/** Text chunks are cut near this many characters, at a newline followed by a letter or digit. */
 const CHUNK_CHARS = 1 << 20;
 
 /** True for files read as JSON lines. */
@@ -90,14 +90,12 @@ function* jsonlLine(line: string, where: string): Generator<string> {
 }
 
 /**
- * A cut position at or after `from`: just after a newline that is followed by a
- * non-whitespace character, where every pre-split pattern ends a piece anyway. −1 if none.
+ * A cut position at or after `from` where every pre-split pattern ends a piece anyway (see
+ * safeCutPoint); −1 if none yet.
  */
 function safeCut(s: string, from: number): number {
-  const re = /\n(?=[^\s])/g;
-  re.lastIndex = from;
-  const m = re.exec(s);
-  if (m) return m.index + 1;
+  const cut = safeCutPoint(s, from);
+  if (cut >= 0) return cut;
   return s.length > from * 4 ? from : -1; // pathological text without such newlines: cut anyway
 }
 

@@ -135,3 +135,15 @@ export function forEachPiece(re: RegExp, text: string, fn: (piece: string) => vo
   }
   if (last < text.length) fn(text.slice(last));
 }
+
+/**
+ * A position at or after `from` where text can be cut without changing its pieces under any
+ * of the patterns above: just after a newline that is followed by a letter or digit (no
+ * branch continues across that point). −1 if there is none.
+ */
+export function safeCutPoint(text: string, from: number): number {
+  const re = /\n(?=[\p{L}\p{N}])/gu;
+  re.lastIndex = from;
+  const m = re.exec(text);
+  return m ? m.index + 1 : -1;
+}
