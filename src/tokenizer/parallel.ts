@@ -14,8 +14,47 @@ export interface ParallelOptions {
   workers?: number;
   /** Target chunk size in characters (default 1 M). */
   chunkChars?: number;
+  /** An existing pool to use (not closed afterwards); default: a fresh one, closed at the end. */
+  pool?: EncoderPool;
   /** Special tokens to recognize, as in Tokenizer.encode. */
   allowedSpecial?: "all" | ReadonlySet<string>;
+}
+
+/**
+ * A BpeSpec as a few flat arrays: cloning 100 k small Uint8Arrays into each worker costs
+ * ~100 ms, one buffer almost nothing.
+ */
+export interface PackedSpec {
+  bytes: Uint8Array;
+  /** [vocab + 1] start offsets into bytes; a token of −1 length (start = −1) is null. */
+  starts: Int32Array;
+  merges: Int32Array;
+  mode: BpeSpec["mode"];
+  special: Record<string, number>;
+  pattern: string;
+}
+
+export function packSpec(spec: BpeSpec): PackedSpec {
+  let n = 0;
+  for (const t of spec.tokens) n += t ? t.length : 0;
+  const bytes = new Uint8Array(n);
+  const starts = new Int32Array(spec.tokens.length + 1);
+  let o = 0;
+  spec.tokens.forEach((t, i) => {
+    starts[i] = t ? o : -1 - o;
+    if (t) bytes.set(t, o), (o += t.length);
+  });
+  starts[spec.tokens.length] = o;
+  return { bytes, starts, merges: Int32Array.from(spec.merges.flat()), mode: spec.mode, special: spec.special, pattern: spec.pattern };
+}
+
+export function unpackSpec(p: PackedSpec): BpeSpec {
+  const tokens: (Uint8Array | null)[] = [];
+  const start = (i: number): number => (p.starts[i] < 0 ? -1 - p.starts[i] : p.starts[i]);
+  for (let i = 0; i + 1 < p.starts.length; i++) tokens.push(p.starts[i] < 0 ? null : p.bytes.subarray(start(i), start(i + 1)));
+  const merges: [number, number][] = [];
+  for (let i = 0; i < p.merges.length; i += 2) merges.push([p.merges[i], p.merges[i + 1]]);
+  return { tokens, merges, mode: p.mode, special: p.special, pattern: p.pattern };
 }
 
 /** Messages to and from worker.ts. */
@@ -43,7 +82,7 @@ const workerUrl = new URL(fromSource ? "./worker.ts" : "./worker.js", import.met
  * Starts a worker on worker.ts/.js. Running from TypeScript sources (tsx), a worker does not
  * inherit the --import hook in Node 20, so it first registers tsx itself, then loads the file.
  */
-function startWorker(spec: BpeSpec): Worker {
+function startWorker(spec: PackedSpec): Worker {
   if (!fromSource) return new Worker(workerUrl, { workerData: spec });
   const api = import.meta.resolve("tsx/esm/api");
   const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); });`;
@@ -59,8 +98,9 @@ export class EncoderPool {
   private nextId = 0;
 
   constructor(spec: BpeSpec, n = availableParallelism()) {
+    const packed = packSpec(spec);
     for (let i = 0; i < Math.max(1, n); i++) {
-      const w = startWorker(spec);
+      const w = startWorker(packed);
       w.on("message", (m: WorkerReply) => {
         const p = this.pending.get(m.id)!;
         this.pending.delete(m.id);
@@ -103,6 +143,7 @@ export class EncoderPool {
 
 /** Encodes many texts in parallel; result i holds the ids of texts[i]. */
 export async function encodeBatch(tok: BpeTokenizer, texts: string[], opts: ParallelOptions = {}): Promise<Int32Array[]> {
+  if (opts.pool) return Promise.all(texts.map((t) => opts.pool!.encode(t, opts.allowedSpecial)));
   const pool = new EncoderPool(tok.spec, Math.min(opts.workers ?? availableParallelism(), Math.max(1, texts.length)));
   try {
     return await Promise.all(texts.map((t) => pool.encode(t, opts.allowedSpecial)));
@@ -116,6 +157,7 @@ export async function encodeLargeText(tok: BpeTokenizer, text: string, opts: Par
   const workers = opts.workers ?? availableParallelism();
   const size = opts.chunkChars ?? Math.max(1 << 16, Math.min(1 << 20, Math.ceil(text.length / (workers * 4))));
   const parts = await encodeBatch(tok, chunkText(text, size), { ...opts, workers });
+  if (parts.length === 1) return parts[0];
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Int32Array(n);

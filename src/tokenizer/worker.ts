@@ -1,9 +1,9 @@
 /** Encoding worker for parallel.ts: builds the tokenizer from workerData, encodes texts on request. */
 import { parentPort, workerData } from "node:worker_threads";
-import { bpeTokenizer, type BpeSpec } from "./bpe.ts";
-import type { WorkerReply, WorkerRequest } from "./parallel.ts";
+import { bpeTokenizer } from "./bpe.ts";
+import { unpackSpec, type PackedSpec, type WorkerReply, type WorkerRequest } from "./parallel.ts";
 
-const tok = bpeTokenizer(workerData as BpeSpec);
+const tok = bpeTokenizer(unpackSpec(workerData as PackedSpec));
 parentPort!.on("message", (m: WorkerRequest) => {
   let reply: WorkerReply;
   try {
