@@ -6,10 +6,7 @@
 import { makeRng, type Rng } from "../infer/rng.ts";
 import { factStatements, SYSTEM_PROMPTS, type Example, type Lang, type Skill } from "./skills.ts";
 
-export interface ChatMessage {
-  role: "system" | "user" | "assistant";
-  content: string;
-}
+import type { ChatMessage } from "../data/chat-template.ts";
 
 export interface Conversation {
   messages: ChatMessage[];

@@ -1,0 +1,145 @@
+/**
+ * The interactive chat loop behind `mynah chat` (and the end of `mynah speedrun`): reads lines,
+ * runs slash commands, streams each reply through screening, logs the screening result.
+ * Works the same on a terminal and on piped stdin (then it prints only the replies, one
+ * block per message, so scripts can read them).
+ */
+import { createInterface } from "node:readline";
+import { renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
+import type { Readable, Writable } from "node:stream";
+import type { ChatSession } from "../infer/session.ts";
+import { logScreen, type ScreenConfig, type ScreenResult } from "../screen/index.ts";
+import { screenedStream } from "../screen/stream.ts";
+
+export interface ReplOptions {
+  session: ChatSession;
+  screen: ScreenConfig;
+  /** JSONL file that receives one screening record per reply (none when undefined). */
+  screenLog?: string;
+  input: Readable;
+  output: Writable;
+  /** Where notes go (screening reports, errors); stderr by default. */
+  notes?: Writable;
+  /** Terminal mode: prompts, colours, a banner. */
+  tty: boolean;
+}
+
+const SETTINGS: Record<string, { key: "temperature" | "topK" | "topP" | "repetitionPenalty" | "maxNewTokens" | "seed"; int: boolean }> = {
+  temperature: { key: "temperature", int: false },
+  "top-k": { key: "topK", int: true }, topk: { key: "topK", int: true },
+  "top-p": { key: "topP", int: false }, topp: { key: "topP", int: false },
+  "repetition-penalty": { key: "repetitionPenalty", int: false }, "repeat-penalty": { key: "repetitionPenalty", int: false },
+  "max-new-tokens": { key: "maxNewTokens", int: true }, max: { key: "maxNewTokens", int: true },
+  seed: { key: "seed", int: true },
+};
+
+const HELP = `commands:
+  /reset                 forget the conversation (keeps the system prompt)
+  /system TEXT           set the system prompt ("/system" alone removes it)
+  /set NAME VALUE        temperature, top-k, top-p, repetition-penalty, max-new-tokens, seed
+  /settings              show the sampling settings
+  /save FILE             save the conversation and settings as JSON
+  /help                  this text
+  /quit                  leave (Ctrl-D too)`;
+
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  const fd = openSync(tmp, "r");
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+/** One line of what screening did, for people. */
+export function describeScreening(r: ScreenResult): string {
+  const parts = r.events.map((e) => `${e.rule}: ${e.action}`);
+  const conf = r.meanLogprob === null ? "" : `mean logprob ${r.meanLogprob.toFixed(2)}${r.lowConfidence ? " (low confidence)" : ""}`;
+  return [r.verdict, ...parts, conf].filter(Boolean).join("; ");
+}
+
+/** Runs the loop until the input ends or /quit. */
+export async function runChatRepl(o: ReplOptions): Promise<void> {
+  const out = o.output, notes = o.notes ?? process.stderr;
+  const dim = (s: string): string => (o.tty ? `\x1b[2m${s}\x1b[0m` : s);
+  const rl = createInterface({ input: o.input, output: o.tty ? out : undefined, terminal: o.tty, prompt: o.tty ? "you> " : "" });
+  const say = (s: string): void => void out.write(s);
+  if (o.tty) say(dim("mynah chat — /help for commands, Ctrl-D to leave\n"));
+  rl.prompt();
+  for await (const line of rl) {
+    const text = line.trim();
+    if (!text) { rl.prompt(); continue; }
+    if (text.startsWith("/")) {
+      const [cmd, ...args] = text.split(/\s+/);
+      const rest = text.slice(cmd.length).trim();
+      let note = "";
+      switch (cmd) {
+        case "/quit": case "/exit": rl.close(); return;
+        case "/reset": o.session.reset(); note = "conversation reset"; break;
+        case "/system": o.session.setSystem(rest); note = rest ? "system prompt set" : "system prompt removed"; break;
+        case "/help": note = HELP; break;
+        case "/settings": {
+          const g = o.session.gen;
+          note = `temperature ${g.temperature}, top-k ${g.topK}, top-p ${g.topP}, repetition-penalty ${g.repetitionPenalty}, max-new-tokens ${g.maxNewTokens}, seed ${g.seed}`;
+          break;
+        }
+        case "/set": {
+          const s = SETTINGS[(args[0] ?? "").toLowerCase()];
+          const v = Number(args[1]);
+          if (!s || args.length !== 2 || !Number.isFinite(v) || (s.int && !Number.isInteger(v))) {
+            note = `usage: /set NAME VALUE with NAME one of ${Object.keys(SETTINGS).join(", ")}`;
+            break;
+          }
+          const before = o.session.gen[s.key];
+          o.session.gen[s.key] = v;
+          try {
+            const { checkSampling } = await import("../infer/sampling.ts");
+            checkSampling(o.session.gen);
+            if (o.session.gen.maxNewTokens < 1) throw new Error("max-new-tokens must be ≥ 1");
+            note = `${args[0]} = ${v}`;
+          } catch (err) {
+            o.session.gen[s.key] = before;
+            note = `not set: ${(err as Error).message}`;
+          }
+          break;
+        }
+        case "/save": {
+          if (!rest) { note = "usage: /save FILE"; break; }
+          const { onText: _o, shouldStop: _s, ...settings } = o.session.gen;
+          try {
+            writeAtomic(rest, JSON.stringify({ messages: o.session.messages, settings }, null, 2) + "\n");
+            note = `saved ${o.session.messages.length} messages to ${rest}`;
+          } catch (err) {
+            note = `could not save to ${rest}: ${(err as Error).message}`;
+          }
+          break;
+        }
+        default: note = `unknown command ${cmd} (/help lists them)`;
+      }
+      (o.tty ? out : notes).write(dim(note) + "\n");
+      rl.prompt();
+      continue;
+    }
+    if (o.tty) say("mynah> ");
+    const stream = screenedStream(o.screen, say);
+    o.session.gen.shouldStop = () => stream.stopEarly;
+    try {
+      const turn = o.session.send(text, (t) => stream.push(t));
+      const { result, diverged } = stream.end({ tokenLogprobs: turn.generation.logprobs });
+      if (diverged) say(`\n${dim("[screening replaced the reply above]")}\n${result.text}`);
+      say("\n");
+      // The history keeps what was shown, so a blocked reply is not fed back to the model.
+      o.session.replaceLastReply(result.text);
+      if (turn.dropped > 0) (o.tty ? out : notes).write(dim(`[${turn.dropped} oldest turn(s) dropped to fit the context window]`) + "\n");
+      const info = `[${describeScreening(result)}]`;
+      if (o.tty) say(dim(info) + "\n");
+      else if (result.verdict !== "pass") notes.write(info + "\n");
+      if (o.screenLog) logScreen(o.screenLog, result, { user: text, finish: turn.generation.finish, tokens: turn.generation.ids.length });
+    } catch (err) {
+      (o.tty ? out : notes).write(`\n${(err as Error).message}\n`);
+    } finally {
+      o.session.gen.shouldStop = undefined;
+    }
+    rl.prompt();
+  }
+}
