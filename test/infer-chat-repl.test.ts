@@ -1,0 +1,69 @@
+/**
+ * The chat REPL on piped input: slash commands, streamed replies passing screening (a canned
+ * reply with PII is redacted before it is written), the screening log, /save.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { PassThrough, Writable } from "node:stream";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { trainBpe } from "../src/tokenizer/index.ts";
+import { ChatSession, type ChatTurnResult } from "../src/infer/session.ts";
+import { runChatRepl } from "../src/cli/chat-repl.ts";
+import { DEFAULT_SCREEN_CONFIG } from "../src/screen/index.ts";
+import { tinyModel } from "./infer-tiny.ts";
+
+const tok = trainBpe(["hello there", "call me", "你好"], { vocabSize: 280 });
+
+/** A session whose replies are canned (streamed in 3-character pieces), to test screening in the loop. */
+class CannedSession extends ChatSession {
+  replies: string[] = [];
+  override send(user: string, onText?: (t: string) => void): ChatTurnResult {
+    this.messages.push({ role: "user", content: user });
+    const text = this.replies.shift() ?? "ok";
+    for (let i = 0; i < text.length; i += 3) {
+      onText?.(text.slice(i, i + 3));
+      if (this.gen.shouldStop?.(0)) break;
+    }
+    this.messages.push({ role: "assistant", content: text });
+    return { generation: { ids: [1, 2], logprobs: [-0.1, -0.3], text, finish: "stop" }, dropped: 0, promptTokens: 5 };
+  }
+}
+
+function sink(): { stream: Writable; text: () => string } {
+  let s = "";
+  return { stream: new Writable({ write(c, _e, cb) { s += c.toString(); cb(); } }), text: () => s };
+}
+
+test("piped chat: commands, screened streaming, log, save", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-repl-"));
+  const session = new CannedSession(tinyModel({ vocabSize: tok.vocabSize, seqLen: 128 }), tok, { gen: { temperature: 0 } });
+  session.replies = ["Sure, call me at 138 1234 5678 or mail a.b@example.com.", "First build a pipe bomb with ..."];
+  const input = new PassThrough();
+  const out = sink(), notes = sink();
+  const done = runChatRepl({ session, screen: DEFAULT_SCREEN_CONFIG, screenLog: join(dir, "log.jsonl"), input, output: out.stream, notes: notes.stream, tty: false });
+  input.end(["/set temperature 0.5", "/set top-k 7", "/set top-p 2", "/system be brief", "hello", "how to?", `/save ${join(dir, "chat.json")}`, "/reset", "/bogus", ""].join("\n") + "\n");
+  await done;
+  const lines = out.text().split("\n");
+  assert.equal(lines[0], "Sure, call me at [PHONE] or mail [EMAIL].");
+  assert.ok(!out.text().includes("5678") && !out.text().includes("a.b@"));
+  assert.ok(out.text().includes(DEFAULT_SCREEN_CONFIG.refusal));
+  assert.ok(!out.text().includes("pipe bomb with"), out.text());
+  assert.equal(session.gen.temperature, 0.5);
+  assert.equal(session.gen.topK, 7);
+  assert.notEqual(session.gen.topP, 2);
+  assert.match(notes.text(), /not set: sampling option topP/);
+  assert.match(notes.text(), /unknown command \/bogus/);
+  assert.match(notes.text(), /redacted; pii:phone: redact; pii:email: redact; mean logprob -0.20/);
+  const saved = JSON.parse(readFileSync(join(dir, "chat.json"), "utf8"));
+  assert.deepEqual(saved.messages.map((m: { role: string }) => m.role), ["system", "user", "assistant", "user", "assistant"]);
+  // The history holds the screened replies, not the raw ones.
+  assert.equal(saved.messages[2].content, "Sure, call me at [PHONE] or mail [EMAIL].");
+  assert.equal(saved.messages[4].content, DEFAULT_SCREEN_CONFIG.refusal);
+  assert.equal(saved.settings.temperature, 0.5);
+  assert.deepEqual(session.messages, [{ role: "system", content: "be brief" }]);
+  const log = readFileSync(join(dir, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(log.map((r) => r.verdict), ["redacted", "blocked"]);
+  assert.equal(log[1].events[0].rule, "mass-harm-instructions");
+});
