@@ -3,6 +3,7 @@
  */
 import type { Command } from "commander";
 import { readFileSync } from "node:fs";
+import { CHAT_TEMPLATE } from "../data/chat-template.ts";
 import { loadTokenizer, saveTokenizer, trainTokenizerFromFiles, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
 
 /** A one-line progress bar with ETA on stderr, redrawn at most 10 times a second. */
@@ -36,9 +37,10 @@ export function registerTokenizer(program: Command): void {
     .requiredOption("--out <dir>", "output directory (tokenizer.json, tokenizer_config.json)")
     .option("--vocab-size <n>", "vocabulary size, special tokens included", "32768")
     .option("--special <tokens>", "comma-separated special tokens (ids right after the merges)", DEFAULT_SPECIAL_TOKENS.join(","))
-    .option("--chat-template <file>", "Jinja chat template file to store in tokenizer_config.json")
+    .option("--chat-template <file>", "Jinja chat template file for tokenizer_config.json (default: mynah's ChatML template)")
+    .option("--no-chat-template", "store no chat template")
     .option("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", "1")
-    .action(async (inputs: string[], o: { out: string; vocabSize: string; special: string; chatTemplate?: string; minPieceCount: string }) => {
+    .action(async (inputs: string[], o: { out: string; vocabSize: string; special: string; chatTemplate?: string | false; minPieceCount: string }) => {
       const t0 = Date.now();
       const tok = await trainTokenizerFromFiles(inputs, {
         vocabSize: Number(o.vocabSize),
@@ -47,7 +49,7 @@ export function registerTokenizer(program: Command): void {
         onProgress: process.stderr.isTTY ? progressBar() : undefined,
       });
       if (process.stderr.isTTY) process.stderr.write("\n");
-      const chatTemplate = o.chatTemplate ? readFileSync(o.chatTemplate, "utf8") : undefined;
+      const chatTemplate = o.chatTemplate === false ? undefined : typeof o.chatTemplate === "string" ? readFileSync(o.chatTemplate, "utf8") : CHAT_TEMPLATE;
       saveTokenizer(o.out, tok, { chatTemplate });
       console.log(`trained ${tok.vocabSize} tokens (${tok.numMerges} merges) in ${((Date.now() - t0) / 1000).toFixed(1)} s → ${o.out}`);
     });

@@ -89,7 +89,8 @@ export function mergesWanted(opts: TrainOptions): number {
   if (new Set(specials).size !== specials.length) throw new Error(`train: special tokens repeat: ${specials.join(", ")}`);
   for (const s of specials) if (s.length === 0) throw new Error("train: a special token is the empty string");
   const min = 256 + specials.length;
-  if (!Number.isInteger(opts.vocabSize) || opts.vocabSize < min)
+  if (!Number.isInteger(opts.vocabSize)) throw new Error(`train: vocabulary size must be an integer, got ${opts.vocabSize}`);
+  if (opts.vocabSize < min)
     throw new Error(`train: vocabulary size ${opts.vocabSize} is smaller than 256 bytes + ${specials.length} special tokens = ${min}`);
   return opts.vocabSize - min;
 }
