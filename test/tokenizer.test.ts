@@ -18,6 +18,7 @@ import {
   DEFAULT_SPECIAL_TOKENS,
   MYNAH_PATTERN,
   BYTE_TO_CHAR,
+  bpeTokenizer,
 } from "../src/tokenizer/index.ts";
 import { compilePattern, forEachPiece } from "../src/tokenizer/pattern.ts";
 
@@ -208,6 +209,14 @@ test("tokenizer.json: save, load back, and @huggingface/tokenizers encodes ident
     // with special tokens, HF splits them out as added tokens
     const chat = "<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\nhi<|im_end|>";
     assert.deepEqual(again.encode(chat, { allowedSpecial: "all" }), hf.encode(chat, { add_special_tokens: false }).ids);
+    // ignore_merges (whole pieces first), as in Llama-3-style files
+    const whole = bpeTokenizer({ ...tok.spec, wholePieces: true });
+    const dir2 = join(dir, "whole");
+    saveTokenizer(dir2, whole);
+    const hf2 = new HfTokenizer(JSON.parse(readFileSync(join(dir2, "tokenizer.json"), "utf8")), {});
+    const again2 = loadTokenizer(dir2);
+    assert.equal(again2.spec.wholePieces, true);
+    for (const s of heldOut) assert.deepEqual(again2.encode(s), hf2.encode(s, { add_special_tokens: false }).ids, JSON.stringify(s));
     // merges written as "a b" strings are read too
     const j = JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8"));
     j.model.merges = j.model.merges.map((m: string[]) => m.join(" "));

@@ -28,6 +28,11 @@ export interface BpeSpec {
   special: Record<string, number>;
   /** Pre-split pattern in Rust/Oniguruma syntax (see pattern.ts). */
   pattern: string;
+  /**
+   * Emit a piece that is itself a token whole, before any merging (tiktoken always does;
+   * tokenizer.json says so with `ignore_merges: true`). Default: true for "ranks", else false.
+   */
+  wholePieces?: boolean;
 }
 
 export interface BpeTokenizer extends Tokenizer {
@@ -56,6 +61,7 @@ const CACHE_ENTRIES = 1 << 17;
 /** Builds a tokenizer from its spec; throws on inconsistent specs (naming what is wrong). */
 export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
   const { tokens, mode } = spec;
+  const wholePieces = spec.wholePieces ?? mode === "ranks";
   if (tokens.length >= ID_LIMIT) throw new Error(`BPE: vocabulary of ${tokens.length} ids is larger than ${ID_LIMIT}`);
   // --- byte → id (every byte must be a token for lossless round trips)
   const byteIds = new Int32Array(256).fill(-1);
@@ -66,7 +72,7 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
   tokens.forEach((t, id) => {
     if (!t) return;
     if (t.length === 1 && byteIds[t[0]] < 0) byteIds[t[0]] = id;
-    if (mode === "ranks" && (t.length === 1 ? t[0] < 0x80 : utf8SeqLength(t, 0) > 0)) {
+    if (wholePieces && (t.length === 1 ? t[0] < 0x80 : utf8SeqLength(t, 0) > 0)) {
       try {
         byText.set(strictUtf8.decode(t), id);
       } catch {
@@ -218,8 +224,8 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
 
   /** One piece → ids appended to out (with the cache for short pieces). */
   const encodePiece = (piece: string, out: number[]): void => {
-    if (mode === "ranks") {
-      // tiktoken's rule: a piece that is itself a token is emitted whole
+    if (wholePieces) {
+      // tiktoken's rule (and ignore_merges): a piece that is itself a token is emitted whole
       const whole = byText.get(piece);
       if (whole !== undefined) {
         out.push(whole);

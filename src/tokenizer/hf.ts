@@ -45,7 +45,7 @@ export function toHfTokenizerJson(tok: BpeTokenizer): object {
       end_of_word_suffix: null,
       fuse_unk: false,
       byte_fallback: false,
-      ignore_merges: false,
+      ignore_merges: spec.wholePieces === true,
       vocab,
       merges: spec.merges.map(([a, b]) => [name(a), name(b)]),
     },
@@ -131,7 +131,7 @@ export function fromHfTokenizerJson(json: unknown, file: string): BpeTokenizer {
   for (let i = 0; i < tokens.length; i++) tokens[i] ??= null;
   const pattern = patternOf(json.pre_tokenizer, file);
   try {
-    return bpeTokenizer({ tokens, mode: "merges", merges, special, pattern });
+    return bpeTokenizer({ tokens, mode: "merges", merges, special, pattern, wholePieces: model.ignore_merges === true });
   } catch (err) {
     throw new Error(`${file}: ${(err as Error).message}`);
   }
