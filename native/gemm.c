@@ -31,7 +31,10 @@
 #include "pool.h"
 
 #define MC (MR * 192)               // rows of op(A) packed at once (2304 at MR = 12)
-#define GEMM_MT_FLOPS (1L << 21)    // below ~2 MFLOP a second thread does not pay
+#ifndef GEMM_MT_FLOPS
+#define GEMM_MT_FLOPS (1L << 18)    // below ~0.25 MFLOP (64^3) a second thread does not pay
+#endif
+#define GEMM_MT_SMALL (1L << 15)    // M <= 8: threads once B has 32 Ki elements (128 KiB)
 #define MAX_POOL 256
 
 typedef struct {
@@ -229,12 +232,12 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
       }
     return;
   }
-  double flops = 2.0 * M * N * K;
-  int threads = flops < GEMM_MT_FLOPS ? 1 : pool_threads();
-  if (M <= 8) {
+  if (M <= 8) {  // bound by streaming B: worth a second thread once B is not tiny
+    int threads = (double)N * K < GEMM_MT_SMALL ? 1 : pool_threads();
     gemm_small(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
     return;
   }
+  int threads = 2.0 * M * N * K < GEMM_MT_FLOPS ? 1 : pool_threads();
   gemm_args g = {transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
   if (!gemm_blocked(&g, threads))  // out of memory for the packing buffers: the slow path
     gemm_naive(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

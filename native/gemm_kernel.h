@@ -14,44 +14,59 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #define GEMM_ISA "avx512"
+#ifdef GEMM_MR
+#define MR GEMM_MR
+#else  // tuning runs override these with -DGEMM_MR=... etc.
 #define MR 12
-#define NR 32
+#endif
+#ifdef GEMM_NV
+#define NV GEMM_NV
+#else
+#define NV 2  // zmm vectors per row of the tile
+#endif
+#define NR (16 * NV)
+#ifdef GEMM_KC
+#define KC GEMM_KC
+#else
 #define KC 384
+#endif
+#ifdef GEMM_NC
+#define NC GEMM_NC
+#else
 #define NC 256
+#endif
 
 static inline void ukernel(int kc, const float *restrict Ap, const float *restrict Bp, float *restrict C,
                            ptrdiff_t ldc, float alpha, float beta) {
-  __m512 c[MR][2];
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+  __m512 c[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) c[i][v] = _mm512_setzero_ps();
   for (int k = 0; k < kc; k++) {
-    __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
+    __m512 b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) b[v] = _mm512_load_ps(Bp + 16 * v);
     _mm_prefetch((const char *)(Bp + 8 * NR), _MM_HINT_T0);
-#pragma GCC unroll 12
+#pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
       __m512 a = _mm512_set1_ps(Ap[i]);
-      c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
-      c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) c[i][v] = _mm512_fmadd_ps(a, b[v], c[i][v]);
     }
     Ap += MR;
     Bp += NR;
   }
-  __m512 va = _mm512_set1_ps(alpha);
-  if (beta == 0) {
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-      _mm512_storeu_ps(C + i * ldc, _mm512_mul_ps(va, c[i][0]));
-      _mm512_storeu_ps(C + i * ldc + 16, _mm512_mul_ps(va, c[i][1]));
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      float *r = C + i * ldc + 16 * v;
+      __m512 x = _mm512_mul_ps(va, c[i][v]);
+      if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), x);
+      _mm512_storeu_ps(r, x);
     }
-  } else {
-    __m512 vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-      float *r = C + i * ldc;
-      _mm512_storeu_ps(r, _mm512_fmadd_ps(va, c[i][0], _mm512_mul_ps(vb, _mm512_loadu_ps(r))));
-      _mm512_storeu_ps(r + 16, _mm512_fmadd_ps(va, c[i][1], _mm512_mul_ps(vb, _mm512_loadu_ps(r + 16))));
-    }
-  }
 }
 
 #elif defined(__AVX2__) && defined(__FMA__)

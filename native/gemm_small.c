@@ -28,6 +28,15 @@ void gemm_naive(int transA, int transB, int M, int N, int K, float alpha, const 
 #define VL (VB / 4)
 typedef float vf __attribute__((vector_size(VB), aligned(4)));  // unaligned loads allowed
 #define INLINE static inline __attribute__((always_inline))
+// Left alone, GCC reloads a vector from memory for every use (twice the loads the hardware can
+// issue); an empty asm that "changes" the register makes it load each vector once.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define KEEP(x) __asm__("" : "+v"(x))
+#elif defined(__aarch64__) && defined(__GNUC__)
+#define KEEP(x) __asm__("" : "+w"(x))
+#else
+#define KEEP(x) ((void)0)
+#endif
 
 typedef struct {
   int M, N, K, ldb, ldc, transB, ntasks;
@@ -37,10 +46,22 @@ typedef struct {
   float *C;
 } small_args;
 
-INLINE float hsum(vf v) {
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+INLINE float hsum(vf v) {  // a shuffle tree where the ISA has one; lane by lane it dominates
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps((__m512)v);
+#elif defined(__AVX__)
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+#else
   float s = 0;
   for (int l = 0; l < VL; l++) s += v[l];
   return s;
+#endif
 }
 
 INLINE void put(const small_args *s, int m, int j, float v) {
@@ -50,17 +71,21 @@ INLINE void put(const small_args *s, int m, int j, float v) {
 
 // transB: C[m, j] = Σ_k A[m, k] · W[j, k] for JB rows j of W at a time.
 INLINE void dots(const small_args *s, int M, int JB, int j) {
-  vf acc[8][4];
+  vf acc[8][8];
   for (int m = 0; m < M; m++)
     for (int r = 0; r < JB; r++) acc[m][r] = (vf){0};
-  const float *w[4];
+  const float *w[8];
   for (int r = 0; r < JB; r++) w[r] = s->B + (size_t)(j + r) * s->ldb;
   int K = s->K, k = 0;
   for (; k + VL <= K; k += VL) {
-    vf b[4];
-    for (int r = 0; r < JB; r++) b[r] = *(const vf *)(w[r] + k);
+    vf b[8];
+    for (int r = 0; r < JB; r++) {
+      b[r] = *(const vf *)(w[r] + k);
+      KEEP(b[r]);
+    }
     for (int m = 0; m < M; m++) {
       vf a = *(const vf *)(s->A + (size_t)m * K + k);
+      KEEP(a);
       for (int r = 0; r < JB; r++) acc[m][r] += a * b[r];
     }
   }
@@ -73,7 +98,12 @@ INLINE void dots(const small_args *s, int M, int JB, int j) {
 }
 
 INLINE void dots_range(const small_args *s, int M, int j0, int j1) {
+  // enough independent chains to cover the FMA latency, few enough to stay in registers
+#if VB == 64
+  int JB = M == 1 ? 8 : M <= 4 ? 4 : 2, j = j0;
+#else
   int JB = M <= 2 ? 4 : 2, j = j0;
+#endif
   for (; j + JB <= j1; j += JB) dots(s, M, JB, j);
   for (; j < j1; j++) dots(s, M, 1, j);
 }
@@ -93,8 +123,10 @@ INLINE void axpys(const small_args *s, int M, int NV, int j) {
     }
   }
   for (int m = 0; m < M; m++)
-    for (int v = 0; v < NV; v++)
-      for (int l = 0; l < VL; l++) put(s, m, j + v * VL + l, acc[m][v][l]);
+    for (int v = 0; v < NV; v++) {
+      vf *c = (vf *)(s->C + (size_t)m * s->ldc + j + v * VL);
+      *c = s->beta == 0 ? s->alpha * acc[m][v] : s->alpha * acc[m][v] + s->beta * *c;
+    }
 }
 
 INLINE void axpys_range(const small_args *s, int M, int j0, int j1) {
