@@ -103,25 +103,40 @@ export function trainBpeFromCounts(pieceCounts: Map<string, number>, opts: Train
   const minCount = opts.minPieceCount ?? 1;
   if (pieceCounts.size === 0) throw new Error("train: the corpus is empty (no text to learn merges from)");
 
-  // --- words: symbol arrays with their lengths and counts
-  const utf8 = new TextEncoder();
-  const words: Int32Array[] = [];
-  const wlen: number[] = [];
-  const wcount: number[] = [];
+  // --- words: one flat symbol array; word w is sym[start[w], start[w] + wlen[w])
+  let total = 0, nWords = 0;
   for (const [piece, c] of pieceCounts) {
     if (c < minCount) continue;
-    const b = utf8.encode(piece);
-    if (b.length < 2) continue; // a single byte never takes part in a pair
-    words.push(Int32Array.from(b));
-    wlen.push(b.length);
-    wcount.push(c);
+    const n = Buffer.byteLength(piece);
+    if (n < 2) continue; // a single byte never takes part in a pair
+    total += n;
+    nWords++;
+  }
+  const sym = new Int32Array(total);
+  const start = new Int32Array(nWords);
+  const wlen = new Int32Array(nWords);
+  const wcount = new Float64Array(nWords);
+  {
+    const utf8 = new TextEncoder();
+    let scratch = new Uint8Array(1024);
+    let w = 0, o = 0;
+    for (const [piece, c] of pieceCounts) {
+      if (c < minCount) continue;
+      if (scratch.length < piece.length * 3) scratch = new Uint8Array(piece.length * 3);
+      const n = utf8.encodeInto(piece, scratch).written;
+      if (n < 2) continue;
+      for (let i = 0; i < n; i++) sym[o + i] = scratch[i];
+      start[w] = o, wlen[w] = n, wcount[w] = c;
+      o += n;
+      w++;
+    }
   }
 
   const pt = new PairTable();
   // initial pair counts and occurrence lists
-  for (let w = 0; w < words.length; w++) {
-    const s = words[w], c = wcount[w];
-    for (let i = 0; i + 1 < wlen[w]; i++) pt.add(s[i], s[i + 1], c, w);
+  for (let w = 0; w < nWords; w++) {
+    const s0 = start[w], c = wcount[w];
+    for (let i = s0; i + 1 < s0 + wlen[w]; i++) pt.add(sym[i], sym[i + 1], c, w);
   }
   const heap = new PairHeap(pt);
   for (let p = 0; p < pt.size; p++) if (pt.count[p] > 0) heap.push(p, pt.count[p]);
@@ -129,7 +144,7 @@ export function trainBpeFromCounts(pieceCounts: Map<string, number>, opts: Train
   const merges: [number, number][] = [];
   const tokens: Uint8Array[] = [];
   for (let b = 0; b < 256; b++) tokens.push(Uint8Array.of(b));
-  const seen = new Int32Array(words.length).fill(-1); // last merge that visited each word
+  const seen = new Int32Array(nWords).fill(-1); // last merge that visited each word
   const touched: number[] = [];
   const tick = Math.max(1, Math.floor(wanted / 200));
 
@@ -156,28 +171,27 @@ export function trainBpeFromCounts(pieceCounts: Map<string, number>, opts: Train
     tokens.push(tz);
 
     touched.length = 0;
-    const list = pt.words[best];
-    pt.words[best] = [];
     const mergeNo = merges.length;
-    for (let k = 0; k < list.length; k++) {
-      const w = list[k];
+    for (let node = pt.takeWords(best); node >= 0; node = pt.nodeNext[node]) {
+      const w = pt.nodeWord[node];
       if (seen[w] === mergeNo) continue;
       seen[w] = mergeNo;
-      const s = words[w];
-      let n = wlen[w];
+      const s0 = start[w];
+      let end = s0 + wlen[w];
       let found = false;
-      for (let i = 0; i + 1 < n; i++) if (s[i] === a && s[i + 1] === b) { found = true; break; }
+      for (let i = s0; i + 1 < end; i++) if (sym[i] === a && sym[i + 1] === b) { found = true; break; }
       if (!found) continue; // stale entry: the pair left this word in an earlier merge
       const c = wcount[w];
-      for (let i = 0; i + 1 < n; i++) pt.sub(s[i], s[i + 1], c);
-      let o = 0;
-      for (let i = 0; i < n; ) {
-        if (i + 1 < n && s[i] === a && s[i + 1] === b) (s[o++] = z), (i += 2);
-        else s[o++] = s[i++];
+      for (let i = s0; i + 1 < end; i++) pt.sub(sym[i], sym[i + 1], c);
+      let o = s0;
+      for (let i = s0; i < end; ) {
+        if (i + 1 < end && sym[i] === a && sym[i + 1] === b) (sym[o++] = z), (i += 2);
+        else sym[o++] = sym[i++];
       }
-      wlen[w] = n = o;
-      for (let i = 0; i + 1 < n; i++) {
-        const x = s[i], y = s[i + 1];
+      wlen[w] = o - s0;
+      end = o;
+      for (let i = s0; i + 1 < end; i++) {
+        const x = sym[i], y = sym[i + 1];
         if (x === z || y === z) touched.push(pt.add(x, y, c, w));
         else pt.add(x, y, c, -1);
       }
@@ -201,14 +215,19 @@ export function trainBpeFromCounts(pieceCounts: Map<string, number>, opts: Train
 
 /**
  * (left id, right id) → pair index, with per-pair weighted count and the words it occurs in.
- * Open addressing over typed arrays: far fewer allocations than a Map of number keys.
+ * Open addressing over typed arrays, and the word lists as linked nodes in one pool (newest
+ * first): far less memory and allocation than a Map of number keys and an array per pair.
  */
 class PairTable {
   size = 0;
   a = new Int32Array(1 << 16);
   b = new Int32Array(1 << 16);
   count = new Float64Array(1 << 16);
-  words: number[][] = [];
+  /** First node of each pair's word list (−1: none). */
+  head = new Int32Array(1 << 16);
+  nodeWord = new Int32Array(1 << 20);
+  nodeNext = new Int32Array(1 << 20);
+  private nodes = 0;
   private slots = new Int32Array(1 << 17).fill(-1);
   private mask = (1 << 17) - 1;
 
@@ -226,8 +245,7 @@ class PairTable {
     }
     const p = this.size++;
     if (p === this.a.length) this.growArrays();
-    this.a[p] = x, this.b[p] = y, this.count[p] = 0;
-    this.words.push([]);
+    this.a[p] = x, this.b[p] = y, this.count[p] = 0, this.head[p] = -1;
     this.slots[h] = p;
     if (this.size * 2 > this.mask) this.rehash();
     return p;
@@ -237,19 +255,35 @@ class PairTable {
     const p = this.index(x, y);
     this.count[p] += c;
     if (w >= 0) {
-      const l = this.words[p];
-      if (l.length === 0 || l[l.length - 1] !== w) l.push(w);
+      const h = this.head[p];
+      if (h < 0 || this.nodeWord[h] !== w) {
+        if (this.nodes === this.nodeWord.length) this.growNodes();
+        const n = this.nodes++;
+        this.nodeWord[n] = w, this.nodeNext[n] = h, this.head[p] = n;
+      }
     }
     return p;
+  }
+  /** Detaches pair p's word list and returns its first node (may hold stale or repeated words). */
+  takeWords(p: number): number {
+    const h = this.head[p];
+    this.head[p] = -1;
+    return h;
+  }
+  private growNodes(): void {
+    const n = this.nodeWord.length * 2;
+    const w = new Int32Array(n), x = new Int32Array(n);
+    w.set(this.nodeWord), x.set(this.nodeNext);
+    this.nodeWord = w, this.nodeNext = x;
   }
   sub(x: number, y: number, c: number): void {
     this.count[this.index(x, y)] -= c;
   }
   private growArrays(): void {
     const n = this.a.length * 2;
-    const a = new Int32Array(n), b = new Int32Array(n), c = new Float64Array(n);
-    a.set(this.a), b.set(this.b), c.set(this.count);
-    this.a = a, this.b = b, this.count = c;
+    const a = new Int32Array(n), b = new Int32Array(n), c = new Float64Array(n), h = new Int32Array(n);
+    a.set(this.a), b.set(this.b), c.set(this.count), h.set(this.head);
+    this.a = a, this.b = b, this.count = c, this.head = h;
   }
   private rehash(): void {
     const n = (this.mask + 1) * 2;
