@@ -34,6 +34,9 @@
 #ifndef GEMM_MT_FLOPS
 #define GEMM_MT_FLOPS (1L << 18)    // below ~0.25 MFLOP (64^3) a second thread does not pay
 #endif
+#ifndef GEMM_TINY_FLOPS
+#define GEMM_TINY_FLOPS (1L << 19)  // up to 64^3, B (K, N), N % 16 == 0: no packing
+#endif
 #define GEMM_MT_SMALL (1L << 15)    // M <= 8: threads once B has 32 Ki elements (128 KiB)
 #define MAX_POOL 256
 
@@ -237,7 +240,13 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
     gemm_small(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
     return;
   }
-  int threads = 2.0 * M * N * K < GEMM_MT_FLOPS ? 1 : pool_threads();
+  double flops = 2.0 * M * N * K;
+  if (flops <= GEMM_TINY_FLOPS && !transB && N % 16 == 0) {  // packing costs more than it saves
+    // (gemm_small.c, 8 rows at a time; whole vectors only, and no horizontal sums)
+    gemm_small(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+    return;
+  }
+  int threads = flops < GEMM_MT_FLOPS ? 1 : pool_threads();
   gemm_args g = {transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
   if (!gemm_blocked(&g, threads))  // out of memory for the packing buffers: the slow path
     gemm_naive(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

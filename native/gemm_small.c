@@ -1,6 +1,7 @@
-// GEMM for M <= 8: matrix-vector products of token-by-token generation.
+// GEMM for M <= 8: matrix-vector products of token-by-token generation (and tiny products,
+// 8 rows at a time, where packing would cost more than the arithmetic).
 //
-// Shapes: op(A) (M, K) with M <= 8, op(B) (K, N), C (M, N).
+// Shapes: op(A) (M, K), op(B) (K, N), C (M, N); rows go 8 at a time.
 // These products are bound by reading B (the weights) once, so there is no packing: B is
 // streamed in place, each element used for all M rows while it is in a register, and the
 // columns of C are split among the pool threads (each thread streams its own part of B).
@@ -188,11 +189,15 @@ void gemm_small(int transA, int transB, int M, int N, int K, float alpha, const 
   small_args s = {M, N, K, ldb, ldc, transB, 1, alpha, beta, A, B, C};
   int blocks = (N + 63) / 64;
   s.ntasks = threads < blocks ? threads : blocks;
-  if (s.ntasks <= 1) {
-    s.ntasks = 1;
-    small_task(&s, 0, 0);
-  } else {
-    pool_run(small_task, &s, s.ntasks);
+  if (s.ntasks < 1) s.ntasks = 1;
+  for (int m0 = 0; m0 < M; m0 += 8) {  // tiny products with M > 8 come here 8 rows at a time
+    s.M = M - m0 < 8 ? M - m0 : 8;
+    s.A = A + (size_t)m0 * K;
+    s.C = C + (size_t)m0 * ldc;
+    if (s.ntasks == 1)
+      small_task(&s, 0, 0);
+    else
+      pool_run(small_task, &s, s.ntasks);
   }
   free(copy);
 }

@@ -95,6 +95,15 @@ test("gemm: matrix-vector path (M = 1..8) in all forms, N and K off the vector w
     for (let M = 1; M <= 8; M++) check(ta, tb, M, [1, 17, 65, 333][M % 4], [3, 129, 64, 1000][(M + 1) % 4], 1, 0, seed++);
 });
 
+test("gemm: tiny products (unpacked path, N a multiple of 16) in all forms", () => {
+  let seed = 250;
+  for (const [ta, tb] of FORMS)
+    for (const [M, N, K] of [[9, 16, 16], [16, 16, 16], [24, 32, 20], [40, 48, 64], [64, 64, 64], [13, 80, 1]]) {
+      check(ta, tb, M, N, K, 1, 0, seed++, true);
+      check(ta, tb, M, N, K, -0.5, 1, seed++);
+    }
+});
+
 test("gemm: beta 0 ignores NaN in C; beta 1 accumulates; other alpha/beta", () => {
   let seed = 300;
   for (const [ta, tb] of FORMS) {
