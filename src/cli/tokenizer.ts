@@ -51,7 +51,8 @@ export function registerTokenizer(program: Command): void {
       if (process.stderr.isTTY) process.stderr.write("\n");
       const chatTemplate = o.chatTemplate === false ? undefined : typeof o.chatTemplate === "string" ? readFileSync(o.chatTemplate, "utf8") : CHAT_TEMPLATE;
       saveTokenizer(o.out, tok, { chatTemplate });
-      console.log(`trained ${tok.vocabSize} tokens (${tok.numMerges} merges) in ${((Date.now() - t0) / 1000).toFixed(1)} s → ${o.out}`);
+      const short = tok.vocabSize < Number(o.vocabSize) ? ` (asked for ${o.vocabSize}: the corpus has no more pairs to merge)` : "";
+      console.log(`trained ${tok.vocabSize} tokens (${tok.numMerges} merges)${short} in ${((Date.now() - t0) / 1000).toFixed(1)} s → ${o.out}`);
     });
 
   cmd
@@ -81,7 +82,7 @@ export function registerTokenizer(program: Command): void {
         if (!Number.isInteger(n)) throw new Error(`decode: ${JSON.stringify(s)} is not a token id`);
         return n;
       });
-      process.stdout.write(tok.decode(nums) + "\n");
+      console.log(tok.decode(nums));
     });
 
   cmd
