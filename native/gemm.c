@@ -70,53 +70,109 @@ static float *thread_buf(float **slot, size_t floats) {
   return *slot;
 }
 
-// ---- packing: op(A) block (mc, kc) at (i0, k0) -> MR-tall panels, (kc, MR) each ----
+// ---- packing ----
+// Packing transposes where the stored layout runs the other way: (MR rows of A along k) and
+// (NR rows of W along k). With AVX-512 that goes through 16 x 16 register transposes.
 
+#if defined(__AVX512F__)
+// r[i] (lane t) -> r[t] (lane i)
+static inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+}
+
+// dst[(k + t) * stride + i] = rows[i][k + t] for i < n (<= 16), t < 16; returns k advanced
+// past the whole 16-blocks of [k, kc).
+static int interleave16(const float *const *rows, int n, int k, int kc, float *dst, int stride) {
+  __mmask16 keep = (__mmask16)((1u << n) - 1);
+  for (; k + 16 <= kc; k += 16) {
+    __m512 r[16];
+    for (int i = 0; i < 16; i++) r[i] = i < n ? _mm512_loadu_ps(rows[i] + k) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int t = 0; t < 16; t++) _mm512_mask_storeu_ps(dst + (size_t)(k + t) * stride, keep, r[t]);
+  }
+  return k;
+}
+#endif
+
+// op(A) block (mc, kc) at (i0, k0) -> MR-tall panels, (kc, MR) each.
 static void pack_a(const gemm_args *g, int i0, int mc, int k0, int kc, float *restrict Ap) {
   for (int ip = 0; ip < mc; ip += MR, Ap += (size_t)MR * kc) {
     int m = mc - ip < MR ? mc - ip : MR;
     if (g->transA) {  // A stored (K, M): each k gives m contiguous values
       const float *src = g->A + (size_t)k0 * g->lda + i0 + ip;
-      for (int k = 0; k < kc; k++, src += g->lda) {
-        float *d = Ap + (size_t)k * MR;
-        for (int i = 0; i < m; i++) d[i] = src[i];
-        for (int i = m; i < MR; i++) d[i] = 0;
+      if (m == MR) {
+        for (int k = 0; k < kc; k++, src += g->lda)
+          for (int i = 0; i < MR; i++) Ap[(size_t)k * MR + i] = src[i];
+      } else {
+        for (int k = 0; k < kc; k++, src += g->lda)
+          for (int i = 0; i < MR; i++) Ap[(size_t)k * MR + i] = i < m ? src[i] : 0;
       }
     } else {  // A stored (M, K): interleave m rows
       const float *rows[MR];
       for (int i = 0; i < MR; i++) rows[i] = g->A + (size_t)(i0 + ip + (i < m ? i : 0)) * g->lda + k0;
+      int k = 0;
       if (m == MR) {
-        for (int k = 0; k < kc; k++)
+#if defined(__AVX512F__) && MR <= 16
+        k = interleave16(rows, MR, 0, kc, Ap, MR);
+#endif
+        for (; k < kc; k++)
           for (int i = 0; i < MR; i++) Ap[(size_t)k * MR + i] = rows[i][k];
       } else {
-        for (int k = 0; k < kc; k++)
+        for (; k < kc; k++)
           for (int i = 0; i < MR; i++) Ap[(size_t)k * MR + i] = i < m ? rows[i][k] : 0;
       }
     }
   }
 }
 
-// ---- packing: op(B) block (kc, nc) at (k0, j0) -> NR-wide panels, (kc, NR) each ----
-
+// op(B) block (kc, nc) at (k0, j0) -> NR-wide panels, (kc, NR) each.
 static void pack_b(const gemm_args *g, int k0, int kc, int j0, int nc, float *restrict Bp) {
   for (int jp = 0; jp < nc; jp += NR, Bp += (size_t)NR * kc) {
     int n = nc - jp < NR ? nc - jp : NR;
     if (!g->transB) {  // B stored (K, N): each k gives n contiguous values
       const float *src = g->B + (size_t)k0 * g->ldb + j0 + jp;
       if (n == NR) {
-        for (int k = 0; k < kc; k++, src += g->ldb) memcpy(Bp + (size_t)k * NR, src, NR * sizeof(float));
+        for (int k = 0; k < kc; k++, src += g->ldb)
+          for (int j = 0; j < NR; j++) Bp[(size_t)k * NR + j] = src[j];
       } else {
-        for (int k = 0; k < kc; k++, src += g->ldb) {
-          float *d = Bp + (size_t)k * NR;
-          for (int j = 0; j < n; j++) d[j] = src[j];
-          for (int j = n; j < NR; j++) d[j] = 0;
-        }
+        for (int k = 0; k < kc; k++, src += g->ldb)
+          for (int j = 0; j < NR; j++) Bp[(size_t)k * NR + j] = j < n ? src[j] : 0;
       }
     } else {  // B stored (N, K): transpose n rows into the panel
       const float *src = g->B + (size_t)(j0 + jp) * g->ldb + k0;
+      int k = 0;
+#if defined(__AVX512F__) && NR % 16 == 0
+      if (n == NR) {
+        for (int q = 0; q < NR; q += 16) {
+          const float *rows[16];
+          for (int j = 0; j < 16; j++) rows[j] = src + (size_t)(q + j) * g->ldb;
+          k = interleave16(rows, 16, 0, kc, Bp + q, NR);
+        }
+      }
+#endif
       if (n < NR) memset(Bp, 0, (size_t)NR * kc * sizeof(float));
-      for (int j = 0; j < n; j++, src += g->ldb)
-        for (int k = 0; k < kc; k++) Bp[(size_t)k * NR + j] = src[k];
+      for (int j = 0; j < n; j++)
+        for (int kk = k; kk < kc; kk++) Bp[(size_t)kk * NR + j] = src[(size_t)j * g->ldb + kk];
     }
   }
 }
