@@ -45,6 +45,11 @@ test("tokenizer CLI: train, info, encode with special tokens, decode", async () 
     assert.equal(ids[0], tok.special.get("<|im_start|>"));
     assert.equal(ids[ids.length - 1], tok.special.get("<|im_end|>"));
     assert.equal(await mynah("tokenizer", "decode", "--tokenizer", out, ...ids.map(String)), "<|im_start|>alpha 你好<|im_end|>");
+    // a file's ids as uint32 through the worker pool equal encode()
+    const bin = join(dir, "ids.bin");
+    assert.match(await mynah("tokenizer", "encode", "--tokenizer", out, "--file", join(dir, "a.txt"), "--out", bin, "--workers", "2"), /tokens →/);
+    const buf = readFileSync(bin);
+    assert.deepEqual(Array.from(new Uint32Array(buf.buffer, buf.byteOffset, buf.length / 4)), tok.encode(text));
     await assert.rejects(mynah("tokenizer", "train", "--vocab-size", "100", "--out", out, join(dir, "a.txt")), /smaller than 256 bytes/);
   } finally {
     rmSync(dir, { recursive: true, force: true });

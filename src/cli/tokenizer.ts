@@ -3,8 +3,9 @@
  */
 import type { Command } from "commander";
 import { readFileSync } from "node:fs";
+import { encodeFile } from "../tokenizer/parallel.ts";
 import { CHAT_TEMPLATE } from "../data/chat-template.ts";
-import { loadTokenizer, saveTokenizer, trainTokenizerFromFiles, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
+import { loadTokenizer, saveTokenizer, writeBytesAtomic, trainTokenizerFromFiles, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
 
 /** A one-line progress bar with ETA on stderr, redrawn at most 10 times a second. */
 function progressBar(): (p: TrainProgress) => void {
@@ -57,16 +58,30 @@ export function registerTokenizer(program: Command): void {
 
   cmd
     .command("encode")
-    .description("Print the token ids of a text")
+    .description("Print the token ids of a text, or write a file's ids as uint32 (--out), using all cores")
     .requiredOption("--tokenizer <path>", "tokenizer directory, tokenizer.json or .tiktoken file")
     .option("--text <text>", "text to encode (default: standard input)")
     .option("--file <file>", "file to encode")
+    .option("--out <file>", "write the ids as little-endian uint32 to this file instead of printing them")
+    .option("--workers <n>", "worker threads for --file (default: all cores)")
     .option("--allow-special", "encode special-token text as special tokens", false)
-    .action(async (o: { tokenizer: string; text?: string; file?: string; allowSpecial: boolean }) => {
+    .action(async (o: { tokenizer: string; text?: string; file?: string; out?: string; workers?: string; allowSpecial: boolean }) => {
       const tok = loadTokenizer(o.tokenizer);
-      const text = o.text ?? (o.file ? readFileSync(o.file, "utf8") : readFileSync(0, "utf8"));
-      const ids = tok.encode(text, o.allowSpecial ? { allowedSpecial: "all" } : undefined);
-      console.log(ids.join(" "));
+      const allowedSpecial = o.allowSpecial ? ("all" as const) : undefined;
+      const t0 = Date.now();
+      let ids: ArrayLike<number>;
+      if (o.file && o.text === undefined) {
+        ids = await encodeFile(tok, o.file, { allowedSpecial, workers: o.workers ? Number(o.workers) : undefined });
+      } else {
+        ids = tok.encode(o.text ?? readFileSync(0, "utf8"), { allowedSpecial });
+      }
+      if (!o.out) {
+        console.log(Array.from(ids).join(" "));
+        return;
+      }
+      const u32 = Uint32Array.from(ids);
+      writeBytesAtomic(o.out, new Uint8Array(u32.buffer));
+      console.log(`${u32.length} tokens → ${o.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     });
 
   cmd

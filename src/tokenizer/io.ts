@@ -20,17 +20,23 @@ export interface SaveOptions {
   padToken?: string;
 }
 
-/** Writes `text` to `path` atomically (temp file in the same folder, fsync, rename). */
-export function writeFileAtomic(path: string, text: string): void {
+/** Writes `text` (or bytes) to `path` atomically (temp file in the same folder, fsync, rename). */
+export function writeFileAtomic(path: string, text: string | Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   const fd = openSync(tmp, "w");
   try {
-    writeSync(fd, text);
+    if (typeof text === "string") writeSync(fd, text);
+    else for (let o = 0; o < text.length; ) o += writeSync(fd, text, o, text.length - o);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   renameSync(tmp, path);
+}
+
+/** Bytes to `path` atomically. */
+export function writeBytesAtomic(path: string, bytes: Uint8Array): void {
+  writeFileAtomic(path, bytes);
 }
 
 /** Saves tokenizer.json and tokenizer_config.json into `dir` (created if needed). */
