@@ -25,8 +25,8 @@ export function writeFileAtomic(path: string, text: string | Uint8Array): void {
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   const fd = openSync(tmp, "w");
   try {
-    if (typeof text === "string") writeSync(fd, text);
-    else for (let o = 0; o < text.length; ) o += writeSync(fd, text, o, text.length - o);
+    const bytes = typeof text === "string" ? Buffer.from(text, "utf8") : text;
+    for (let o = 0; o < bytes.length; ) o += writeSync(fd, bytes, o, bytes.length - o);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
