@@ -21,6 +21,7 @@ import {
   bpeTokenizer,
 } from "../src/tokenizer/index.ts";
 import { compilePattern, forEachPiece } from "../src/tokenizer/pattern.ts";
+import { PieceCounter } from "../src/tokenizer/train.ts";
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
 function rng(seed: number): () => number {
@@ -287,4 +288,16 @@ test("parallel encoding over worker threads equals encode", async () => {
   const texts = corpus(12, 200);
   const batch = await encodeBatch(tok, texts, { workers: 2 });
   batch.forEach((ids, i) => assert.deepEqual(Array.from(ids), tok.encode(texts[i])));
+});
+
+test("piece counting stays within maxPieces (rare pieces pruned) and training still works", () => {
+  const counter = new PieceCounter(MYNAH_PATTERN, 200);
+  for (const t of corpus(13, 3000)) {
+    counter.add(t);
+    assert.ok(counter.counts.size <= 200 + 64, `count table grew to ${counter.counts.size}`);
+  }
+  const tok = trainBpe(corpus(13, 3000), { vocabSize: 256 + 100 + specials, maxPieces: 200 });
+  assert.equal(tok.vocabSize, 256 + 100 + specials);
+  const s = corpus(14, 30).join("");
+  assert.equal(tok.decode(tok.encode(s)), s);
 });

@@ -7,24 +7,30 @@ import { encodeFile } from "../tokenizer/parallel.ts";
 import { CHAT_TEMPLATE } from "../data/chat-template.ts";
 import { loadTokenizer, saveTokenizer, writeBytesAtomic, trainTokenizerFromFiles, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
 
-/** A one-line progress bar with ETA on stderr, redrawn at most 10 times a second. */
-function progressBar(): (p: TrainProgress) => void {
+/**
+ * Training progress on stderr with ETA: a bar redrawn at most 10 times a second on a
+ * terminal, otherwise (logs) one line every 5 seconds and at the end of each phase.
+ */
+function progressBar(tty: boolean): (p: TrainProgress) => void {
   let phase = "";
   let start = 0;
   let last = 0;
   return (p) => {
     const now = Date.now();
+    const ended = p.total > 0 && p.done >= p.total;
     if (p.phase !== phase) {
-      if (phase) process.stderr.write("\n");
+      if (phase && tty) process.stderr.write("\n");
       phase = p.phase;
       start = now;
-    } else if (now - last < 100 && p.done < p.total) return;
+      last = 0;
+    } else if (now - last < (tty ? 100 : 5000) && !ended) return;
     last = now;
     const frac = p.total > 0 ? Math.min(1, p.done / p.total) : 0;
     const eta = frac > 0 ? ((now - start) / 1000) * (1 / frac - 1) : NaN;
-    const bar = "#".repeat(Math.round(frac * 30)).padEnd(30, ".");
     const what = p.phase === "count" ? `counting ${(p.done / 1e6).toFixed(1)}/${(p.total / 1e6).toFixed(1)} MB` : `merges ${p.done}/${p.total}`;
-    process.stderr.write(`\r${bar} ${(frac * 100).toFixed(0).padStart(3)}% ${what}  ETA ${Number.isFinite(eta) ? eta.toFixed(0) + "s" : "?"}   `);
+    const line = `${(frac * 100).toFixed(0).padStart(3)}% ${what}  ETA ${Number.isFinite(eta) ? eta.toFixed(0) + "s" : "?"}`;
+    if (tty) process.stderr.write(`\r${"#".repeat(Math.round(frac * 30)).padEnd(30, ".")} ${line}   `);
+    else process.stderr.write(`tokenizer train: ${line}\n`);
   };
 }
 
@@ -47,7 +53,7 @@ export function registerTokenizer(program: Command): void {
         vocabSize: Number(o.vocabSize),
         specialTokens: o.special.split(",").filter((s) => s !== ""),
         minPieceCount: Number(o.minPieceCount),
-        onProgress: process.stderr.isTTY ? progressBar() : undefined,
+        onProgress: progressBar(process.stderr.isTTY === true),
       });
       if (process.stderr.isTTY) process.stderr.write("\n");
       const chatTemplate = o.chatTemplate === false ? undefined : typeof o.chatTemplate === "string" ? readFileSync(o.chatTemplate, "utf8") : CHAT_TEMPLATE;
