@@ -1,0 +1,187 @@
+/**
+ * The training loader over prepared shards: documents (each opening with <|endoftext|>) are
+ * taken in a seeded random order, a fresh permutation per epoch, and packed end to end into
+ * one token stream; a batch is the next B·T + 1 tokens of that stream, cut into B rows of T
+ * inputs with the targets shifted by one. The position (epoch, document, offset) is exact,
+ * so a resumed run sees the same tokens as an uninterrupted one.
+ *
+ *   const src = openShardSource("data/prepared", "train", 1337);
+ *   const { inputs, targets } = src.nextBatch(8, 256);   // [8·256] each
+ *   const pos = src.state();  ... later: src.restore(pos);
+ */
+import { closeSync, openSync } from "node:fs";
+import { join } from "node:path";
+import type { Batch, BatchSource } from "./types.ts";
+import { readManifest } from "./prepare.ts";
+import { readShardHeader, readShardTokens, type ShardHeader } from "./shards.ts";
+
+/** Shards smaller than this in total are read into memory at open; larger are read per document. */
+const RESIDENT_BYTES = 1 << 30;
+
+/** Position of a ShardSource: JSON-serializable, saved in checkpoints. */
+export interface ShardSourceState {
+  kind: "shards";
+  split: string;
+  seed: number;
+  /** Documents in the split (checked on restore). */
+  docs: number;
+  epoch: number;
+  /** Index into this epoch's permutation. */
+  doc: number;
+  /** Tokens of that document already consumed. */
+  offset: number;
+}
+
+export interface ShardSource extends BatchSource {
+  readonly docs: number;
+  readonly tokens: number;
+  readonly eot: number;
+  readonly vocabSize: number;
+  state(): ShardSourceState;
+  /** Closes the shard files. */
+  close(): void;
+}
+
+/** A small seeded generator (mulberry32), enough for shuffling. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The document order of one epoch: a Fisher–Yates shuffle seeded by (seed, epoch). */
+export function epochOrder(n: number, seed: number, epoch: number): Uint32Array {
+  const rnd = mulberry32((Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + epoch * 0x632be5ab) >>> 0);
+  const p = new Uint32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    const t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+  }
+  return p;
+}
+
+/**
+ * Opens the `split` ("train" or "val") of a folder made by `mynah data prepare` as a
+ * BatchSource. Scans the shards once to find document starts (the <|endoftext|> ids).
+ */
+export function openShardSource(dir: string, split: string, seed: number): ShardSource {
+  const m = readManifest(dir);
+  const sp = m.splits[split as "train" | "val"];
+  if (!sp) throw new Error(`${dir}: no split ${JSON.stringify(split)} (have ${Object.keys(m.splits).join(", ")})`);
+  if (sp.tokens === 0) throw new Error(`${dir}: the ${split} split is empty (prepare with --val-fraction > 0 for a val split)`);
+  const eot = m.tokenizer.eot;
+  const paths = sp.shards.map((s) => join(dir, s.file));
+  const headers: ShardHeader[] = paths.map((p, i) => {
+    const h = readShardHeader(p);
+    if (h.tokens !== sp.shards[i].tokens) throw new Error(`${p}: holds ${h.tokens} tokens, the manifest says ${sp.shards[i].tokens}`);
+    return h;
+  });
+  const total = headers.reduce((n, h) => n + h.tokens, 0);
+  const resident = total * m.bytesPerToken <= RESIDENT_BYTES;
+  const fds = paths.map((p) => openSync(p, "r"));
+  // Global token offset where each shard begins.
+  const base = new Float64Array(paths.length + 1);
+  headers.forEach((h, i) => (base[i + 1] = base[i] + h.tokens));
+
+  // Scan for document starts, chunk by chunk; keep the tokens when resident.
+  const data: Uint32Array[] = [];
+  const starts: number[] = [];
+  const CHUNK = 1 << 20;
+  headers.forEach((h, i) => {
+    const keep = resident ? new Uint32Array(h.tokens) : null;
+    for (let o = 0; o < h.tokens; o += CHUNK) {
+      const part = readShardTokens(paths[i], h, o, Math.min(CHUNK, h.tokens - o), fds[i]);
+      for (let k = 0; k < part.length; k++) if (part[k] === eot) starts.push(base[i] + o + k);
+      keep?.set(part, o);
+    }
+    if (keep) data.push(keep);
+    if (h.tokens > 0 && starts[starts.length - 1] === undefined) throw new Error(`${paths[i]}: does not start with <|endoftext|>`);
+  });
+  const docStart = Float64Array.from(starts);
+  const nDocs = docStart.length;
+  // A document never crosses shards; it ends at the next start or at its shard's end.
+  const shardOf = (g: number): number => {
+    let lo = 0;
+    let hi = paths.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (base[mid] <= g) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  };
+  const docEnd = new Float64Array(nDocs);
+  for (let d = 0; d < nDocs; d++) docEnd[d] = Math.min(d + 1 < nDocs ? docStart[d + 1] : total, base[shardOf(docStart[d]) + 1]);
+  const read = (g: number, n: number): Uint32Array => {
+    const s = shardOf(g);
+    const local = g - base[s];
+    return resident ? data[s].subarray(local, local + n) : readShardTokens(paths[s], headers[s], local, n, fds[s]);
+  };
+
+  let epoch = 0;
+  let order = epochOrder(nDocs, seed, 0);
+  let doc = 0;
+  let offset = 0;
+
+  return {
+    docs: nDocs,
+    tokens: total,
+    eot,
+    vocabSize: m.tokenizer.vocabSize,
+    nextBatch(B: number, T: number): Batch {
+      if (!(Number.isInteger(B) && B > 0 && Number.isInteger(T) && T > 0)) throw new Error(`nextBatch: B and T must be positive integers, got B=${B} T=${T}`);
+      const n = B * T + 1;
+      const buf = new Int32Array(n);
+      let got = 0;
+      // Position after B·T tokens: the last target is the next batch's first input.
+      let next = { epoch, doc, offset, order };
+      let e = epoch;
+      let d = doc;
+      let off = offset;
+      let ord = order;
+      while (got < n) {
+        if (got === n - 1) next = { epoch: e, doc: d, offset: off, order: ord };
+        const id = ord[d];
+        const len = docEnd[id] - docStart[id];
+        const take = Math.min(len - off, got < n - 1 ? n - 1 - got : 1);
+        buf.set(read(docStart[id] + off, take), got);
+        got += take;
+        off += take;
+        if (off >= len) {
+          off = 0;
+          if (++d >= nDocs) {
+            d = 0;
+            ord = epochOrder(nDocs, seed, ++e);
+          }
+        }
+      }
+      ({ epoch, doc, offset, order } = next);
+      return { inputs: buf.slice(0, n - 1), targets: buf.slice(1, n) };
+    },
+    state(): ShardSourceState {
+      return { kind: "shards", split, seed, docs: nDocs, epoch, doc, offset };
+    },
+    restore(s: unknown): void {
+      const st = s as Partial<ShardSourceState>;
+      if (!st || st.kind !== "shards") throw new Error(`restore: not a shard loader position: ${JSON.stringify(s)}`);
+      if (st.docs !== nDocs || st.seed !== seed || st.split !== split)
+        throw new Error(`restore: the position is for ${st.split} with ${st.docs} documents and seed ${st.seed}; this source is ${split} with ${nDocs} documents and seed ${seed}`);
+      if (!(Number.isInteger(st.epoch) && Number.isInteger(st.doc) && Number.isInteger(st.offset))) throw new Error(`restore: bad position ${JSON.stringify(s)}`);
+      if (st.epoch !== epoch) order = epochOrder(nDocs, seed, st.epoch!);
+      epoch = st.epoch!;
+      doc = st.doc!;
+      offset = st.offset!;
+    },
+    close(): void {
+      for (const fd of fds) closeSync(fd);
+    },
+  };
+}
