@@ -10,8 +10,8 @@
 //   js (N, step NS) → pc (K, step KC): pack the op(B) slice (kc, ns), shared by all threads →
 //   tasks over row chunks of C (and column chunks when M is small), each:
 //     pack its op(A) rows (mc, kc) → jc (step NC) → ir (step MR) → jr (step NR): micro-kernel
-// An A micro-panel (MR x KC, 18 KiB at 12 x 384) stays in L1 while the jr loop streams a
-// (KC, NC) block of packed B (384 KiB) from L2; the whole packed B slice lives in L3.
+// An A micro-panel (MR x KC, 24 KiB at 12 x 512) stays in L1 while the jr loop streams a
+// (KC, NC) block of packed B (512 KiB) from L2; the whole packed B slice lives in L3.
 // Edge tiles are computed into a scratch tile and merged.
 //
 // Threads: packing B is split over the pool, then the row chunks (about 4 per thread,
@@ -30,7 +30,7 @@
 #include "napi_util.h"
 #include "pool.h"
 
-#define MC (MR * 192)               // rows of op(A) packed at once (2304 at MR = 12)
+#define MC (MR * 128)               // rows of op(A) packed at once (1536 at MR = 12)
 #ifndef GEMM_MT_FLOPS
 #define GEMM_MT_FLOPS (1L << 18)    // below ~0.25 MFLOP (64^3) a second thread does not pay
 #endif
