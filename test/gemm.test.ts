@@ -128,6 +128,7 @@ test("gemm: K = 0 scales C by beta; K deeper than one packed slice; M and N past
   check(true, false, 31, 33, 900, 1, 0, 401, true);
   check(false, false, 2400, 20, 24, 1, 0, 402); // more rows than one packed A block (MC)
   check(false, true, 20, 600, 24, 1, 0, 403); // more columns than one packed B block (NC)
+  check(true, true, 20, 4200, 9, 1, 1, 404); // more columns than one packed B slice (NS)
 });
 
 test("gemm works on subarray views and writes nothing outside C", () => {
