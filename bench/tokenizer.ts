@@ -19,7 +19,7 @@ import { loadTokenizer, readTexts, trainBpe, trainTokenizerFromFiles } from "../
 import { EncoderPool, encodeLargeText } from "../src/tokenizer/parallel.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const DATA = join(here, "..", "..", "shared", "data");
+const DATA = process.env.MYNAH_SHARED_DATA ?? join(here, "..", "..", "shared", "data");
 const require = createRequire(import.meta.url);
 
 /** Child-process mode: train once and print {seconds, peakMB, vocab} as JSON. */
