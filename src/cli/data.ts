@@ -1,8 +1,112 @@
+/**
+ * `mynah data prepare|inspect`: thin wrappers over src/data/prepare.ts.
+ */
 import type { Command } from "commander";
+import { availableParallelism } from "node:os";
+import { basename } from "node:path";
+import { prepareData, readManifest, type Manifest, type PrepareProgress } from "../data/prepare.ts";
+import { INPUT_FORMATS, type DocSplit, type InputFormat } from "../data/readers.ts";
 
-// Placeholder: replaced by the real command.
+interface PrepareFlags {
+  tokenizer: string;
+  out: string;
+  format: string;
+  textField: string;
+  docSplit: string;
+  valFraction: string;
+  seed: string;
+  minChars: string;
+  dedup: boolean;
+  threads: string;
+  shardTokens: string;
+  skipBad: boolean;
+  force: boolean;
+}
+
+function num(name: string, v: string, integer = true): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new Error(`--${name}: ${JSON.stringify(v)} is not ${integer ? "an integer" : "a number"}`);
+  return n;
+}
+
+/** One progress line on stderr: MB read, MB/s, tokens, ETA. */
+function progressLine(p: PrepareProgress): void {
+  const mb = p.bytesRead / 1e6;
+  const rate = p.seconds > 0 ? mb / p.seconds : 0;
+  const frac = p.bytesTotal > 0 ? Math.min(1, p.bytesRead / p.bytesTotal) : 0;
+  const eta = rate > 0 ? Math.max(0, (p.bytesTotal / 1e6 - mb) / rate) : NaN;
+  const line = `${(frac * 100).toFixed(0).padStart(3)}%  ${mb.toFixed(1)}/${(p.bytesTotal / 1e6).toFixed(1)} MB  ${rate.toFixed(1)} MB/s  ${(p.tokens / 1e6).toFixed(2)} M tokens  ETA ${Number.isFinite(eta) ? eta.toFixed(0) + " s" : "?"}`;
+  if (process.stderr.isTTY) process.stderr.write(`\r${line}   ${p.done ? "\n" : ""}`);
+  else if (p.done) process.stderr.write(line + "\n");
+}
+
+/** The summary table: what was read, skipped and written, per source. */
+export function formatManifest(m: Manifest): string {
+  const rows = [["source", "records", "bad", "dup", "short", "train docs", "val docs", "train tokens", "val tokens"]];
+  for (const s of m.sources)
+    rows.push([basename(s.file), s.records, s.bad, s.duplicates, s.tooShort, s.docs.train, s.docs.val, s.tokens.train, s.tokens.val].map(String));
+  const t = (k: (s: Manifest["sources"][number]) => number): string => String(m.sources.reduce((n, s) => n + k(s), 0));
+  rows.push(["total", t((s) => s.records), t((s) => s.bad), t((s) => s.duplicates), t((s) => s.tooShort), t((s) => s.docs.train), t((s) => s.docs.val), t((s) => s.tokens.train), t((s) => s.tokens.val)]);
+  const w = rows[0].map((_, j) => Math.max(...rows.map((r) => r[j].length)));
+  const lines = rows.map((r) => r.map((c, j) => (j === 0 ? c.padEnd(w[j]) : c.padStart(w[j]))).join("  "));
+  const bytes = m.sources.reduce((n, s) => n + s.bytes, 0);
+  lines.push(
+    `${m.splits.train.shards.length} train + ${m.splits.val.shards.length} val shards (uint${m.bytesPerToken * 8}), ` +
+      `vocab ${m.tokenizer.vocabSize}; ${(bytes / 1e6).toFixed(1)} MB in ${m.seconds.toFixed(1)} s (${(bytes / 1e6 / Math.max(m.seconds, 1e-9)).toFixed(1)} MB/s)` +
+      (m.skipped ? `; ${m.skipped} bad records skipped` : ""),
+  );
+  return lines.join("\n");
+}
+
 export function registerData(program: Command): void {
-  program.command("data").description("(not built yet)").action(() => {
-    throw new Error("mynah data is not built yet");
-  });
+  const cmd = program.command("data").description("Prepare training data: read, clean, split, tokenize into shards");
+
+  cmd
+    .command("prepare")
+    .description("Tokenize text files, folders, globs, JSONL (text, chat, ShareGPT, Alpaca) or Parquet into binary shards + manifest.json")
+    .argument("<inputs...>", "files, folders (recursive) or globs; .gz is read transparently")
+    .requiredOption("--tokenizer <dir>", "tokenizer folder from `mynah tokenizer train`")
+    .requiredOption("--out <dir>", "output folder for shards and manifest.json")
+    .option("--format <format>", `record format: ${INPUT_FORMATS.join(", ")} (auto detects per file)`, "auto")
+    .option("--text-field <name>", "field holding the text in JSON text records", "text")
+    .option("--doc-split <mode>", "plain text documents end at: blank (blank lines), line (every line), file", "blank")
+    .option("--val-fraction <f>", "fraction of documents held out as the val split (by content hash)", "0.01")
+    .option("--seed <n>", "seed of the train/val split", "0")
+    .option("--min-chars <n>", "drop documents shorter than this after cleaning", "1")
+    .option("--no-dedup", "keep exact duplicate documents")
+    .option("--threads <n>", "tokenizing threads", String(availableParallelism()))
+    .option("--shard-tokens <n>", "tokens per shard (a shard holds whole documents)", String(1 << 24))
+    .option("--skip-bad", "skip and count bad records instead of stopping at the first", false)
+    .option("--force", "replace shards prepared from other inputs or options in --out", false)
+    .action(async (inputs: string[], o: PrepareFlags) => {
+      if (!INPUT_FORMATS.includes(o.format as InputFormat)) throw new Error(`--format: ${o.format} is not one of ${INPUT_FORMATS.join(", ")}`);
+      if (!["blank", "line", "file"].includes(o.docSplit)) throw new Error(`--doc-split: ${o.docSplit} is not one of blank, line, file`);
+      let shown = 0;
+      const m = await prepareData({
+        inputs,
+        out: o.out,
+        tokenizer: o.tokenizer,
+        read: { format: o.format as InputFormat, textField: o.textField, docSplit: o.docSplit as DocSplit },
+        clean: { valFraction: num("val-fraction", o.valFraction, false), seed: num("seed", o.seed), minChars: num("min-chars", o.minChars), dedup: o.dedup },
+        threads: num("threads", o.threads),
+        shardTokens: num("shard-tokens", o.shardTokens),
+        skipBad: o.skipBad,
+        force: o.force,
+        onProgress: progressLine,
+        onSkip: (err) => {
+          // The first few skipped records are shown; the rest are counted in the summary.
+          if (shown++ < 10) process.stderr.write(`${process.stderr.isTTY ? "\r" : ""}skipped ${err.message}\n`);
+        },
+      });
+      console.log(formatManifest(m));
+      console.log(`→ ${o.out}`);
+    });
+
+  cmd
+    .command("inspect")
+    .description("Print the summary of a prepared folder")
+    .argument("<dir>", "folder written by `mynah data prepare`")
+    .action((dir: string) => {
+      console.log(formatManifest(readManifest(dir)));
+    });
 }
