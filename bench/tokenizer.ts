@@ -119,6 +119,24 @@ export async function run(): Promise<unknown> {
     const nPar = parIds.reduce((s, ids) => s + ids.length, 0);
     const { get_encoding } = await import("tiktoken");
     const ref = get_encoding("cl100k_base");
+
+    // long single pieces: a run of n spaces is one pre-split piece; BPE cost vs n
+    console.log(`\nlong runs of spaces with cl100k_base (one piece each): milliseconds`);
+    console.log("| n | mynah | tiktoken |\n|---|---|---|");
+    const runs: { n: number; mynahMs: number; tiktokenMs: number }[] = [];
+    for (const n of [10_000, 30_000, 100_000]) {
+      const sp = " ".repeat(n);
+      const fresh = loadTokenizer(encJson);
+      let t = performance.now();
+      fresh.encodeOrdinary(sp);
+      const mynahMs = performance.now() - t;
+      t = performance.now();
+      ref.encode_ordinary(sp);
+      const tiktokenMs = performance.now() - t;
+      runs.push({ n, mynahMs, tiktokenMs });
+      console.log(`| ${n} | ${fmt(mynahMs, 0)} | ${fmt(tiktokenMs, 0)} |`);
+    }
+
     t0 = performance.now();
     let nRef = 0;
     for (const t of texts) nRef += ref.encode_ordinary(t).length;
@@ -149,6 +167,7 @@ export async function run(): Promise<unknown> {
       machine,
       trainMB: mb,
       training: rows,
+      longRuns: runs,
       encoding: { MB: bytes, tokens: nRef, ...Object.fromEntries(enc.map((e) => [e.who, { seconds: e.s, MBps: bytes / e.s }])) },
       compression: comp,
     };
