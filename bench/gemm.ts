@@ -10,9 +10,11 @@
  * time into a temp folder when cblas.h and libopenblas are present (mynah never links BLAS).
  * OpenBLAS picks its kernel by CPU model; where it falls back to an AVX2 kernel on an AVX-512
  * machine a second column forces its AVX-512 (SkylakeX) kernel, the strongest peer.
- * The machine's peak comes from an FMA-throughput loop in native/gemm.c.
+ * The machine's peak is the cores times one core's FMA throughput (a loop in native/gemm.c).
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { loadavg } from "node:os";
+import { createInterface } from "node:readline";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -68,7 +70,7 @@ function timeMynah(a: Addon, c: Case): number {
   const batch = Math.max(1, Math.floor(2e7 / flops));
   a.gemm(c.ta, c.tb, c.M, c.N, c.K, 1, A, B, c.beta, C);
   let best = Infinity, spent = 0;
-  for (let r = 0; r < 200 && (r < 3 || spent < 0.3); r++) {
+  for (let r = 0; r < 200 && (r < 3 || spent < 0.2); r++) {
     const t0 = process.hrtime.bigint();
     for (let b = 0; b < batch; b++) a.gemm(c.ta, c.tb, c.M, c.N, c.K, 1, A, B, c.beta, C);
     const t = Number(process.hrtime.bigint() - t0) / 1e9 / batch;
@@ -97,14 +99,36 @@ function buildOpenblas(dir: string): string | null {
   }
 }
 
-function timeOpenblas(exe: string, list: Case[], threads: number, coretype?: string): (number | null)[] {
+/**
+ * A running OpenBLAS helper: one process per thread count and kernel, started while the
+ * pool is single-threaded (a child inherits the CPUs of the thread that starts it, and a
+ * multi-threaded pool pins the main thread to one CPU), then asked one shape at a time so
+ * the peer and mynah are timed side by side under the same machine load.
+ */
+interface Peer {
+  time(c: Case): Promise<number | null>;
+  close(): void;
+}
+
+function startPeer(exe: string, threads: number, coretype?: string): Peer {
   const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
   if (coretype) env.OPENBLAS_CORETYPE = coretype;
-  const input = list.map((c) => `${+c.ta} ${+c.tb} ${c.M} ${c.N} ${c.K} ${c.beta}`).join("\n") + "\n";
-  const r = spawnSync(exe, [], { input, env, encoding: "utf8" });
-  const nums = r.stdout.trim().split("\n").map(Number);
-  return list.map((_, i) => (Number.isFinite(nums[i]) ? nums[i] : null));
+  const child = spawn(exe, [], { env, stdio: ["pipe", "pipe", "ignore"] });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  return {
+    async time(c: Case): Promise<number | null> {
+      child.stdin!.write(`${+c.ta} ${+c.tb} ${c.M} ${c.N} ${c.K} ${c.beta}\n`);
+      const r = await lines.next();
+      const x = r.done ? NaN : Number(r.value);
+      return Number.isFinite(x) ? x : null;
+    },
+    close(): void {
+      child.stdin!.end();
+    },
+  };
 }
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function openblasCore(exe: string): string {
   const r = spawnSync(exe, [], { input: "", env: { ...process.env, OPENBLAS_VERBOSE: "2" }, encoding: "utf8" });
@@ -126,23 +150,38 @@ export async function run(): Promise<unknown> {
     const peak: Record<number, number> = {};
     const rows: Row[] = [];
     console.log(`mynah kernel: ${a.gemmInfo()}; OpenBLAS core: ${core ?? "absent"}`);
+    a.setThreads(1); // see startPeer
+    const peers = new Map<string, Peer>();
+    if (exe)
+      for (const t of threadCounts) {
+        peers.set(`${t}`, startPeer(exe, t));
+        if (skx) peers.set(`${t}skx`, startPeer(exe, t, "SkylakeX"));
+      }
+    const load = loadavg()[0];
+    const core1 = Math.max(a.gemmPeakGflops(), a.gemmPeakGflops(), a.gemmPeakGflops());
     for (const t of threadCounts) {
-      // A child process inherits the calling thread's CPUs, and a multi-threaded pool pins
-      // the main thread to one CPU: run the peer while the pool is single-threaded.
-      a.setThreads(1);
-      const list = cases();
-      const ob = exe ? timeOpenblas(exe, list, t) : list.map(() => null);
-      const obSkx = skx ? timeOpenblas(exe!, list, t, "SkylakeX") : list.map(() => null);
       a.setThreads(t);
-      peak[t] = a.gemmPeakGflops();
-      for (const [i, c] of list.entries())
-        rows.push({ ...c, threads: t, mynah: timeMynah(a, c), openblas: ob[i], openblasSkx: obSkx[i] });
+      peak[t] = t * core1;
+      for (const c of cases()) {
+        // two interleaved rounds, best of each: the machine is shared, so a run can be slowed
+        const row: Row = { ...c, threads: t, mynah: 0, openblas: null, openblasSkx: null };
+        for (let round = 0; round < 2; round++) {
+          const ob = await peers.get(`${t}`)?.time(c);
+          const obs = await peers.get(`${t}skx`)?.time(c);
+          if (ob) row.openblas = Math.max(row.openblas ?? 0, ob);
+          if (obs) row.openblasSkx = Math.max(row.openblasSkx ?? 0, obs);
+          await pause(100); // OpenBLAS's threads spin a while after each call
+          row.mynah = Math.max(row.mynah, timeMynah(a, c));
+        }
+        rows.push(row);
+      }
     }
+    for (const p of peers.values()) p.close();
     a.setThreads(startThreads);
 
     const skxHead = skx ? `  OB-SKX  ratio` : "";
     for (const t of threadCounts) {
-      console.log(`\n${t} thread${t > 1 ? "s" : ""}, FMA peak ${peak[t].toFixed(1)} GFLOP/s` +
+      console.log(`\n${t} thread${t > 1 ? "s" : ""}, FMA peak ${peak[t].toFixed(1)} GFLOP/s (${t} x one core)` +
         ` (GFLOP/s; ratio = mynah / OpenBLAS; GEMM M×N×K in brackets)`);
       console.log(`${"shape / form".padEnd(44)}   mynah  %peak  OpenBLAS  ratio${skxHead}`);
       for (const r of rows.filter((x) => x.threads === t)) {
@@ -157,7 +196,8 @@ export async function run(): Promise<unknown> {
       const s = (t: number) => big.filter((r) => r.threads === t).reduce((x, r) => x + r.mynah, 0);
       console.log(`\nscaling 1 → 2 threads on the layer shapes: ${(s(2) / s(1)).toFixed(2)}x`);
     }
-    return { kernel: a.gemmInfo(), openblasCore: core, peakGflops: peak, rows };
+    console.log(`load average at start ${load.toFixed(2)} (other processes share these cores; rows are best of 2 interleaved rounds)`);
+    return { kernel: a.gemmInfo(), openblasCore: core, peakGflops: peak, loadAverage: load, rows };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

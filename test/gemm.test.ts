@@ -160,6 +160,16 @@ test("gemm gives the same bits on 1 and 2 threads, above the threading threshold
   addon.setThreads(startThreads);
 });
 
+test("re-initializing the pool keeps every CPU (the main thread's pin must not shrink the set)", () => {
+  const cpus = addon.cpus();
+  addon.setThreads(2);
+  addon.setThreads(2);
+  assert.equal(addon.setThreads(0), cpus, "setThreads(0) after re-pinning should use every CPU again");
+  assert.equal(addon.setThreads(1), 1);
+  assert.equal(addon.setThreads(0), cpus);
+  addon.setThreads(startThreads);
+});
+
 test("gemm rejects arrays shorter than the shapes need, naming the argument", () => {
   assert.throws(() => be.gemm(false, false, 4, 4, 4, 1, new Float32Array(15), new Float32Array(16), 0, new Float32Array(16)),
     /gemm: A has 15 elements, the shapes need 16/);

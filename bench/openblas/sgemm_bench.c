@@ -22,7 +22,7 @@ int main(void) {
     for (long i = 0; i < (long)K * N; i++) B[i] = (float)rand() / RAND_MAX - 0.5f;
     for (long i = 0; i < (long)M * N; i++) C[i] = 0;
     double best = 1e30, spent = 0;
-    for (int r = 0; r < 50 && (r < 3 || spent < 0.3); r++) {
+    for (int r = 0; r < 50 && (r < 3 || spent < 0.2); r++) {
       double t = now();
       cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
                   ta ? M : K, B, tb ? K : N, beta, C, N);
