@@ -6,7 +6,7 @@ import { renderChat, renderChatText, CHAT_TEMPLATE, type ChatMessage } from "../
 import { trainBpe } from "../src/tokenizer/index.ts";
 import type { Tokenizer } from "../src/tokenizer/types.ts";
 
-const SHARED = new URL("../../shared/data/chat/", import.meta.url).pathname;
+const SHARED = (process.env.MYNAH_SHARED_DATA ?? new URL("../../shared/data", import.meta.url).pathname) + "/chat/";
 
 /** Stand-in tokenizer: one id per UTF-16 unit (ids 0..65535), specials as single ids above. */
 function unitTokenizer(): Tokenizer {

@@ -9,7 +9,7 @@ import { readShardHeader, readShardTokens, splitDocs } from "../src/data/shards.
 import { openShardSource } from "../src/data/loader.ts";
 import { renderChat, type ChatMessage } from "../src/data/chat-template.ts";
 
-const SHARED = new URL("../../shared/data/", import.meta.url).pathname;
+const SHARED = (process.env.MYNAH_SHARED_DATA ?? new URL("../../shared/data", import.meta.url).pathname) + "/";
 const TEXT = ["text/tinyshakespeare.txt", "text/fortunes_zh.txt"].map((f) => SHARED + f);
 const CHAT = ["chat/chatterbot_en.jsonl", "chat/chatterbot_zh.jsonl"].map((f) => SHARED + f);
 const have = [...TEXT, ...CHAT].every(existsSync);
