@@ -50,7 +50,7 @@ export interface BpeTokenizer extends Tokenizer {
   readonly numMerges: number;
 }
 
-/** Ids above which pair keys would lose precision: a·2^21 + b stays below 2^53. */
+/** Ids must stay below this: packed values rank·2^21 + id stay exact doubles. */
 const ID_LIMIT = 1 << 21;
 /** Pieces up to this many bytes use the array scan; longer ones the heap. */
 const SCAN_LIMIT = 128;
@@ -83,7 +83,8 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
   });
   for (let b = 0; b < 256; b++) if (byteIds[b] < 0) throw new Error(`BPE: byte 0x${b.toString(16).padStart(2, "0")} has no token, so some text could not be encoded`);
 
-  // --- pair table: key a·2^21+b → rank·2^21 + merged id (−1: no merge)
+  // --- pair table: (a, b) → rank·2^21 + merged id, −1 for no merge. Packing the rank in the
+  // high part lets one comparison pick the lowest rank.
   const pairs = new PairMap(mode === "merges" ? spec.merges.length : 1 << 16);
   if (mode === "merges") {
     const idOf = new Map<string, number>();
@@ -99,13 +100,12 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
       if (pairs.get(a, b, -2) === -2) pairs.set(a, b, rank * ID_LIMIT + id);
     });
   }
-  const keyOf = (t: Uint8Array): string => bytesKey(t);
   /** Packed rank·2^21+id of merging a then b, or −1. Lazily memoized in "ranks" mode. */
   const pairValue = (a: number, b: number): number => {
     const v = pairs.get(a, b, -2);
     if (v !== -2) return v;
     if (mode === "merges") return -1;
-    const id = byKey.get(keyOf(tokens[a]!) + keyOf(tokens[b]!));
+    const id = byKey.get(bytesKey(tokens[a]!) + bytesKey(tokens[b]!));
     const packed = id === undefined ? -1 : id * ID_LIMIT + id;
     pairs.set(a, b, packed);
     return packed;
