@@ -187,9 +187,10 @@ void gemm_small(int transA, int transB, int M, int N, int K, float alpha, const 
     A = copy;
   }
   small_args s = {M, N, K, ldb, ldc, transB, 1, alpha, beta, A, B, C};
-  int blocks = (N + 63) / 64;
-  s.ntasks = threads < blocks ? threads : blocks;
-  if (s.ntasks < 1) s.ntasks = 1;
+  // a few 64-column pieces per thread, claimed dynamically, so a core that another process
+  // slows down simply takes fewer
+  int blocks = (N + 63) / 64, want = threads > 1 ? 4 * threads : 1;
+  s.ntasks = want < blocks ? want : blocks;
   for (int m0 = 0; m0 < M; m0 += 8) {  // tiny products with M > 8 come here 8 rows at a time
     s.M = M - m0 < 8 ? M - m0 : 8;
     s.A = A + (size_t)m0 * K;
