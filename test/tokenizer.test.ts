@@ -7,6 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import {
@@ -236,15 +237,15 @@ test("GPT-2 byte table: a bijection onto printable characters, space → Ġ", ()
   for (const c of BYTE_TO_CHAR) assert.ok(!/\s/.test(c), `byte stand-in ${JSON.stringify(c)} is whitespace`);
 });
 
-test("trainTokenizerFromFiles: text, JSONL and chat JSONL; progress reported", async () => {
+test("trainTokenizerFromFiles: text, JSONL and gzipped chat JSONL; progress reported", async () => {
   const dir = mkdtempSync(join(tmpdir(), "mynah-tok-"));
   try {
     const docs = corpus(9, 2000);
     writeFileSync(join(dir, "a.txt"), docs.slice(0, 100).join("\n"));
     writeFileSync(join(dir, "b.jsonl"), docs.slice(100, 150).map((text) => JSON.stringify({ text })).join("\n") + "\n");
-    writeFileSync(join(dir, "c.jsonl"), docs.slice(150).map((t) => JSON.stringify({ messages: [{ role: "user", content: t }, { role: "assistant", content: "ok" }] })).join("\n"));
+    writeFileSync(join(dir, "c.jsonl.gz"), gzipSync(docs.slice(150).map((t) => JSON.stringify({ messages: [{ role: "user", content: t }, { role: "assistant", content: "ok" }] })).join("\n")));
     const phases = new Set<string>();
-    const tok = await trainTokenizerFromFiles(["a.txt", "b.jsonl", "c.jsonl"].map((f) => join(dir, f)), { vocabSize: 256 + 200 + specials, onProgress: (p) => phases.add(p.phase) });
+    const tok = await trainTokenizerFromFiles(["a.txt", "b.jsonl", "c.jsonl.gz"].map((f) => join(dir, f)), { vocabSize: 256 + 200 + specials, onProgress: (p) => phases.add(p.phase) });
     assert.deepEqual([...phases], ["count", "merge"]);
     assert.equal(tok.vocabSize, 256 + 200 + specials);
     // a merge learned from the chat file's "ok" replies exists: "ok" is one token
@@ -266,6 +267,8 @@ test("errors name what and where", async () => {
     await assert.rejects(trainTokenizerFromFiles([join(dir, "bad.jsonl")], { vocabSize: 1000 }), /bad\.jsonl:2: record has neither/);
     writeFileSync(join(dir, "broken.jsonl"), '{"text":"ok"}\n{"text": \n');
     await assert.rejects(trainTokenizerFromFiles([join(dir, "broken.jsonl")], { vocabSize: 1000 }), /broken\.jsonl:2: not valid JSON/);
+    writeFileSync(join(dir, "bad.txt.gz"), "not gzip at all");
+    await assert.rejects(trainTokenizerFromFiles([join(dir, "bad.txt.gz")], { vocabSize: 1000 }), /bad\.txt\.gz.*(header|gzip)/i);
     writeFileSync(join(dir, "tokenizer.json"), '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}');
     assert.throws(() => loadTokenizer(dir), /tokenizer\.json: byte 0x00 has no token|tokenizer\.json: pre_tokenizer/);
     writeFileSync(join(dir, "tokenizer.json"), "{not json");

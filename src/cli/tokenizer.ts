@@ -39,7 +39,7 @@ export function registerTokenizer(program: Command): void {
 
   cmd
     .command("train")
-    .description("Train a byte-level BPE tokenizer on text files, JSONL ({text}) or chat JSONL ({messages})")
+    .description("Train a byte-level BPE tokenizer on text files, JSONL ({text}) or chat JSONL ({messages}), optionally .gz")
     .argument("<inputs...>", "input files")
     .requiredOption("--out <dir>", "output directory (tokenizer.json, tokenizer_config.json)")
     .option("--vocab-size <n>", "vocabulary size, special tokens included", "32768")

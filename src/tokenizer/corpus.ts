@@ -2,10 +2,12 @@
  * Reading training text from files, streamed with bounded memory:
  *  - `.jsonl`: one JSON object a line, with a string `text` field, or `messages` (a list of
  *    {role, content}: each content is one text);
- *  - anything else: UTF-8 text, cut into chunks at line boundaries.
+ *  - anything else: UTF-8 text, cut into chunks at line boundaries;
+ *  - either one gzip-compressed (`.gz` appended to the name).
  */
 import { createReadStream, statSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
+import { createGunzip } from "node:zlib";
 import type { BpeTokenizer } from "./bpe.ts";
 import { PieceCounter, trainBpeFromCounts, mergesWanted, type TrainOptions } from "./train.ts";
 import { MYNAH_PATTERN, safeCutPoint } from "./pattern.ts";
@@ -15,7 +17,7 @@ const CHUNK_CHARS = 1 << 20;
 
 /** True for files read as JSON lines. */
 export function isJsonl(path: string): boolean {
-  return /\.jsonl$/i.test(path);
+  return /\.jsonl(\.gz)?$/i.test(path);
 }
 
 /** The texts of one JSONL record; throws naming file:line when it has none. */
@@ -47,10 +49,13 @@ export async function* readTexts(path: string, onBytes?: (n: number) => void): A
   const dec = new StringDecoder("utf8");
   let carry = "";
   let lineNo = 0;
-  const stream = createReadStream(path, { highWaterMark: 1 << 20 });
+  const raw = createReadStream(path, { highWaterMark: 1 << 20 });
+  // progress counts bytes of the file as stored (compressed or not)
+  if (onBytes) raw.on("data", (b) => onBytes(b.length));
+  const stream = /\.gz$/i.test(path) ? raw.pipe(createGunzip()) : raw;
+  if (stream !== raw) raw.on("error", (err) => stream.destroy(err));
   try {
     for await (const buf of stream as AsyncIterable<Buffer>) {
-      onBytes?.(buf.length);
       carry += dec.write(buf);
       if (jsonl) {
         const lines = carry.split("\n");
