@@ -304,3 +304,38 @@ test("piece counting stays within maxPieces (rare pieces pruned) and training st
   const s = corpus(14, 30).join("");
   assert.equal(tok.decode(tok.encode(s)), s);
 });
+
+test("trained on the shared corpora, read back by @huggingface/tokenizers: identical ids on every shared file", async (t) => {
+  const { existsSync, readdirSync } = await import("node:fs");
+  const { fileURLToPath } = await import("node:url");
+  const data = process.env.MYNAH_SHARED_DATA ?? join(fileURLToPath(new URL(".", import.meta.url)), "..", "..", "shared", "data");
+  if (!existsSync(join(data, "text")) || !existsSync(join(data, "chat"))) {
+    t.skip(`shared corpora not found at ${data}`);
+    return;
+  }
+  const files = ["text", "chat"].flatMap((d) => readdirSync(join(data, d)).sort().map((f) => join(data, d, f)));
+  const dir = mkdtempSync(join(tmpdir(), "mynah-tok-"));
+  try {
+    // train on up to 300 k characters of the first half of every file (fast), check on up to
+    // 300 k characters of its second half
+    const half = (f: string, second: boolean): string => {
+      const text = readFileSync(f, "utf8");
+      const mid = text.length >> 1;
+      return second ? text.slice(mid, mid + 300_000) : text.slice(0, Math.min(mid, 300_000));
+    };
+    const tok = trainBpe(files.map((f) => half(f, false)), { vocabSize: 4096 });
+    saveTokenizer(dir, tok);
+    const hf = new HfTokenizer(JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8")), {});
+    for (const f of files) {
+      const text = half(f, true);
+      const a = tok.encode(text);
+      const b = hf.encode(text, { add_special_tokens: false }).ids;
+      let d = -1;
+      for (let i = 0; i < Math.max(a.length, b.length); i++) if (a[i] !== b[i]) { d = i; break; }
+      assert.equal(d, -1, `${f}: first difference at token ${d}`);
+      assert.equal(tok.decode(a), text);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
