@@ -114,3 +114,29 @@ test(".tiktoken rank file: loads and encodes like tiktoken", () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("cl100k_base saved as tokenizer.json (merges derived from ranks) reads back in @huggingface/tokenizers with tiktoken's ids", async () => {
+  const { Tokenizer: HfTokenizer } = await import("@huggingface/tokenizers");
+  const { saveTokenizer } = await import("../src/tokenizer/index.ts");
+  const dir = mkdtempSync(join(tmpdir(), "mynah-tt-"));
+  const ref = get_encoding("cl100k_base");
+  try {
+    saveTokenizer(dir, loadTokenizer(encoderJson("cl100k_base")));
+    const json = JSON.parse(readFileSync(join(dir, "tokenizer.json"), "utf8"));
+    assert.equal(json.model.ignore_merges, true);
+    const hf = new HfTokenizer(json, {});
+    const back = loadTokenizer(dir);
+    // left out: BOM/NEL (tokenizers.js uses JavaScript's \s, not Unicode White_Space) and
+    // special-token text (tokenizers.js always splits added tokens out)
+    const samples = ADVERSARIAL.filter((s) => s.length < 30_000 && !/[\ufeff\u0085]/.test(s) && !s.includes("<|"));
+    if (haveData) for (const dir2 of ["text", "chat"]) for (const f of readdirSync(join(DATA, dir2)).sort()) samples.push(readFileSync(join(DATA, dir2, f), "utf8").slice(0, 30_000));
+    for (const s of samples) {
+      const want = Array.from(ref.encode_ordinary(s));
+      assert.equal(firstDiff(hf.encode(s, { add_special_tokens: false }).ids, want), -1, `tokenizers.js differs on ${JSON.stringify(s.slice(0, 40))}`);
+      assert.equal(firstDiff(back.encodeOrdinary(s), want), -1, `reloaded tokenizer.json differs on ${JSON.stringify(s.slice(0, 40))}`);
+    }
+  } finally {
+    ref.free();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -9,11 +9,14 @@
 import { bytesKey, bytesToByteLevel, byteLevelToBytes } from "./bytes.ts";
 import { bpeTokenizer, type BpeTokenizer } from "./bpe.ts";
 import { GPT2_PATTERN } from "./pattern.ts";
+import { ranksToMerges } from "./tiktoken.ts";
 
-/** tokenizer.json for a tokenizer (mode "merges" required: tiktoken ranks have no merge list). */
+/**
+ * tokenizer.json for a tokenizer. A tiktoken vocabulary (ranks, no merge list) gets a merge
+ * list derived from its ranks (ranksToMerges) and `ignore_merges: true`.
+ */
 export function toHfTokenizerJson(tok: BpeTokenizer): object {
-  const { spec } = tok;
-  if (spec.mode !== "merges") throw new Error("tokenizer.json: this tokenizer has tiktoken ranks, not a merge list; save it as .tiktoken instead");
+  const { spec } = ranksToMerges(tok);
   const vocab: Record<string, number> = {};
   spec.tokens.forEach((t, id) => {
     if (t) vocab[bytesToByteLevel(t)] = id;

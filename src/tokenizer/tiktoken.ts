@@ -5,6 +5,7 @@
  */
 import { basename } from "node:path";
 import { bpeTokenizer, type BpeTokenizer } from "./bpe.ts";
+import { bytesKey } from "./bytes.ts";
 import { CL100K_PATTERN, GPT2_PATTERN, O200K_PATTERN } from "./pattern.ts";
 
 /** Patterns and special tokens of the well-known encodings, by name. */
@@ -79,4 +80,42 @@ export function parseTiktokenJson(json: unknown, file: string): BpeTokenizer {
     special[k] = v as number;
   }
   return tiktokenFromRanks(ranks, j.pat_str, special);
+}
+
+/**
+ * A merge list for a tiktoken vocabulary, so it can be written as tokenizer.json: for each
+ * token (in rank order) of two or more bytes, run tiktoken's merge loop on its bytes with only
+ * lower ranks allowed; the two parts left are its merge. Tokens that do not end in exactly two
+ * parts get no merge (they are still produced whole, as `ignore_merges` / wholePieces says).
+ */
+export function ranksToMerges(tok: BpeTokenizer): BpeTokenizer {
+  const { spec } = tok;
+  if (spec.mode !== "ranks") return tok;
+  const byKey = new Map<string, number>();
+  spec.tokens.forEach((t, id) => t && byKey.set(bytesKey(t), id));
+  const merges: [number, number][] = [];
+  spec.tokens.forEach((t, rank) => {
+    if (!t || t.length < 2) return;
+    // parts as [start, end) byte ranges; merge the pair whose concatenation has the lowest rank < rank
+    const cuts: number[] = [];
+    for (let i = 0; i <= t.length; i++) cuts.push(i);
+    const rankOf = (i: number): number => {
+      const r = byKey.get(bytesKey(t.subarray(cuts[i], cuts[i + 2])));
+      return r !== undefined && r < rank ? r : Infinity;
+    };
+    while (cuts.length > 3) {
+      let best = -1, bestRank = Infinity;
+      for (let i = 0; i + 2 < cuts.length; i++) {
+        const r = rankOf(i);
+        if (r < bestRank) (bestRank = r), (best = i);
+      }
+      if (best < 0) break;
+      cuts.splice(best + 1, 1);
+    }
+    if (cuts.length !== 3) return;
+    const a = byKey.get(bytesKey(t.subarray(0, cuts[1])));
+    const b = byKey.get(bytesKey(t.subarray(cuts[1])));
+    if (a !== undefined && b !== undefined) merges.push([a, b]);
+  });
+  return bpeTokenizer({ ...spec, mode: "merges", merges, wholePieces: true });
 }
