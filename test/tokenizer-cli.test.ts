@@ -50,6 +50,10 @@ test("tokenizer CLI: train, info, encode with special tokens, decode", async () 
     assert.match(await mynah("tokenizer", "encode", "--tokenizer", out, "--file", join(dir, "a.txt"), "--out", bin, "--workers", "2"), /tokens →/);
     const buf = readFileSync(bin);
     assert.deepEqual(Array.from(new Uint32Array(buf.buffer, buf.byteOffset, buf.length / 4)), tok.encode(text));
+    // convert: a tokenizer.json copy encodes the same
+    const copy = join(dir, "copy");
+    assert.match(await mynah("tokenizer", "convert", "--tokenizer", join(out, "tokenizer.json"), "--out", copy), /wrote 400 tokens/);
+    assert.deepEqual(loadTokenizer(copy).encode(text), tok.encode(text));
     await assert.rejects(mynah("tokenizer", "train", "--vocab-size", "100", "--out", out, join(dir, "a.txt")), /smaller than 256 bytes/);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -107,6 +107,19 @@ export function registerTokenizer(program: Command): void {
     });
 
   cmd
+    .command("convert")
+    .description("Write any tokenizer mynah reads (.tiktoken, tiktoken encoder JSON, tokenizer.json) as tokenizer.json + tokenizer_config.json")
+    .requiredOption("--tokenizer <path>", "tokenizer directory, tokenizer.json, .tiktoken file or tiktoken encoder JSON")
+    .requiredOption("--out <dir>", "output directory")
+    .option("--bos-token <text>", "bos_token for tokenizer_config.json")
+    .option("--eos-token <text>", "eos_token for tokenizer_config.json")
+    .action((o: { tokenizer: string; out: string; bosToken?: string; eosToken?: string }) => {
+      const tok = loadTokenizer(o.tokenizer);
+      saveTokenizer(o.out, tok, { bosToken: o.bosToken, eosToken: o.eosToken });
+      console.log(`wrote ${tok.vocabSize} tokens → ${o.out}`);
+    });
+
+  cmd
     .command("info")
     .description("Print a tokenizer's size, special tokens and pattern")
     .requiredOption("--tokenizer <path>", "tokenizer directory, tokenizer.json or .tiktoken file")
