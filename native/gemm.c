@@ -267,8 +267,12 @@ static int gemm_blocked(const gemm_args *g, int threads) {
     s.nchunk = round_up((s.ns + nt - 1) / nt, NR);
     s.nt = (s.ns + s.nchunk - 1) / s.nchunk;
     s.npack = threads < panels ? threads : panels;
-    for (s.pc = 0; s.pc < g->K; s.pc += KC) {
-      s.kc = g->K - s.pc < KC ? g->K - s.pc : KC;
+    // equal K slices (1152 = 3 x 384, not 512 + 512 + 128): a thin last slice would pay
+    // a full pass over C for little arithmetic
+    int slices = (g->K + KC - 1) / KC, kstep = round_up((g->K + slices - 1) / slices, 16);
+    if (kstep > KC) kstep = KC;
+    for (s.pc = 0; s.pc < g->K; s.pc += kstep) {
+      s.kc = g->K - s.pc < kstep ? g->K - s.pc : kstep;
       s.beta = s.pc == 0 ? g->beta : 1.0f;  // later K slices accumulate onto the first
       run_tasks(pack_b_task, &s, s.npack, threads);
       run_tasks(compute_task, &s, s.mt * s.nt, threads);
