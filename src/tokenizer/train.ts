@@ -29,7 +29,7 @@ export const DEFAULT_SPECIAL_TOKENS: readonly string[] = [
 
 export interface TrainProgress {
   phase: "count" | "merge";
-  /** count: bytes of text read so far; merge: merges done. */
+  /** count: input read so far (bytes of files; characters of in-memory texts); merge: merges done. */
   done: number;
   /** count: total bytes when known (else 0); merge: merges wanted. */
   total: number;
@@ -54,14 +54,15 @@ export class PieceCounter {
   readonly counts = new Map<string, number>();
   private readonly re: RegExp;
   private pruneBelow = 2;
-  bytesSeen = 0;
+  /** Characters added so far. */
+  charsSeen = 0;
   constructor(pattern: string, private readonly maxPieces = 4_000_000) {
     this.re = compilePattern(pattern);
   }
   add(text: string): void {
     const counts = this.counts;
     forEachPiece(this.re, text, (p) => counts.set(p, (counts.get(p) ?? 0) + 1));
-    this.bytesSeen += text.length;
+    this.charsSeen += text.length;
     if (counts.size > this.maxPieces) this.prune();
   }
   /** Drops the rarest pieces (bounded memory); the threshold doubles each time it is needed. */
@@ -78,7 +79,7 @@ export function trainBpe(texts: Iterable<string>, opts: TrainOptions): BpeTokeni
   const counter = new PieceCounter(opts.pattern ?? MYNAH_PATTERN, opts.maxPieces);
   for (const t of texts) {
     counter.add(t);
-    opts.onProgress?.({ phase: "count", done: counter.bytesSeen, total: 0 });
+    opts.onProgress?.({ phase: "count", done: counter.charsSeen, total: 0 });
   }
   return trainBpeFromCounts(counter.counts, opts);
 }
