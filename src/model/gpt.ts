@@ -1,0 +1,328 @@
+/**
+ * The GPT: a Llama-shaped decoder-only transformer with forward and backward over the Backend.
+ *
+ * Architecture choices (as Hugging Face's LlamaForCausalLM; Qwen3 when qkNorm):
+ *  - token embedding only (no learned positions); RoPE (rotate_half, θ = ropeTheta) on q and k
+ *  - pre-norm blocks with RMSNorm (no biases anywhere):
+ *      x += o_proj(attention(rope(q), rope(k), v))      with q,k,v = proj(rmsnorm(x))
+ *      x += down_proj(silu(gate_proj(h)) ⊙ up_proj(h))   with h = rmsnorm(x)
+ *  - optional QK-norm (Qwen3): RMSNorm over each head's D channels of q and k, before RoPE
+ *  - grouped-query attention when nKvHead < nHead; causal; scale 1/sqrt(D)
+ *  - final RMSNorm, then lm_head (the embedding matrix when tiedEmbeddings)
+ *  - loss: mean cross-entropy over targets ≠ −1
+ *
+ * Memory: activations for N = B·T rows are allocated once (for the largest N seen) and reused.
+ * The backward recomputes the two cheap per-layer values it needs (the RMSNorm outputs and the
+ * SwiGLU output) instead of storing them, saving 2C + F floats per token per layer. The
+ * cross-entropy runs in place on the logits (their gradient replaces them).
+ *
+ * Shapes: B batch, T time, N = B·T, C width, H heads, Hkv kv heads, D = C/H, KV = Hkv·D,
+ * F MLP width, V vocabulary. Every gemm is row-major; weights are [out, in] (y = x·Wᵀ).
+ */
+import type { Backend } from "../core/backend.ts";
+import type { ModelConfig } from "./config.ts";
+import { createParams, headWeight, initParams, layerViews, type LayerViews, type ParamSet } from "./params.ts";
+import { ropeTables, type DecodeConfig, type DecodeModel } from "./decode.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+
+/** Per-layer saved values (views into one buffer per kind). */
+interface LayerActs {
+  resid: Float32Array;   // [N, C] input of the block (residual stream)
+  rstd1: Float32Array;   // [N]
+  qPre: Float32Array;    // [N, C] q before QK-norm (qkNorm only, else empty)
+  kPre: Float32Array;    // [N, KV]
+  qRstd: Float32Array;   // [N·H]
+  kRstd: Float32Array;   // [N·Hkv]
+  q: Float32Array;       // [N, C]  = [B, T, H, D] after rope
+  k: Float32Array;       // [N, KV] = [B, T, Hkv, D] after rope
+  v: Float32Array;       // [N, KV]
+  att: Float32Array;     // [N, C] attention output (before o_proj)
+  lse: Float32Array;     // [B, H, T]
+  mid: Float32Array;     // [N, C] residual after attention
+  rstd2: Float32Array;   // [N]
+  gate: Float32Array;    // [N, F]
+  up: Float32Array;      // [N, F]
+}
+
+interface Acts {
+  N: number;
+  layers: LayerActs[];
+  out: Float32Array;      // [N, C] residual after the last block
+  rstdF: Float32Array;    // [N]
+  hF: Float32Array;       // [N, C] final normed
+  logits: Float32Array;   // [N, V] (the gradient after a training forward)
+  // scratch for the backward, shared by the layers
+  h: Float32Array;        // [N, C] recomputed norm output
+  a: Float32Array;        // [N, F] recomputed SwiGLU output, then its gradient
+  dg: Float32Array;       // [N, F]
+  du: Float32Array;       // [N, F]
+  dh: Float32Array;       // [N, C]
+  dres: Float32Array;     // [N, C] gradient of the residual stream
+  dq: Float32Array;       // [N, C]
+  dk: Float32Array;       // [N, KV]
+  dv: Float32Array;       // [N, KV]
+  dqPre: Float32Array;    // [N, C]
+  dkPre: Float32Array;    // [N, KV]
+}
+
+function allocActs(c: ModelConfig, B: number, T: number): Acts {
+  const N = B * T, C = c.nEmbd, KV = c.nKvHead * (C / c.nHead), F = c.ffnHidden, V = c.vocabSize;
+  const f = (n: number): Float32Array => new Float32Array(n);
+  const qk = c.qkNorm;
+  const layers: LayerActs[] = [];
+  for (let l = 0; l < c.nLayer; l++) {
+    layers.push({
+      resid: f(N * C), rstd1: f(N),
+      qPre: f(qk ? N * C : 0), kPre: f(qk ? N * KV : 0), qRstd: f(qk ? N * c.nHead : 0), kRstd: f(qk ? N * c.nKvHead : 0),
+      q: f(N * C), k: f(N * KV), v: f(N * KV), att: f(N * C), lse: f(N * c.nHead),
+      mid: f(N * C), rstd2: f(N), gate: f(N * F), up: f(N * F),
+    });
+  }
+  return {
+    N, layers, out: f(N * C), rstdF: f(N), hF: f(N * C), logits: f(N * V),
+    h: f(N * C), a: f(N * F), dg: f(N * F), du: f(N * F), dh: f(N * C), dres: f(N * C),
+    dq: f(N * C), dk: f(N * KV), dv: f(N * KV), dqPre: f(qk ? N * C : 0), dkPre: f(qk ? N * KV : 0),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers: each forward beside its backward
+
+interface Ctx {
+  be: Backend;
+  c: ModelConfig;
+  B: number;
+  T: number;
+  N: number;
+  cos: Float32Array;
+  sin: Float32Array;
+}
+
+/**
+ * Attention block: mid = resid + o_proj(attn(rope(norm?(q)), rope(norm?(k)), v)), q,k,v from
+ * h = rmsnorm(resid). resid, mid [N, C].
+ */
+function attentionForward(x: Ctx, w: LayerViews, a: LayerActs, h: Float32Array): void {
+  const { be, c, B, T, N } = x;
+  const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = C / H, KV = Hkv * D;
+  be.rmsnormForward(h, a.rstd1, a.resid, w.inNorm, N, C, c.normEps);
+  if (c.qkNorm) {
+    be.gemm(false, true, N, C, C, 1, h, w.wq, 0, a.qPre);
+    be.gemm(false, true, N, KV, C, 1, h, w.wk, 0, a.kPre);
+    be.rmsnormForward(a.q, a.qRstd, a.qPre, w.qNorm!, N * H, D, c.normEps);
+    be.rmsnormForward(a.k, a.kRstd, a.kPre, w.kNorm!, N * Hkv, D, c.normEps);
+  } else {
+    be.gemm(false, true, N, C, C, 1, h, w.wq, 0, a.q);
+    be.gemm(false, true, N, KV, C, 1, h, w.wk, 0, a.k);
+  }
+  be.gemm(false, true, N, KV, C, 1, h, w.wv, 0, a.v);
+  be.ropeForward(a.q, x.cos, x.sin, B, T, H, D, 0);
+  be.ropeForward(a.k, x.cos, x.sin, B, T, Hkv, D, 0);
+  be.attentionForward(a.att, a.lse, a.q, a.k, a.v, B, T, H, Hkv, D);
+  a.mid.set(a.resid);
+  be.gemm(false, true, N, C, C, 1, a.att, w.wo, 1, a.mid); // mid += att·Woᵀ
+}
+
+/** Backward of attentionForward: dres [N, C] holds ∂L/∂mid on entry, ∂L/∂resid on exit. */
+function attentionBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s: Acts): void {
+  const { be, c, B, T, N } = x;
+  const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = C / H, KV = Hkv * D;
+  const dres = s.dres, h = s.h, datt = s.dh;
+  be.gemm(true, false, C, C, N, 1, dres, a.att, 1, g.wo);        // dWo += dresᵀ·att
+  be.gemm(false, false, N, C, C, 1, dres, w.wo, 0, datt);        // datt = dres·Wo
+  be.attentionBackward(s.dq, s.dk, s.dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, H, Hkv, D);
+  be.ropeBackward(s.dq, x.cos, x.sin, B, T, H, D, 0);
+  be.ropeBackward(s.dk, x.cos, x.sin, B, T, Hkv, D, 0);
+  let dq = s.dq, dk = s.dk;
+  if (c.qkNorm) {
+    s.dqPre.fill(0);
+    s.dkPre.fill(0);
+    be.rmsnormBackward(s.dqPre, g.qNorm!, s.dq, a.qPre, w.qNorm!, a.qRstd, N * H, D);
+    be.rmsnormBackward(s.dkPre, g.kNorm!, s.dk, a.kPre, w.kNorm!, a.kRstd, N * Hkv, D);
+    dq = s.dqPre;
+    dk = s.dkPre;
+  }
+  be.rmsnormForward(h, a.rstd1, a.resid, w.inNorm, N, C, c.normEps); // recompute h
+  be.gemm(true, false, C, C, N, 1, dq, h, 1, g.wq);              // dWq += dqᵀ·h
+  be.gemm(true, false, KV, C, N, 1, dk, h, 1, g.wk);
+  be.gemm(true, false, KV, C, N, 1, s.dv, h, 1, g.wv);
+  const dh = s.dh;                                               // datt is dead now
+  be.gemm(false, false, N, C, C, 1, dq, w.wq, 0, dh);            // dh = dq·Wq + dk·Wk + dv·Wv
+  be.gemm(false, false, N, C, KV, 1, dk, w.wk, 1, dh);
+  be.gemm(false, false, N, C, KV, 1, s.dv, w.wv, 1, dh);
+  be.rmsnormBackward(dres, g.inNorm, dh, a.resid, w.inNorm, a.rstd1, N, C); // dres += norm backward
+}
+
+/** MLP block: out = mid + down_proj(silu(gate_proj(h)) ⊙ up_proj(h)), h = rmsnorm(mid). [N, C]. */
+function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array, h: Float32Array, act: Float32Array): void {
+  const { be, c, N } = x;
+  const C = c.nEmbd, F = c.ffnHidden;
+  be.rmsnormForward(h, a.rstd2, a.mid, w.postNorm, N, C, c.normEps);
+  be.gemm(false, true, N, F, C, 1, h, w.wGate, 0, a.gate);
+  be.gemm(false, true, N, F, C, 1, h, w.wUp, 0, a.up);
+  be.swigluForward(act, a.gate, a.up, N * F);
+  out.set(a.mid);
+  be.gemm(false, true, N, C, F, 1, act, w.wDown, 1, out);        // out += act·Wdᵀ
+}
+
+/** Backward of mlpForward: dres holds ∂L/∂out on entry, ∂L/∂mid on exit. */
+function mlpBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s: Acts): void {
+  const { be, c, N } = x;
+  const C = c.nEmbd, F = c.ffnHidden;
+  const dres = s.dres, h = s.h, act = s.a;
+  be.rmsnormForward(h, a.rstd2, a.mid, w.postNorm, N, C, c.normEps); // recompute h, act
+  be.swigluForward(act, a.gate, a.up, N * F);
+  be.gemm(true, false, C, F, N, 1, dres, act, 1, g.wDown);       // dWd += dresᵀ·act
+  const dact = act;
+  be.gemm(false, false, N, F, C, 1, dres, w.wDown, 0, dact);     // dact = dres·Wd
+  be.swigluBackward(s.dg, s.du, dact, a.gate, a.up, N * F);
+  be.gemm(true, false, F, C, N, 1, s.dg, h, 1, g.wGate);         // dWg += dgᵀ·h
+  be.gemm(true, false, F, C, N, 1, s.du, h, 1, g.wUp);
+  be.gemm(false, false, N, C, F, 1, s.dg, w.wGate, 0, s.dh);     // dh = dg·Wg + du·Wu
+  be.gemm(false, false, N, C, F, 1, s.du, w.wUp, 1, s.dh);
+  be.rmsnormBackward(dres, g.postNorm, s.dh, a.mid, w.postNorm, a.rstd2, N, C);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model
+
+export interface ForwardOptions {
+  /**
+   * Prepare the backward (default true when targets are given): the cross-entropy then
+   * replaces the logits by their gradient, in place. With false, logits() stays valid.
+   */
+  grad?: boolean;
+  /** Receives each position's loss ([B·T], 0 where the target is −1). */
+  losses?: Float32Array;
+}
+
+export interface GPT {
+  readonly config: ModelConfig;
+  readonly params: ParamSet;
+  /** Gradients, same layout; backward() adds into them (zeroGrad() clears). */
+  readonly grads: ParamSet;
+  readonly backend: Backend;
+  /**
+   * Runs the model on inputs [B·T] (ids). With targets [B·T] (−1 = ignored) returns the mean
+   * loss over non-ignored targets (NaN when there are none); without, returns NaN and only
+   * computes logits.
+   */
+  forward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, opts?: ForwardOptions): number;
+  /** Adds ∂loss/∂θ of the last forward (which must have had targets and grad) into grads. */
+  backward(): void;
+  /** Logits [B·T, V] of the last forward (valid unless it prepared a backward). */
+  logits(): Float32Array;
+  zeroGrad(): void;
+}
+
+/**
+ * A model on a backend. Weights come from `params` (e.g. loaded from a checkpoint) or are
+ * initialized from `seed` (see initParams).
+ */
+export function createGPT(config: ModelConfig, backend: Backend, opts: { params?: ParamSet; seed?: number } = {}): GPT {
+  const c = config;
+  const params = opts.params ?? createParams(c);
+  if (!opts.params) initParams(params, opts.seed ?? 1337);
+  if (params.config !== c && JSON.stringify(params.config) !== JSON.stringify(c)) {
+    throw new Error("createGPT: the parameters were made for a different config");
+  }
+  const grads = createParams(c);
+  const D = c.nEmbd / c.nHead;
+  const rope = ropeTables(c.contextLength, D, c.ropeTheta);
+  const W = Array.from({ length: c.nLayer }, (_, l) => layerViews(params, l));
+  const G = Array.from({ length: c.nLayer }, (_, l) => layerViews(grads, l));
+  let acts: Acts | null = null;
+  // The last forward: sizes, views and whether a backward may follow.
+  let last: { ctx: Ctx; s: Acts; L: LayerActs[]; inputs: Int32Array; ready: boolean } | null = null;
+
+  /** Views of the activations for N rows (reallocated only when N grows). */
+  function actsFor(B: number, T: number): { s: Acts; L: LayerActs[] } {
+    const N = B * T;
+    if (!acts || acts.N < N) acts = allocActs(c, B, T);
+    if (acts.N === N) return { s: acts, L: acts.layers };
+    const cut = (a: Float32Array, per: number): Float32Array => a.subarray(0, N * per);
+    const C = c.nEmbd, KV = c.nKvHead * D, F = c.ffnHidden, qk = c.qkNorm ? 1 : 0, H = c.nHead;
+    const s0 = acts;
+    const s: Acts = {
+      N, layers: [], out: cut(s0.out, C), rstdF: cut(s0.rstdF, 1), hF: cut(s0.hF, C), logits: cut(s0.logits, c.vocabSize),
+      h: cut(s0.h, C), a: cut(s0.a, F), dg: cut(s0.dg, F), du: cut(s0.du, F), dh: cut(s0.dh, C), dres: cut(s0.dres, C),
+      dq: cut(s0.dq, C), dk: cut(s0.dk, KV), dv: cut(s0.dv, KV), dqPre: cut(s0.dqPre, C * qk), dkPre: cut(s0.dkPre, KV * qk),
+    };
+    const L = s0.layers.map((a) => ({
+      resid: cut(a.resid, C), rstd1: cut(a.rstd1, 1), qPre: cut(a.qPre, C * qk), kPre: cut(a.kPre, KV * qk),
+      qRstd: cut(a.qRstd, H * qk), kRstd: cut(a.kRstd, c.nKvHead * qk), q: cut(a.q, C), k: cut(a.k, KV), v: cut(a.v, KV),
+      att: cut(a.att, C), lse: cut(a.lse, H), mid: cut(a.mid, C), rstd2: cut(a.rstd2, 1), gate: cut(a.gate, F), up: cut(a.up, F),
+    }));
+    return { s, L };
+  }
+
+  function forward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, o: ForwardOptions = {}): number {
+    const N = B * T, C = c.nEmbd, V = c.vocabSize;
+    if (!(T >= 1 && T <= c.contextLength)) throw new Error(`forward: sequence length ${T} is outside 1..${c.contextLength} (the model's context)`);
+    if (inputs.length !== N) throw new Error(`forward: inputs has ${inputs.length} ids, expected B·T = ${B}·${T} = ${N}`);
+    if (targets && targets.length !== N) throw new Error(`forward: targets has ${targets.length} ids, expected ${N}`);
+    for (let i = 0; i < N; i++) {
+      if (!(inputs[i] >= 0 && inputs[i] < V)) throw new Error(`forward: input id ${inputs[i]} at ${i} is outside the vocabulary [0, ${V})`);
+      if (targets && !(targets[i] >= -1 && targets[i] < V)) throw new Error(`forward: target ${targets[i]} at ${i} is outside [-1, ${V})`);
+    }
+    const { s, L } = actsFor(B, T);
+    const ctx: Ctx = { be: backend, c, B, T, N, cos: rope.cos, sin: rope.sin };
+    const be = backend;
+    be.embeddingForward(L[0]?.resid ?? s.out, params.get("model.embed_tokens.weight"), inputs, N, C);
+    for (let l = 0; l < c.nLayer; l++) {
+      attentionForward(ctx, W[l], L[l], s.h);
+      mlpForward(ctx, W[l], L[l], l + 1 < c.nLayer ? L[l + 1].resid : s.out, s.h, s.a);
+    }
+    be.rmsnormForward(s.hF, s.rstdF, s.out, params.get("model.norm.weight"), N, C, c.normEps);
+    be.gemm(false, true, N, V, C, 1, s.hF, headWeight(params), 0, s.logits);
+    const grad = targets !== null && (o.grad ?? true);
+    last = { ctx, s, L, inputs, ready: grad };
+    if (!targets) return NaN;
+    let count = 0;
+    for (let i = 0; i < N; i++) if (targets[i] >= 0) count++;
+    if (o.losses && o.losses.length < N) throw new Error(`forward: losses has room for ${o.losses.length} values, need ${N}`);
+    // Fused: the mean's 1/count goes into the gradient so backward needs no rescaling.
+    const sum = be.crossEntropy(grad ? s.logits : null, o.losses ?? null, s.logits, targets, N, V, count > 0 ? 1 / count : 0);
+    return count > 0 ? sum / count : NaN;
+  }
+
+  function backward(): void {
+    if (!last || !last.ready) throw new Error("backward: call forward with targets (and grad not false) first");
+    const { ctx, s, L, inputs } = last;
+    const be = backend, N = ctx.N, C = c.nEmbd, V = c.vocabSize;
+    last.ready = false; // the logits' gradient is consumed
+    // Head: logits = hF·Headᵀ; s.logits holds dlogits.
+    be.gemm(true, false, V, C, N, 1, s.logits, s.hF, 1, headWeight(grads)); // dHead += dlogitsᵀ·hF
+    be.gemm(false, false, N, C, V, 1, s.logits, headWeight(params), 0, s.dh); // dhF = dlogits·Head
+    s.dres.fill(0);
+    be.rmsnormBackward(s.dres, grads.get("model.norm.weight"), s.dh, s.out, params.get("model.norm.weight"), s.rstdF, N, C);
+    for (let l = c.nLayer - 1; l >= 0; l--) {
+      mlpBackward(ctx, W[l], G[l], L[l], s);
+      attentionBackward(ctx, W[l], G[l], L[l], s);
+    }
+    be.embeddingBackward(grads.get("model.embed_tokens.weight"), s.dres, inputs, N, C);
+  }
+
+  return {
+    config: c, params, grads, backend,
+    forward, backward,
+    logits(): Float32Array {
+      if (!last) throw new Error("logits: no forward has run");
+      if (last.ready) throw new Error("logits: the last forward prepared a backward, so its logits were replaced by their gradient (pass grad: false)");
+      return last.s.logits;
+    },
+    zeroGrad: () => grads.data.fill(0),
+  };
+}
+
+/** The view the generation engine (decode.ts) reads: same weights, by Hugging Face name. */
+export function asDecodeModel(m: Pick<GPT, "config" | "params" | "backend">): DecodeModel {
+  const c = m.config;
+  const config: DecodeConfig = {
+    nLayer: c.nLayer, nHead: c.nHead, nKvHead: c.nKvHead, nEmbd: c.nEmbd, ffnHidden: c.ffnHidden, vocabSize: c.vocabSize,
+    seqLen: c.contextLength, ropeTheta: c.ropeTheta, normEps: c.normEps, tiedEmbeddings: c.tiedEmbeddings, qkNorm: c.qkNorm,
+  };
+  return { config, weight: (n) => m.params.get(n), backend: m.backend };
+}
