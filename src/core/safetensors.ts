@@ -63,7 +63,7 @@ export function parseSafetensors(buf: Uint8Array, path: string): SafetensorsFile
     if (b > dataLen) fail(`truncated: tensor "${name}" ends at byte ${b} of the data but the data section has ${dataLen} bytes`);
     const data = e.dtype === "F32" ? new Float32Array(count) : new Int32Array(count);
     new Uint8Array(data.buffer).set(buf.subarray(base + a, base + b));
-    tensors.set(name, { dtype: e.dtype, shape: e.shape as number[], data });
+    tensors.set(name, { dtype: e.dtype as "F32" | "I32", shape: e.shape as number[], data });
   }
   return { tensors, metadata };
 }
