@@ -300,6 +300,11 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
     gemm_small(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
     return;
   }
+  if (N == 1 && ldc == 1) {  // a column: the transposed product C^T = op(B)^T op(A)^T has M' = 1
+    int threads = (double)M * K < GEMM_MT_SMALL ? 1 : pool_threads();
+    gemm_small(!transB, !transA, 1, M, K, alpha, B, ldb, A, lda, beta, C, M, threads);
+    return;
+  }
   double flops = 2.0 * M * N * K;
   if (flops <= GEMM_TINY_FLOPS && !transB && N % 16 == 0) {  // packing costs more than it saves
     // (gemm_small.c, 8 rows at a time; whole vectors only, and no horizontal sums)

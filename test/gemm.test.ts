@@ -89,10 +89,14 @@ test("gemm matches the float64 reference on odd shapes, all transpose forms", ()
   }
 });
 
-test("gemm: matrix-vector path (M = 1..8) in all forms, N and K off the vector width", () => {
+test("gemm: matrix-vector path (M = 1..8, or N = 1) in all forms, N and K off the vector width", () => {
   let seed = 200;
   for (const [ta, tb] of FORMS)
     for (let M = 1; M <= 8; M++) check(ta, tb, M, [1, 17, 65, 333][M % 4], [3, 129, 64, 1000][(M + 1) % 4], 1, 0, seed++);
+  for (const [ta, tb] of FORMS) { // N = 1 goes through the same path, transposed
+    check(ta, tb, 300, 1, 129, 1, 0, seed++, true);
+    check(ta, tb, 77, 1, 1000, -2, 0.5, seed++);
+  }
 });
 
 test("gemm: tiny products (unpacked path, N a multiple of 16) in all forms", () => {
