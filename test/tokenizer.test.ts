@@ -281,13 +281,26 @@ test("errors name what and where", async () => {
   }
 });
 
-test("parallel encoding over worker threads equals encode", async () => {
-  const { encodeLargeText, encodeBatch } = await import("../src/tokenizer/parallel.ts");
+test("parallel encoding over worker threads equals encode (known and other patterns, special tokens)", async () => {
+  const { encodeLargeText, encodeBatch, chunkText } = await import("../src/tokenizer/parallel.ts");
+  const text = corpus(11, 4000).map((d, i) => (i % 5 === 0 ? `${d}<|im_end|>` : i % 7 === 0 ? `<|im_start|>${d}` : d)).join("\n") + "\n123456789";
+  // mynah's pattern (cuts after a newline before a letter or digit), and a variant with single
+  // digits that the chunker does not know (cuts found by running the pattern, or after specials)
+  for (const pattern of [MYNAH_PATTERN, MYNAH_PATTERN.replace(String.raw`\p{N}{1,3}`, String.raw`\p{N}`)]) {
+    const tok = trainBpe(corpus(10), { vocabSize: 256 + 300 + specials, pattern });
+    for (const allowedSpecial of [undefined, "all" as const]) {
+      const specialsUsed = allowedSpecial ? [...tok.special.keys()] : [];
+      assert.ok(chunkText(text, 2000, pattern, specialsUsed).length > 5, "the text is cut into several chunks");
+      assert.equal(chunkText(text, 2000, pattern, specialsUsed).join(""), text);
+      const whole = tok.encode(text, { allowedSpecial });
+      const par = await encodeLargeText(tok, text, { workers: 2, chunkChars: 2000, allowedSpecial });
+      assert.deepEqual(Array.from(par), whole, `pattern ${pattern === MYNAH_PATTERN ? "mynah" : "variant"}, allowedSpecial ${allowedSpecial}`);
+    }
+  }
+  // a cut never splits an allowed special token, even one holding a newline and a letter
+  const odd = ["<|a\nB|>"];
+  for (const c of chunkText(("x\n".repeat(10) + "<|a\nB|>").repeat(50), 16, MYNAH_PATTERN, odd).slice(0, -1)) assert.ok(!c.endsWith("<|a\n"), JSON.stringify(c));
   const tok = trainBpe(corpus(10), { vocabSize: 256 + 300 + specials });
-  const text = corpus(11, 4000).join("\n") + "\n<|im_end|> tail";
-  const whole = tok.encode(text, { allowedSpecial: "all" });
-  const par = await encodeLargeText(tok, text, { workers: 2, chunkChars: 2000, allowedSpecial: "all" });
-  assert.deepEqual(Array.from(par), whole);
   const texts = corpus(12, 200);
   const batch = await encodeBatch(tok, texts, { workers: 2 });
   batch.forEach((ids, i) => assert.deepEqual(Array.from(ids), tok.encode(texts[i])));

@@ -1,13 +1,18 @@
 /**
  * Batch encoding over worker_threads, one worker per core: a large text is cut at points
- * where no pre-split piece crosses (safeCutPoint), the chunks are encoded in parallel, and
- * the ids are joined in order, so the result equals `tok.encode(text)` exactly.
+ * where no pre-split piece (and no special token) crosses, the chunks are encoded in
+ * parallel, and the ids are joined in order, so the result equals `tok.encode(text)` exactly.
+ * For the known patterns the cut points come from safeCutPoint (no scan); for any other
+ * pattern the main thread runs the pattern over the text to find true piece boundaries.
  */
 import { availableParallelism } from "node:os";
 import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type { BpeSpec, BpeTokenizer } from "./bpe.ts";
-import { safeCutPoint } from "./pattern.ts";
+import { CL100K_PATTERN, compilePattern, GPT2_PATTERN, MYNAH_PATTERN, O200K_PATTERN, safeCutPoint } from "./pattern.ts";
+
+/** Patterns for which safeCutPoint is known to be a piece boundary. */
+const NEWLINE_SAFE = new Set([GPT2_PATTERN, CL100K_PATTERN, O200K_PATTERN, MYNAH_PATTERN]);
 
 export interface ParallelOptions {
   /** Worker threads (default: all cores). */
@@ -61,15 +66,59 @@ export function unpackSpec(p: PackedSpec): BpeSpec {
 export type WorkerRequest = { id: number; text: string; allowedSpecial?: "all" | string[] };
 export type WorkerReply = { id: number; ids?: Int32Array; error?: string };
 
-/** Cuts text into chunks of about `size` characters at safe points. */
-export function chunkText(text: string, size: number): string[] {
+/** True when an occurrence of one of `specials` starts before `cut` and ends after it. */
+function splitsSpecial(text: string, cut: number, specials: readonly string[]): boolean {
+  for (const sp of specials) {
+    const from = Math.max(0, cut - sp.length + 1);
+    const at = text.indexOf(sp, from);
+    if (at >= 0 && at < cut && at + sp.length > cut) return true;
+  }
+  return false;
+}
+
+/**
+ * Cuts text into chunks of about `size` characters at piece boundaries of `pattern` (default:
+ * a known pattern) that split none of `specials`.
+ */
+export function chunkText(text: string, size: number, pattern = MYNAH_PATTERN, specials: readonly string[] = []): string[] {
   const chunks: string[] = [];
   let start = 0;
-  while (text.length - start > size) {
-    const cut = safeCutPoint(text, start + size);
-    if (cut < 0) break;
-    chunks.push(text.slice(start, cut));
-    start = cut;
+  if (NEWLINE_SAFE.has(pattern)) {
+    let from = start + size;
+    while (text.length - start > size) {
+      const cut = safeCutPoint(text, from);
+      if (cut < 0) break;
+      if (splitsSpecial(text, cut, specials)) {
+        from = cut + 1;
+        continue;
+      }
+      chunks.push(text.slice(start, cut));
+      start = cut;
+      from = start + size;
+    }
+  } else if (specials.length > 0) {
+    // Special tokens split the text before the pattern runs, so the only boundaries known
+    // without scanning every segment are the ends of special-token occurrences.
+    const re = new RegExp([...specials].sort((a, b) => b.length - a.length).map((x) => x.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g");
+    for (let m = re.exec(text); m !== null && text.length - start > size; m = re.exec(text)) {
+      const end = m.index + m[0].length;
+      if (end - start >= size && end < text.length) {
+        chunks.push(text.slice(start, end));
+        start = end;
+      }
+    }
+  } else {
+    // exact: run the pattern from the start and cut at the end of a match
+    const re = compilePattern(pattern);
+    re.lastIndex = 0;
+    for (let m = re.exec(text); m !== null && text.length - start > size; m = re.exec(text)) {
+      if (m[0].length === 0) re.lastIndex++;
+      const end = m.index + m[0].length;
+      if (end - start >= size && end < text.length) {
+        chunks.push(text.slice(start, end));
+        start = end;
+      }
+    }
   }
   chunks.push(text.slice(start));
   return chunks;
@@ -156,7 +205,8 @@ export async function encodeBatch(tok: BpeTokenizer, texts: string[], opts: Para
 export async function encodeLargeText(tok: BpeTokenizer, text: string, opts: ParallelOptions = {}): Promise<Int32Array> {
   const workers = opts.workers ?? availableParallelism();
   const size = opts.chunkChars ?? Math.max(1 << 16, Math.min(1 << 20, Math.ceil(text.length / (workers * 4))));
-  const parts = await encodeBatch(tok, chunkText(text, size), { ...opts, workers });
+  const specials = opts.allowedSpecial === "all" ? [...tok.special.keys()] : opts.allowedSpecial ? [...opts.allowedSpecial] : [];
+  const parts = await encodeBatch(tok, chunkText(text, size, tok.spec.pattern, specials), { ...opts, workers });
   if (parts.length === 1) return parts[0];
   let n = 0;
   for (const p of parts) n += p.length;
