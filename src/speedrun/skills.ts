@@ -83,7 +83,7 @@ export const conversionSkill: Skill = {
   scored: true,
   make(rng, lang) {
     const u = rng.pick(UNITS);
-    const x = 1 + rng.int(99);
+    const x = 1 + rng.int(999);
     const v = { x, y: x * u.f, from: u[lang][0], to: u[lang][1] };
     const q = lang === "en"
       ? rng.pick(["How many {to} are in {x} {from}?", "Convert {x} {from} to {to}.", "{x} {from} is how many {to}?"])
