@@ -10,9 +10,12 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadDecodeModel, readSafetensors } from "../src/infer/load.ts";
+import { loadDecodeModel } from "../src/infer/load.ts";
+import { readSafetensors } from "../src/core/safetensors.ts";
 import { createCache, forwardCached } from "../src/model/decode.ts";
 import { plain } from "./infer-tiny.ts";
+import { referenceBackend } from "../src/core/reference.ts";
+import { inferenceBackend } from "../src/infer/load.ts";
 
 const REF = join(import.meta.dirname, "..", "..", "shared", "bench", "torch_reference.py");
 const torchOk = existsSync(REF) && spawnSync("/usr/bin/python3", ["-c", "import torch"]).status === 0;
@@ -23,13 +26,14 @@ const CASES = [
   { name: "MHA, tied", cfg: { n_layer: 2, n_head: 2, n_embd: 16, vocab_size: 37, seq_len: 9, batch_size: 2, tied_embeddings: true } },
 ];
 
-for (const c of CASES) {
-  test(`decode forward matches PyTorch's float64 logits (${c.name})`, { skip }, () => {
+const BACKENDS = [plain, referenceBackend, inferenceBackend()];
+for (const c of CASES) for (const be of BACKENDS) {
+  test(`decode forward matches PyTorch's float64 logits (${c.name}, ${be.name})`, { skip }, () => {
     const dir = mkdtempSync(join(tmpdir(), "mynah-golden-"));
     const r = spawnSync("/usr/bin/python3", [REF, "fixture", "--config", JSON.stringify(c.cfg), "--out", dir], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
-    const model = loadDecodeModel(dir, plain);
-    const exp = readSafetensors(join(dir, "expected.safetensors"));
+    const model = loadDecodeModel(dir, be);
+    const exp = readSafetensors(join(dir, "expected.safetensors")).tensors;
     const { B, T, V } = { B: c.cfg.batch_size, T: c.cfg.seq_len, V: c.cfg.vocab_size };
     const ids = exp.get("input_ids")!.data;
     const want = exp.get("logits")!.data;
