@@ -2,10 +2,12 @@
  * `mynah tokenizer train|encode|decode|info`: thin wrappers over src/tokenizer.
  */
 import type { Command } from "commander";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { expandInputs } from "../data/inputs.ts";
+import { readFiles, INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
 import { encodeFile } from "../tokenizer/parallel.ts";
 import { CHAT_TEMPLATE } from "../data/chat-template.ts";
-import { loadTokenizer, saveTokenizer, writeBytesAtomic, trainTokenizerFromFiles, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
+import { loadTokenizer, saveTokenizer, writeBytesAtomic, trainBpeAsync, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
 
 /**
  * Training progress on stderr with ETA: a bar redrawn at most 10 times a second on a
@@ -39,21 +41,34 @@ export function registerTokenizer(program: Command): void {
 
   cmd
     .command("train")
-    .description("Train a byte-level BPE tokenizer on text files, JSONL ({text}) or chat JSONL ({messages}), optionally .gz")
-    .argument("<inputs...>", "input files")
+    .description("Train a byte-level BPE tokenizer on the documents of text, JSONL or Parquet files (as `mynah data` reads them; .gz too)")
+    .argument("<inputs...>", "input files, folders or globs")
+    .option("--format <format>", `record shape: ${INPUT_FORMATS.join(", ")}`, "auto")
     .requiredOption("--out <dir>", "output directory (tokenizer.json, tokenizer_config.json)")
     .option("--vocab-size <n>", "vocabulary size, special tokens included", "32768")
     .option("--special <tokens>", "comma-separated special tokens (ids right after the merges)", DEFAULT_SPECIAL_TOKENS.join(","))
     .option("--chat-template <file>", "Jinja chat template file for tokenizer_config.json (default: mynah's ChatML template)")
     .option("--no-chat-template", "store no chat template")
     .option("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", "1")
-    .action(async (inputs: string[], o: { out: string; vocabSize: string; special: string; chatTemplate?: string | false; minPieceCount: string }) => {
+    .action(async (inputs: string[], o: { out: string; format: string; vocabSize: string; special: string; chatTemplate?: string | false; minPieceCount: string }) => {
       const t0 = Date.now();
-      const tok = await trainTokenizerFromFiles(inputs, {
+      const files = expandInputs(inputs);
+      const total = files.reduce((sum, f) => sum + statSync(f).size, 0);
+      const progress = progressBar(process.stderr.isTTY === true);
+      let done = 0;
+      const onBytes = (n: number): void => progress({ phase: "count", done: (done += n), total });
+      // every text of every document: plain text, or the content of each chat message
+      async function* texts(): AsyncGenerator<string> {
+        for await (const doc of readFiles(files, { format: o.format as InputFormat, onBytes })) {
+          if (doc.kind === "text") yield doc.text;
+          else for (const m of doc.messages) yield m.content;
+        }
+      }
+      const tok = await trainBpeAsync(texts(), {
         vocabSize: Number(o.vocabSize),
         specialTokens: o.special.split(",").filter((s) => s !== ""),
         minPieceCount: Number(o.minPieceCount),
-        onProgress: progressBar(process.stderr.isTTY === true),
+        onProgress: progress,
       });
       if (process.stderr.isTTY) process.stderr.write("\n");
       const chatTemplate = o.chatTemplate === false ? undefined : typeof o.chatTemplate === "string" ? readFileSync(o.chatTemplate, "utf8") : CHAT_TEMPLATE;

@@ -9,8 +9,8 @@ import { createReadStream, statSync } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import { createGunzip } from "node:zlib";
 import type { BpeTokenizer } from "./bpe.ts";
-import { PieceCounter, trainBpeFromCounts, mergesWanted, type TrainOptions } from "./train.ts";
-import { MYNAH_PATTERN, safeCutPoint } from "./pattern.ts";
+import { trainBpeAsync, mergesWanted, type TrainOptions } from "./train.ts";
+import { safeCutPoint } from "./pattern.ts";
 
 /** Text chunks are cut near this many characters, at a newline followed by a letter or digit. */
 const CHUNK_CHARS = 1 << 20;
@@ -118,15 +118,18 @@ export async function trainTokenizerFromFiles(paths: string[], opts: TrainFilesO
       throw new Error(`cannot read training input ${p}: ${(err as Error).message}`);
     }
   }
-  const counter = new PieceCounter(opts.pattern ?? MYNAH_PATTERN, opts.maxPieces);
   let done = 0;
-  for (const p of paths) {
-    for await (const text of readTexts(p, (n) => {
-      done += n;
-      opts.onProgress?.({ phase: "count", done, total });
-    }))
-      counter.add(text);
+  const onBytes = (n: number): void => {
+    done += n;
+    opts.onProgress?.({ phase: "count", done, total });
+  };
+  async function* texts(): AsyncGenerator<string> {
+    for (const p of paths) yield* readTexts(p, onBytes);
   }
-  if (counter.counts.size === 0) throw new Error(`train: the corpus is empty (no text in ${paths.join(", ")})`);
-  return trainBpeFromCounts(counter.counts, opts);
+  try {
+    return await trainBpeAsync(texts(), opts);
+  } catch (err) {
+    if (/corpus is empty/.test((err as Error).message)) throw new Error(`train: the corpus is empty (no text in ${paths.join(", ")})`);
+    throw err;
+  }
 }

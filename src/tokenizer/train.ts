@@ -84,6 +84,18 @@ export function trainBpe(texts: Iterable<string>, opts: TrainOptions): BpeTokeni
   return trainBpeFromCounts(counter.counts, opts);
 }
 
+/**
+ * Trains from a stream of texts (e.g. documents read from files). Count progress is the
+ * caller's to report (it knows the input size); merge progress goes to opts.onProgress.
+ */
+export async function trainBpeAsync(texts: AsyncIterable<string> | Iterable<string>, opts: TrainOptions): Promise<BpeTokenizer> {
+  mergesWanted(opts); // fail on a bad vocabulary size before reading anything
+  const counter = new PieceCounter(opts.pattern ?? MYNAH_PATTERN, opts.maxPieces);
+  for await (const t of texts) counter.add(t);
+  if (counter.counts.size === 0) throw new Error("train: the corpus is empty (no text to learn merges from)");
+  return trainBpeFromCounts(counter.counts, opts);
+}
+
 /** Checks the options and returns the number of merges wanted. */
 export function mergesWanted(opts: TrainOptions): number {
   const specials = opts.specialTokens ?? DEFAULT_SPECIAL_TOKENS;
