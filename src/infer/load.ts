@@ -24,10 +24,13 @@ let chosen: Backend | undefined;
 export function inferenceBackend(): Backend {
   if (chosen) return chosen;
   let addon: Record<string, unknown> = {};
-  try {
-    addon = loadNative() as unknown as Record<string, unknown>;
-  } catch {
-    // No native build: everything from the reference.
+  // MYNAH_BACKEND=reference forces the TypeScript reference (to compare, or debug kernels).
+  if (process.env.MYNAH_BACKEND !== "reference") {
+    try {
+      addon = loadNative() as unknown as Record<string, unknown>;
+    } catch {
+      // No native build: everything from the reference.
+    }
   }
   const b: Record<string, unknown> = {};
   const fallback: string[] = [];
