@@ -7,7 +7,14 @@
         "native/pool.c",
         "native/gemm.c",
         "native/gemm_small.c",
-        "native/ops.c"
+        "native/ops.c",
+        "native/embedding.c",
+        "native/norm.c",
+        "native/rope.c",
+        "native/attention.c",
+        "native/swiglu.c",
+        "native/crossentropy.c",
+        "native/optim.c"
       ],
       "cflags!": ["-O2"],
       "cflags": ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function"],

@@ -1,6 +1,20 @@
-// Element-wise and row-wise kernels (to be filled: RMSNorm, RoPE, attention, SwiGLU,
-// cross-entropy, embedding, AdamW, Muon, gradient norm).
-#include "napi_util.h"
-#include "pool.h"
+// The op kernels other than GEMM, one file per idea, each with its forward beside its backward:
+//   embedding.c  token embedding lookup / scatter-add
+//   norm.c       RMSNorm
+//   rope.c       rotary position embedding
+//   attention.c  causal grouped-query attention (FlashAttention-style tiles), KV-cache decode
+//   swiglu.c     SwiGLU activation
+//   crossentropy.c  fused softmax + cross-entropy + gradient
+//   optim.c      AdamW, Muon (Newton–Schulz on gemm()), sum of squares, scale
+// This file only registers them with the addon.
+#include "ops_common.h"
 
-void register_ops(napi_env env, napi_value exports) { (void)env; (void)exports; }
+void register_ops(napi_env env, napi_value exports) {
+  register_embedding(env, exports);
+  register_norm(env, exports);
+  register_rope(env, exports);
+  register_attention(env, exports);
+  register_swiglu(env, exports);
+  register_crossentropy(env, exports);
+  register_optim(env, exports);
+}

@@ -8,7 +8,8 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import type { Backend } from "../src/core/backend.ts";
 import { referenceBackend as ref, newtonSchulz5 } from "../src/core/reference.ts";
-import { mulberry32, randomF32, randomI32, ropeTables } from "../src/core/tensor-utils.ts";
+import { loadNative, nativeBackend } from "../src/core/native.ts";
+import { difference, mulberry32, randomF32, randomI32, ropeTables } from "../src/core/tensor-utils.ts";
 import { compareBackends, f64, gradCheck, type Inputs } from "./helpers/opcheck.ts";
 
 function rand64(n: number, rng: () => number, lo = -1, hi = 1): Float64Array {
@@ -169,5 +170,205 @@ test("reference Newton–Schulz: singular values pushed near 1 (OOᵀ ≈ I on t
     // Muon's quintic deliberately lands singular values in roughly [0.7, 1.2], not exactly 1.
     const e = orthoError(O, rows, cols);
     assert.ok(e < 0.45, `NS5 [${rows}, ${cols}]: max |OOᵀ − I| = ${e}`);
+  }
+});
+
+// ------------------------------------------------------------------ 2. native vs reference
+
+const addon = loadNative();
+const nat: Backend = nativeBackend();
+const startThreads = addon.threads();
+after(() => addon.setThreads(startThreads));
+
+/** Runs fn with 1 and then 2 native threads (ops that reduce must agree either way). */
+function withThreads(fn: (threads: number) => void): void {
+  for (const n of [1, 2]) { addon.setThreads(n); fn(n); }
+}
+
+test("native embedding forward/backward = reference (ids −1, adds into dTable)", () => {
+  const rng = mulberry32(11);
+  for (const [N, C, V] of [[1, 5, 3], [33, 67, 10], [65, 384, 50], [300, 200, 7]]) {
+    const ids = randomI32(N, rng, V);
+    ids[N - 1] = -1;
+    withThreads((th) => {
+      const label = `embedding N=${N} C=${C} V=${V} threads=${th}`;
+      compareBackends(nat, ref, { label, tol: 1e-6, outputs: ["out"],
+        tensors: { out: new Float32Array(N * C), table: randomF32(V * C, rng), ids },
+        call: (be, t) => be.embeddingForward(t.out as Float32Array, t.table as Float32Array, ids, N, C) });
+      compareBackends(nat, ref, { label, tol: 1e-6, outputs: ["dTable"],
+        tensors: { dTable: randomF32(V * C, rng), dOut: randomF32(N * C, rng) },
+        call: (be, t) => be.embeddingBackward(t.dTable as Float32Array, t.dOut as Float32Array, ids, N, C) });
+    });
+  }
+  assert.throws(() => nat.embeddingForward(new Float32Array(6), new Float32Array(6), Int32Array.of(3), 1, 2), /ids\[0\] = 3/);
+});
+
+test("native rmsnorm forward/backward = reference (1 and 2 threads, adds into dx and dw)", () => {
+  const rng = mulberry32(12);
+  for (const [N, C] of [[1, 5], [7, 67], [33, 384], [300, 64]]) {
+    const x = randomF32(N * C, rng, -2, 2), w = randomF32(C, rng, 0.5, 1.5), dout = randomF32(N * C, rng);
+    const rstd = new Float32Array(N);
+    ref.rmsnormForward(new Float32Array(N * C), rstd, x, w, N, C, 1e-5);
+    withThreads((th) => {
+      const label = `rmsnorm N=${N} C=${C} threads=${th}`;
+      compareBackends(nat, ref, { label, tol: 1e-5, floor: 1e-3, outputs: ["out", "rstd"],
+        tensors: { out: new Float32Array(N * C), rstd: new Float32Array(N) },
+        call: (be, t) => be.rmsnormForward(t.out as Float32Array, t.rstd as Float32Array, x, w, N, C, 1e-5) });
+      compareBackends(nat, ref, { label, tol: 1e-4, floor: 1e-2, outputs: ["dx", "dw"],
+        tensors: { dx: randomF32(N * C, rng), dw: randomF32(C, rng) },
+        call: (be, t) => be.rmsnormBackward(t.dx as Float32Array, t.dw as Float32Array, dout, x, w, rstd, N, C) });
+    });
+  }
+});
+
+test("native rope forward/backward = reference (odd head sizes, pos0)", () => {
+  const rng = mulberry32(13);
+  for (const [B, T, H, D, pos0] of [[1, 1, 1, 8, 0], [2, 7, 3, 12, 5], [2, 33, 4, 64, 0], [1, 65, 2, 32, 100]]) {
+    const { cos, sin } = ropeTables(pos0 + T, D, 10000);
+    for (const dir of ["ropeForward", "ropeBackward"] as const) {
+      compareBackends(nat, ref, { label: `${dir} B=${B} T=${T} H=${H} D=${D} pos0=${pos0}`, tol: 1e-5, floor: 3e-2,
+        outputs: ["x"], tensors: { x: randomF32(B * T * H * D, rng) },
+        call: (be, t) => be[dir](t.x as Float32Array, cos, sin, B, T, H, D, pos0) });
+    }
+  }
+});
+
+const ATTN_SHAPES: [number, number, number, number, number][] = [
+  // B, T, H, Hkv, D: tile edges (T = 1, 7, 33, 65, 129 around the 32/64 tiles), GQA, odd D
+  [1, 1, 1, 1, 8], [2, 7, 4, 2, 12], [1, 33, 6, 1, 32], [2, 65, 4, 2, 64], [1, 129, 6, 1, 64], [1, 40, 2, 2, 128],
+];
+
+test("native attention forward/backward = reference (causal, GQA, tile edges; 1 and 2 threads)", () => {
+  const rng = mulberry32(14);
+  for (const [B, T, H, Hkv, D] of ATTN_SHAPES) {
+    const q = randomF32(B * T * H * D, rng, -2, 2), k = randomF32(B * T * Hkv * D, rng, -2, 2);
+    const v = randomF32(B * T * Hkv * D, rng), dout = randomF32(B * T * H * D, rng);
+    const out = new Float32Array(B * T * H * D), lse = new Float32Array(B * H * T);
+    ref.attentionForward(out, lse, q, k, v, B, T, H, Hkv, D);
+    withThreads((th) => {
+      const label = `attention B=${B} T=${T} H=${H} Hkv=${Hkv} D=${D} threads=${th}`;
+      compareBackends(nat, ref, { label, tol: 1e-4, floor: 1e-2, outputs: ["out", "lse"],
+        tensors: { out: new Float32Array(out.length).fill(NaN), lse: new Float32Array(lse.length).fill(NaN) },
+        call: (be, t) => be.attentionForward(t.out as Float32Array, t.lse as Float32Array, q, k, v, B, T, H, Hkv, D) });
+      compareBackends(nat, ref, { label, tol: 2e-4, floor: 1e-2, outputs: ["dq", "dk", "dv"],
+        tensors: { dq: new Float32Array(q.length).fill(NaN), dk: new Float32Array(k.length).fill(NaN), dv: new Float32Array(v.length).fill(NaN) },
+        call: (be, t) => be.attentionBackward(t.dq as Float32Array, t.dk as Float32Array, t.dv as Float32Array,
+          dout, q, k, v, out, lse, B, T, H, Hkv, D) });
+    });
+  }
+});
+
+test("attentionCached = attentionForward on the same prefix (prefill chunk and single-token decode)", () => {
+  const rng = mulberry32(15);
+  for (const be of [nat, ref]) {
+    for (const [B, T, H, Hkv, D, maxT] of [[2, 33, 6, 2, 32, 40], [1, 70, 4, 1, 64, 70]]) {
+      const q = randomF32(B * T * H * D, rng, -2, 2), k = randomF32(B * T * Hkv * D, rng, -2, 2), v = randomF32(B * T * Hkv * D, rng);
+      const out = new Float32Array(B * T * H * D);
+      be.attentionForward(out, new Float32Array(B * H * T), q, k, v, B, T, H, Hkv, D);
+      // The cache holds the keys/values of positions 0..T−1; what lies past them must not be read.
+      const kc = new Float32Array(B * maxT * Hkv * D).fill(NaN), vc = kc.slice();
+      for (let b = 0; b < B; b++) {
+        kc.set(k.subarray(b * T * Hkv * D, (b + 1) * T * Hkv * D), b * maxT * Hkv * D);
+        vc.set(v.subarray(b * T * Hkv * D, (b + 1) * T * Hkv * D), b * maxT * Hkv * D);
+      }
+      for (const [pos0, Tq] of [[0, T], [T - 13, 13], [T - 1, 1]]) {
+        const qs = new Float32Array(B * Tq * H * D), want = new Float32Array(B * Tq * H * D);
+        for (let b = 0; b < B; b++) {
+          qs.set(q.subarray((b * T + pos0) * H * D, (b * T + pos0 + Tq) * H * D), b * Tq * H * D);
+          want.set(out.subarray((b * T + pos0) * H * D, (b * T + pos0 + Tq) * H * D), b * Tq * H * D);
+        }
+        const got = new Float32Array(B * Tq * H * D);
+        be.attentionCached(got, qs, kc, vc, B, Tq, H, Hkv, D, pos0, maxT);
+        const d = difference(got, want, 1e-2);
+        assert.ok(d.maxRel < 1e-4, `${be.name} attentionCached B=${B} T=${T} pos0=${pos0} Tq=${Tq}: ` +
+          `max relative difference ${d.maxRel} at [${d.at}] (${got[d.at]} vs ${want[d.at]})`);
+      }
+    }
+  }
+});
+
+test("native swiglu forward/backward = reference", () => {
+  const rng = mulberry32(16);
+  for (const n of [1, 17, 1000, 70001]) {
+    const gate = randomF32(n, rng, -8, 8), up = randomF32(n, rng), dout = randomF32(n, rng);
+    compareBackends(nat, ref, { label: `swigluForward n=${n}`, tol: 1e-5, floor: 0.1, outputs: ["out"],
+      tensors: { out: new Float32Array(n) }, call: (be, t) => be.swigluForward(t.out as Float32Array, gate, up, n) });
+    compareBackends(nat, ref, { label: `swigluBackward n=${n}`, tol: 1e-5, floor: 0.1, outputs: ["dgate", "dup"],
+      tensors: { dgate: new Float32Array(n), dup: new Float32Array(n) },
+      call: (be, t) => be.swigluBackward(t.dgate as Float32Array, t.dup as Float32Array, dout, gate, up, n) });
+  }
+});
+
+test("native cross-entropy = reference (ignored rows, losses, in place, large logits; 1 and 2 threads)", () => {
+  const rng = mulberry32(17);
+  for (const [N, V, spread] of [[1, 5, 3], [7, 67, 3], [33, 384, 30], [20, 5000, 10]]) {
+    const logits = randomF32(N * V, rng, -spread, spread), targets = randomI32(N, rng, V);
+    targets[Math.floor(N / 2)] = -1;
+    withThreads((th) => {
+      const label = `crossEntropy N=${N} V=${V} threads=${th}`;
+      compareBackends(nat, ref, { label, tol: 1e-5, floor: 1e-6, retTol: 1e-6, outputs: ["dlogits", "losses"],
+        tensors: { dlogits: new Float32Array(N * V).fill(NaN), losses: new Float32Array(N).fill(NaN) },
+        call: (be, t) => be.crossEntropy(t.dlogits as Float32Array, t.losses as Float32Array, logits, targets, N, V, 1 / N) });
+      compareBackends(nat, ref, { label: `${label} in place`, tol: 1e-5, floor: 1e-6, retTol: 1e-6, outputs: ["x"],
+        tensors: { x: logits.slice() },
+        call: (be, t) => be.crossEntropy(t.x as Float32Array, null, t.x as Float32Array, targets, N, V, 0.5) });
+      const l1 = nat.crossEntropy(null, null, logits, targets, N, V, 1), l2 = ref.crossEntropy(null, null, logits, targets, N, V, 1);
+      assert.ok(Math.abs(l1 - l2) <= 1e-6 * Math.abs(l2), `${label}: loss without gradient ${l1} vs ${l2}`);
+    });
+  }
+  assert.throws(() => nat.crossEntropy(null, null, new Float32Array(4), Int32Array.of(4), 1, 4, 1), /targets\[0\] = 4/);
+});
+
+test("native adamw = reference over three steps", () => {
+  const rng = mulberry32(18), n = 10007;
+  const p = randomF32(n, rng), m = new Float32Array(n), v = new Float32Array(n);
+  const t = { p, m, v };
+  const tn = { p: p.slice(), m: m.slice(), v: v.slice() };
+  for (let step = 1; step <= 3; step++) {
+    const g = randomF32(n, rng);
+    ref.adamw(t.p, g, t.m, t.v, n, 1e-2, 0.9, 0.95, 1e-8, 0.1, step);
+    nat.adamw(tn.p, g, tn.m, tn.v, n, 1e-2, 0.9, 0.95, 1e-8, 0.1, step);
+  }
+  for (const k of ["p", "m", "v"] as const) {
+    const d = difference(tn[k], t[k], 1e-2);
+    assert.ok(d.maxRel < 2e-5, `adamw ${k}: max relative difference ${d.maxRel} at [${d.at}]`);
+  }
+});
+
+test("native muon = reference (wide, tall, square) and its update is near-orthogonal", () => {
+  const rng = mulberry32(19);
+  for (const [rows, cols] of [[16, 40], [40, 16], [64, 64]]) {
+    const n = rows * cols, g = randomF32(n, rng), mom = randomF32(n, rng, -0.1, 0.1);
+    // param 0, lr 1, no decay: the update is −sqrt(max(1, rows/cols))·O itself.
+    const label = `muon [${rows}, ${cols}]`;
+    compareBackends(nat, ref, { label, tol: 2e-3, floor: 1e-2, outputs: ["p", "mom"],
+      tensors: { p: new Float32Array(n), mom },
+      call: (be, t) => be.muon(t.p as Float32Array, g, t.mom as Float32Array, rows, cols, 1, 0.95, 0, 5) });
+    const p = new Float32Array(n);
+    nat.muon(p, g, mom.slice(), rows, cols, 1, 0.95, 0, 5);
+    const s = Math.sqrt(Math.max(1, rows / cols));
+    const e = orthoError(p.map((x) => -x / s), rows, cols);
+    assert.ok(e < 0.45, `${label}: max |OOᵀ − I| = ${e}`);
+    // Weight decay: p −= lr·wd·p on top of the orthogonal step.
+    const p0 = randomF32(n, rng), pa = p0.slice(), pb = p0.slice();
+    nat.muon(pa, g, mom.slice(), rows, cols, 0.01, 0.95, 0, 5);
+    nat.muon(pb, g, mom.slice(), rows, cols, 0.01, 0.95, 0.5, 5);
+    for (let i = 0; i < n; i += 97) assert.ok(Math.abs(pa[i] - pb[i] - 0.005 * p0[i]) < 1e-6, `${label}: weight decay at ${i}`);
+  }
+});
+
+test("native sumSquares (float64, same result for 1 and 2 threads) and scale = reference", () => {
+  const rng = mulberry32(20);
+  for (const n of [1, 17, 100003, 1 << 20]) {
+    const x = randomF32(n, rng);
+    const want = ref.sumSquares(x, n);
+    const got: number[] = [];
+    withThreads(() => got.push(nat.sumSquares(x, n)));
+    assert.equal(got[0], got[1], `sumSquares n=${n}: 1 vs 2 threads`);
+    assert.ok(Math.abs(got[0] - want) <= 1e-12 * want, `sumSquares n=${n}: ${got[0]} vs ${want}`);
+    const a = x.slice(), b = x.slice();
+    nat.scale(a, n, 0.37);
+    ref.scale(b, n, 0.37);
+    assert.deepEqual(a, b, `scale n=${n}`);
   }
 });

@@ -1,0 +1,355 @@
+// Causal grouped-query attention, FlashAttention-style, and its KV-cache decode form.
+//
+// Shapes: B batch, T time, H query heads, Hkv key/value heads (H % Hkv == 0), D head size.
+//   q, out, dq, dout (B, T, H, D); k, v, dk, dv (B, T, Hkv, D); lse (B, H, T)
+//   query head h reads kv head h / (H / Hkv); scale = 1/sqrt(D); key s visible to query t iff s ≤ t.
+//
+// forward:  S = scale·q·kᵀ (causal), P = softmax(S), out = P·v, lse = logsumexp(S) per query.
+//   Tiles of BQ queries × BK keys with an online softmax (running max m and sum l per query,
+//   the output rescaled by e^(m_old − m_new) when the max grows), so memory is O(T) per head.
+//   Tasks: (b, h, query tile), claimed dynamically (the causal tiles get longer down the rows).
+// backward (FlashAttention-2): with P recomputed from lse and Δ_t = Σ_d dout·out,
+//   dv += Pᵀ·dout;  dP = dout·vᵀ;  dS = P∘(dP − Δ);  dq = scale·dS·k;  dk += scale·dSᵀ·q.
+//   Tasks: (b, kv head): a task owns every query head of its group, so its dk, dv and dq rows
+//   are written by no one else (no races, no atomics). Within a task, for each key tile the
+//   tile's k, v are gathered (and transposed) once and the tile's dk, dv accumulate locally
+//   while the later query rows stream past.
+// cached (decode): q (B, Tq, H, D) at positions pos0.., kCache, vCache (B, maxT, Hkv, D);
+//   tasks (b, h), one pass of scores over the cache per query (memory-bound).
+//
+// Inner loops run over a contiguous D (or a BK-wide row of the transposed tile), which the
+// compiler vectorizes; the kernels are instantiated for D = 32, 64, 128 (registers hold whole
+// rows) and a generic D.
+#include "ops_common.h"
+
+#define BQ 32       // queries per forward tile
+#define BK 64       // keys per tile
+#define MAX_D 256   // largest head size (scratch is sized by it)
+
+// ---------------------------------------------------------------- per-thread scratch
+
+#define MAX_POOL 256
+static float *scratch_buf[MAX_POOL];
+static size_t scratch_cap[MAX_POOL];
+
+// Grows every thread's scratch to `floats` (main thread, before pool_run). 0 on failure.
+static int scratch_reserve(size_t floats) {
+  int n = pool_threads();
+  for (int t = 0; t < n && t < MAX_POOL; t++) {
+    if (scratch_cap[t] >= floats) continue;
+    free(scratch_buf[t]);
+    scratch_buf[t] = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+    scratch_cap[t] = scratch_buf[t] ? floats : 0;
+    if (!scratch_buf[t]) return 0;
+  }
+  return 1;
+}
+
+// The plain version, kept as the reference for the tiled kernels below (float64 sums).
+static void attention_forward_naive(float *out, float *lse, const float *q, const float *k, const float *v,
+                                    int B, int T, int H, int Hkv, int D, double *s /* (T) */) {
+  double scale = 1.0 / sqrt((double)D);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      const float *kb = k + ((size_t)b * T * Hkv + h / (H / Hkv)) * D, *vb = v + ((size_t)b * T * Hkv + h / (H / Hkv)) * D;
+      for (int t = 0; t < T; t++) {
+        const float *qt = q + (((size_t)b * T + t) * H + h) * D;
+        double m = -INFINITY, l = 0;
+        for (int j = 0; j <= t; j++) {
+          double d = 0;
+          for (int c = 0; c < D; c++) d += (double)qt[c] * kb[(size_t)j * Hkv * D + c];
+          s[j] = d * scale;
+          if (s[j] > m) m = s[j];
+        }
+        for (int j = 0; j <= t; j++) l += exp(s[j] - m);
+        lse[((size_t)b * H + h) * T + t] = (float)(m + log(l));
+        for (int c = 0; c < D; c++) {
+          double o = 0;
+          for (int j = 0; j <= t; j++) o += exp(s[j] - m) / l * vb[(size_t)j * Hkv * D + c];
+          out[(((size_t)b * T + t) * H + h) * D + c] = (float)o;
+        }
+      }
+    }
+}
+
+typedef struct {
+  float *out, *lse, *dq, *dk, *dv;
+  const float *q, *k, *v, *dout, *o;
+  int B, T, H, Hkv, D, ntiles;
+} attn_args;
+
+// ---------------------------------------------------------------- forward
+
+// One (b, h, query tile). D is a compile-time constant where the caller passes one.
+static inline __attribute__((always_inline)) void fwd_tile(const attn_args *a, int task, float *scr, const int D) {
+  const int T = a->T, H = a->H, Hkv = a->Hkv;
+  // Longest (last) query tiles first, so that dynamic claiming ends with short tasks.
+  const int BH = a->B * H, qt = a->ntiles - 1 - task / BH, bh = task % BH, b = bh / H, h = bh % H, kvh = h / (H / Hkv);
+  const int t0 = qt * BQ, nq = T - t0 < BQ ? T - t0 : BQ;
+  const float scale = 1.0f / sqrtf((float)D);
+  float *Qs = scr, *O = Qs + BQ * D, *Kt = O + BQ * D, *S = Kt + (size_t)D * BK, *m = S + BK, *l = m + BQ;
+  for (int i = 0; i < nq; i++) {
+    const float *src = a->q + (((size_t)b * T + t0 + i) * H + h) * D;
+    for (int d = 0; d < D; d++) { Qs[i * D + d] = src[d] * scale; O[i * D + d] = 0; }
+    m[i] = -INFINITY;
+    l[i] = 0;
+  }
+  const size_t kstride = (size_t)Hkv * D;
+  const float *kb = a->k + ((size_t)b * T * Hkv + kvh) * D, *vb = a->v + ((size_t)b * T * Hkv + kvh) * D;
+  for (int k0 = 0; k0 < t0 + nq; k0 += BK) {
+    const int nk = t0 + nq - k0 < BK ? t0 + nq - k0 : BK;
+    for (int j = 0; j < nk; j++)
+      for (int d = 0; d < D; d++) Kt[d * BK + j] = kb[(size_t)(k0 + j) * kstride + d];
+    for (int j = nk; j < BK; j++)
+      for (int d = 0; d < D; d++) Kt[d * BK + j] = 0;
+    for (int i = 0; i < nq; i++) {
+      const int jn = t0 + i - k0 + 1 < nk ? t0 + i - k0 + 1 : nk;  // visible keys of this tile
+      if (jn <= 0) continue;
+      float *restrict s = S;
+      const float *restrict qi = Qs + i * D;
+      for (int j = 0; j < BK; j++) s[j] = 0;
+      for (int d = 0; d < D; d++) {
+        const float qd = qi[d];
+        const float *restrict kt = Kt + d * BK;
+        for (int j = 0; j < BK; j++) s[j] += qd * kt[j];
+      }
+      float mx = max_f32(s, jn), mnew = mx > m[i] ? mx : m[i];
+      float corr = m[i] == -INFINITY ? 0.0f : exp_fast(m[i] - mnew), sum = 0;
+      for (int j = 0; j < jn; j++) { s[j] = exp_fast(s[j] - mnew); sum += s[j]; }
+      l[i] = l[i] * corr + sum;
+      m[i] = mnew;
+      float *restrict o = O + i * D;
+      for (int d = 0; d < D; d++) o[d] *= corr;
+      for (int j = 0; j < jn; j++) {
+        const float p = s[j];
+        const float *restrict vj = vb + (size_t)(k0 + j) * kstride;
+        for (int d = 0; d < D; d++) o[d] += p * vj[d];
+      }
+    }
+  }
+  for (int i = 0; i < nq; i++) {
+    float *dst = a->out + (((size_t)b * T + t0 + i) * H + h) * D, inv = 1.0f / l[i];
+    for (int d = 0; d < D; d++) dst[d] = O[i * D + d] * inv;
+    a->lse[((size_t)b * H + h) * T + t0 + i] = m[i] + logf(l[i]);
+  }
+}
+
+static size_t fwd_scratch(int D) { return (size_t)2 * BQ * D + (size_t)D * BK + BK + 2 * BQ + 16; }
+
+static void attention_forward_task(void *ctx, int task, int thread) {
+  const attn_args *a = ctx;
+  float *scr = scratch_buf[thread];
+  switch (a->D) {
+    case 32: fwd_tile(a, task, scr, 32); break;
+    case 64: fwd_tile(a, task, scr, 64); break;
+    case 128: fwd_tile(a, task, scr, 128); break;
+    default: fwd_tile(a, task, scr, a->D);
+  }
+}
+
+// ---------------------------------------------------------------- backward
+
+// One (b, kv head): every query head of the group, every key tile.
+static inline __attribute__((always_inline)) void bwd_group(const attn_args *a, int task, float *scr, const int D) {
+  const int T = a->T, H = a->H, Hkv = a->Hkv, group = H / Hkv;
+  const int b = task / Hkv, kvh = task % Hkv;
+  const float scale = 1.0f / sqrtf((float)D);
+  const size_t kstride = (size_t)Hkv * D, qstride = (size_t)H * D;
+  float *Kj = scr, *Kt = Kj + BK * D, *Vt = Kt + (size_t)D * BK, *dKj = Vt + (size_t)D * BK, *dVj = dKj + BK * D;
+  float *p = dVj + BK * D, *dp = p + BK, *Delta = dp + BK;
+  const float *kb = a->k + ((size_t)b * T * Hkv + kvh) * D, *vb = a->v + ((size_t)b * T * Hkv + kvh) * D;
+  float *dkb = a->dk + ((size_t)b * T * Hkv + kvh) * D, *dvb = a->dv + ((size_t)b * T * Hkv + kvh) * D;
+  for (int t = 0; t < T; t++) {
+    memset(dkb + t * kstride, 0, sizeof(float) * D);
+    memset(dvb + t * kstride, 0, sizeof(float) * D);
+  }
+  for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+    const float *qb = a->q + ((size_t)b * T * H + h) * D, *dob = a->dout + ((size_t)b * T * H + h) * D;
+    const float *ob = a->o + ((size_t)b * T * H + h) * D, *lse = a->lse + ((size_t)b * H + h) * T;
+    float *dqb = a->dq + ((size_t)b * T * H + h) * D;
+    for (int t = 0; t < T; t++) {
+      Delta[t] = dot_f32(dob + t * qstride, ob + t * qstride, D);
+      memset(dqb + t * qstride, 0, sizeof(float) * D);
+    }
+    for (int k0 = 0; k0 < T; k0 += BK) {
+      const int nk = T - k0 < BK ? T - k0 : BK;
+      for (int j = 0; j < BK; j++)
+        for (int d = 0; d < D; d++) {
+          const float kv = j < nk ? kb[(size_t)(k0 + j) * kstride + d] : 0.0f;
+          const float vv = j < nk ? vb[(size_t)(k0 + j) * kstride + d] : 0.0f;
+          Kj[j * D + d] = kv;
+          Kt[d * BK + j] = kv;
+          Vt[d * BK + j] = vv;
+          dKj[j * D + d] = 0;
+          dVj[j * D + d] = 0;
+        }
+      for (int t = k0; t < T; t++) {
+        const int jn = t - k0 + 1 < nk ? t - k0 + 1 : nk;
+        const float *restrict qt = qb + t * qstride, *restrict dot = dob + t * qstride;
+        float *restrict dqt = dqb + t * qstride;
+        for (int j = 0; j < BK; j++) { p[j] = 0; dp[j] = 0; }
+        for (int d = 0; d < D; d++) {
+          const float qd = qt[d] * scale, gd = dot[d];
+          const float *restrict kt = Kt + d * BK, *restrict vt = Vt + d * BK;
+          for (int j = 0; j < BK; j++) { p[j] += qd * kt[j]; dp[j] += gd * vt[j]; }
+        }
+        const float L = lse[t], Dt = Delta[t];
+        for (int j = 0; j < BK; j++) {
+          const float pj = j < jn ? exp_fast(p[j] - L) : 0.0f;
+          p[j] = pj;
+          dp[j] = pj * (dp[j] - Dt) * scale;  // dS, with the scale of S = scale·q·kᵀ folded in
+        }
+        float acc[MAX_D];
+        for (int d = 0; d < D; d++) acc[d] = dqt[d];
+        for (int j = 0; j < jn; j++) {
+          const float pj = p[j], sj = dp[j];
+          float *restrict dv = dVj + j * D, *restrict dk = dKj + j * D;
+          const float *restrict kj = Kj + j * D;
+          for (int d = 0; d < D; d++) {
+            dv[d] += pj * dot[d];
+            dk[d] += sj * qt[d];
+            acc[d] += sj * kj[d];
+          }
+        }
+        for (int d = 0; d < D; d++) dqt[d] = acc[d];
+      }
+      for (int j = 0; j < nk; j++)
+        for (int d = 0; d < D; d++) {
+          dkb[(size_t)(k0 + j) * kstride + d] += dKj[j * D + d];
+          dvb[(size_t)(k0 + j) * kstride + d] += dVj[j * D + d];
+        }
+    }
+  }
+}
+
+static size_t bwd_scratch(int D, int T) { return (size_t)5 * BK * D + 2 * BK + T + 16; }
+
+static void attention_backward_task(void *ctx, int task, int thread) {
+  const attn_args *a = ctx;
+  float *scr = scratch_buf[thread];
+  switch (a->D) {
+    case 32: bwd_group(a, task, scr, 32); break;
+    case 64: bwd_group(a, task, scr, 64); break;
+    case 128: bwd_group(a, task, scr, 128); break;
+    default: bwd_group(a, task, scr, a->D);
+  }
+}
+
+// ---------------------------------------------------------------- cached (decode)
+
+typedef struct {
+  float *out;
+  const float *q, *kc, *vc;
+  int B, Tq, H, Hkv, D, pos0, maxT;
+} cached_args;
+
+static void attention_cached_task(void *ctx, int task, int thread) {
+  const cached_args *a = ctx;
+  const int b = task / a->H, h = task % a->H, kvh = h / (a->H / a->Hkv), D = a->D;
+  const size_t kstride = (size_t)a->Hkv * D;
+  const float *kb = a->kc + ((size_t)b * a->maxT * a->Hkv + kvh) * D, *vb = a->vc + ((size_t)b * a->maxT * a->Hkv + kvh) * D;
+  const float scale = 1.0f / sqrtf((float)D);
+  float *s = scratch_buf[thread], *o = s + a->maxT;
+  for (int t = 0; t < a->Tq; t++) {
+    const float *qt = a->q + (((size_t)b * a->Tq + t) * a->H + h) * D;
+    const int L = a->pos0 + t + 1;
+    for (int j = 0; j < L; j++) s[j] = dot_f32(qt, kb + (size_t)j * kstride, D) * scale;
+    const float m = max_f32(s, L);
+    float sum = 0;
+    for (int j = 0; j < L; j++) { s[j] = exp_fast(s[j] - m); sum += s[j]; }
+    for (int d = 0; d < D; d++) o[d] = 0;
+    for (int j = 0; j < L; j++) {
+      const float pj = s[j];
+      const float *restrict vj = vb + (size_t)j * kstride;
+      for (int d = 0; d < D; d++) o[d] += pj * vj[d];
+    }
+    float *dst = a->out + (((size_t)b * a->Tq + t) * a->H + h) * D, inv = 1.0f / sum;
+    for (int d = 0; d < D; d++) dst[d] = o[d] * inv;
+  }
+}
+
+// ---------------------------------------------------------------- Node-API
+
+static int check_heads(napi_env env, const char *op, int64_t H, int64_t Hkv, int64_t D) {
+  if (Hkv < 1 || H % Hkv) return throw_err(env, op, "H must be a positive multiple of Hkv");
+  if (D < 1 || D > MAX_D) return throw_err(env, op, "head size D must be in [1, 256]");
+  return 1;
+}
+
+static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
+  const char *OP = "attentionForward";
+  ARGS(OP, 10);
+  GET_INT(5, "B", B);
+  GET_INT(6, "T", T);
+  GET_INT(7, "H", H);
+  GET_INT(8, "Hkv", Hkv);
+  GET_INT(9, "D", D);
+  if (!check_heads(env, OP, H, Hkv, D)) return NULL;
+  GET_F32(0, "out", B * T * H * D, out);
+  GET_F32(1, "lse", B * H * T, lse);
+  GET_F32(2, "q", B * T * H * D, q);
+  GET_F32(3, "k", B * T * Hkv * D, k);
+  GET_F32(4, "v", B * T * Hkv * D, v);
+  if (B * T == 0) return NULL;
+  if (!scratch_reserve(fwd_scratch((int)D))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  (void)attention_forward_naive;
+  attn_args a = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .B = (int)B, .T = (int)T, .H = (int)H,
+                 .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((T + BQ - 1) / BQ)};
+  pool_run(attention_forward_task, &a, (int)(B * H) * a.ntiles);
+  return NULL;
+}
+
+static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
+  const char *OP = "attentionBackward";
+  ARGS(OP, 14);
+  GET_INT(9, "B", B);
+  GET_INT(10, "T", T);
+  GET_INT(11, "H", H);
+  GET_INT(12, "Hkv", Hkv);
+  GET_INT(13, "D", D);
+  if (!check_heads(env, OP, H, Hkv, D)) return NULL;
+  GET_F32(0, "dq", B * T * H * D, dq);
+  GET_F32(1, "dk", B * T * Hkv * D, dk);
+  GET_F32(2, "dv", B * T * Hkv * D, dv);
+  GET_F32(3, "dout", B * T * H * D, dout);
+  GET_F32(4, "q", B * T * H * D, q);
+  GET_F32(5, "k", B * T * Hkv * D, k);
+  GET_F32(6, "v", B * T * Hkv * D, v);
+  GET_F32(7, "out", B * T * H * D, out);
+  GET_F32(8, "lse", B * H * T, lse);
+  if (B * T == 0) return NULL;
+  if (!scratch_reserve(bwd_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  attn_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .o = out, .lse = lse,
+                 .B = (int)B, .T = (int)T, .H = (int)H, .Hkv = (int)Hkv, .D = (int)D};
+  pool_run(attention_backward_task, &a, (int)(B * Hkv));
+  return NULL;
+}
+
+static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
+  const char *OP = "attentionCached";
+  ARGS(OP, 11);
+  GET_INT(4, "B", B);
+  GET_INT(5, "Tq", Tq);
+  GET_INT(6, "H", H);
+  GET_INT(7, "Hkv", Hkv);
+  GET_INT(8, "D", D);
+  GET_INT(9, "pos0", pos0);
+  GET_INT(10, "maxT", maxT);
+  if (!check_heads(env, OP, H, Hkv, D)) return NULL;
+  if (pos0 + Tq > maxT) { throw_err(env, OP, "pos0 + Tq exceeds the cache length maxT"); return NULL; }
+  GET_F32(0, "out", B * Tq * H * D, out);
+  GET_F32(1, "q", B * Tq * H * D, q);
+  GET_F32(2, "kCache", B * maxT * Hkv * D, kc);
+  GET_F32(3, "vCache", B * maxT * Hkv * D, vc);
+  if (B * Tq == 0) return NULL;
+  if (!scratch_reserve((size_t)maxT + MAX_D + 16)) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  cached_args a = {out, q, kc, vc, (int)B, (int)Tq, (int)H, (int)Hkv, (int)D, (int)pos0, (int)maxT};
+  pool_run(attention_cached_task, &a, (int)(B * H));
+  return NULL;
+}
+
+void register_attention(napi_env env, napi_value exports) {
+  export_fn(env, exports, "attentionForward", js_attention_forward);
+  export_fn(env, exports, "attentionBackward", js_attention_backward);
+  export_fn(env, exports, "attentionCached", js_attention_cached);
+}
