@@ -1,0 +1,249 @@
+/**
+ * Pretraining, end to end: open the data (text files → a character-level corpus, or a folder
+ * from `mynah data prepare` → token shards), size the model, train with checkpoints, resume.
+ * `mynah train` parses flags into PretrainOptions and calls pretrain(); nothing here exits.
+ */
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Backend } from "../core/backend.ts";
+import { loadNative, nativeBackend } from "../core/native.ts";
+import { openTextSource, loadTextCorpus } from "../data/text.ts";
+import { openShardSource } from "../data/loader.ts";
+import { readManifest } from "../data/prepare.ts";
+import type { BatchSource } from "../data/types.ts";
+import { configFromPreset, parameterCount, ModelConfigError, type ModelConfig } from "../model/config.ts";
+import { createGPT } from "../model/gpt.ts";
+import { charTokenizer } from "../tokenizer/char.ts";
+import { loadTokenizer } from "../tokenizer/io.ts";
+import type { Tokenizer } from "../tokenizer/types.ts";
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
+import { evaluate, sampleTokens, tokenByteLengths, type EvalResult } from "./eval.ts";
+import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
+import { createReporter } from "./report.ts";
+
+/** Nominal FP32 peak of the reference machine (2 cores), used when no measurement is available. */
+export const NOMINAL_PEAK_GFLOPS = 224;
+
+export interface ModelShapeOptions {
+  preset: string;
+  layers?: number;
+  heads?: number;
+  kvHeads?: number;
+  width?: number;
+  ffn?: number;
+  /** Context length (default: the sequence length). */
+  context?: number;
+  qkNorm?: boolean;
+  tiedEmbeddings?: boolean;
+  ropeTheta?: number;
+}
+
+export interface PretrainOptions {
+  /** Text files, or one folder prepared by `mynah data prepare`. */
+  data: string[];
+  /** Text data: the last fraction of the tokens is held out for validation. */
+  valFraction: number;
+  model: ModelShapeOptions;
+  loop: Omit<LoopOptions, "peakFlops">;
+  /** Batches of [batchSize, seqLen] per validation. */
+  evalBatches: number;
+  /** Tokens per sample (0: no samples). */
+  sampleTokens: number;
+  /** Run folder (checkpoints, metrics.jsonl). */
+  out: string;
+  /** Continue from RUN/latest. */
+  resume: boolean;
+  /** Checkpoints kept. */
+  keep: number;
+  backend?: Backend;
+  /** Output (progress lines), whether it is a terminal, and plain-line frequency. */
+  write: (s: string) => void;
+  tty: boolean;
+  logEvery: number;
+  signal?: AbortSignal;
+}
+
+/** A setting refused before training starts; the message names the flag. */
+export class PretrainSettingsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PretrainSettingsError";
+  }
+}
+
+export const NO_DATA_HELP =
+  "mynah train needs training data: --data FILE.txt (one or more plain-text files, trained at character level)\n" +
+  "or --data FOLDER (prepared with `mynah data prepare`). For example:\n" +
+  "  mynah train --data ../shared/data/text/tinyshakespeare.txt --preset small --steps 2000\n" +
+  "Or run `mynah speedrun`, which gets its data, tokenizer and model ready with no settings.";
+
+interface TrainData {
+  train: BatchSource;
+  val: BatchSource | null;
+  vocabSize: number;
+  tokenizer: Tokenizer;
+  ref: TokenizerRef;
+  describe: string;
+}
+
+function openData(paths: string[], valFraction: number, seed: number, savedRef: TokenizerRef | null): TrainData {
+  if (paths.length === 0) throw new PretrainSettingsError(NO_DATA_HELP);
+  for (const p of paths) if (!existsSync(p)) throw new PretrainSettingsError(`--data ${p}: no such file or folder`);
+  const dirs = paths.filter((p) => statSync(p).isDirectory());
+  if (dirs.length > 0) {
+    if (paths.length > 1) throw new PretrainSettingsError(`--data: give one prepared folder, or text files only (got ${paths.join(", ")})`);
+    const dir = dirs[0];
+    const m = readManifest(dir);
+    const tokenizer = loadTokenizer(m.tokenizer.path);
+    const val = m.splits.val && m.splits.val.tokens > 0 ? openShardSource(dir, "val", seed) : null;
+    return {
+      train: openShardSource(dir, "train", seed), val, vocabSize: m.tokenizer.vocabSize, tokenizer,
+      ref: { kind: "file", path: resolve(m.tokenizer.path) },
+      describe: `${dir}: ${m.splits.train.tokens} training tokens${val ? `, ${m.splits.val.tokens} validation` : ""}, vocabulary ${m.tokenizer.vocabSize}`,
+    };
+  }
+  const corpus = loadTextCorpus(paths, valFraction);
+  // On resume the saved character set wins: it fixes the ids the weights were trained on.
+  if (savedRef?.kind === "char" && savedRef.chars.join("") !== corpus.tokenizer.chars.join("")) {
+    throw new PretrainSettingsError(`--data: the text's characters differ from those the checkpoint was trained on (did the files change?)`);
+  }
+  const tokenizer = corpus.tokenizer;
+  return {
+    train: openTextSource(corpus.train, { seed, order: "random" }),
+    val: corpus.val.length > 1 ? openTextSource(corpus.val, { seed, order: "sequential" }) : null,
+    vocabSize: tokenizer.vocabSize, tokenizer, ref: { kind: "char", chars: tokenizer.chars },
+    describe: `${paths.join(", ")}: ${corpus.train.length} training characters, ${corpus.val.length} validation, vocabulary ${tokenizer.vocabSize}`,
+  };
+}
+
+/** The model config the options describe (vocabulary from the data). Throws naming the flag. */
+export function modelConfigFor(m: ModelShapeOptions, vocabSize: number, seqLen: number): ModelConfig {
+  const context = m.context ?? seqLen;
+  if (seqLen > context) throw new PretrainSettingsError(`--seq-len ${seqLen} is longer than the model's context (--context ${context})`);
+  try {
+    return configFromPreset(m.preset, {
+      vocabSize, contextLength: context, nLayer: m.layers, nHead: m.heads, nEmbd: m.width, ffnHidden: m.ffn,
+      // kv heads default to the heads (plain multi-head attention) unless the preset groups them.
+      nKvHead: m.kvHeads ?? (m.heads !== undefined ? m.heads : undefined),
+      qkNorm: m.qkNorm, tiedEmbeddings: m.tiedEmbeddings, ropeTheta: m.ropeTheta,
+    });
+  } catch (err) {
+    if (err instanceof ModelConfigError) {
+      throw new PretrainSettingsError(`model settings (--preset ${m.preset}, --layers/--heads/--kv-heads/--width): ${err.message.replace(/^preset \S+: /, "")}`);
+    }
+    throw err;
+  }
+}
+
+/** Checks the loop settings; throws naming the flag. */
+export function checkLoopOptions(o: Omit<LoopOptions, "peakFlops">): void {
+  const int = (flag: string, v: number, min: number): void => {
+    if (!Number.isInteger(v) || v < min) throw new PretrainSettingsError(`--${flag} must be an integer ≥ ${min}, got ${v}`);
+  };
+  int("steps", o.steps, 1); int("batch-size", o.batchSize, 1); int("seq-len", o.seqLen, 1); int("grad-accum", o.gradAccum, 1);
+  int("warmup", o.warmup, 0); int("eval-every", o.evalEvery, 0); int("sample-every", o.sampleEvery, 0); int("checkpoint-every", o.checkpointEvery, 0);
+  if (!(o.optimizer.lr > 0)) throw new PretrainSettingsError(`--lr must be positive, got ${o.optimizer.lr}`);
+  if (!(o.minLrRatio >= 0 && o.minLrRatio <= 1)) throw new PretrainSettingsError(`--min-lr must be between 0 and --lr`);
+  if (o.schedule !== "cosine" && o.schedule !== "wsd") throw new PretrainSettingsError(`--schedule must be cosine or wsd, got ${o.schedule}`);
+  if (o.optimizer.kind !== "adamw" && o.optimizer.kind !== "muon") throw new PretrainSettingsError(`--optimizer must be adamw or muon, got ${o.optimizer.kind}`);
+  if (!(o.clip >= 0)) throw new PretrainSettingsError(`--clip must be ≥ 0 (0 = off), got ${o.clip}`);
+}
+
+/** Measured machine peak FLOP/s (one core's FMA rate × threads), else the nominal figure. */
+export function machinePeakFlops(): { flops: number; measured: boolean } {
+  try {
+    const a = loadNative() as ReturnType<typeof loadNative> & { gemmPeakGflops?: () => number };
+    if (typeof a.gemmPeakGflops === "function") return { flops: a.gemmPeakGflops() * a.threads() * 1e9, measured: true };
+  } catch {
+    // no native addon: fall through
+  }
+  return { flops: NOMINAL_PEAK_GFLOPS * 1e9, measured: false };
+}
+
+export interface PretrainResult extends LoopResult {
+  runDir: string;
+  config: ModelConfig;
+  /** Per-step losses of this process's steps, in order (the resume test compares them). */
+  losses: number[];
+}
+
+export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
+  checkLoopOptions(o.loop);
+  let loop = o.loop;
+  let resume: ResumeFrom | undefined;
+  let saved: ReturnType<typeof loadCheckpoint> | null = null;
+  if (o.resume) {
+    const dir = latestCheckpoint(o.out);
+    if (!dir) throw new PretrainSettingsError(`--resume: ${o.out} has no checkpoint to resume from (no ${join(o.out, "latest")})`);
+    saved = loadCheckpoint(dir);
+    // The run's own settings continue, except how long it runs and how often it reports.
+    const prev = saved.state.options as { loop?: PretrainOptions["loop"] };
+    if (prev.loop) loop = { ...prev.loop, steps: o.loop.steps, evalEvery: o.loop.evalEvery, sampleEvery: o.loop.sampleEvery, checkpointEvery: o.loop.checkpointEvery };
+    if (saved.state.step >= loop.steps) throw new PretrainSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
+  }
+  const data = openData(o.data, o.valFraction, loop.seed, saved?.state.tokenizer ?? null);
+  const config = saved ? saved.config : modelConfigFor(o.model, data.vocabSize, loop.seqLen);
+  if (loop.seqLen > config.contextLength) throw new PretrainSettingsError(`--seq-len ${loop.seqLen} is longer than the model's context ${config.contextLength}`);
+  if (config.vocabSize < data.vocabSize) throw new PretrainSettingsError(`the checkpoint's vocabulary (${config.vocabSize}) is smaller than the data's (${data.vocabSize})`);
+  const backend = o.backend ?? nativeBackend();
+  const model = createGPT(config, backend, saved ? { params: saved.params } : { seed: loop.seed });
+  if (saved) {
+    resume = { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data,
+               file: join(saved.dir, "optimizer.safetensors") };
+  }
+  mkdirSync(o.out, { recursive: true });
+  const peak = machinePeakFlops();
+  const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
+  rep.note(`data: ${data.describe}`);
+  rep.note(`model: ${config.nLayer} layers, ${config.nHead} heads (${config.nKvHead} kv), width ${config.nEmbd}, MLP ${config.ffnHidden}, ` +
+    `context ${config.contextLength}, ${(parameterCount(config) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
+  rep.note(`training: ${loop.steps} steps of ${loop.gradAccum}×${loop.batchSize}×${loop.seqLen} tokens, ${loop.optimizer.kind}, lr ${loop.optimizer.lr}` +
+    `${loop.optimizer.kind === "muon" ? ` (muon ${loop.optimizer.muonLr})` : ""}, ${loop.schedule} schedule; MFU against ` +
+    `${(peak.flops / 1e9).toFixed(0)} GFLOP/s (${peak.measured ? "measured FMA peak × threads" : "nominal"})` +
+    (saved ? `; resuming from ${saved.dir} at step ${saved.state.step}` : ""));
+
+  const bytes = tokenByteLengths(data.tokenizer);
+  const losses: number[] = [];
+  const options = { loop, model: o.model, data: o.data.map((p) => resolve(p)), valFraction: o.valFraction };
+  const result = await trainLoop(model, data.train, { ...loop, peakFlops: peak.flops }, {
+    evaluate: data.val && o.evalBatches > 0
+      ? (m): EvalResult => evaluate(m, data.val!, o.evalBatches, loop.batchSize, loop.seqLen, bytes)
+      : undefined,
+    sample: o.sampleTokens > 0
+      ? (m, rng): string => data.tokenizer.decode(sampleTokens(m, [samplePrompt(data.tokenizer)], o.sampleTokens, rng))
+      : undefined,
+    onStep: (m) => {
+      losses.push(m.loss);
+      rep.step(m, loop.steps);
+    },
+    onEval: (s, r) => rep.eval(s, r),
+    onSample: (s, t) => rep.sample(s, t),
+    save: (s) => {
+      const state: CheckpointState = {
+        format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: data.ref, options,
+      };
+      const dir = saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep);
+      rep.note(`checkpoint: ${dir}`);
+    },
+    signal: o.signal,
+  }, resume);
+  rep.done();
+  if (result.status === "stopped") rep.note(`stopped at step ${result.step}; continue with --resume`);
+  return { ...result, runDir: o.out, config, losses };
+}
+
+/** The token a sample starts from: <|endoftext|> when the tokenizer has it, else a newline. */
+function samplePrompt(tok: Tokenizer): number {
+  const eot = tok.special.get("<|endoftext|>");
+  if (eot !== undefined) return eot;
+  try {
+    return tok.encode("\n")[0] ?? 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The char tokenizer a checkpoint's state names (for loading char-level runs elsewhere). */
+export function tokenizerFromRef(ref: TokenizerRef): Tokenizer {
+  return ref.kind === "char" ? charTokenizer(ref.chars) : loadTokenizer(ref.path);
+}
