@@ -7,16 +7,18 @@
 // Structure (GotoBLAS / BLIS): for each KC-deep slice of K, op(B) is packed into NR-wide
 // micro-panels and op(A) into MR-tall ones, so the micro-kernel (gemm_kernel.h) reads both
 // with unit stride whatever the transposes. Loops:
-//   js (N, step NS) → pc (K, step KC): pack the op(B) slice (kc, ns), shared by all threads →
+//   js (N, step NS) → groups of KC-deep K slices (up to 4 MiB packed): pack op(B), shared →
 //   tasks over row chunks of C (and column chunks when M is small), each:
-//     pack its op(A) rows (mc, kc) → jc (step NC) → ir (step MR) → jr (step NR): micro-kernel
+//     pc (the group's slices): pack its op(A) rows (mc, kc) → jc (step NC) →
+//       ir (step MR) → jr (step NR): micro-kernel
 // An A micro-panel (MR x KC, 24 KiB at 12 x 512) stays in L1 while the jr loop streams a
-// (KC, NC) block of packed B (512 KiB) from L2; the whole packed B slice lives in L3.
+// (KC, NC) block of packed B (512 KiB) from L2; the whole packed B lives in L3.
 // Edge tiles are computed into a scratch tile and merged.
 //
 // Threads: packing B is split over the pool, then the row chunks (about 4 per thread,
 // claimed dynamically, so a core slowed by another process just takes fewer) each pack
-// their own A into that thread's buffer. Buffers are allocated once, 64-byte aligned.
+// their own A into that thread's buffer and run through the group's K slices: two
+// synchronizations per group rather than per slice. Buffers are allocated once, 64-byte aligned.
 // Products below GEMM_MT_FLOPS run on the calling thread alone (waking a thread would cost
 // more than it saves), and M <= 8 goes to the matrix-vector path in gemm_small.c.
 //
@@ -177,58 +179,68 @@ static void pack_b(const gemm_args *g, int k0, int kc, int j0, int nc, float *re
   }
 }
 
-// ---- the driver: one shared packed slice of op(B), tasks over blocks of C's rows ----
+// ---- the driver: op(B) packed once for all K and shared, tasks over blocks of C ----
 
-#define NS (NC * 16)  // columns of op(B) packed at once (4096 at NC = 256)
+#define NS (NC * 16)           // columns of C per block (4096 at NC = 256)
+#define BS_FLOATS (1L << 20)  // packed op(B) per synchronization: 4 MiB, a hot part of L3
 
 typedef struct {
   const gemm_args *g;
-  int js, ns, pc, kc;   // column super-block [js, js + ns) and K slice [pc, pc + kc)
-  float beta;           // the caller's beta for the first K slice, then 1 (accumulate)
-  float *Bs;            // op(B) slice packed into NR-wide panels, (kc, NR) each
-  int npack;            // tasks packing Bs
+  int js, ns, nsp;      // column block [js, js + ns) of C; nsp = ns rounded up to NR
+  int kstep, slices;    // K in `slices` slices of kstep (the last may be thinner)
+  int q0, nq;           // the slices packed now: [q0, q0 + nq)
+  float *Bs;            // slice q at Bs + (q - q0) * kstep * nsp: NR-wide panels, (kc, NR) each
+  int npack;            // packing tasks per slice
   int mchunk, nchunk;   // one compute task covers mchunk rows x nchunk columns
   int mt, nt;           // compute tasks along M and along N
-} slice;
+} plan;
 
 static void pack_b_task(void *ctx, int task, int thread) {
   (void)thread;
-  const slice *s = ctx;
-  int panels = (s->ns + NR - 1) / NR;
-  int p0 = (int)((long)panels * task / s->npack), p1 = (int)((long)panels * (task + 1) / s->npack);
+  const plan *s = ctx;
+  int q = s->q0 + task / s->npack, part = task % s->npack;
+  int pc = q * s->kstep, kc = s->g->K - pc < s->kstep ? s->g->K - pc : s->kstep;
+  int panels = s->nsp / NR;
+  int p0 = (int)((long)panels * part / s->npack), p1 = (int)((long)panels * (part + 1) / s->npack);
   int j1 = p1 * NR < s->ns ? p1 * NR : s->ns;
-  if (p0 * NR < j1) pack_b(s->g, s->pc, s->kc, s->js + p0 * NR, j1 - p0 * NR, s->Bs + (size_t)p0 * NR * s->kc);
+  float *Bq = s->Bs + (size_t)(q - s->q0) * s->kstep * s->nsp;
+  if (p0 * NR < j1) pack_b(s->g, pc, kc, s->js + p0 * NR, j1 - p0 * NR, Bq + (size_t)p0 * NR * kc);
 }
 
 static void compute_task(void *ctx, int task, int thread) {
-  const slice *s = ctx;
+  const plan *s = ctx;
   const gemm_args *g = s->g;
   int i0 = (task / s->nt) * s->mchunk, j0 = (task % s->nt) * s->nchunk;  // j relative to js
   int i1 = i0 + s->mchunk < g->M ? i0 + s->mchunk : g->M;
   int j1 = j0 + s->nchunk < s->ns ? j0 + s->nchunk : s->ns;
   if (i0 >= i1 || j0 >= j1) return;
-  int kc = s->kc, mc = i1 - i0;
+  int mc = i1 - i0;
   float *Ap = buf_a[thread];
   _Alignas(64) float tile[MR * NR];
-  pack_a(g, i0, mc, s->pc, kc, Ap);
-  for (int jc = j0; jc < j1; jc += NC) {  // (kc, NC) of Bs stays in L2 over the ir loop
-    int nc = j1 - jc < NC ? j1 - jc : NC;
-    for (int ir = 0; ir < mc; ir += MR) {  // one A micro-panel stays in L1 over the jr loop
-      int m = mc - ir < MR ? mc - ir : MR;
-      const float *a = Ap + (size_t)ir * kc;
-      for (int jr = 0; jr < nc; jr += NR) {
-        int n = nc - jr < NR ? nc - jr : NR;
-        const float *b = s->Bs + (size_t)(jc + jr) * kc;
-        float *c = g->C + (size_t)(i0 + ir) * g->ldc + s->js + jc + jr;
-        if (m == MR && n == NR) {
-          ukernel(kc, a, b, c, g->ldc, g->alpha, s->beta);
-        } else {
-          ukernel(kc, a, b, tile, NR, 1.0f, 0.0f);
-          for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) {
-              float *d = c + (size_t)i * g->ldc + j;
-              *d = g->alpha * tile[i * NR + j] + (s->beta == 0 ? 0 : s->beta * *d);
-            }
+  for (int q = s->q0; q < s->q0 + s->nq; q++) {  // this block of C stays with this thread
+    int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep;
+    float beta = q == 0 ? g->beta : 1.0f;  // later K slices accumulate onto the first
+    const float *Bq = s->Bs + (size_t)(q - s->q0) * s->kstep * s->nsp;
+    pack_a(g, i0, mc, pc, kc, Ap);
+    for (int jc = j0; jc < j1; jc += NC) {  // (kc, NC) of Bq stays in L2 over the ir loop
+      int nc = j1 - jc < NC ? j1 - jc : NC;
+      for (int ir = 0; ir < mc; ir += MR) {  // one A micro-panel stays in L1 over the jr loop
+        int m = mc - ir < MR ? mc - ir : MR;
+        const float *a = Ap + (size_t)ir * kc;
+        for (int jr = 0; jr < nc; jr += NR) {
+          int n = nc - jr < NR ? nc - jr : NR;
+          const float *b = Bq + (size_t)(jc + jr) * kc;
+          float *c = g->C + (size_t)(i0 + ir) * g->ldc + s->js + jc + jr;
+          if (m == MR && n == NR) {
+            ukernel(kc, a, b, c, g->ldc, g->alpha, beta);
+          } else {
+            ukernel(kc, a, b, tile, NR, 1.0f, 0.0f);
+            for (int i = 0; i < m; i++)
+              for (int j = 0; j < n; j++) {
+                float *d = c + (size_t)i * g->ldc + j;
+                *d = g->alpha * tile[i * NR + j] + (beta == 0 ? 0 : beta * *d);
+              }
+          }
         }
       }
     }
@@ -247,34 +259,48 @@ static int round_up(int x, int q) { return (x + q - 1) / q * q; }
 // The blocked GEMM on `threads` threads; returns 0 when the packing buffers could not be had.
 static int gemm_blocked(const gemm_args *g, int threads) {
   static float *Bs;
-  if (!Bs) Bs = aligned_alloc(64, sizeof(float) * KC * (NS + NR));
+  static size_t bs_floats;
+  plan s = {.g = g};
+  // equal K slices (1152 = 3 x 384, not 512 + 512 + 128): a thin last slice would pay a
+  // full pass over C for little arithmetic
+  s.slices = (g->K + KC - 1) / KC;
+  s.kstep = round_up((g->K + s.slices - 1) / s.slices, 16);
+  if (s.kstep > KC) s.kstep = KC;
+  s.slices = (g->K + s.kstep - 1) / s.kstep;
+  // K slices packed per synchronization: as many as fit BS_FLOATS (at least one), so that
+  // a deep K does not cost two waits per slice, while the packed B stays hot in L3
+  int ncols = g->N < NS ? g->N : NS;
+  long per = BS_FLOATS / ((long)s.kstep * round_up(ncols, NR));
+  int group = per < 1 ? 1 : per > s.slices ? s.slices : (int)per;
+  size_t need = (size_t)group * s.kstep * round_up(ncols, NR);
+  if (need > bs_floats) {
+    free(Bs);
+    Bs = aligned_alloc(64, need * sizeof(float));
+    bs_floats = Bs ? need : 0;
+  }
   for (int t = 0; t < threads; t++) thread_buf(&buf_a[t], (size_t)MC * KC);
   if (!Bs) return 0;
   for (int t = 0; t < threads; t++)
     if (!buf_a[t]) return 0;
-  slice s = {.g = g, .Bs = Bs};
+  s.Bs = Bs;
   // Several tasks per thread (claimed dynamically) keep both cores busy even when another
   // process takes part of one; below that, cut along N as well.
   int want = threads == 1 ? 1 : 4 * threads;
-  for (s.js = 0; s.js < g->N; s.js += NS) {
-    s.ns = g->N - s.js < NS ? g->N - s.js : NS;
+  for (s.js = 0; s.js < g->N; s.js += ncols) {
+    s.ns = g->N - s.js < ncols ? g->N - s.js : ncols;
+    s.nsp = round_up(s.ns, NR);
     int mchunk = round_up((g->M + want - 1) / want, MR);
     s.mchunk = mchunk > MC ? MC : mchunk;
     s.mt = (g->M + s.mchunk - 1) / s.mchunk;
     int nt = s.mt >= want ? 1 : (want + s.mt - 1) / s.mt;
-    int panels = (s.ns + NR - 1) / NR;
+    int panels = s.nsp / NR;
     if (nt > panels) nt = panels;
     s.nchunk = round_up((s.ns + nt - 1) / nt, NR);
     s.nt = (s.ns + s.nchunk - 1) / s.nchunk;
     s.npack = threads < panels ? threads : panels;
-    // equal K slices (1152 = 3 x 384, not 512 + 512 + 128): a thin last slice would pay
-    // a full pass over C for little arithmetic
-    int slices = (g->K + KC - 1) / KC, kstep = round_up((g->K + slices - 1) / slices, 16);
-    if (kstep > KC) kstep = KC;
-    for (s.pc = 0; s.pc < g->K; s.pc += kstep) {
-      s.kc = g->K - s.pc < kstep ? g->K - s.pc : kstep;
-      s.beta = s.pc == 0 ? g->beta : 1.0f;  // later K slices accumulate onto the first
-      run_tasks(pack_b_task, &s, s.npack, threads);
+    for (s.q0 = 0; s.q0 < s.slices; s.q0 += group) {
+      s.nq = s.slices - s.q0 < group ? s.slices - s.q0 : group;
+      run_tasks(pack_b_task, &s, s.nq * s.npack, threads);
       run_tasks(compute_task, &s, s.mt * s.nt, threads);
     }
   }
