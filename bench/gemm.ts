@@ -135,6 +135,9 @@ function openblasCore(exe: string): string {
   return /Core:\s*(\S+)/.exec(r.stdout + r.stderr)?.[1] ?? "unknown";
 }
 
+/** Interleaved rounds per row (MYNAH_BENCH_ROUNDS, default 3); each row keeps its best. */
+const ROUNDS = Math.max(1, Number(process.env.MYNAH_BENCH_ROUNDS ?? 3) || 3);
+
 const fmt = (x: number | null, w = 8) => (x === null ? "-" : x.toFixed(1)).padStart(w);
 
 export async function run(): Promise<unknown> {
@@ -163,9 +166,9 @@ export async function run(): Promise<unknown> {
       a.setThreads(t);
       peak[t] = t * core1;
       for (const c of cases()) {
-        // two interleaved rounds, best of each: the machine is shared, so a run can be slowed
+        // interleaved rounds, best of each: the machine is shared, so a run can be slowed
         const row: Row = { ...c, threads: t, mynah: 0, openblas: null, openblasSkx: null };
-        for (let round = 0; round < 2; round++) {
+        for (let round = 0; round < ROUNDS; round++) {
           const ob = await peers.get(`${t}`)?.time(c);
           const obs = await peers.get(`${t}skx`)?.time(c);
           if (ob) row.openblas = Math.max(row.openblas ?? 0, ob);
@@ -196,7 +199,7 @@ export async function run(): Promise<unknown> {
       const s = (t: number) => big.filter((r) => r.threads === t).reduce((x, r) => x + r.mynah, 0);
       console.log(`\nscaling 1 → 2 threads on the layer shapes: ${(s(2) / s(1)).toFixed(2)}x`);
     }
-    console.log(`load average at start ${load.toFixed(2)} (other processes share these cores; rows are best of 2 interleaved rounds)`);
+    console.log(`load average at start ${load.toFixed(2)} (other processes share these cores; rows are best of ${ROUNDS} interleaved rounds)`);
     return { kernel: a.gemmInfo(), openblasCore: core, peakGflops: peak, loadAverage: load, rows };
   } finally {
     rmSync(dir, { recursive: true, force: true });
