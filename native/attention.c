@@ -136,17 +136,6 @@ static inline __attribute__((always_inline)) void fwd_tile(const attn_args *a, i
 
 static size_t fwd_scratch(int D) { return (size_t)2 * BQ * D + (size_t)D * BK + BK + 2 * BQ + 16; }
 
-static void attention_forward_task(void *ctx, int task, int thread) {
-  const attn_args *a = ctx;
-  float *scr = scratch_buf[thread];
-  switch (a->D) {
-    case 32: fwd_tile(a, task, scr, 32); break;
-    case 64: fwd_tile(a, task, scr, 64); break;
-    case 128: fwd_tile(a, task, scr, 128); break;
-    default: fwd_tile(a, task, scr, a->D);
-  }
-}
-
 // ---------------------------------------------------------------- backward
 
 // One (b, kv head): every query head of the group, every key tile.
@@ -224,13 +213,158 @@ static inline __attribute__((always_inline)) void bwd_group(const attn_args *a, 
 
 static size_t bwd_scratch(int D, int T) { return (size_t)5 * BK * D + 2 * BK + T + 16; }
 
+// ---------------------------------------------------------------- register-blocked paths (D = 32, 64, 128)
+
+#include "attention_tiles.h"
+
+#define RB 8  // query rows per backward block (a multiple of SR and of every R = 16 / (D / VW))
+
+static size_t fwd_fast_scratch(int D, int T) {
+  return (size_t)2 * BQ * D + (size_t)D * ((T + BK - 1) / BK * BK + 16) + (size_t)BQ * BK + 3 * BQ + 16;
+}
+
+// One (b, h): K of the kv head is transposed once into Kt (D, Tp), then the query tiles run.
+static inline __attribute__((always_inline)) void fwd_head_fast(const attn_args *a, int task, float *scr, const int D) {
+  // Kt's row stride is padded by 16 floats so that its D rows do not share a few cache sets.
+  const int T = a->T, H = a->H, Hkv = a->Hkv, Tp = (T + BK - 1) / BK * BK + 16;
+  const int b = task / H, h = task % H, kvh = h / (H / Hkv);
+  const float scale = 1.0f / sqrtf((float)D);
+  float *Kt = scr, *Qs = Kt + (size_t)D * Tp, *O = Qs + BQ * D, *S = O + BQ * D, *m = S + BQ * BK, *l = m + BQ, *corr = l + BQ;
+  const size_t kstride = (size_t)Hkv * D;
+  const float *kb = a->k + ((size_t)b * T * Hkv + kvh) * D, *vb = a->v + ((size_t)b * T * Hkv + kvh) * D;
+  transpose_rows(Kt, Tp, kb, kstride, T, Tp - 16, D);
+  for (int t0 = 0; t0 < T; t0 += BQ) {
+    const int nq = T - t0 < BQ ? T - t0 : BQ, rows = (nq + RB - 1) / RB * RB;
+    for (int i = 0; i < rows; i++) {
+      const float *src = a->q + (((size_t)b * T + t0 + i) * H + h) * D;
+      for (int d = 0; d < D; d++) { Qs[i * D + d] = i < nq ? src[d] * scale : 0.0f; O[i * D + d] = 0; }
+      m[i] = -INFINITY;
+      l[i] = 0;
+    }
+    for (int k0 = 0; k0 < t0 + nq; k0 += BK) {
+      const int nk = t0 + nq - k0 < BK ? t0 + nq - k0 : BK;
+      tile_scores(S, Qs, D, Kt + k0, Tp, rows, D);
+      for (int i = 0; i < rows; i++) {
+        float *s = S + i * BK;
+        const int jn = i >= nq ? 0 : t0 + i - k0 + 1 < nk ? t0 + i - k0 + 1 : nk;
+        if (jn <= 0) {
+          for (int j = 0; j < BK; j++) s[j] = 0;
+          corr[i] = 1;
+          continue;
+        }
+        const float mx = max_f32(s, jn), mnew = mx > m[i] ? mx : m[i];
+        corr[i] = m[i] == -INFINITY ? 0.0f : exp_fast(m[i] - mnew);
+        float sum = 0;
+        for (int j = 0; j < BK; j++) {
+          const float e = j < jn ? exp_fast(s[j] - mnew) : 0.0f;
+          s[j] = e;
+          sum += e;
+        }
+        l[i] = l[i] * corr[i] + sum;
+        m[i] = mnew;
+      }
+      tile_pv(O, S, corr, vb + (size_t)k0 * kstride, kstride, rows, nk, D);
+    }
+    for (int i = 0; i < nq; i++) {
+      float *dst = a->out + (((size_t)b * T + t0 + i) * H + h) * D, inv = 1.0f / l[i];
+      for (int d = 0; d < D; d++) dst[d] = O[i * D + d] * inv;
+      a->lse[((size_t)b * H + h) * T + t0 + i] = m[i] + logf(l[i]);
+    }
+  }
+}
+
+static size_t bwd_fast_scratch(int D, int T) { return (size_t)5 * BK * D + (size_t)3 * RB * D + 2 * RB * BK + T + 16; }
+
+static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args *a, int task, float *scr, const int D) {
+  const int T = a->T, H = a->H, Hkv = a->Hkv, group = H / Hkv, R = 16 / (D / VW);
+  const int b = task / Hkv, kvh = task % Hkv;
+  const float scale = 1.0f / sqrtf((float)D);
+  const size_t kstride = (size_t)Hkv * D, qstride = (size_t)H * D;
+  float *Kj = scr, *Kt = Kj + BK * D, *Vt = Kt + (size_t)D * BK, *dKj = Vt + (size_t)D * BK, *dVj = dKj + BK * D;
+  float *Qb = dVj + BK * D, *dOb = Qb + RB * D, *dQb = dOb + RB * D, *P = dQb + RB * D, *dS = P + RB * BK, *Delta = dS + RB * BK;
+  const float *kb = a->k + ((size_t)b * T * Hkv + kvh) * D, *vb = a->v + ((size_t)b * T * Hkv + kvh) * D;
+  float *dkb = a->dk + ((size_t)b * T * Hkv + kvh) * D, *dvb = a->dv + ((size_t)b * T * Hkv + kvh) * D;
+  for (int t = 0; t < T; t++) {
+    memset(dkb + t * kstride, 0, sizeof(float) * D);
+    memset(dvb + t * kstride, 0, sizeof(float) * D);
+  }
+  for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+    const float *qb = a->q + ((size_t)b * T * H + h) * D, *dob = a->dout + ((size_t)b * T * H + h) * D;
+    const float *ob = a->o + ((size_t)b * T * H + h) * D, *lse = a->lse + ((size_t)b * H + h) * T;
+    float *dqb = a->dq + ((size_t)b * T * H + h) * D;
+    for (int t = 0; t < T; t++) {
+      Delta[t] = dot_f32(dob + t * qstride, ob + t * qstride, D);
+      memset(dqb + t * qstride, 0, sizeof(float) * D);
+    }
+    for (int k0 = 0; k0 < T; k0 += BK) {
+      const int nk = T - k0 < BK ? T - k0 : BK;
+      transpose_rows(Kt, BK, kb + (size_t)k0 * kstride, kstride, nk, BK, D);
+      transpose_rows(Vt, BK, vb + (size_t)k0 * kstride, kstride, nk, BK, D);
+      for (int j = 0; j < BK; j++)
+        for (int d = 0; d < D; d++) {
+          Kj[j * D + d] = j < nk ? kb[(size_t)(k0 + j) * kstride + d] : 0.0f;
+          dKj[j * D + d] = 0;
+          dVj[j * D + d] = 0;
+        }
+      for (int t0 = k0; t0 < T; t0 += RB) {
+        const int nr = T - t0 < RB ? T - t0 : RB;
+        for (int r = 0; r < RB; r++)
+          for (int d = 0; d < D; d++) {
+            Qb[r * D + d] = r < nr ? qb[(t0 + r) * qstride + d] : 0.0f;
+            dOb[r * D + d] = r < nr ? dob[(t0 + r) * qstride + d] : 0.0f;
+            dQb[r * D + d] = 0;
+          }
+        tile_scores(P, Qb, D, Kt, BK, RB, D);
+        tile_scores(dS, dOb, D, Vt, BK, RB, D);
+        for (int r = 0; r < RB; r++) {
+          const int t = t0 + r, jn = r >= nr ? 0 : t - k0 + 1 < nk ? t - k0 + 1 : nk;
+          const float L = r < nr ? lse[t] : 0.0f, Dt = r < nr ? Delta[t] : 0.0f;
+          float *p = P + r * BK, *ds = dS + r * BK;
+          for (int j = 0; j < BK; j++) {
+            const float pj = j < jn ? exp_fast(p[j] * scale - L) : 0.0f;
+            p[j] = pj;
+            ds[j] = pj * (ds[j] - Dt) * scale;  // dS, with S's scale folded in
+          }
+        }
+        const int jmax = t0 + nr - k0 < nk ? t0 + nr - k0 : nk;
+        for (int r = 0; r < RB; r += R) {
+          tile_accum_t(dVj, P + r * BK, dOb + r * D, D, jmax, D);
+          tile_accum_t(dKj, dS + r * BK, Qb + r * D, D, jmax, D);
+          tile_accum(dQb + r * D, D, dS + r * BK, Kj, jmax, D);
+        }
+        for (int r = 0; r < nr; r++)
+          for (int d = 0; d < D; d++) dqb[(t0 + r) * qstride + d] += dQb[r * D + d];
+      }
+      for (int j = 0; j < nk; j++)
+        for (int d = 0; d < D; d++) {
+          dkb[(size_t)(k0 + j) * kstride + d] += dKj[j * D + d];
+          dvb[(size_t)(k0 + j) * kstride + d] += dVj[j * D + d];
+        }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- task dispatch
+
+static void attention_forward_task(void *ctx, int task, int thread) {
+  const attn_args *a = ctx;
+  float *scr = scratch_buf[thread];
+  switch (a->D) {
+    case 32: fwd_head_fast(a, task, scr, 32); break;
+    case 64: fwd_head_fast(a, task, scr, 64); break;
+    case 128: fwd_head_fast(a, task, scr, 128); break;
+    default:  // task is (b, h) here too: run its query tiles through the generic kernel
+      for (int qt = 0; qt < a->ntiles; qt++) fwd_tile(a, (a->ntiles - 1 - qt) * a->B * a->H + task, scr, a->D);
+  }
+}
+
 static void attention_backward_task(void *ctx, int task, int thread) {
   const attn_args *a = ctx;
   float *scr = scratch_buf[thread];
   switch (a->D) {
-    case 32: bwd_group(a, task, scr, 32); break;
-    case 64: bwd_group(a, task, scr, 64); break;
-    case 128: bwd_group(a, task, scr, 128); break;
+    case 32: bwd_group_fast(a, task, scr, 32); break;
+    case 64: bwd_group_fast(a, task, scr, 64); break;
+    case 128: bwd_group_fast(a, task, scr, 128); break;
     default: bwd_group(a, task, scr, a->D);
   }
 }
@@ -291,11 +425,11 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   GET_F32(3, "k", B * T * Hkv * D, k);
   GET_F32(4, "v", B * T * Hkv * D, v);
   if (B * T == 0) return NULL;
-  if (!scratch_reserve(fwd_scratch((int)D))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  if (!scratch_reserve(fwd_scratch((int)D) > fwd_fast_scratch((int)D, (int)T) ? fwd_scratch((int)D) : fwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   (void)attention_forward_naive;
   attn_args a = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .B = (int)B, .T = (int)T, .H = (int)H,
                  .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((T + BQ - 1) / BQ)};
-  pool_run(attention_forward_task, &a, (int)(B * H) * a.ntiles);
+  pool_run(attention_forward_task, &a, (int)(B * H));
   return NULL;
 }
 
@@ -318,7 +452,7 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   GET_F32(7, "out", B * T * H * D, out);
   GET_F32(8, "lse", B * H * T, lse);
   if (B * T == 0) return NULL;
-  if (!scratch_reserve(bwd_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  if (!scratch_reserve(bwd_scratch((int)D, (int)T) > bwd_fast_scratch((int)D, (int)T) ? bwd_scratch((int)D, (int)T) : bwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .o = out, .lse = lse,
                  .B = (int)B, .T = (int)T, .H = (int)H, .Hkv = (int)Hkv, .D = (int)D};
   pool_run(attention_backward_task, &a, (int)(B * Hkv));
