@@ -172,6 +172,12 @@ void pool_run(pool_task_fn fn, void *ctx, int ntasks) {
     return;
   }
   uint32_t gen = atomic_load(&published) + 1;
+  // Close the previous generation before touching run_*: a late worker that loaded the old
+  // claim (old gen, index = old ntasks) would otherwise read the NEW run_ntasks, pass the
+  // bound check, and win its compare-and-swap on the unchanged old claim — running a task of
+  // this run with a stale index and bumping `done` after it is reset (seen as segfaults).
+  // Generation 0 is never published, so the swap fails and the worker returns.
+  atomic_store(&claim, 0);
   run_fn = fn;
   run_ctx = ctx;
   run_ntasks = ntasks;
