@@ -97,6 +97,11 @@ export function configFromPreset(
   const p = PRESETS[name];
   if (!p) throw new ModelConfigError(`unknown preset "${name}"; choose one of ${Object.keys(PRESETS).join(", ")}`);
   const shape = { ...p, ...stripUndefined(rest) };
+  // More or fewer heads without a kv setting keep the preset's grouping (or plain multi-head).
+  if (rest.nHead !== undefined && rest.nKvHead === undefined) {
+    const group = p.nHead / p.nKvHead;
+    shape.nKvHead = rest.nHead % group === 0 ? rest.nHead / group : rest.nHead;
+  }
   return validateConfig({
     ropeTheta: 10000,
     normEps: 1e-5,

@@ -123,8 +123,7 @@ export function modelConfigFor(m: ModelShapeOptions, vocabSize: number, seqLen: 
   try {
     return configFromPreset(m.preset, {
       vocabSize, contextLength: context, nLayer: m.layers, nHead: m.heads, nEmbd: m.width, ffnHidden: m.ffn,
-      // kv heads default to the heads (plain multi-head attention) unless the preset groups them.
-      nKvHead: m.kvHeads ?? (m.heads !== undefined ? m.heads : undefined),
+      nKvHead: m.kvHeads,
       qkNorm: m.qkNorm, tiedEmbeddings: m.tiedEmbeddings, ropeTheta: m.ropeTheta,
     });
   } catch (err) {
