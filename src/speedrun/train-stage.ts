@@ -5,8 +5,8 @@
  * only the assistant replies (the chat template's mask). The model is mynah's GPT, the
  * optimizer and schedule mynah's (src/train); the result is a model folder.
  *
- * The step count is not known in advance on a time budget: it is re-estimated from the mean
- * step time as training goes, and the cosine schedule follows the estimate.
+ * On a time budget the step count comes from timing a few passes first; the loop (src/train/
+ * loop.ts, the one training loop) then runs that many steps with a cosine schedule.
  */
 import { mkdirSync } from "node:fs";
 import type { ChatMessage } from "../data/chat-template.ts";
@@ -14,8 +14,8 @@ import { renderExamples, openChatSource, type ChatExample } from "../data/chat-b
 import { configFromPreset, parameterCount, type ModelConfig } from "../model/config.ts";
 import { createGPT } from "../model/gpt.ts";
 import { loadModelFolder, saveModelFolder } from "../model/weights.ts";
-import { createOptimizer, clipGradNorm, DEFAULT_OPTIMIZER } from "../train/optim.ts";
-import { lrMultiplier } from "../train/schedule.ts";
+import { DEFAULT_OPTIMIZER } from "../train/optim.ts";
+import { trainLoop } from "../train/loop.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { inferenceBackend } from "../infer/load.ts";
 import type { SpeedrunPlan } from "./plan.ts";
@@ -71,38 +71,48 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
   }
   const src = openChatSource(examples, { seed: p.seed + (o.kind === "sft" ? 17 : 0), packing: "packed", pad: eot });
   const lr = o.kind === "pretrain" ? 3e-3 : 1e-3;
-  const opt = createOptimizer(backend, model.params, { ...DEFAULT_OPTIMIZER, lr, weightDecay: 0.0 });
-  o.log(`${o.kind}: ${examples.length} examples, model ${parameterCount(config).toLocaleString("en")} parameters ` +
-    `(${config.nLayer}×${config.nEmbd}, vocab ${config.vocabSize}), batch ${B}×${T}, ${o.seconds} s budget, backend ${backend.name}`);
-  const t0 = performance.now();
-  const warmup = o.kind === "pretrain" ? 30 : 10;
-  let step = 0, estSteps = 1_000_000, lossAvg = NaN, tokens = 0, lastLog = t0;
-  for (;;) {
-    const elapsed = (performance.now() - t0) / 1000;
-    if (elapsed >= o.seconds) break;
-    // Re-estimate the total from the mean step time so far (the schedule follows it).
-    if (step >= 5) estSteps = Math.max(step + 1, Math.round((step / elapsed) * o.seconds));
-    const mult = lrMultiplier({ kind: "cosine", steps: estSteps, warmup, minRatio: 0.1 }, step);
+  // Steps for the budget: time a few forward/backward passes (no update, so the weights stay
+  // as they are), then leave 5 % for the optimizer and the checkpoint.
+  const probe = src.state();
+  let probeMs = 0;
+  for (let i = 0; i < 3; i++) {
     const { inputs, targets } = src.nextBatch(B, T);
+    const t = performance.now();
     model.zeroGrad();
-    const loss = model.forward(inputs, targets, B, T);
+    model.forward(inputs, targets, B, T);
     model.backward();
-    clipGradNorm(backend, model.grads, 1.0);
-    opt.step(model.params, model.grads, mult);
-    step++;
-    tokens += B * T;
-    if (Number.isFinite(loss)) lossAvg = Number.isNaN(lossAvg) ? loss : 0.95 * lossAvg + 0.05 * loss;
-    const now = performance.now();
-    if (now - lastLog > 10_000) {
-      lastLog = now;
-      const s = (now - t0) / 1000;
-      o.log(`  ${o.kind} step ${step}/~${estSteps}  loss ${lossAvg.toFixed(3)}  ${(tokens / s).toFixed(0)} tok/s  ${s.toFixed(0)}/${o.seconds} s`);
-    }
-    // Let the event loop breathe (Ctrl-C, progress output).
-    if (step % 20 === 0) await new Promise((r) => setImmediate(r));
+    if (i > 0) probeMs += (performance.now() - t) / 2;
   }
+  src.restore(probe);
+  const steps = Math.max(10, Math.floor((o.seconds * 1000 * 0.95) / (probeMs * 1.08)));
+  o.log(`${o.kind}: ${examples.length} examples, model ${parameterCount(config).toLocaleString("en")} parameters ` +
+    `(${config.nLayer}×${config.nEmbd}, vocab ${config.vocabSize}), batch ${B}×${T}, ${steps} steps for ${o.seconds} s ` +
+    `(${probeMs.toFixed(0)} ms a step), backend ${backend.name}`);
+  // Should the machine be slower than measured, stop at 120 % of the budget anyway.
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), o.seconds * 1200);
+  const t0 = performance.now();
+  let lastLog = t0, lossAvg = NaN;
+  const r = await trainLoop(model, src, {
+    steps, batchSize: B, seqLen: T, gradAccum: 1, schedule: "cosine", warmup: Math.min(o.kind === "pretrain" ? 30 : 10, Math.floor(steps / 10)),
+    minLrRatio: 0.1, optimizer: { ...DEFAULT_OPTIMIZER, lr, weightDecay: 0 }, clip: 1, evalEvery: 0, sampleEvery: 0,
+    checkpointEvery: 0, seed: p.seed, peakFlops: 0,
+  }, {
+    signal: stop.signal,
+    onStep(m) {
+      lossAvg = Number.isNaN(lossAvg) ? m.loss : 0.95 * lossAvg + 0.05 * m.loss;
+      const now = performance.now();
+      if (now - lastLog > 10_000 || m.step === steps) {
+        lastLog = now;
+        o.log(`  ${o.kind} step ${m.step}/${steps}  loss ${lossAvg.toFixed(3)}  ${m.tokensPerSec.toFixed(0)} tok/s  ` +
+          `${((now - t0) / 1000).toFixed(0)} s, about ${m.etaSec.toFixed(0)} s to go`);
+      }
+    },
+  });
+  clearTimeout(timer);
+  const step = r.step, tokens = r.tokens;
   mkdirSync(o.outDir, { recursive: true });
   saveModelFolder(o.outDir, model.params, { mynah: { stage: o.kind, steps: step, tokens, loss: lossAvg } });
   const s = (performance.now() - t0) / 1000;
-  return `${step} steps, ${tokens.toLocaleString("en")} tokens (${(tokens / s).toFixed(0)} tok/s), final loss ${lossAvg.toFixed(3)}`;
+  return `${r.status === "stopped" ? "stopped at the time limit after " : ""}${step} steps, ${tokens.toLocaleString("en")} tokens (${(tokens / s).toFixed(0)} tok/s), final loss ${lossAvg.toFixed(3)}`;
 }
