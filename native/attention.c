@@ -293,7 +293,11 @@ static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args
     const float *ob = a->o + ((size_t)b * T * H + h) * D, *lse = a->lse + ((size_t)b * H + h) * T;
     float *dqb = a->dq + ((size_t)b * T * H + h) * D;
     for (int t = 0; t < T; t++) {
-      Delta[t] = dot_f32(dob + t * qstride, ob + t * qstride, D);
+      vf acc = {0};  // Δ_t = dout_t · out_t
+      for (int c = 0; c < D / VW; c++) acc += VLD(dob + t * qstride + c * VW) * VLD(ob + t * qstride + c * VW);
+      float s = 0;
+      for (int l = 0; l < VW; l++) s += acc[l];
+      Delta[t] = s;
       memset(dqb + t * qstride, 0, sizeof(float) * D);
     }
     for (int k0 = 0; k0 < T; k0 += BK) {
@@ -327,11 +331,11 @@ static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args
           }
         }
         const int jmax = t0 + nr - k0 < nk ? t0 + nr - k0 : nk;
-        for (int r = 0; r < RB; r += R) {
+        for (int r = 0; r < RB; r += ACC_T_ROWS(D)) {
           tile_accum_t(dVj, P + r * BK, dOb + r * D, D, jmax, D);
           tile_accum_t(dKj, dS + r * BK, Qb + r * D, D, jmax, D);
-          tile_accum(dQb + r * D, D, dS + r * BK, Kj, jmax, D);
         }
+        for (int r = 0; r < RB; r += R) tile_accum(dQb + r * D, D, dS + r * BK, Kj, jmax, D);
         for (int r = 0; r < nr; r++)
           for (int d = 0; d < D; d++) dqb[(t0 + r) * qstride + d] += dQb[r * D + d];
       }

@@ -12,6 +12,7 @@
 // backward tile (R query rows × BK keys, for one key tile whose k, v were gathered):
 //   P = exp(Q·Kt·scale − lse), dP = dO·Vt, dS = P∘(dP − Δ)·scale;
 //   dV += Pᵀ·dO and dK += dSᵀ·Q (dO, Q blocks in registers), dQ += dS·K (dQ block in registers).
+// RB (attention.c) must be a multiple of SR, of every 16 / NV and of every ACC_T_ROWS.
 #pragma once
 #include "ops_common.h"
 
@@ -82,23 +83,28 @@ static inline __attribute__((always_inline)) void tile_pv(float *restrict O, con
   }
 }
 
-// dX[j] += Σ_{r<R} W[r][j]·Y[r] for j < jmax: W (R, BK) weights, Y (R, D) rows of stride ldy
-// held in registers, dX (BK, D).
+// dX[j] += Σ_{r<RT} W[r][j]·Y[r] for j < jmax: W (RT, BK) weights, Y (RT, D) rows of stride
+// ldy, dX (BK, D). Each row of dX is loaded and stored once per call, so the rows are taken
+// RT = 16 / NVC at a time over column chunks of NVC ≤ 4 vectors: 16 FMAs per NVC loads and stores.
+#define ACC_T_ROWS(D) (16 / ((D) / VW < 4 ? (D) / VW : 4))
 static inline __attribute__((always_inline)) void tile_accum_t(float *restrict dX, const float *restrict W,
                                                               const float *restrict Y, size_t ldy, int jmax,
                                                               const int D) {
-  const int nv = D / VW, R = 16 / (D / VW);
-  vf y[16];
-  for (int r = 0; r < R; r++)
-    for (int c = 0; c < nv; c++) y[r * nv + c] = VLD(Y + r * ldy + c * VW);
-  for (int j = 0; j < jmax; j++) {
-    vf x[16];
-    for (int c = 0; c < nv; c++) x[c] = VLD(dX + j * D + c * VW);
-    for (int r = 0; r < R; r++) {
-      const float w = W[r * BK + j];
-      for (int c = 0; c < nv; c++) x[c] += w * y[r * nv + c];
+  const int nv = D / VW, nvc = nv < 4 ? nv : 4, R = 16 / nvc;
+  for (int c0 = 0; c0 < nv; c0 += nvc) {
+    vf y[16];
+    for (int r = 0; r < R; r++)
+      for (int c = 0; c < nvc; c++) y[r * nvc + c] = VLD(Y + r * ldy + (c0 + c) * VW);
+    for (int j = 0; j < jmax; j++) {
+      vf x[4];
+      float *xj = dX + j * D + c0 * VW;
+      for (int c = 0; c < nvc; c++) x[c] = VLD(xj + c * VW);
+      for (int r = 0; r < R; r++) {
+        const float w = W[r * BK + j];
+        for (int c = 0; c < nvc; c++) x[c] += w * y[r * nvc + c];
+      }
+      for (int c = 0; c < nvc; c++) VST(xj + c * VW, x[c]);
     }
-    for (int c = 0; c < nv; c++) VST(dX + j * D + c * VW, x[c]);
   }
 }
 
