@@ -1,0 +1,173 @@
+/**
+ * Supervised fine-tuning, end to end: load a checkpoint, read conversations (chat JSONL,
+ * ShareGPT, Alpaca, Parquet), split them by content into train and held-out, render them with
+ * the one chat template (loss only on assistant replies and their <|im_end|>), and run the
+ * shared training loop (src/train/loop.ts) with its checkpoints, resume and progress. Reports
+ * the held-out assistant-token loss of the starting model and of the fine-tuned one.
+ * `mynah sft` parses flags into SftOptions and calls sft(); nothing here exits.
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Backend } from "../core/backend.ts";
+import { nativeBackend } from "../core/native.ts";
+import { loadConversations, openChatSource, renderExamples, type ChatExample, type ChatPacking } from "../data/chat-batches.ts";
+import type { DataError } from "../data/errors.ts";
+import type { InputFormat } from "../data/readers.ts";
+import { parameterCount, type ModelConfig } from "../model/config.ts";
+import { createGPT } from "../model/gpt.ts";
+import { loadModelFolder } from "../model/weights.ts";
+import type { ParamSet } from "../model/params.ts";
+import { loadTokenizer } from "../tokenizer/io.ts";
+import type { Tokenizer } from "../tokenizer/types.ts";
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
+import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
+import { checkLoopOptions, machinePeakFlops, PretrainSettingsError, tokenizerFromRef } from "./pretrain.ts";
+import { createReporter } from "./report.ts";
+import { chatLoss, type ChatLoss } from "./sft-eval.ts";
+
+export interface SftOptions {
+  /** A checkpoint folder, a run folder (its latest checkpoint), or a model folder (with `tokenizer`). */
+  from: string;
+  /** Conversation files, folders or globs. */
+  data: string[];
+  format?: InputFormat;
+  /** Tokenizer folder, when `from` does not name one (a bare model folder). */
+  tokenizer?: string;
+  /** Fraction of conversations held out (by content hash) for the before/after loss. */
+  valFraction: number;
+  /** Held-out conversations scored per evaluation (the first ones; 0 = all). */
+  evalConversations: number;
+  packing: ChatPacking;
+  loop: Omit<LoopOptions, "peakFlops">;
+  out: string;
+  resume: boolean;
+  keep: number;
+  skipBad?: boolean;
+  onSkip?: (e: DataError) => void;
+  backend?: Backend;
+  write: (s: string) => void;
+  tty: boolean;
+  logEvery: number;
+  signal?: AbortSignal;
+}
+
+export interface SftResult extends LoopResult {
+  runDir: string;
+  config: ModelConfig;
+  /** Held-out assistant-token loss of the starting model and of the fine-tuned one. */
+  before: ChatLoss;
+  after: ChatLoss;
+  losses: number[];
+  conversations: { train: number; val: number; skipped: number; truncated: number };
+}
+
+interface Start {
+  config: ModelConfig;
+  params: ParamSet;
+  tokenizer: Tokenizer;
+  ref: TokenizerRef;
+  describe: string;
+}
+
+/** The model and tokenizer SFT starts from. */
+function loadStart(from: string, tokenizerPath: string | undefined): Start {
+  if (!existsSync(from)) throw new PretrainSettingsError(`--from ${from}: no such checkpoint or model folder`);
+  const tokFrom = (ref: TokenizerRef | null, where: string): { tokenizer: Tokenizer; ref: TokenizerRef } => {
+    if (tokenizerPath) return { tokenizer: loadTokenizer(tokenizerPath), ref: { kind: "file", path: resolve(tokenizerPath) } };
+    if (!ref) throw new PretrainSettingsError(`--from ${where}: the folder names no tokenizer; pass --tokenizer`);
+    return { tokenizer: tokenizerFromRef(ref), ref };
+  };
+  const ckpt = existsSync(join(from, "state.json")) ? from : existsSync(join(from, "latest")) ? latestCheckpoint(from) : null;
+  if (ckpt) {
+    const c = loadCheckpoint(ckpt);
+    return { config: c.config, params: c.params, ...tokFrom(c.state.tokenizer, ckpt), describe: `${ckpt} (step ${c.state.step})` };
+  }
+  const m = loadModelFolder(from);
+  return { config: m.config, params: m.params, ...tokFrom(null, from), describe: from };
+}
+
+function checkChatTokenizer(tok: Tokenizer): number {
+  for (const s of ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]) {
+    if (!tok.special.has(s)) throw new PretrainSettingsError(`the model's tokenizer has no ${s} special token: fine-tuning needs a BPE tokenizer from \`mynah tokenizer train\` (and a model pretrained with it via \`mynah data prepare\`)`);
+  }
+  return tok.special.get("<|endoftext|>")!;
+}
+
+export async function sft(o: SftOptions): Promise<SftResult> {
+  checkLoopOptions(o.loop);
+  let loop = o.loop;
+  let resume: ResumeFrom | undefined;
+  let saved: ReturnType<typeof loadCheckpoint> | null = null;
+  let savedBefore: ChatLoss | null = null;
+  if (o.resume) {
+    const dir = latestCheckpoint(o.out);
+    if (!dir) throw new PretrainSettingsError(`--resume: ${o.out} has no checkpoint to resume from`);
+    saved = loadCheckpoint(dir);
+    const prev = saved.state.options as { loop?: SftOptions["loop"]; before?: ChatLoss };
+    if (prev.loop) loop = { ...prev.loop, steps: o.loop.steps, evalEvery: o.loop.evalEvery, sampleEvery: o.loop.sampleEvery, checkpointEvery: o.loop.checkpointEvery };
+    savedBefore = prev.before ?? null;
+    if (saved.state.step >= loop.steps) throw new PretrainSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
+  }
+  const start: Start = saved
+    ? { config: saved.config, params: saved.params, tokenizer: tokenizerFromRef(saved.state.tokenizer!), ref: saved.state.tokenizer!, describe: `${saved.dir} (resuming)` }
+    : loadStart(o.from, o.tokenizer);
+  const pad = checkChatTokenizer(start.tokenizer);
+  if (loop.seqLen > start.config.contextLength) throw new PretrainSettingsError(`--seq-len ${loop.seqLen} is longer than the model's context ${start.config.contextLength}`);
+  if (start.tokenizer.vocabSize > start.config.vocabSize) throw new PretrainSettingsError(`the tokenizer has ${start.tokenizer.vocabSize} tokens, the model only ${start.config.vocabSize}`);
+
+  const convs = await loadConversations(o.data, { valFraction: o.valFraction, seed: loop.seed, format: o.format, skipBad: o.skipBad, onSkip: o.onSkip });
+  const T = loop.seqLen;
+  const train = renderExamples(start.tokenizer, convs.train, T);
+  const valAll = renderExamples(start.tokenizer, convs.val, T).examples;
+  const val: ChatExample[] = o.evalConversations > 0 ? valAll.slice(0, o.evalConversations) : valAll;
+  if (train.examples.length === 0) throw new PretrainSettingsError(`--data: no training conversations (${convs.train.length} read)`);
+  if (val.length === 0) throw new PretrainSettingsError(`--data: no held-out conversations; raise --val-fraction (now ${o.valFraction})`);
+
+  const backend = o.backend ?? nativeBackend();
+  const model = createGPT(start.config, backend, { params: start.params });
+  const source = openChatSource(train.examples, { seed: loop.seed, packing: o.packing, pad });
+  if (saved) {
+    resume = { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data,
+               file: join(saved.dir, "optimizer.safetensors") };
+  }
+  mkdirSync(o.out, { recursive: true });
+  const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
+  const c = start.config;
+  rep.note(`model: ${start.describe}: ${c.nLayer} layers, width ${c.nEmbd}, context ${c.contextLength}, ${(parameterCount(c) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
+  rep.note(`data: ${train.examples.length} training conversations, ${val.length} held out` +
+    (train.truncated ? `, ${train.truncated} cut to ${T + 1} tokens (oldest turns dropped)` : "") +
+    (train.dropped ? `, ${train.dropped} left with no reply after cutting (skipped)` : "") +
+    (convs.skipped ? `, ${convs.skipped} bad records skipped` : "") + `; ${o.packing} rows of ${T}`);
+  const evalB = Math.max(1, loop.batchSize);
+  const score = (): ChatLoss => chatLoss(model, val, { B: evalB, T, pad });
+  const before = savedBefore ?? score();
+  rep.note(`held-out assistant-token loss before: ${before.loss.toFixed(4)} (${before.tokens} tokens, ${before.conversations} conversations)`);
+
+  const peak = machinePeakFlops();
+  const options = { kind: "sft", loop, from: resolve(o.from), data: o.data.map((p) => resolve(p)), valFraction: o.valFraction, packing: o.packing, before };
+  const losses: number[] = [];
+  const result = await trainLoop(model, source, { ...loop, peakFlops: peak.flops }, {
+    evaluate: () => {
+      const r = score();
+      return { loss: r.loss, bpb: null, tokens: r.tokens };
+    },
+    onStep: (m) => {
+      losses.push(m.loss);
+      rep.step(m, loop.steps);
+    },
+    onEval: (s, r) => rep.eval(s, r),
+    save: (s) => {
+      const state: CheckpointState = { format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: start.ref, options };
+      rep.note(`checkpoint: ${saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep)}`);
+    },
+    signal: o.signal,
+  }, resume);
+  const after = result.lastEval && result.step === loop.steps ? { ...before, loss: result.lastEval.loss, tokens: result.lastEval.tokens } : score();
+  rep.done();
+  rep.note(`held-out assistant-token loss: ${before.loss.toFixed(4)} → ${after.loss.toFixed(4)}`);
+  if (result.status === "stopped") rep.note(`stopped at step ${result.step}; continue with --resume`);
+  return {
+    ...result, runDir: o.out, config: c, before, after, losses,
+    conversations: { train: train.examples.length, val: val.length, skipped: convs.skipped, truncated: train.truncated },
+  };
+}
