@@ -8,6 +8,7 @@ import { createInterface } from "node:readline";
 import { renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import type { ChatSession } from "../infer/session.ts";
+import { checkSampling } from "../infer/sampling.ts";
 import { logScreen, type ScreenConfig, type ScreenResult } from "../screen/index.ts";
 import { screenedStream } from "../screen/stream.ts";
 
@@ -93,7 +94,6 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
           const before = o.session.gen[s.key];
           o.session.gen[s.key] = v;
           try {
-            const { checkSampling } = await import("../infer/sampling.ts");
             checkSampling(o.session.gen);
             if (o.session.gen.maxNewTokens < 1) throw new Error("max-new-tokens must be ≥ 1");
             note = `${args[0]} = ${v}`;
