@@ -217,7 +217,7 @@ static size_t bwd_scratch(int D, int T) { return (size_t)5 * BK * D + 2 * BK + T
 
 #include "attention_tiles.h"
 
-#define RB 8  // query rows per backward block (a multiple of SR and of every R = 16 / (D / VW))
+#define RB 8  // query rows per backward block (a multiple of SR and of every ROWS(D))
 
 static size_t fwd_fast_scratch(int D, int T) {
   return (size_t)2 * BQ * D + (size_t)D * ((T + BK - 1) / BK * BK + 16) + (size_t)BQ * BK + 3 * BQ + 16;
@@ -276,7 +276,7 @@ static inline __attribute__((always_inline)) void fwd_head_fast(const attn_args 
 static size_t bwd_fast_scratch(int D, int T) { return (size_t)5 * BK * D + (size_t)3 * RB * D + 2 * RB * BK + T + 16; }
 
 static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args *a, int task, float *scr, const int D) {
-  const int T = a->T, H = a->H, Hkv = a->Hkv, group = H / Hkv, R = 16 / (D / VW);
+  const int T = a->T, H = a->H, Hkv = a->Hkv, group = H / Hkv;
   const int b = task / Hkv, kvh = task % Hkv;
   const float scale = 1.0f / sqrtf((float)D);
   const size_t kstride = (size_t)Hkv * D, qstride = (size_t)H * D;
@@ -331,11 +331,11 @@ static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args
           }
         }
         const int jmax = t0 + nr - k0 < nk ? t0 + nr - k0 : nk;
-        for (int r = 0; r < RB; r += ACC_T_ROWS(D)) {
+        for (int r = 0; r < RB; r += ROWS(D)) {
           tile_accum_t(dVj, P + r * BK, dOb + r * D, D, jmax, D);
           tile_accum_t(dKj, dS + r * BK, Qb + r * D, D, jmax, D);
         }
-        for (int r = 0; r < RB; r += R) tile_accum(dQb + r * D, D, dS + r * BK, Kj, jmax, D);
+        for (int r = 0; r < RB; r += ROWS(D)) tile_accum(dQb + r * D, D, dS + r * BK, Kj, jmax, D);
         for (int r = 0; r < nr; r++)
           for (int d = 0; d < D; d++) dqb[(t0 + r) * qstride + d] += dQb[r * D + d];
       }
