@@ -7,7 +7,8 @@
 // forward:  S = scale·q·kᵀ (causal), P = softmax(S), out = P·v, lse = logsumexp(S) per query.
 //   Tiles of BQ queries × BK keys with an online softmax (running max m and sum l per query,
 //   the output rescaled by e^(m_old − m_new) when the max grows), so memory is O(T) per head.
-//   Tasks: (b, h, query tile), claimed dynamically (the causal tiles get longer down the rows).
+//   Tasks: (b, h), claimed dynamically; each transposes its K once (D, T) and runs its query
+//   tiles, so K is not re-gathered for every query tile.
 // backward (FlashAttention-2): with P recomputed from lse and Δ_t = Σ_d dout·out,
 //   dv += Pᵀ·dout;  dP = dout·vᵀ;  dS = P∘(dP − Δ);  dq = scale·dS·k;  dk += scale·dSᵀ·q.
 //   Tasks: (b, kv head): a task owns every query head of its group, so its dk, dv and dq rows
@@ -17,9 +18,10 @@
 // cached (decode): q (B, Tq, H, D) at positions pos0.., kCache, vCache (B, maxT, Hkv, D);
 //   tasks (b, h), one pass of scores over the cache per query (memory-bound).
 //
-// Inner loops run over a contiguous D (or a BK-wide row of the transposed tile), which the
-// compiler vectorizes; the kernels are instantiated for D = 32, 64, 128 (registers hold whole
-// rows) and a generic D.
+// Two implementations: for D = 32, 64, 128 the register-blocked tiles of attention_tiles.h
+// (vector extensions sized to the machine); for any other D the plain tiled kernels below,
+// whose inner loops run over a contiguous D or a BK-wide row of the transposed tile (the
+// compiler vectorizes them). Both are tested against the TypeScript reference.
 #include "ops_common.h"
 
 #define BQ 32       // queries per forward tile
@@ -45,33 +47,6 @@ static int scratch_reserve(size_t floats) {
   return 1;
 }
 
-// The plain version, kept as the reference for the tiled kernels below (float64 sums).
-static void attention_forward_naive(float *out, float *lse, const float *q, const float *k, const float *v,
-                                    int B, int T, int H, int Hkv, int D, double *s /* (T) */) {
-  double scale = 1.0 / sqrt((double)D);
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++) {
-      const float *kb = k + ((size_t)b * T * Hkv + h / (H / Hkv)) * D, *vb = v + ((size_t)b * T * Hkv + h / (H / Hkv)) * D;
-      for (int t = 0; t < T; t++) {
-        const float *qt = q + (((size_t)b * T + t) * H + h) * D;
-        double m = -INFINITY, l = 0;
-        for (int j = 0; j <= t; j++) {
-          double d = 0;
-          for (int c = 0; c < D; c++) d += (double)qt[c] * kb[(size_t)j * Hkv * D + c];
-          s[j] = d * scale;
-          if (s[j] > m) m = s[j];
-        }
-        for (int j = 0; j <= t; j++) l += exp(s[j] - m);
-        lse[((size_t)b * H + h) * T + t] = (float)(m + log(l));
-        for (int c = 0; c < D; c++) {
-          double o = 0;
-          for (int j = 0; j <= t; j++) o += exp(s[j] - m) / l * vb[(size_t)j * Hkv * D + c];
-          out[(((size_t)b * T + t) * H + h) * D + c] = (float)o;
-        }
-      }
-    }
-}
-
 typedef struct {
   float *out, *lse, *dq, *dk, *dv;
   const float *q, *k, *v, *dout, *o;
@@ -80,11 +55,9 @@ typedef struct {
 
 // ---------------------------------------------------------------- forward
 
-// One (b, h, query tile). D is a compile-time constant where the caller passes one.
-static inline __attribute__((always_inline)) void fwd_tile(const attn_args *a, int task, float *scr, const int D) {
-  const int T = a->T, H = a->H, Hkv = a->Hkv;
-  // Longest (last) query tiles first, so that dynamic claiming ends with short tasks.
-  const int BH = a->B * H, qt = a->ntiles - 1 - task / BH, bh = task % BH, b = bh / H, h = bh % H, kvh = h / (H / Hkv);
+// One (b, h, query tile), any D: the plain tiled kernel (rows of scores, no register blocking).
+static void fwd_tile(const attn_args *a, int b, int h, int qt, float *scr, const int D) {
+  const int T = a->T, H = a->H, Hkv = a->Hkv, kvh = h / (H / Hkv);
   const int t0 = qt * BQ, nq = T - t0 < BQ ? T - t0 : BQ;
   const float scale = 1.0f / sqrtf((float)D);
   float *Qs = scr, *O = Qs + BQ * D, *Kt = O + BQ * D, *S = Kt + (size_t)D * BK, *m = S + BK, *l = m + BQ;
@@ -138,8 +111,8 @@ static size_t fwd_scratch(int D) { return (size_t)2 * BQ * D + (size_t)D * BK + 
 
 // ---------------------------------------------------------------- backward
 
-// One (b, kv head): every query head of the group, every key tile.
-static inline __attribute__((always_inline)) void bwd_group(const attn_args *a, int task, float *scr, const int D) {
+// One (b, kv head), any D: every query head of the group, every key tile, one query row at a time.
+static void bwd_group(const attn_args *a, int task, float *scr, const int D) {
   const int T = a->T, H = a->H, Hkv = a->Hkv, group = H / Hkv;
   const int b = task / Hkv, kvh = task % Hkv;
   const float scale = 1.0f / sqrtf((float)D);
@@ -357,8 +330,8 @@ static void attention_forward_task(void *ctx, int task, int thread) {
     case 32: fwd_head_fast(a, task, scr, 32); break;
     case 64: fwd_head_fast(a, task, scr, 64); break;
     case 128: fwd_head_fast(a, task, scr, 128); break;
-    default:  // task is (b, h) here too: run its query tiles through the generic kernel
-      for (int qt = 0; qt < a->ntiles; qt++) fwd_tile(a, (a->ntiles - 1 - qt) * a->B * a->H + task, scr, a->D);
+    default:
+      for (int qt = 0; qt < a->ntiles; qt++) fwd_tile(a, task / a->H, task % a->H, qt, scr, a->D);
   }
 }
 
@@ -430,7 +403,6 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   GET_F32(4, "v", B * T * Hkv * D, v);
   if (B * T == 0) return NULL;
   if (!scratch_reserve(fwd_scratch((int)D) > fwd_fast_scratch((int)D, (int)T) ? fwd_scratch((int)D) : fwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
-  (void)attention_forward_naive;
   attn_args a = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .B = (int)B, .T = (int)T, .H = (int)H,
                  .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((T + BQ - 1) / BQ)};
   pool_run(attention_forward_task, &a, (int)(B * H));

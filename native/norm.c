@@ -11,18 +11,6 @@
 // partials are added in chunk order in double, so 1 and N threads give the same result.
 #include "ops_common.h"
 
-// The plain version, kept as the reference for the kernels below.
-static void rmsnorm_forward_naive(float *out, float *rstd, const float *x, const float *w, int64_t N,
-                                  int64_t C, float eps) {
-  for (int64_t n = 0; n < N; n++) {
-    double ss = 0;
-    for (int64_t c = 0; c < C; c++) ss += (double)x[n * C + c] * x[n * C + c];
-    float r = (float)(1.0 / sqrt(ss / C + eps));
-    rstd[n] = r;
-    for (int64_t c = 0; c < C; c++) out[n * C + c] = x[n * C + c] * r * w[c];
-  }
-}
-
 typedef struct {
   float *out, *rstd, *dx, *partial;
   const float *x, *w, *dout, *rstd_in;
@@ -105,7 +93,6 @@ static napi_value js_rmsnorm_forward(napi_env env, napi_callback_info info) {
   GET_F32(2, "x", N * C, x);
   GET_F32(3, "w", C, w);
   if (N == 0 || C == 0) return NULL;
-  (void)rmsnorm_forward_naive;
   rmsnorm_forward(out, rstd, x, w, N, C, (float)eps);
   return NULL;
 }
