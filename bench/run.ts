@@ -13,6 +13,7 @@ const BENCHES: Record<string, string> = {
   tokenizer: "./tokenizer.ts",
   data: "./data.ts",
   decode: "./decode.ts",
+  ops: "./ops.ts",
 };
 
 const here = dirname(fileURLToPath(import.meta.url));
