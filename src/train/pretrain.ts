@@ -61,6 +61,8 @@ export interface PretrainOptions {
   tty: boolean;
   logEvery: number;
   signal?: AbortSignal;
+  /** Called after each validation (e.g. to stop at a target loss through `signal`). */
+  onEval?: (step: number, loss: number, bpb: number | null) => void;
 }
 
 /** A setting refused before training starts; the message names the flag. */
@@ -215,7 +217,10 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
       losses.push(m.loss);
       rep.step(m, loop.steps);
     },
-    onEval: (s, r) => rep.eval(s, r),
+    onEval: (s, r) => {
+      rep.eval(s, r);
+      o.onEval?.(s, r.loss, r.bpb);
+    },
     onSample: (s, t) => rep.sample(s, t),
     save: (s) => {
       const state: CheckpointState = {

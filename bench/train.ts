@@ -1,0 +1,217 @@
+/**
+ * Training benchmark (`npm run bench train`):
+ *  1. Training steps (forward, backward, global-norm clip, AdamW) of the "shakespeare"
+ *     (6 layers, 6 heads, width 384, seq 256, batch 64, vocab 65) and "small" (4 layers,
+ *     4 heads, width 128, seq 64, batch 12) configs: tokens/s, ms/step, MFU, peak RSS — each
+ *     in its own process — beside the PyTorch reference (torch_reference.py bench, 2 threads)
+ *     on the same configs, and the ratio. FLOPs per token are counted as torch_reference does.
+ *  2. Per-op profile of one step of each config.
+ *  3. Time for `mynah train` to reach validation loss 1.88 on tinyshakespeare (characters,
+ *     first 90 % train, last 10 % validation), wall clock including start-up and evaluations.
+ *
+ * MFU is against the machine peak: the GEMM kernel's measured one-core FMA rate × threads
+ * when the addon exports it (gemmPeakGflops), else the nominal 224 GFLOP/s.
+ * Set MYNAH_BENCH_QUICK=1 for fewer steps; MYNAH_BENCH_SKIP_TORCH=1 to skip PyTorch.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir, cpus, loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { nativeBackend, setThreads } from "../src/core/native.ts";
+import { configFromPreset, flopsPerToken, parameterCount, type ModelConfig } from "../src/model/config.ts";
+import { createGPT } from "../src/model/gpt.ts";
+import { clipGradNorm, createOptimizer, DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
+import { profileBackend, type OpTime } from "../src/train/profile.ts";
+import { machinePeakFlops, pretrain } from "../src/train/pretrain.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..");
+const SHARED = process.env.MYNAH_SHARED_DATA ?? join(root, "..", "shared");
+const TORCH_REF = join(SHARED, "bench", "torch_reference.py");
+const SHAKESPEARE = join(SHARED, "data", "text", "tinyshakespeare.txt");
+const QUICK = process.env.MYNAH_BENCH_QUICK === "1";
+const THREADS = Number(process.env.MYNAH_THREADS ?? 2);
+
+interface BenchConfig {
+  name: string;
+  preset: string;
+  B: number;
+  T: number;
+  V: number;
+  iters: number;
+}
+
+const CONFIGS: BenchConfig[] = [
+  { name: "shakespeare", preset: "shakespeare", B: 64, T: 256, V: 65, iters: QUICK ? 2 : 4 },
+  { name: "small", preset: "small", B: 12, T: 64, V: 65, iters: QUICK ? 20 : 60 },
+];
+
+function modelConfig(b: BenchConfig): ModelConfig {
+  return configFromPreset(b.preset, { vocabSize: b.V, contextLength: b.T });
+}
+
+interface StepResult {
+  name: string;
+  msPerStep: number;
+  tokensPerSec: number;
+  gflops: number;
+  mfu: number;
+  peakRssMB: number;
+  profile: OpTime[];
+  profileMs: number;
+}
+
+/** Runs in a child process: timed training steps, then a profiled one. */
+async function childSteps(b: BenchConfig): Promise<StepResult> {
+  setThreads(THREADS);
+  const be = nativeBackend();
+  const c = modelConfig(b);
+  const m = createGPT(c, be, { seed: 1 });
+  const opt = createOptimizer(be, m.params, { ...DEFAULT_OPTIMIZER, lr: 1e-3 });
+  const N = b.B * b.T;
+  let x = 12345;
+  const rnd = (): number => ((x = (x * 1103515245 + 12345) >>> 0) % b.V);
+  const inputs = Int32Array.from({ length: N }, rnd), targets = Int32Array.from({ length: N }, rnd);
+  const step = (model = m, o = opt): void => {
+    model.zeroGrad();
+    model.forward(inputs, targets, b.B, b.T);
+    model.backward();
+    clipGradNorm(model.backend, model.grads, 1);
+    o.step(model.params, model.grads, 1);
+  };
+  step(); // warm-up: first-touch of the activations, thread pool start
+  const times: number[] = [];
+  for (let i = 0; i < b.iters; i++) {
+    const t0 = performance.now();
+    step();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b2) => a - b2);
+  const ms = times[Math.floor(times.length / 2)];
+  const peakRssMB = process.resourceUsage().maxRSS / 1024;
+  const tps = (N * 1000) / ms;
+  const fpt = flopsPerToken(c, b.T);
+  // Profile one step: same weights, the backend wrapped with timers.
+  const prof = profileBackend(be);
+  const pm = createGPT(c, prof.backend, { params: m.params });
+  const t0 = performance.now();
+  step(pm, createOptimizer(prof.backend, pm.params, { ...DEFAULT_OPTIMIZER, lr: 1e-3 }));
+  const profileMs = performance.now() - t0;
+  return {
+    name: b.name, msPerStep: ms, tokensPerSec: tps, gflops: (fpt * tps) / 1e9, mfu: (fpt * tps) / machinePeakFlops().flops,
+    peakRssMB, profile: prof.report(), profileMs,
+  };
+}
+
+function torchBench(b: BenchConfig): Record<string, unknown> | null {
+  if (process.env.MYNAH_BENCH_SKIP_TORCH === "1" || !existsSync(TORCH_REF)) return null;
+  const cfg = { n_layer: 0, n_head: 0, n_embd: 0, vocab_size: b.V, seq_len: b.T, batch_size: b.B };
+  const c = modelConfig(b);
+  Object.assign(cfg, { n_layer: c.nLayer, n_head: c.nHead, n_kv_head: c.nKvHead, n_embd: c.nEmbd, ffn_hidden: c.ffnHidden });
+  const r = spawnSync("/usr/bin/python3", [TORCH_REF, "bench", "--config", JSON.stringify(cfg), "--threads", String(THREADS),
+    "--iters", String(Math.max(2, Math.min(b.iters, 10))), "--warmup", "1"], { encoding: "utf8", maxBuffer: 1 << 24 });
+  if (r.status !== 0) return { error: (r.stderr || r.stdout).trim().split("\n").slice(-1)[0] };
+  const line = r.stdout.trim().split("\n").filter((l) => l.startsWith("{")).pop();
+  return line ? (JSON.parse(line) as Record<string, unknown>) : null;
+}
+
+/** The settings `mynah train` uses for the time-to-1.88 run (see the justification in run()). */
+export const SPEED_RECIPE = [
+  "--preset", "small", "--layers", "4", "--width", "128", "--heads", "4", "--seq-len", "64", "--batch-size", "32",
+  "--optimizer", "muon", "--lr", "3e-3", "--muon-lr", "0.03", "--warmup", "30", "--schedule", "wsd", "--steps", "300",
+  "--eval-every", "20", "--eval-batches", "8", "--checkpoint-every", "0", "--weight-decay", "0", "--clip", "1",
+];
+
+interface TimeToLoss { target: number; reachedAtSec: number | null; step: number | null; totalSec: number; finalValLoss: number | null; args: string[] }
+
+/** Runs in a child process: `mynah train` on tinyshakespeare until val loss ≤ target. */
+async function childTimeToLoss(target: number): Promise<TimeToLoss> {
+  setThreads(THREADS);
+  const out = mkdtempSync(join(tmpdir(), "mynah-bench-train-"));
+  const t0 = performance.now();
+  let reached: number | null = null, atStep: number | null = null, last: number | null = null;
+  const ctl = new AbortController();
+  const argv = SPEED_RECIPE;
+  const get = (f: string): string => argv[argv.indexOf(f) + 1];
+  try {
+    await pretrain({
+      data: [SHAKESPEARE], valFraction: 0.1,
+      model: { preset: get("--preset"), layers: +get("--layers"), width: +get("--width"), heads: +get("--heads") },
+      loop: {
+        steps: +get("--steps"), batchSize: +get("--batch-size"), seqLen: +get("--seq-len"), gradAccum: 1, schedule: "wsd",
+        warmup: +get("--warmup"), minLrRatio: 0.1, clip: +get("--clip"), evalEvery: +get("--eval-every"), sampleEvery: 0,
+        checkpointEvery: 0, seed: 1337,
+        optimizer: { ...DEFAULT_OPTIMIZER, kind: "muon", lr: +get("--lr"), muonLr: +get("--muon-lr"), weightDecay: +get("--weight-decay") },
+      },
+      evalBatches: +get("--eval-batches"), sampleTokens: 0, out, resume: false, keep: 1,
+      write: (s) => process.stderr.write(s), tty: false, logEvery: 50, signal: ctl.signal,
+      onEval: (step: number, loss: number) => {
+        last = loss;
+        if (reached === null && loss <= target) {
+          reached = (performance.now() - t0) / 1000;
+          atStep = step;
+          ctl.abort();
+        }
+      },
+    });
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+  return { target, reachedAtSec: reached, step: atStep, totalSec: (performance.now() - t0) / 1000, finalValLoss: last, args: ["mynah", "train", "--data", SHAKESPEARE, ...argv] };
+}
+
+function inChild<T>(what: string, arg: unknown): T {
+  const r = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "child", what, JSON.stringify(arg)],
+    { cwd: root, encoding: "utf8", env: { ...process.env, MYNAH_THREADS: String(THREADS) }, maxBuffer: 1 << 26, stdio: ["ignore", "pipe", "inherit"] });
+  if (r.status !== 0) throw new Error(`bench child ${what} failed (exit ${r.status})`);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as T;
+}
+
+function printProfile(r: StepResult): void {
+  console.log(`\nper-op profile of one ${r.name} step (${r.profileMs.toFixed(0)} ms, profiled):`);
+  for (const p of r.profile) {
+    const share = (100 * p.ms) / r.profileMs;
+    if (share < 0.3) continue;
+    console.log(`  ${p.op.padEnd(20)} ${p.ms.toFixed(1).padStart(9)} ms ${share.toFixed(1).padStart(5)} %  ${String(p.calls).padStart(4)} calls` +
+      (p.gflops ? `  ${p.gflops.toFixed(0)} GFLOP/s` : ""));
+  }
+}
+
+export async function run(): Promise<unknown> {
+  const peak = machinePeakFlops();
+  console.log(`threads ${THREADS} of ${cpus().length} CPUs; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}; ` +
+    `peak ${(peak.flops / 1e9).toFixed(0)} GFLOP/s (${peak.measured ? "measured FMA × threads" : "nominal"})`);
+  const rows: unknown[] = [];
+  for (const b of CONFIGS) {
+    const c = modelConfig(b);
+    const mine = inChild<StepResult>("steps", b);
+    const torch = torchBench(b);
+    const tTps = torch && typeof torch.tokens_per_s === "number" ? (torch.tokens_per_s as number) : null;
+    console.log(`\n${b.name}: ${c.nLayer} layers, ${c.nHead} heads, width ${c.nEmbd}, MLP ${c.ffnHidden}, seq ${b.T}, batch ${b.B}, ` +
+      `vocab ${b.V} (${(parameterCount(c) / 1e6).toFixed(2)}M parameters, ${(flopsPerToken(c, b.T) / 1e6).toFixed(2)} MFLOP/token)`);
+    console.log(`  mynah    ${mine.tokensPerSec.toFixed(0).padStart(8)} tok/s ${mine.msPerStep.toFixed(1).padStart(8)} ms/step ` +
+      `${mine.gflops.toFixed(0).padStart(5)} GFLOP/s  MFU ${(100 * mine.mfu).toFixed(1)}%  peak RSS ${mine.peakRssMB.toFixed(0)} MB`);
+    if (tTps !== null) {
+      console.log(`  pytorch  ${tTps.toFixed(0).padStart(8)} tok/s ${Number(torch!.ms_per_step ?? (b.B * b.T * 1000) / tTps).toFixed(1).padStart(8)} ms/step` +
+        `   ratio ${(mine.tokensPerSec / tTps).toFixed(2)}×`);
+    } else if (torch) console.log(`  pytorch  ${JSON.stringify(torch)}`);
+    printProfile(mine);
+    rows.push({ config: b, mynah: mine, torch, ratio: tTps ? mine.tokensPerSec / tTps : null });
+  }
+  let ttl: TimeToLoss | null = null;
+  if (existsSync(SHAKESPEARE)) {
+    console.log(`\ntime to validation loss 1.88 on tinyshakespeare (characters):\n  ${["mynah", "train", "--data", SHAKESPEARE, ...SPEED_RECIPE].join(" ")}`);
+    ttl = inChild<TimeToLoss>("ttl", 1.88);
+    console.log(ttl.reachedAtSec !== null
+      ? `  reached ${ttl.target} at step ${ttl.step} after ${ttl.reachedAtSec.toFixed(1)} s (nanoGPT's CPU recipe: 170 s without reaching it; target ≤ 55 s)`
+      : `  NOT reached: final validation loss ${ttl.finalValLoss} after ${ttl.totalSec.toFixed(1)} s`);
+  } else console.log(`\ntime to 1.88: skipped (${SHAKESPEARE} is absent)`);
+  return { threads: THREADS, peakGflops: peak.flops / 1e9, peakMeasured: peak.measured, loadAverage: loadavg(), configs: rows, timeToLoss: ttl };
+}
+
+if (process.argv[2] === "child") {
+  const what = process.argv[3], arg = JSON.parse(process.argv[4]) as unknown;
+  const r = what === "steps" ? await childSteps(arg as BenchConfig) : await childTimeToLoss(arg as number);
+  console.log(JSON.stringify(r));
+}
