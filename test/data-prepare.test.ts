@@ -148,6 +148,10 @@ test("loader: one epoch holds every document once; targets are inputs shifted; s
     const { inputs, targets } = again.nextBatch(B, T);
     assert.deepEqual([...inputs, ...targets], want);
   }
+  // Reading from the files instead of memory gives the same stream.
+  const fromDisk = openShardSource(out1, "train", 11, { residentBytes: 0 });
+  for (let k = 0; k < 4; k++) assert.deepEqual([...fromDisk.nextBatch(B, T).inputs], stream.slice(k * B * T, (k + 1) * B * T));
+  fromDisk.close();
   // Another seed, another order; a position from another seed is refused.
   const other = openShardSource(out1, "train", 12);
   assert.notDeepEqual([...other.nextBatch(B, T).inputs], stream.slice(0, B * T));

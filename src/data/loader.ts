@@ -71,8 +71,10 @@ export function epochOrder(n: number, seed: number, epoch: number): Uint32Array 
 /**
  * Opens the `split` ("train" or "val") of a folder made by `mynah data prepare` as a
  * BatchSource. Scans the shards once to find document starts (the <|endoftext|> ids).
+ * Splits up to `residentBytes` (default 1 GiB on disk) are held in memory; larger ones are
+ * read from the files document by document.
  */
-export function openShardSource(dir: string, split: string, seed: number): ShardSource {
+export function openShardSource(dir: string, split: string, seed: number, opts: { residentBytes?: number } = {}): ShardSource {
   const m = readManifest(dir);
   const sp = m.splits[split as "train" | "val"];
   if (!sp) throw new Error(`${dir}: no split ${JSON.stringify(split)} (have ${Object.keys(m.splits).join(", ")})`);
@@ -85,18 +87,19 @@ export function openShardSource(dir: string, split: string, seed: number): Shard
     return h;
   });
   const total = headers.reduce((n, h) => n + h.tokens, 0);
-  const resident = total * m.bytesPerToken <= RESIDENT_BYTES;
+  const resident = total * m.bytesPerToken <= (opts.residentBytes ?? RESIDENT_BYTES);
   const fds = paths.map((p) => openSync(p, "r"));
   // Global token offset where each shard begins.
   const base = new Float64Array(paths.length + 1);
   headers.forEach((h, i) => (base[i + 1] = base[i] + h.tokens));
 
   // Scan for document starts, chunk by chunk; keep the tokens when resident.
-  const data: Uint32Array[] = [];
+  // Resident tokens keep their stored width (uint16 stays 2 bytes a token in memory).
+  const data: (Uint16Array | Uint32Array)[] = [];
   const starts: number[] = [];
   const CHUNK = 1 << 20;
   headers.forEach((h, i) => {
-    const keep = resident ? new Uint32Array(h.tokens) : null;
+    const keep = resident ? (h.bytesPerToken === 2 ? new Uint16Array(h.tokens) : new Uint32Array(h.tokens)) : null;
     for (let o = 0; o < h.tokens; o += CHUNK) {
       const part = readShardTokens(paths[i], h, o, Math.min(CHUNK, h.tokens - o), fds[i]);
       for (let k = 0; k < part.length; k++) if (part[k] === eot) starts.push(base[i] + o + k);
@@ -120,7 +123,7 @@ export function openShardSource(dir: string, split: string, seed: number): Shard
   };
   const docEnd = new Float64Array(nDocs);
   for (let d = 0; d < nDocs; d++) docEnd[d] = Math.min(d + 1 < nDocs ? docStart[d + 1] : total, base[shardOf(docStart[d]) + 1]);
-  const read = (g: number, n: number): Uint32Array => {
+  const read = (g: number, n: number): Uint16Array | Uint32Array => {
     const s = shardOf(g);
     const local = g - base[s];
     return resident ? data[s].subarray(local, local + n) : readShardTokens(paths[s], headers[s], local, n, fds[s]);
