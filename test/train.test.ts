@@ -179,3 +179,24 @@ test("mynah train refuses bad flags with exit code 2 and a clear message", { ski
   assert.equal(r.status, 2);
   assert.match(r.stderr, /mynah train: --data x\.txt: no such file or folder/);
 });
+
+test("mynah train: Ctrl-C (SIGINT) saves a checkpoint and exits cleanly", { skip: native() ? false : "native addon not built", timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-sigint-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const run = join(dir, "run");
+  const p = cli(["train", "--data", corpus(dir), "--preset", "tiny", "--seq-len", "32", "--batch-size", "8", "--steps", "100000",
+    "--checkpoint-every", "0", "--eval-every", "0", "--out", run, "--log-every", "1"]);
+  let sent = false;
+  p.stdout!.on("data", (d: Buffer) => {
+    if (!sent && /step 5\//.test(d.toString())) {
+      sent = true;
+      p.kill("SIGINT");
+    }
+  });
+  const r = await finish(p);
+  assert.equal(r.code, 0, r.err);
+  const m = /stopped at step (\d+); continue with --resume/.exec(r.out);
+  assert.ok(m, r.out.slice(-500));
+  const latest = readFileSync(join(run, "latest"), "utf8").trim();
+  assert.equal(latest, `ckpt-${m[1].padStart(6, "0")}`);
+});
