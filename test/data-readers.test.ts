@@ -82,6 +82,11 @@ test("chat (OpenAI messages with system, content parts), ShareGPT and Alpaca bec
   const [x, y] = await collect([alpaca]);
   assert.deepEqual(x.kind === "chat" && x.messages, CHAT);
   assert.deepEqual(y.kind === "chat" && y.messages, [{ role: "user", content: "Add\n\n2 and 2" }, { role: "assistant", content: "4" }]);
+  // Alpaca as shipped: one JSON array in a .json file; records are numbered.
+  const arr = put("alpaca_data.json", JSON.stringify([{ instruction: "Hi", input: "", output: "Hello.", system: "Be brief." }, { instruction: "x" }]));
+  await assert.rejects(collect([arr]), /alpaca_data\.json:row 2: no "output" field/);
+  const [z] = await collect([arr], { onBad: () => {} });
+  assert.deepEqual(z.kind === "chat" && z.messages, CHAT);
   // Forcing a shape that does not match is a clear error.
   await assert.rejects(collect([openai], { format: "sharegpt" }), /c\.jsonl:1: no "conversations" list/);
 });
@@ -131,10 +136,8 @@ test("bad input: each case names file and line; --skip-bad counts them and goes 
   ];
   const bytes = Buffer.concat([Buffer.from(lines.join("\n") + "\n"), Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d, 0x0a])]); // 7 invalid UTF-8
   const p = put("bad.jsonl", bytes);
-  const cases: [RegExp][] = [
-    [/bad\.jsonl:2: malformed JSON/],
-  ];
-  await assert.rejects(readClean([p], false), cases[0][0]);
+  // Without --skip-bad the first bad record stops the run, naming file and line.
+  await assert.rejects(readClean([p], false), /bad\.jsonl:2: malformed JSON/);
   const r = await readClean([p], true);
   assert.deepEqual(r.out.map((d) => d.line), [1, 6]);
   const msgs = r.skipped.map((e) => e.message);

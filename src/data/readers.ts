@@ -4,11 +4,12 @@
  * group at a time).
  *
  * Containers, from the file name (".gz" is undone first): `.jsonl`/`.ndjson`/`.json` = JSON
- * lines, `.parquet` = Parquet as Hugging Face datasets ship it (row groups read one by one;
+ * lines (a `.json` file holding one array, as Alpaca ships, is parsed whole), `.parquet` = Parquet as Hugging Face datasets ship it (row groups read one by one;
  * columns may hold strings or lists of message structs), anything else = UTF-8 text. The
  * record shape of JSON and Parquet files is detected per file (see records.ts) or forced.
  */
 import * as zlib from "node:zlib";
+import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "hyparquet";
 import { DataError, reportBad, type OnBad } from "./errors.ts";
 import { readLines } from "./lines.ts";
@@ -56,7 +57,7 @@ export async function* readFile(path: string, opts: ReadOptions = {}): AsyncGene
   if (container === "text") {
     if (format !== "auto" && format !== "text") throw new Error(`${path}: --format ${format} needs JSON lines or Parquet, but this is a plain text file`);
     yield* readTextFile(path, opts);
-  } else if (container === "jsonl") yield* readJsonl(path, opts);
+  } else if (container === "jsonl") yield* (startsWithBracket(path) ? readJsonArray(path, opts) : readJsonl(path, opts));
   else yield* readParquet(path, opts);
 }
 
@@ -140,6 +141,47 @@ async function* readJsonl(path: string, opts: ReadOptions): AsyncGenerator<Doc> 
         else if (err instanceof DataError) reportBad(err, opts.onBad);
         else throw err;
       }
+    }
+  }
+}
+
+/** True when a .json file holds one JSON array (Alpaca-style) rather than JSON lines. */
+function startsWithBracket(path: string): boolean {
+  if (!/\.json$/i.test(path)) return false;
+  const fd = openSync(path, "r");
+  try {
+    const b = Buffer.alloc(4096);
+    const n = readSync(fd, b, 0, b.length, 0);
+    return /^\s*\[/.test(b.toString("utf8", 0, n).replace(/^\uFEFF/, ""));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A whole-file JSON array is parsed at once, so it must fit in memory (JSON lines stream). */
+export const MAX_JSON_ARRAY_BYTES = 1 << 30;
+
+async function* readJsonArray(path: string, opts: ReadOptions): AsyncGenerator<Doc> {
+  const size = statSync(path).size;
+  if (size > MAX_JSON_ARRAY_BYTES) throw new Error(`${path}: a ${(size / 2 ** 30).toFixed(1)} GiB JSON array is too large to parse at once; convert it to JSON lines`);
+  let rows: unknown;
+  try {
+    rows = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(path)));
+  } catch (err) {
+    throw new DataError(path, 1, `not a valid UTF-8 JSON array (${(err as Error).message})`);
+  }
+  if (!Array.isArray(rows)) throw new DataError(path, 1, "expected a JSON array of records");
+  opts.onBytes?.(size);
+  const textField = opts.textField ?? "text";
+  let shape: RecordShape | null = null;
+  for (let i = 0; i < rows.length; i++) {
+    try {
+      shape ??= shapeFor(rows[i], opts, path, i + 1, "row");
+      yield { ...recordToDoc(rows[i], shape, textField), file: path, line: i + 1, unit: "row" };
+    } catch (err) {
+      if (err instanceof RecordError) reportBad(new DataError(path, i + 1, err.message, "row"), opts.onBad);
+      else if (err instanceof DataError) reportBad(err, opts.onBad);
+      else throw err;
     }
   }
 }
