@@ -16,7 +16,8 @@
 //   tile's k, v are gathered (and transposed) once and the tile's dk, dv accumulate locally
 //   while the later query rows stream past.
 // cached (decode): q (B, Tq, H, D) at positions pos0.., kCache, vCache (B, maxT, Hkv, D);
-//   tasks (b, h), one pass of scores over the cache per query (memory-bound).
+//   tasks (b, h), one pass of scores over the cache per query (memory-bound). A prefill chunk
+//   (Tq ≥ 16, D = 32/64/128) runs the forward tiles instead, with keys read from the cache.
 //
 // Two implementations: for D = 32, 64, 128 the register-blocked tiles of attention_tiles.h
 // (vector extensions sized to the machine); for any other D the plain tiled kernels below,
@@ -51,6 +52,9 @@ typedef struct {
   float *out, *lse, *dq, *dk, *dv;
   const float *q, *k, *v, *dout, *o;
   int B, T, H, Hkv, D, ntiles;
+  // Forward only (the fast path): queries sit at positions pos0 .. pos0+T−1 and k, v hold
+  // kT rows per batch (T in training; the cache length maxT for a prefill through the cache).
+  int pos0, kT;
 } attn_args;
 
 // ---------------------------------------------------------------- forward
@@ -198,28 +202,29 @@ static size_t fwd_fast_scratch(int D, int T) {
 
 // One (b, h): K of the kv head is transposed once into Kt (D, Tp), then the query tiles run.
 static inline __attribute__((always_inline)) void fwd_head_fast(const attn_args *a, int task, float *scr, const int D) {
+  // Query row t (position pos0 + t) sees keys 0 .. pos0 + t; all Tk = pos0 + T keys are used.
   // Kt's row stride is padded by 16 floats so that its D rows do not share a few cache sets.
-  const int T = a->T, H = a->H, Hkv = a->Hkv, Tp = (T + BK - 1) / BK * BK + 16;
+  const int T = a->T, H = a->H, Hkv = a->Hkv, P0 = a->pos0, Tk = P0 + T, Tp = (Tk + BK - 1) / BK * BK + 16;
   const int b = task / H, h = task % H, kvh = h / (H / Hkv);
   const float scale = 1.0f / sqrtf((float)D);
   float *Kt = scr, *Qs = Kt + (size_t)D * Tp, *O = Qs + BQ * D, *S = O + BQ * D, *m = S + BQ * BK, *l = m + BQ, *corr = l + BQ;
   const size_t kstride = (size_t)Hkv * D;
-  const float *kb = a->k + ((size_t)b * T * Hkv + kvh) * D, *vb = a->v + ((size_t)b * T * Hkv + kvh) * D;
-  transpose_rows(Kt, Tp, kb, kstride, T, Tp - 16, D);
+  const float *kb = a->k + ((size_t)b * a->kT * Hkv + kvh) * D, *vb = a->v + ((size_t)b * a->kT * Hkv + kvh) * D;
+  transpose_rows(Kt, Tp, kb, kstride, Tk, Tp - 16, D);
   for (int t0 = 0; t0 < T; t0 += BQ) {
-    const int nq = T - t0 < BQ ? T - t0 : BQ, rows = (nq + RB - 1) / RB * RB;
+    const int nq = T - t0 < BQ ? T - t0 : BQ, rows = (nq + RB - 1) / RB * RB, kend = P0 + t0 + nq;
     for (int i = 0; i < rows; i++) {
       const float *src = a->q + (((size_t)b * T + t0 + i) * H + h) * D;
       for (int d = 0; d < D; d++) { Qs[i * D + d] = i < nq ? src[d] * scale : 0.0f; O[i * D + d] = 0; }
       m[i] = -INFINITY;
       l[i] = 0;
     }
-    for (int k0 = 0; k0 < t0 + nq; k0 += BK) {
-      const int nk = t0 + nq - k0 < BK ? t0 + nq - k0 : BK;
+    for (int k0 = 0; k0 < kend; k0 += BK) {
+      const int nk = kend - k0 < BK ? kend - k0 : BK;
       tile_scores(S, Qs, D, Kt + k0, Tp, rows, D);
       for (int i = 0; i < rows; i++) {
         float *s = S + i * BK;
-        const int jn = i >= nq ? 0 : t0 + i - k0 + 1 < nk ? t0 + i - k0 + 1 : nk;
+        const int vis = P0 + t0 + i - k0 + 1, jn = i >= nq ? 0 : vis < nk ? vis : nk;  // visible keys
         if (jn <= 0) {
           for (int j = 0; j < BK; j++) s[j] = 0;
           corr[i] = 1;
@@ -241,7 +246,7 @@ static inline __attribute__((always_inline)) void fwd_head_fast(const attn_args 
     for (int i = 0; i < nq; i++) {
       float *dst = a->out + (((size_t)b * T + t0 + i) * H + h) * D, inv = 1.0f / l[i];
       for (int d = 0; d < D; d++) dst[d] = O[i * D + d] * inv;
-      a->lse[((size_t)b * H + h) * T + t0 + i] = m[i] + logf(l[i]);
+      if (a->lse) a->lse[((size_t)b * H + h) * T + t0 + i] = m[i] + logf(l[i]);
     }
   }
 }
@@ -404,7 +409,7 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   if (B * T == 0) return NULL;
   if (!scratch_reserve(fwd_scratch((int)D) > fwd_fast_scratch((int)D, (int)T) ? fwd_scratch((int)D) : fwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .B = (int)B, .T = (int)T, .H = (int)H,
-                 .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((T + BQ - 1) / BQ)};
+                 .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((T + BQ - 1) / BQ), .pos0 = 0, .kT = (int)T};
   pool_run(attention_forward_task, &a, (int)(B * H));
   return NULL;
 }
@@ -452,6 +457,14 @@ static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
   GET_F32(2, "kCache", B * maxT * Hkv * D, kc);
   GET_F32(3, "vCache", B * maxT * Hkv * D, vc);
   if (B * Tq == 0) return NULL;
+  if (Tq >= 16 && (D == 32 || D == 64 || D == 128)) {
+    // A prefill chunk: the register-blocked forward tiles, reading keys straight from the cache.
+    if (!scratch_reserve(fwd_fast_scratch((int)D, (int)(pos0 + Tq)))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+    attn_args f = {.out = out, .lse = NULL, .q = q, .k = kc, .v = vc, .B = (int)B, .T = (int)Tq, .H = (int)H,
+                   .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((Tq + BQ - 1) / BQ), .pos0 = (int)pos0, .kT = (int)maxT};
+    pool_run(attention_forward_task, &f, (int)(B * H));
+    return NULL;
+  }
   if (!scratch_reserve((size_t)maxT + MAX_D + 16)) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   cached_args a = {out, q, kc, vc, (int)B, (int)Tq, (int)H, (int)Hkv, (int)D, (int)pos0, (int)maxT};
   pool_run(attention_cached_task, &a, (int)(B * H));

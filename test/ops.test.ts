@@ -271,7 +271,8 @@ test("attentionCached = attentionForward on the same prefix (prefill chunk and s
         kc.set(k.subarray(b * T * Hkv * D, (b + 1) * T * Hkv * D), b * maxT * Hkv * D);
         vc.set(v.subarray(b * T * Hkv * D, (b + 1) * T * Hkv * D), b * maxT * Hkv * D);
       }
-      for (const [pos0, Tq] of [[0, T], [T - 13, 13], [T - 1, 1]]) {
+      // Tq ≥ 16 takes the tiled prefill path (at pos0 = 0 and past it), shorter chunks the decode path.
+      for (const [pos0, Tq] of [[0, T], [T - 20, 20], [T - 5, 5], [T - 1, 1]]) {
         const qs = new Float32Array(B * Tq * H * D), want = new Float32Array(B * Tq * H * D);
         for (let b = 0; b < B; b++) {
           qs.set(q.subarray((b * T + pos0) * H * D, (b * T + pos0 + Tq) * H * D), b * Tq * H * D);
