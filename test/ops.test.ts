@@ -373,3 +373,34 @@ test("native sumSquares (float64, same result for 1 and 2 threads) and scale = r
     assert.deepEqual(a, b, `scale n=${n}`);
   }
 });
+
+test("reference gemm (float64 sums) = native gemm, all four transpose forms, beta 0 ignores NaN", () => {
+  const rng = mulberry32(21);
+  for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [17, 33, 20]]) {
+    for (const ta of [false, true]) for (const tb of [false, true]) {
+      const A = randomF32(M * K, rng), B = randomF32(K * N, rng);
+      for (const [alpha, beta] of [[1, 0], [0.5, 1.5]]) {
+        compareBackends(nat, ref, { label: `gemm ${ta ? "T" : "N"}${tb ? "T" : "N"} M=${M} N=${N} K=${K} beta=${beta}`,
+          tol: 2e-5, floor: 0.1, outputs: ["C"],
+          tensors: { C: beta === 0 ? new Float32Array(M * N).fill(NaN) : randomF32(M * N, rng) },
+          call: (be, t) => be.gemm(ta, tb, M, N, K, alpha, A, B, beta, t.C as Float32Array) });
+      }
+    }
+  }
+});
+
+test("native ops work on subarray views (offset memory) and name the op and argument on bad shapes", () => {
+  const rng = mulberry32(22), B = 2, T = 9, H = 4, Hkv = 2, D = 32, n = B * T * H * D, nk = B * T * Hkv * D;
+  const big = randomF32(n + 2 * nk + 40, rng);
+  const q = big.subarray(7, 7 + n), k = big.subarray(7 + n, 7 + n + nk), v = big.subarray(7 + n + nk, 7 + n + 2 * nk);
+  const o1 = new Float32Array(n + 5), l1 = new Float32Array(B * H * T);
+  nat.attentionForward(o1.subarray(5), l1, q, k, v, B, T, H, Hkv, D);
+  const o2 = new Float32Array(n), l2 = new Float32Array(B * H * T);
+  nat.attentionForward(o2, l2, q.slice(), k.slice(), v.slice(), B, T, H, Hkv, D);
+  assert.deepEqual(o1.subarray(5), o2);
+  assert.throws(() => nat.attentionForward(o2, l2, q.subarray(1), k, v, B, T, H, Hkv, D), /attentionForward: q has \d+ elements, the shapes need \d+/);
+  assert.throws(() => nat.attentionForward(o2, l2, q, k, v, B, T, H, 3, D), /attentionForward: H must be a positive multiple of Hkv/);
+  assert.throws(() => nat.rmsnormForward(o2, l2, q, new Float32Array(3), 4, 8, 1e-5), /rmsnormForward: w has 3 elements/);
+  assert.throws(() => nat.ropeForward(q, new Float32Array(4), new Float32Array(4), 1, 2, 1, 8, 0), /ropeForward: cos has 4 elements, the shapes need 8/);
+  assert.throws(() => nat.attentionCached(o2, q, k, v, 1, 2, H, Hkv, D, 8, 9), /pos0 \+ Tq exceeds/);
+});
