@@ -20,7 +20,8 @@
 // their own A into that thread's buffer and run through the group's K slices: two
 // synchronizations per group rather than per slice. Buffers are allocated once, 64-byte aligned.
 // Products below GEMM_MT_FLOPS run on the calling thread alone (waking a thread would cost
-// more than it saves), and M <= 8 goes to the matrix-vector path in gemm_small.c.
+// more than it saves). M <= 8 (and N = 1, transposed) goes to the matrix-vector path in
+// gemm_small.c, as do tiny products whose packing would cost more than their arithmetic.
 //
 // Re-entrancy: gemm() may be called from C on the main thread (it uses pool_run); it must
 // not be called from inside a pool task (the pool does not nest).
@@ -49,7 +50,8 @@ typedef struct {
   float *C;
 } gemm_args;
 
-// The simplest correct GEMM, kept as the reference for the fast path (and used by the test).
+// The simplest correct GEMM (float64 sums): the reference the fast paths were checked against,
+// and the fallback when the packing buffers cannot be allocated.
 void gemm_naive(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                 const float *B, int ldb, float beta, float *C, int ldc) {
   for (int i = 0; i < M; i++)
