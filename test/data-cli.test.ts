@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
@@ -42,4 +42,5 @@ test("mynah data prepare: summary of read, skipped and written; bad records stop
   const again = await run(["inspect", join(dir, "b")]);
   assert.match(again.out, /mixed\.jsonl\s+4\s+1\s+1\s+0\s+2\s+0\s/);
   await assert.rejects(run(["prepare", f, "--tokenizer", tok, "--out", join(dir, "c"), "--format", "csv"]), /--format: csv is not one of/);
+  rmSync(dir, { recursive: true, force: true });
 });

@@ -1,6 +1,6 @@
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { trainBpe, saveTokenizer, loadTokenizer } from "../src/tokenizer/index.ts";
@@ -16,6 +16,7 @@ const have = [...TEXT, ...CHAT].every(existsSync);
 const skip = have ? false : "../shared/data not present";
 
 const tmp = mkdtempSync(join(tmpdir(), "mynah-prepare-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
 const tokDir = join(tmp, "tok");
 
 /** Independent cleaning reference: code points < 0x20 except tab/newline, 0x7F–0x9F removed; NFC. */

@@ -1,6 +1,6 @@
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -11,6 +11,7 @@ import { cleanDocs, cleanText, countingOnBad, splitOf, type SourceStats } from "
 import { DataError } from "../src/data/errors.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "mynah-readers-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const put = (name: string, body: string | Uint8Array): string => {
   const p = join(dir, name);
   mkdirSync(join(p, ".."), { recursive: true });

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { trainBpe } from "../src/tokenizer/index.ts";
@@ -79,4 +79,5 @@ test("loadConversations splits by content, refuses plain text and red-team files
   const red = join(dir, "hh_rlhf_harmless_test_en.jsonl");
   writeFileSync(red, "");
   await assert.rejects(loadConversations([red], { valFraction: 0, seed: 0 }), /red-team/);
+  rmSync(dir, { recursive: true, force: true });
 });

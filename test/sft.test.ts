@@ -1,6 +1,6 @@
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { referenceBackend } from "../src/core/reference.ts";
@@ -22,6 +22,7 @@ const ZH = SHARED + "chat/chatterbot_zh.jsonl";
 const skip = [...TEXT, EN, ZH].every(existsSync) ? false : "../shared/data not present";
 
 const tmp = mkdtempSync(join(tmpdir(), "mynah-sft-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
 const T = 48;
 const loop = (steps: number): SftOptions["loop"] => ({
   steps, batchSize: 4, seqLen: T, gradAccum: 1, schedule: "cosine", warmup: 2, minLrRatio: 0.1,
