@@ -232,12 +232,14 @@ static inline __attribute__((always_inline)) void fwd_head_fast(const attn_args 
         }
         const float mx = max_f32(s, jn), mnew = mx > m[i] ? mx : m[i];
         corr[i] = m[i] == -INFINITY ? 0.0f : exp_fast(m[i] - mnew);
-        float sum = 0;
-        for (int j = 0; j < BK; j++) {
-          const float e = j < jn ? exp_fast(s[j] - mnew) : 0.0f;
-          s[j] = e;
-          sum += e;
-        }
+        float acc[LANES] = {0}, sum = 0;  // LANES partial sums: the loop stays vectorized
+        for (int j = 0; j < BK; j += LANES)
+          for (int u = 0; u < LANES; u++) {
+            const float e = j + u < jn ? exp_fast(s[j + u] - mnew) : 0.0f;
+            s[j + u] = e;
+            acc[u] += e;
+          }
+        for (int u = 0; u < LANES; u++) sum += acc[u];
         l[i] = l[i] * corr[i] + sum;
         m[i] = mnew;
       }

@@ -36,13 +36,51 @@ typedef float vfu __attribute__((vector_size(VW * 4), aligned(4)));  // unaligne
 #define SC (BK / VW < 4 ? BK / VW : 4)        // vectors per column chunk of a score row
 #define SR (NACC / SC)                        // rows per block of S
 
-// Bt[d][j] = X[j][d] for j < n (rows of X at stride ldx), 0 for n ≤ j < ncols; Bt rows of
-// stride ldb. Blocks of 16 source rows keep the reads in L1 while each destination row is
-// written 16 floats at a time.
+#if defined(__AVX512F__)
+#include <immintrin.h>
+// dst row c (stride ldd) = column c of the 16 × 16 block whose rows are r[0..15].
+static inline void transpose16(__m512 r[16], float *dst, size_t ldd) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {  // pairs of rows interleaved within each 128-bit lane
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {  // r[4i+k], lane L: column 4L+k of rows 4i..4i+3
+    __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int k = 0; k < 4; k++) {  // 4 × 4 transpose of the 128-bit lanes of r[k], r[4+k], r[8+k], r[12+k]
+    __m512 u0 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88), u1 = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xdd);
+    __m512 u2 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xdd);
+    _mm512_storeu_ps(dst + (size_t)k * ldd, _mm512_shuffle_f32x4(u0, u2, 0x88));
+    _mm512_storeu_ps(dst + (size_t)(4 + k) * ldd, _mm512_shuffle_f32x4(u1, u3, 0x88));
+    _mm512_storeu_ps(dst + (size_t)(8 + k) * ldd, _mm512_shuffle_f32x4(u0, u2, 0xdd));
+    _mm512_storeu_ps(dst + (size_t)(12 + k) * ldd, _mm512_shuffle_f32x4(u1, u3, 0xdd));
+  }
+}
+#endif
+
+// Bt[d][j] = X[j][d] for j < n (rows of X at stride ldx), 0 for n ≤ j < ncols (a multiple of
+// 16); Bt rows of stride ldb. Done in 16 × 16 blocks: in registers with AVX-512, else with
+// 16 source rows at a time (their reads stay in L1; each destination row gets 16 floats).
 static inline __attribute__((always_inline)) void transpose_rows(float *restrict Bt, size_t ldb, const float *restrict X,
                                                                 size_t ldx, int n, int ncols, const int D) {
   for (int j0 = 0; j0 < ncols; j0 += 16) {
     const int m = n - j0 < 16 ? (n - j0 > 0 ? n - j0 : 0) : 16;
+#if defined(__AVX512F__)
+    if (D % 16 == 0) {
+      for (int d0 = 0; d0 < D; d0 += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = i < m ? _mm512_loadu_ps(X + (size_t)(j0 + i) * ldx + d0) : _mm512_setzero_ps();
+        transpose16(r, Bt + (size_t)d0 * ldb + j0, ldb);
+      }
+      continue;
+    }
+#endif
     for (int d = 0; d < D; d++) {
       float *dst = Bt + (size_t)d * ldb + j0;
       for (int jj = 0; jj < 16; jj++) dst[jj] = jj < m ? X[(size_t)(j0 + jj) * ldx + d] : 0.0f;
