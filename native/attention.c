@@ -17,9 +17,9 @@
 //   while the later query rows stream past.
 // cached (decode): q (B, Tq, H, D) at positions pos0.., kCache, vCache (B, maxT, Hkv, D);
 //   tasks (b, h), one pass of scores over the cache per query (memory-bound). A prefill chunk
-//   (Tq ≥ 16, D = 32/64/128) runs the forward tiles instead, with keys read from the cache.
+//   (Tq ≥ 16, D = 16/32/64/96/128) runs the forward tiles instead, with keys read from the cache.
 //
-// Two implementations: for D = 32, 64, 128 the register-blocked tiles of attention_tiles.h
+// Two implementations: for D = 16, 32, 64, 96, 128 the register-blocked tiles of attention_tiles.h
 // (vector extensions sized to the machine); for any other D the plain tiled kernels below,
 // whose inner loops run over a contiguous D or a BK-wide row of the transposed tile (the
 // compiler vectorizes them). Both are tested against the TypeScript reference.
@@ -190,7 +190,7 @@ static void bwd_group(const attn_args *a, int task, float *scr, const int D) {
 
 static size_t bwd_scratch(int D, int T) { return (size_t)5 * BK * D + 2 * BK + T + 16; }
 
-// ---------------------------------------------------------------- register-blocked paths (D = 32, 64, 128)
+// ---------------------------------------------------------------- register-blocked paths (D = 16, 32, 64, 96, 128)
 
 #include "attention_tiles.h"
 
@@ -334,8 +334,10 @@ static void attention_forward_task(void *ctx, int task, int thread) {
   const attn_args *a = ctx;
   float *scr = scratch_buf[thread];
   switch (a->D) {
+    case 16: fwd_head_fast(a, task, scr, 16); break;
     case 32: fwd_head_fast(a, task, scr, 32); break;
     case 64: fwd_head_fast(a, task, scr, 64); break;
+    case 96: fwd_head_fast(a, task, scr, 96); break;
     case 128: fwd_head_fast(a, task, scr, 128); break;
     default:
       for (int qt = 0; qt < a->ntiles; qt++) fwd_tile(a, task / a->H, task % a->H, qt, scr, a->D);
@@ -346,8 +348,10 @@ static void attention_backward_task(void *ctx, int task, int thread) {
   const attn_args *a = ctx;
   float *scr = scratch_buf[thread];
   switch (a->D) {
+    case 16: bwd_group_fast(a, task, scr, 16); break;
     case 32: bwd_group_fast(a, task, scr, 32); break;
     case 64: bwd_group_fast(a, task, scr, 64); break;
+    case 96: bwd_group_fast(a, task, scr, 96); break;
     case 128: bwd_group_fast(a, task, scr, 128); break;
     default: bwd_group(a, task, scr, a->D);
   }
@@ -459,7 +463,7 @@ static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
   GET_F32(2, "kCache", B * maxT * Hkv * D, kc);
   GET_F32(3, "vCache", B * maxT * Hkv * D, vc);
   if (B * Tq == 0) return NULL;
-  if (Tq >= 16 && (D == 32 || D == 64 || D == 128)) {
+  if (Tq >= 16 && (D == 16 || D == 32 || D == 64 || D == 96 || D == 128)) {
     // A prefill chunk: the register-blocked forward tiles, reading keys straight from the cache.
     if (!scratch_reserve(fwd_fast_scratch((int)D, (int)(pos0 + Tq)))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
     attn_args f = {.out = out, .lse = NULL, .q = q, .k = kc, .v = vc, .B = (int)B, .T = (int)Tq, .H = (int)H,

@@ -1,10 +1,11 @@
-// Register-blocked attention tiles for head sizes D = 32, 64, 128 (included by attention.c).
+// Register-blocked attention tiles for head sizes D = 16, 32, 64, 96, 128 (included by attention.c).
 //
 // Written with GCC/Clang vector extensions sized to the machine's registers: VW floats per
 // vector (16 with AVX-512, 8 with AVX/AVX2, 4 otherwise: SSE, NEON) and NACC accumulators per
 // register block (16 of AVX-512's 32 registers, 8 of the 16 elsewhere), so the same code is
-// the fast path everywhere. Every kernel works on column chunks of NVC = min(D/VW, 4) vectors
-// and ROWS = NACC / NVC rows, so a block's accumulators stay in registers over the long loop.
+// the fast path everywhere. Every kernel works on column chunks of NVC ∈ {4, 2, 1} vectors (the
+// largest that divides D/VW) and ROWS = min(8, NACC / NVC) rows, so a block's accumulators stay
+// in registers over the long loop. D must be a multiple of VW and a compile-time constant.
 //
 // Shapes as in attention.c. Tiles (S, P, dS) are (rows, BK); head rows (D).
 // forward tile (BQ queries × BK keys):
@@ -31,8 +32,8 @@ typedef float vf __attribute__((vector_size(VW * 4)));
 typedef float vfu __attribute__((vector_size(VW * 4), aligned(4)));  // unaligned loads/stores
 #define VLD(p) (*(const vfu *)(p))
 #define VST(p, x) (*(vfu *)(p) = (x))
-#define NVC(D) ((D) / VW < 4 ? (D) / VW : 4)  // vectors per column chunk of a head row
-#define ROWS(D) (NACC / NVC(D))              // rows per register block
+#define NVC(D) ((D) / VW % 4 == 0 ? 4 : (D) / VW % 2 == 0 ? 2 : 1)  // vectors per column chunk
+#define ROWS(D) (NACC / NVC(D) < 8 ? NACC / NVC(D) : 8)             // rows per register block
 #define SC (BK / VW < 4 ? BK / VW : 4)        // vectors per column chunk of a score row
 #define SR (NACC / SC)                        // rows per block of S
 

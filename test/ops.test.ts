@@ -236,6 +236,7 @@ test("native rope forward/backward = reference (odd head sizes, pos0)", () => {
 const ATTN_SHAPES: [number, number, number, number, number][] = [
   // B, T, H, Hkv, D: tile edges (T = 1, 7, 33, 65, 129 around the 32/64 tiles), GQA, odd D
   [1, 1, 1, 1, 8], [2, 7, 4, 2, 12], [1, 33, 6, 1, 32], [2, 65, 4, 2, 64], [1, 129, 6, 1, 64], [1, 40, 2, 2, 128],
+  [2, 20, 2, 1, 16], [1, 35, 3, 3, 96],
 ];
 
 test("native attention forward/backward = reference (causal, GQA, tile edges; 1 and 2 threads)", () => {
