@@ -54,7 +54,9 @@ test("extraction rejects wrong or missing answers", () => {
   assert.equal(add.extract("12 + 30 = 42.", "en"), "42");
   assert.equal(conv.extract("3 千米 = 3000 米。", "zh"), "3000");
   assert.equal(count.extract("b-a-n has 0 'x': 0.", "en"), "0");
-  assert.equal(rev.extract("so the answer is 'abc'.", "en"), "abc");
+  assert.equal(rev.extract("'cba' is c-b-a; reversed, letter by letter: a-b-c.", "en"), "abc");
+  assert.equal(rev.extract("“cba”是 c-b-a；倒过来逐个字母是：a-b-c。", "zh"), "abc");
+  assert.equal(rev.extract("The answer is abc.", "en"), null);
   assert.equal(wd.extract("It is a Monday or a Friday.", "en"), null);
   assert.equal(cap.extract("The capital of Mexico is Mexico City.", "en"), "Mexico City");
   assert.equal(cap.extract("The capital of France is Berlin.", "en"), "Berlin");

@@ -31,7 +31,7 @@ export interface SpeedrunPlan {
 export function planFor(minutes: number, seed = 1): SpeedrunPlan {
   if (!(minutes > 0)) throw new Error(`speedrun: --minutes must be > 0, got ${minutes}`);
   const total = minutes * 60;
-  const train = Math.max(10, total * 0.88 - 45);
+  const train = Math.max(10, total * 0.92 - 35);
   const tiny = minutes < 3;
   return {
     minutes,
@@ -42,8 +42,8 @@ export function planFor(minutes: number, seed = 1): SpeedrunPlan {
     zhShare: 0.5,
     vocabSize: tiny ? 512 : 1024,
     model: tiny ? { nLayer: 2, nEmbd: 64, nHead: 4, nKvHead: 2, seqLen: 128 } : { nLayer: 4, nEmbd: 128, nHead: 4, nKvHead: 2, seqLen: 128 },
-    pretrainSeconds: Math.round(train * 0.6),
-    sftSeconds: Math.round(train * 0.4),
+    pretrainSeconds: Math.round(train * 0.65),
+    sftSeconds: Math.round(train * 0.35),
     batchSize: tiny ? 8 : 16,
     evalPerSkill: tiny ? 10 : 100,
   };

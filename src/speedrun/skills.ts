@@ -36,22 +36,21 @@ const lastInt = (s: string): string | null => {
   const m = s.match(/-?\d+/g);
   return m ? String(Number(m[m.length - 1])) : null;
 };
-const lastQuoted = (s: string): string | null => {
-  const m = [...s.matchAll(/['“‘]([^'”’]*)['”’]/g)];
-  return m.length ? m[m.length - 1][1] : null;
-};
 const fill = (t: string, v: Record<string, string | number>): string => t.replace(/\{(\w+)\}/g, (_, k: string) => String(v[k]));
 const spell = (w: string): string => [...w].join("-");
 
 // --- arithmetic -------------------------------------------------------------------------
 
-/** Multi-digit addition; operands have 1..digits digits (at least one has `digits`). */
+/**
+ * Multi-digit addition; operands have up to `digits` digits. The reply works column by
+ * column from the ones, carrying, as on paper (a scratchpad: small models add far better
+ * when they write the carries down), then states the sum.
+ */
 export function additionSkill(digits: number): Skill {
   const q = {
     en: ["What is {a} + {b}?", "Compute {a} plus {b}.", "Add {a} and {b}.", "{a} + {b} = ?", "What do you get when you add {a} to {b}?"],
     zh: ["{a} 加 {b} 等于多少？", "计算 {a} + {b}。", "{a} + {b} 是多少？", "请算一下 {a} 加 {b}。"],
   };
-  const r = { en: "{a} + {b} = {c}.", zh: "{a} + {b} = {c}。" };
   const hi = 10 ** digits;
   return {
     name: "addition",
@@ -59,11 +58,25 @@ export function additionSkill(digits: number): Skill {
     scored: true,
     make(rng, lang) {
       const a = rng.int(hi), b = rng.int(hi);
-      const v = { a, b, c: a + b };
-      return { skill: "addition", lang, question: fill(rng.pick(q[lang]), v), reply: fill(r[lang], v), answer: String(a + b) };
+      const v = { a, b, c: a + b, steps: columnSteps(a, b, digits) };
+      const r = lang === "en" ? "{a} + {b}: {steps}, so {a} + {b} = {c}." : "{a} + {b}：{steps}，所以 {a} + {b} = {c}。";
+      return { skill: "addition", lang, question: fill(rng.pick(q[lang]), v), reply: fill(r, v), answer: String(a + b) };
     },
     extract: (s) => lastInt(s),
   };
+}
+
+/** "6 + 1 = 7, 7 + 6 = 13": each column from the ones up, with the carry added in. */
+function columnSteps(a: number, b: number, digits: number): string {
+  const out: string[] = [];
+  let carry = 0;
+  for (let i = 0; i < digits; i++) {
+    const x = Math.floor(a / 10 ** i) % 10, y = Math.floor(b / 10 ** i) % 10;
+    const sum = x + y + carry;
+    out.push(`${x} + ${y}${carry ? " + 1" : ""} = ${sum}`);
+    carry = sum >= 10 ? 1 : 0;
+  }
+  return out.join(", ");
 }
 
 // --- unit conversion ----------------------------------------------------------------------
@@ -74,12 +87,12 @@ const UNITS = [
   { en: ["centimeters", "millimeters"], zh: ["厘米", "毫米"], f: 10 },
   { en: ["kilograms", "grams"], zh: ["千克", "克"], f: 1000 },
   { en: ["liters", "milliliters"], zh: ["升", "毫升"], f: 1000 },
-  { en: ["hours", "minutes"], zh: ["小时", "分钟"], f: 60 },
+  { en: ["tons", "kilograms"], zh: ["吨", "千克"], f: 1000 },
 ] as const;
 
 export const conversionSkill: Skill = {
   name: "conversion",
-  description: "convert between units (km/m/cm/mm, kg/g, L/mL, hours/minutes)",
+  description: "convert between metric units (km/m/cm/mm, t/kg/g, L/mL)",
   scored: true,
   make(rng, lang) {
     const u = rng.pick(UNITS);
@@ -117,11 +130,14 @@ export const countSkill: Skill = {
     // Ask about a letter in the word 4 times out of 5, else any letter (answer 0).
     const l = rng.int(5) < 4 ? w[rng.int(w.length)] : LETTERS[rng.int(LETTERS.length)];
     const n = [...w].filter((c) => c === l).length;
-    const v = { w, l, n, s: spell(w) };
+    // Scratchpad: every letter in turn, the asked one with its running count.
+    let k = 0;
+    const walk = [...w].map((c) => (c === l ? `${c} ${++k}` : c)).join(", ");
+    const v = { w, l, n, s: spell(w), walk };
     const q = lang === "en"
       ? rng.pick(["How many times does the letter '{l}' appear in '{w}'?", "Count the letter '{l}' in '{w}'.", "How many '{l}' are in '{w}'?"])
       : rng.pick(["字母“{l}”在“{w}”中出现几次？", "数一数“{w}”里有几个“{l}”。", "“{w}”中有多少个字母“{l}”？"]);
-    const r = lang === "en" ? "{s} has {n} '{l}': {n}." : "{s} 中有 {n} 个“{l}”：{n}。";
+    const r = lang === "en" ? "Counting '{l}' in {s}: {walk}. So there are {n}." : "在 {s} 中数“{l}”：{walk}。所以有 {n} 个。";
     return { skill: "count-letters", lang, question: fill(q, v), reply: fill(r, v), answer: String(n) };
   },
   extract: (s) => lastInt(s),
@@ -129,7 +145,7 @@ export const countSkill: Skill = {
 
 export const reverseSkill: Skill = {
   name: "reverse",
-  description: "reverse the letters of a word",
+  description: "reverse the letters of a word (answer spelled out)",
   scored: true,
   make(rng, lang) {
     const w = pseudoWord(rng, 3, 6);
@@ -138,10 +154,16 @@ export const reverseSkill: Skill = {
     const q = lang === "en"
       ? rng.pick(["Reverse the word '{w}'.", "Spell '{w}' backwards.", "What is '{w}' reversed?"])
       : rng.pick(["把“{w}”倒过来写。", "“{w}”反过来是什么？", "请将单词“{w}”反转。"]);
-    const r = lang === "en" ? "{s} backwards is {rs}, so the answer is '{rev}'." : "{s} 倒过来是 {rs}，所以答案是“{rev}”。";
+    // The answer is spelled out letter by letter: a word's BPE pieces hide its letters, so a
+    // small model reverses spelled letters reliably but not the re-joined word.
+    const r = lang === "en" ? "'{w}' is {s}; reversed, letter by letter: {rs}." : "“{w}”是 {s}；倒过来逐个字母是：{rs}。";
     return { skill: "reverse", lang, question: fill(q, v), reply: fill(r, v), answer: rev };
   },
-  extract: (s) => lastQuoted(s),
+  extract: (s) => {
+    // The last run of dash-separated single letters, joined.
+    const m = s.match(/\b[a-z](?:-[a-z])*\b/g);
+    return m ? m[m.length - 1].replace(/-/g, "") : null;
+  },
 };
 
 // --- calendar ---------------------------------------------------------------------------

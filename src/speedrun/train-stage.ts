@@ -84,8 +84,8 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
     if (i > 0) times.push(performance.now() - t); // the first pass warms caches
   }
   src.restore(probe);
-  // The slower half's mean: the machine may be busy with other work now and then.
-  const probeMs = times.sort((a, b) => a - b).slice(2).reduce((a, b) => a + b, 0) / 3;
+  // The median: the machine may be busy with other work now and then.
+  const probeMs = times.sort((a, b) => a - b)[2];
   const steps = Math.max(10, Math.floor((o.seconds * 1000 * 0.95) / (probeMs * 1.08)));
   o.log(`${o.kind}: ${examples.length} examples, model ${parameterCount(config).toLocaleString("en")} parameters ` +
     `(${config.nLayer}×${config.nEmbd}, vocab ${config.vocabSize}), batch ${B}×${T}, ${steps} steps for ${o.seconds} s ` +
