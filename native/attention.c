@@ -8,7 +8,8 @@
 //   Tiles of BQ queries × BK keys with an online softmax (running max m and sum l per query,
 //   the output rescaled by e^(m_old − m_new) when the max grows), so memory is O(T) per head.
 //   Tasks: (b, h), claimed dynamically; each transposes its K once (D, T) and runs its query
-//   tiles, so K is not re-gathered for every query tile.
+//   tiles, so K is not re-gathered for every query tile. When B·H is below twice the thread
+//   count, each head's query tiles are also cut into a few ranges (tasks (b, h, part)).
 // backward (FlashAttention-2): with P recomputed from lse and Δ_t = Σ_d dout·out,
 //   dv += Pᵀ·dout;  dP = dout·vᵀ;  dS = P∘(dP − Δ);  dq = scale·dS·k;  dk += scale·dSᵀ·q.
 //   Tasks: (b, kv head): a task owns every query head of its group, so its dk, dv and dq rows
@@ -55,7 +56,26 @@ typedef struct {
   // Forward only (the fast path): queries sit at positions pos0 .. pos0+T−1 and k, v hold
   // kT rows per batch (T in training; the cache length maxT for a prefill through the cache).
   int pos0, kT;
+  // Forward tasks are (b, h, part): the query tiles of a head are cut into `parts` ranges when
+  // B·H alone would leave threads idle (e.g. a one-sequence prefill).
+  int parts;
 } attn_args;
+
+// The query tiles [*qt0, *qt1) of a forward task, and its (b, h); the last (longest, causal)
+// parts come first so that the dynamic claiming ends on short tasks.
+static void fwd_task_range(const attn_args *a, int task, int *bh, int *qt0, int *qt1) {
+  const int BH = a->B * a->H, part = a->parts - 1 - task / BH;
+  *bh = task % BH;
+  *qt0 = (int)((int64_t)part * a->ntiles / a->parts);
+  *qt1 = (int)((int64_t)(part + 1) * a->ntiles / a->parts);
+}
+
+static int fwd_parts(int BH, int ntiles) {
+  const int threads = pool_threads();
+  if (BH >= 2 * threads) return 1;
+  const int p = (4 * threads + BH - 1) / BH;
+  return p < ntiles ? p : ntiles;
+}
 
 // ---------------------------------------------------------------- forward
 
@@ -204,14 +224,17 @@ static size_t fwd_fast_scratch(int D, int T) {
 static inline __attribute__((always_inline)) void fwd_head_fast(const attn_args *a, int task, float *scr, const int D) {
   // Query row t (position pos0 + t) sees keys 0 .. pos0 + t; all Tk = pos0 + T keys are used.
   // Kt's row stride is padded by 16 floats so that its D rows do not share a few cache sets.
-  const int T = a->T, H = a->H, Hkv = a->Hkv, P0 = a->pos0, Tk = P0 + T, Tp = (Tk + BK - 1) / BK * BK + 16;
-  const int b = task / H, h = task % H, kvh = h / (H / Hkv);
+  const int T = a->T, H = a->H, Hkv = a->Hkv, P0 = a->pos0, Tp = (P0 + T + BK - 1) / BK * BK + 16;
+  int bh, qt0, qt1;
+  fwd_task_range(a, task, &bh, &qt0, &qt1);
+  const int b = bh / H, h = bh % H, kvh = h / (H / Hkv);
+  const int Tk = P0 + (qt1 * BQ < T ? qt1 * BQ : T);  // keys this task's queries can see
   const float scale = 1.0f / sqrtf((float)D);
   float *Kt = scr, *Qs = Kt + (size_t)D * Tp, *O = Qs + BQ * D, *S = O + BQ * D, *m = S + BQ * BK, *l = m + BQ, *corr = l + BQ;
   const size_t kstride = (size_t)Hkv * D;
   const float *kb = a->k + ((size_t)b * a->kT * Hkv + kvh) * D, *vb = a->v + ((size_t)b * a->kT * Hkv + kvh) * D;
-  transpose_rows(Kt, Tp, kb, kstride, Tk, Tp - 16, D);
-  for (int t0 = 0; t0 < T; t0 += BQ) {
+  transpose_rows(Kt, Tp, kb, kstride, Tk, (Tk + BK - 1) / BK * BK, D);
+  for (int t0 = qt0 * BQ; t0 < qt1 * BQ && t0 < T; t0 += BQ) {
     const int nq = T - t0 < BQ ? T - t0 : BQ, rows = (nq + RB - 1) / RB * RB, kend = P0 + t0 + nq;
     for (int i = 0; i < rows; i++) {
       const float *src = a->q + (((size_t)b * T + t0 + i) * H + h) * D;
@@ -339,8 +362,11 @@ static void attention_forward_task(void *ctx, int task, int thread) {
     case 64: fwd_head_fast(a, task, scr, 64); break;
     case 96: fwd_head_fast(a, task, scr, 96); break;
     case 128: fwd_head_fast(a, task, scr, 128); break;
-    default:
-      for (int qt = 0; qt < a->ntiles; qt++) fwd_tile(a, task / a->H, task % a->H, qt, scr, a->D);
+    default: {
+      int bh, qt0, qt1;
+      fwd_task_range(a, task, &bh, &qt0, &qt1);
+      for (int qt = qt0; qt < qt1; qt++) fwd_tile(a, bh / a->H, bh % a->H, qt, scr, a->D);
+    }
   }
 }
 
@@ -416,7 +442,8 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   if (!scratch_reserve(fwd_scratch((int)D) > fwd_fast_scratch((int)D, (int)T) ? fwd_scratch((int)D) : fwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .B = (int)B, .T = (int)T, .H = (int)H,
                  .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((T + BQ - 1) / BQ), .pos0 = 0, .kT = (int)T};
-  pool_run(attention_forward_task, &a, (int)(B * H));
+  a.parts = fwd_parts(a.B * a.H, a.ntiles);
+  pool_run(attention_forward_task, &a, a.B * a.H * a.parts);
   return NULL;
 }
 
@@ -468,7 +495,8 @@ static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
     if (!scratch_reserve(fwd_fast_scratch((int)D, (int)(pos0 + Tq)))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
     attn_args f = {.out = out, .lse = NULL, .q = q, .k = kc, .v = vc, .B = (int)B, .T = (int)Tq, .H = (int)H,
                    .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((Tq + BQ - 1) / BQ), .pos0 = (int)pos0, .kT = (int)maxT};
-    pool_run(attention_forward_task, &f, (int)(B * H));
+    f.parts = fwd_parts(f.B * f.H, f.ntiles);
+    pool_run(attention_forward_task, &f, f.B * f.H * f.parts);
     return NULL;
   }
   if (!scratch_reserve((size_t)maxT + MAX_D + 16)) { throw_err(env, OP, "out of memory for scratch"); return NULL; }

@@ -237,6 +237,7 @@ const ATTN_SHAPES: [number, number, number, number, number][] = [
   // B, T, H, Hkv, D: tile edges (T = 1, 7, 33, 65, 129 around the 32/64 tiles), GQA, odd D
   [1, 1, 1, 1, 8], [2, 7, 4, 2, 12], [1, 33, 6, 1, 32], [2, 65, 4, 2, 64], [1, 129, 6, 1, 64], [1, 40, 2, 2, 128],
   [2, 20, 2, 1, 16], [1, 35, 3, 3, 96],
+  [1, 200, 2, 1, 64], // B·H below the thread count: each head's query tiles split over tasks
 ];
 
 test("native attention forward/backward = reference (causal, GQA, tile edges; 1 and 2 threads)", () => {
