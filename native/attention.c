@@ -13,7 +13,9 @@
 // backward (FlashAttention-2): with P recomputed from lse and Δ_t = Σ_d dout·out,
 //   dv += Pᵀ·dout;  dP = dout·vᵀ;  dS = P∘(dP − Δ);  dq = scale·dS·k;  dk += scale·dSᵀ·q.
 //   Tasks: (b, kv head): a task owns every query head of its group, so its dk, dv and dq rows
-//   are written by no one else (no races, no atomics). Within a task, for each key tile the
+//   are written by no one else (no races, no atomics). When B·Hkv is below twice the thread
+//   count, the key tiles are also cut into ranges: each (b, kv head, range) owns its dk, dv
+//   rows and writes dq into a private copy, and the copies are summed after. Within a task, for each key tile the
 //   tile's k, v are gathered (and transposed) once and the tile's dk, dv accumulate locally
 //   while the later query rows stream past.
 // cached (decode): q (B, Tq, H, D) at positions pos0.., kCache, vCache (B, maxT, Hkv, D);
@@ -59,6 +61,9 @@ typedef struct {
   // Forward tasks are (b, h, part): the query tiles of a head are cut into `parts` ranges when
   // B·H alone would leave threads idle (e.g. a one-sequence prefill).
   int parts;
+  // Backward: with B·Hkv below twice the thread count, tasks are (b, kv head, key-tile range)
+  // and each range writes its dq into its own slice of dq_part ([parts][B, T, H, D]), summed after.
+  float *dq_part;
 } attn_args;
 
 // The query tiles [*qt0, *qt1) of a forward task, and its (b, h); the last (longest, causal)
@@ -279,22 +284,25 @@ static inline __attribute__((always_inline)) void fwd_head_fast(const attn_args 
 static size_t bwd_fast_scratch(int D, int T) { return (size_t)5 * BK * D + (size_t)3 * RB * D + 2 * RB * BK + T + 16; }
 
 static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args *a, int task, float *scr, const int D) {
-  const int T = a->T, H = a->H, Hkv = a->Hkv, group = H / Hkv;
-  const int b = task / Hkv, kvh = task % Hkv;
+  const int T = a->T, H = a->H, Hkv = a->Hkv, group = H / Hkv, BHkv = a->B * Hkv;
+  const int b = task % BHkv / Hkv, kvh = task % Hkv, part = task / BHkv;  // part 0 (most work) first
+  const int nkt = (T + BK - 1) / BK, kt0 = (int)((int64_t)part * nkt / a->parts), kt1 = (int)((int64_t)(part + 1) * nkt / a->parts);
+  const int kbeg = kt0 * BK, kfin = kt1 * BK < T ? kt1 * BK : T;  // this task's keys
   const float scale = 1.0f / sqrtf((float)D);
   const size_t kstride = (size_t)Hkv * D, qstride = (size_t)H * D;
   float *Kj = scr, *Kt = Kj + BK * D, *Vt = Kt + (size_t)D * BK, *dKj = Vt + (size_t)D * BK, *dVj = dKj + BK * D;
   float *Qb = dVj + BK * D, *dOb = Qb + RB * D, *dQb = dOb + RB * D, *P = dQb + RB * D, *dS = P + RB * BK, *Delta = dS + RB * BK;
   const float *kb = a->k + ((size_t)b * T * Hkv + kvh) * D, *vb = a->v + ((size_t)b * T * Hkv + kvh) * D;
   float *dkb = a->dk + ((size_t)b * T * Hkv + kvh) * D, *dvb = a->dv + ((size_t)b * T * Hkv + kvh) * D;
-  for (int t = 0; t < T; t++) {
+  float *dq = a->parts > 1 ? a->dq_part + (size_t)part * a->B * T * H * D : a->dq;
+  for (int t = kbeg; t < kfin; t++) {
     memset(dkb + t * kstride, 0, sizeof(float) * D);
     memset(dvb + t * kstride, 0, sizeof(float) * D);
   }
   for (int h = kvh * group; h < (kvh + 1) * group; h++) {
     const float *qb = a->q + ((size_t)b * T * H + h) * D, *dob = a->dout + ((size_t)b * T * H + h) * D;
     const float *ob = a->o + ((size_t)b * T * H + h) * D, *lse = a->lse + ((size_t)b * H + h) * T;
-    float *dqb = a->dq + ((size_t)b * T * H + h) * D;
+    float *dqb = dq + ((size_t)b * T * H + h) * D;
     for (int t = 0; t < T; t++) {
       vf acc = {0};  // Δ_t = dout_t · out_t
       for (int c = 0; c < D / VW; c++) acc += VLD(dob + t * qstride + c * VW) * VLD(ob + t * qstride + c * VW);
@@ -303,7 +311,7 @@ static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args
       Delta[t] = s;
       memset(dqb + t * qstride, 0, sizeof(float) * D);
     }
-    for (int k0 = 0; k0 < T; k0 += BK) {
+    for (int k0 = kbeg; k0 < kfin; k0 += BK) {
       const int nk = T - k0 < BK ? T - k0 : BK;
       transpose_rows(Kt, BK, kb + (size_t)k0 * kstride, kstride, nk, BK, D);
       transpose_rows(Vt, BK, vb + (size_t)k0 * kstride, kstride, nk, BK, D);
@@ -369,6 +377,23 @@ static void attention_forward_task(void *ctx, int task, int thread) {
     }
   }
 }
+
+// dq = Σ_p dq_part[p], elements cut into chunks (parts added in order: deterministic).
+static void dq_sum_task(void *ctx, int task, int thread) {
+  (void)thread;
+  const attn_args *a = ctx;
+  const int64_t n = (int64_t)a->B * a->T * a->H * a->D;
+  int64_t lo, hi;
+  chunk_range(n, task_count(n, 1 << 14), task, &lo, &hi);
+  for (int64_t i = lo; i < hi; i++) {
+    float s = 0;
+    for (int p = 0; p < a->parts; p++) s += a->dq_part[p * n + i];
+    a->dq[i] = s;
+  }
+}
+
+static float *dq_part_buf;
+static size_t dq_part_cap;
 
 static void attention_backward_task(void *ctx, int task, int thread) {
   const attn_args *a = ctx;
@@ -469,7 +494,21 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   if (!scratch_reserve(bwd_scratch((int)D, (int)T) > bwd_fast_scratch((int)D, (int)T) ? bwd_scratch((int)D, (int)T) : bwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .o = out, .lse = lse,
                  .B = (int)B, .T = (int)T, .H = (int)H, .Hkv = (int)Hkv, .D = (int)D};
-  pool_run(attention_backward_task, &a, (int)(B * Hkv));
+  a.parts = 1;
+  const int threads = pool_threads(), nkt = (int)((T + BK - 1) / BK);
+  const int fast = D == 16 || D == 32 || D == 64 || D == 96 || D == 128;
+  if (fast && threads > 1 && B * Hkv < 2 * threads && nkt > 1) {  // too few (b, kv head) tasks: split the keys too
+    const int p = (int)((4 * threads + B * Hkv - 1) / (B * Hkv));
+    const size_t need = (size_t)(p < nkt ? p : nkt) * B * T * H * D;
+    if (dq_part_cap < need) {
+      free(dq_part_buf);
+      dq_part_buf = malloc(need * sizeof(float));
+      dq_part_cap = dq_part_buf ? need : 0;
+    }
+    if (dq_part_buf) { a.parts = p < nkt ? p : nkt; a.dq_part = dq_part_buf; }
+  }
+  pool_run(attention_backward_task, &a, (int)(B * Hkv) * a.parts);
+  if (a.parts > 1) pool_run(dq_sum_task, &a, task_count(B * T * H * D, 1 << 14));
   return NULL;
 }
 
