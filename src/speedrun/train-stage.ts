@@ -5,8 +5,8 @@
  * only the assistant replies (the chat template's mask). The model is mynah's GPT, the
  * optimizer and schedule mynah's (src/train); the result is a model folder.
  *
- * On a time budget the step count comes from timing a few passes first; the loop (src/train/
- * loop.ts, the one training loop) then runs that many steps with a cosine schedule.
+ * Training runs through the one training loop (src/train/loop.ts), in resumed segments so that
+ * a cosine schedule fits a wall-clock budget (see below).
  */
 import { mkdirSync } from "node:fs";
 import type { ChatMessage } from "../data/chat-template.ts";
@@ -15,7 +15,8 @@ import { configFromPreset, parameterCount, type ModelConfig } from "../model/con
 import { createGPT } from "../model/gpt.ts";
 import { loadModelFolder, saveModelFolder } from "../model/weights.ts";
 import { DEFAULT_OPTIMIZER } from "../train/optim.ts";
-import { trainLoop } from "../train/loop.ts";
+import { trainLoop, type LoopResult, type LoopSnapshot, type ResumeFrom } from "../train/loop.ts";
+import type { StoredTensor } from "../core/safetensors.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { inferenceBackend } from "../infer/load.ts";
 import type { SpeedrunPlan } from "./plan.ts";
@@ -71,50 +72,55 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
   }
   const src = openChatSource(examples, { seed: p.seed + (o.kind === "sft" ? 17 : 0), packing: "packed", pad: eot });
   const lr = o.kind === "pretrain" ? 3e-3 : 1e-3;
-  // Steps for the budget: time a few forward/backward passes (no update, so the weights stay
-  // as they are), then leave 5 % for the optimizer and the checkpoint.
-  const probe = src.state();
-  const times: number[] = [];
-  for (let i = 0; i < 6; i++) {
-    const { inputs, targets } = src.nextBatch(B, T);
-    const t = performance.now();
-    model.zeroGrad();
-    model.forward(inputs, targets, B, T);
-    model.backward();
-    if (i > 0) times.push(performance.now() - t); // the first pass warms caches
-  }
-  src.restore(probe);
-  // The median: the machine may be busy with other work now and then.
-  const probeMs = times.sort((a, b) => a - b)[2];
-  const steps = Math.max(10, Math.floor((o.seconds * 1000 * 0.95) / (probeMs * 1.08)));
   o.log(`${o.kind}: ${examples.length} examples, model ${parameterCount(config).toLocaleString("en")} parameters ` +
-    `(${config.nLayer}×${config.nEmbd}, vocab ${config.vocabSize}), batch ${B}×${T}, ${steps} steps for ${o.seconds} s ` +
-    `(${probeMs.toFixed(0)} ms a step), backend ${backend.name}`);
-  // Should the machine be slower than measured, stop at 125 % of the budget anyway.
-  const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), o.seconds * 1250);
+    `(${config.nLayer}×${config.nEmbd}, vocab ${config.vocabSize}), batch ${B}×${T}, ${o.seconds} s, backend ${backend.name}`);
+  // On a wall-clock budget the number of steps is an estimate that the machine's load can
+  // upset, and the cosine schedule needs it. So the loop runs in segments of about 20 s:
+  // after each, the total is re-estimated from the measured step time and the next segment
+  // resumes (optimizer state, data position, step) with the new total. The last segment runs
+  // to the end of the schedule.
   const t0 = performance.now();
-  let lastLog = t0, lossAvg = NaN;
-  const r = await trainLoop(model, src, {
-    steps, batchSize: B, seqLen: T, gradAccum: 1, schedule: "cosine", warmup: Math.min(o.kind === "pretrain" ? 30 : 10, Math.floor(steps / 10)),
-    minLrRatio: 0.1, optimizer: { ...DEFAULT_OPTIMIZER, lr, weightDecay: 0 }, clip: 1, evalEvery: 0, sampleEvery: 0,
-    checkpointEvery: 0, seed: p.seed, peakFlops: 0,
-  }, {
-    signal: stop.signal,
-    onStep(m) {
-      lossAvg = Number.isNaN(lossAvg) ? m.loss : 0.95 * lossAvg + 0.05 * m.loss;
-      const now = performance.now();
-      if (now - lastLog > 10_000 || m.step === steps) {
-        lastLog = now;
-        o.log(`  ${o.kind} step ${m.step}/${steps}  loss ${lossAvg.toFixed(3)}  ${m.tokensPerSec.toFixed(0)} tok/s  ` +
-          `${((now - t0) / 1000).toFixed(0)} s, about ${m.etaSec.toFixed(0)} s to go`);
-      }
-    },
-  });
-  clearTimeout(timer);
-  const step = r.step, tokens = r.tokens;
+  const elapsed = (): number => (performance.now() - t0) / 1000;
+  let resume: ResumeFrom | undefined;
+  let r: LoopResult | undefined;
+  let lastLog = t0, lossAvg = NaN, total = 0;
+  const warmupFor = (steps: number): number => Math.min(o.kind === "pretrain" ? 30 : 10, Math.floor(steps / 10));
+  for (let segment = 0; ; segment++) {
+    const done = resume?.step ?? 0;
+    const left = o.seconds - elapsed();
+    // Step time so far (the first segment guesses 100 ms; it is cut short by its timer anyway).
+    const msPerStep = done > 0 ? (elapsed() * 1000) / done : 100;
+    total = Math.max(done + 1, done + Math.floor((left * 1000) / msPerStep));
+    // The first segment only measures (a quarter of the budget at most); the last runs out the schedule.
+    const last = done > 0 && left <= 30;
+    const stop = new AbortController();
+    const timer = setTimeout(() => stop.abort(), (last ? left * 1.25 + 5 : Math.min(20, done > 0 ? left - 10 : Math.max(2, left * 0.25))) * 1000);
+    let snap: LoopSnapshot | undefined;
+    r = await trainLoop(model, src, {
+      steps: total, batchSize: B, seqLen: T, gradAccum: 1, schedule: "cosine", warmup: warmupFor(total),
+      minLrRatio: 0.1, optimizer: { ...DEFAULT_OPTIMIZER, lr, weightDecay: 0 }, clip: 1, evalEvery: 0, sampleEvery: 0,
+      checkpointEvery: 0, seed: p.seed, peakFlops: 0,
+    }, {
+      signal: stop.signal,
+      save: (s) => { snap = s; },
+      onStep(m) {
+        lossAvg = Number.isNaN(lossAvg) ? m.loss : 0.95 * lossAvg + 0.05 * m.loss;
+        const now = performance.now();
+        if (now - lastLog > 10_000) {
+          lastLog = now;
+          o.log(`  ${o.kind} step ${m.step}/~${total}  loss ${lossAvg.toFixed(3)}  lr ${m.lr.toExponential(1)}  ` +
+            `${m.tokensPerSec.toFixed(0)} tok/s  ${elapsed().toFixed(0)}/${o.seconds} s`);
+        }
+      },
+    }, resume);
+    clearTimeout(timer);
+    if (r.status === "done" || last || !snap) break;
+    const opt = new Map<string, StoredTensor>(snap.optimizer.stateTensors().map(([n, t]) => [n, { dtype: "F32" as const, shape: t.shape, data: Float32Array.from(t.data) }]));
+    resume = { step: snap.step, tokens: snap.tokens, optimizer: opt, rng: snap.rng, data: snap.data, file: `${o.kind} segment ${segment}` };
+  }
+  const step = r!.step, tokens = r!.tokens;
   mkdirSync(o.outDir, { recursive: true });
   saveModelFolder(o.outDir, model.params, { mynah: { stage: o.kind, steps: step, tokens, loss: lossAvg } });
   const s = (performance.now() - t0) / 1000;
-  return `${r.status === "stopped" ? "stopped at the time limit after " : ""}${step} steps, ${tokens.toLocaleString("en")} tokens (${(tokens / s).toFixed(0)} tok/s), final loss ${lossAvg.toFixed(3)}`;
+  return `${r!.status === "stopped" ? "stopped at the time limit after " : ""}${step} steps, ${tokens.toLocaleString("en")} tokens (${(tokens / s).toFixed(0)} tok/s), final loss ${lossAvg.toFixed(3)}`;
 }
