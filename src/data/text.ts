@@ -6,7 +6,9 @@
  * A text source cuts batches from a token array:
  *  - "random" order (training): each row starts at an offset drawn from a seeded generator,
  *    as nanoGPT's get_batch; the position is the generator's state, so it restores exactly.
- *  - "sequential" order (evaluation): consecutive non-overlapping windows, wrapping around.
+ *  - "sequential" order (evaluation): windows `stride` tokens apart (default T: consecutive,
+ *    non-overlapping), wrapping around. A larger stride spreads a fixed number of evaluation
+ *    windows over the whole split, so the estimate is not of its first pages only.
  * Row r of a batch: inputs = ids[o_r .. o_r+T−1], targets = ids[o_r+1 .. o_r+T].
  */
 import { readFileSync } from "node:fs";
@@ -33,7 +35,7 @@ export interface TextSource extends BatchSource {
 }
 
 /** A batch source over `ids` (at least T + 1 of them per row asked). */
-export function openTextSource(ids: Int32Array, opts: { seed: number; order?: TextOrder }): TextSource {
+export function openTextSource(ids: Int32Array, opts: { seed: number; order?: TextOrder; stride?: number }): TextSource {
   const order = opts.order ?? "random";
   const rng = seededRng(opts.seed);
   let offset = 0;
@@ -49,7 +51,7 @@ export function openTextSource(ids: Int32Array, opts: { seed: number; order?: Te
         else {
           if (offset + T + 1 > n) offset = 0;
           o = offset;
-          offset += T;
+          offset += Math.max(1, opts.stride ?? T);
         }
         inputs.set(ids.subarray(o, o + T), b * T);
         targets.set(ids.subarray(o + 1, o + T + 1), b * T);

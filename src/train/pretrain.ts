@@ -88,7 +88,9 @@ interface TrainData {
   describe: string;
 }
 
-function openData(paths: string[], valFraction: number, seed: number, savedRef: TokenizerRef | null): TrainData {
+/** evalRows: rows one validation reads (evalBatches × batch size), spread over the text's split. */
+function openData(paths: string[], valFraction: number, seed: number, savedRef: TokenizerRef | null,
+                  evalRows: number, T: number): TrainData {
   if (paths.length === 0) throw new PretrainSettingsError(NO_DATA_HELP);
   for (const p of paths) if (!existsSync(p)) throw new PretrainSettingsError(`--data ${p}: no such file or folder`);
   const dirs = paths.filter((p) => statSync(p).isDirectory());
@@ -112,7 +114,9 @@ function openData(paths: string[], valFraction: number, seed: number, savedRef: 
   const tokenizer = corpus.tokenizer;
   return {
     train: openTextSource(corpus.train, { seed, order: "random" }),
-    val: corpus.val.length > 1 ? openTextSource(corpus.val, { seed, order: "sequential" }) : null,
+    val: corpus.val.length > 1
+      ? openTextSource(corpus.val, { seed, order: "sequential", stride: Math.max(T, Math.floor((corpus.val.length - T - 1) / Math.max(1, evalRows))) })
+      : null,
     vocabSize: tokenizer.vocabSize, tokenizer, ref: { kind: "char", chars: tokenizer.chars },
     describe: `${paths.join(", ")}: ${corpus.train.length} training characters, ${corpus.val.length} validation, vocabulary ${tokenizer.vocabSize}`,
   };
@@ -187,7 +191,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     if (prev.loop) loop = { ...prev.loop, steps: o.loop.steps, evalEvery: o.loop.evalEvery, sampleEvery: o.loop.sampleEvery, checkpointEvery: o.loop.checkpointEvery };
     if (saved.state.step >= loop.steps) throw new PretrainSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
   }
-  const data = openData(o.data, o.valFraction, loop.seed, saved?.state.tokenizer ?? null);
+  const data = openData(o.data, o.valFraction, loop.seed, saved?.state.tokenizer ?? null, o.evalBatches * loop.batchSize, loop.seqLen);
   const config = saved ? saved.config : modelConfigFor(o.model, data.vocabSize, loop.seqLen);
   if (loop.seqLen > config.contextLength) throw new PretrainSettingsError(`--seq-len ${loop.seqLen} is longer than the model's context ${config.contextLength}`);
   if (config.vocabSize < data.vocabSize) throw new PretrainSettingsError(`the checkpoint's vocabulary (${config.vocabSize}) is smaller than the data's (${data.vocabSize})`);
