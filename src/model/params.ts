@@ -63,36 +63,40 @@ export interface LayerViews {
   wDown: Float32Array;
 }
 
-/** The tensor list of a config, with offsets. */
+/**
+ * The tensor list of a config, with offsets. The buffer holds the matrices first (embedding,
+ * each layer's projections, lm_head) and all norm gains after them, so an optimizer can treat
+ * each group as one contiguous range (one call instead of one per tensor).
+ */
 export function paramSpecs(c: ModelConfig): ParamSpec[] {
   const C = c.nEmbd, V = c.vocabSize, F = c.ffnHidden, D = C / c.nHead, KV = c.nKvHead * D;
-  const out: ParamSpec[] = [];
-  let offset = 0;
-  const add = (name: string, shape: number[], kind: ParamKind): void => {
-    const size = shape.reduce((a, b) => a * b, 1);
-    out.push({ name, shape, kind, offset, size });
-    offset += Math.ceil(size / 16) * 16;
-  };
-  add("model.embed_tokens.weight", [V, C], "embedding");
+  const mats: Omit<ParamSpec, "offset" | "size">[] = [], norms: Omit<ParamSpec, "offset" | "size">[] = [];
+  mats.push({ name: "model.embed_tokens.weight", shape: [V, C], kind: "embedding" });
   for (let i = 0; i < c.nLayer; i++) {
     const p = `model.layers.${i}.`;
-    add(p + "input_layernorm.weight", [C], "norm");
-    add(p + "self_attn.q_proj.weight", [C, C], "matrix");
-    add(p + "self_attn.k_proj.weight", [KV, C], "matrix");
-    add(p + "self_attn.v_proj.weight", [KV, C], "matrix");
+    norms.push({ name: p + "input_layernorm.weight", shape: [C], kind: "norm" });
+    mats.push({ name: p + "self_attn.q_proj.weight", shape: [C, C], kind: "matrix" });
+    mats.push({ name: p + "self_attn.k_proj.weight", shape: [KV, C], kind: "matrix" });
+    mats.push({ name: p + "self_attn.v_proj.weight", shape: [KV, C], kind: "matrix" });
     if (c.qkNorm) {
-      add(p + "self_attn.q_norm.weight", [D], "norm");
-      add(p + "self_attn.k_norm.weight", [D], "norm");
+      norms.push({ name: p + "self_attn.q_norm.weight", shape: [D], kind: "norm" });
+      norms.push({ name: p + "self_attn.k_norm.weight", shape: [D], kind: "norm" });
     }
-    add(p + "self_attn.o_proj.weight", [C, C], "matrix");
-    add(p + "post_attention_layernorm.weight", [C], "norm");
-    add(p + "mlp.gate_proj.weight", [F, C], "matrix");
-    add(p + "mlp.up_proj.weight", [F, C], "matrix");
-    add(p + "mlp.down_proj.weight", [C, F], "matrix");
+    mats.push({ name: p + "self_attn.o_proj.weight", shape: [C, C], kind: "matrix" });
+    norms.push({ name: p + "post_attention_layernorm.weight", shape: [C], kind: "norm" });
+    mats.push({ name: p + "mlp.gate_proj.weight", shape: [F, C], kind: "matrix" });
+    mats.push({ name: p + "mlp.up_proj.weight", shape: [F, C], kind: "matrix" });
+    mats.push({ name: p + "mlp.down_proj.weight", shape: [C, F], kind: "matrix" });
   }
-  add("model.norm.weight", [C], "norm");
-  if (!c.tiedEmbeddings) add("lm_head.weight", [V, C], "embedding");
-  return out;
+  norms.push({ name: "model.norm.weight", shape: [C], kind: "norm" });
+  if (!c.tiedEmbeddings) mats.push({ name: "lm_head.weight", shape: [V, C], kind: "embedding" });
+  let offset = 0;
+  return [...mats, ...norms].map((t) => {
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    const spec = { ...t, offset, size };
+    offset += Math.ceil(size / 16) * 16;
+    return spec;
+  });
 }
 
 /** Total floats of the shared buffer (padding included). */

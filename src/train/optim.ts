@@ -51,18 +51,33 @@ export function createOptimizer(be: Backend, params: ParamSet, options: Optimize
   const m = createParams(params.config), v = createParams(params.config);
   let steps = 0;
   const o = options;
+  // The update as runs: each Muon matrix alone; neighbouring AdamW tensors with the same
+  // weight decay merged into one range of the buffer.
+  const runs: { muon?: ParamSpec; begin: number; end: number; decay: boolean }[] = [];
+  for (const s of params.specs) {
+    if (usesMuon(o, s)) {
+      runs.push({ muon: s, begin: s.offset, end: s.offset + s.size, decay: true });
+      continue;
+    }
+    const decay = s.kind !== "norm", last = runs[runs.length - 1];
+    if (last && !last.muon && last.decay === decay) last.end = s.offset + s.size;
+    else runs.push({ begin: s.offset, end: s.offset + s.size, decay });
+  }
   return {
     options,
     get steps() { return steps; },
     step(p: ParamSet, g: ParamSet, mult: number): void {
       steps++;
-      for (const s of p.specs) {
-        const w = p.get(s.name), gr = g.get(s.name), mm = m.get(s.name);
-        const wd = s.kind === "norm" ? 0 : o.weightDecay;
-        if (usesMuon(o, s)) {
-          be.muon(w, gr, mm, s.shape[0], s.shape[1], o.muonLr * mult, o.muonBeta, wd, o.nsSteps);
+      for (const r of runs) {
+        if (r.muon) {
+          const s = r.muon;
+          be.muon(p.get(s.name), g.get(s.name), m.get(s.name), s.shape[0], s.shape[1], o.muonLr * mult, o.muonBeta, o.weightDecay, o.nsSteps);
         } else {
-          be.adamw(w, gr, mm, v.get(s.name), s.size, o.lr * mult, o.beta1, o.beta2, o.eps, wd, steps);
+          // One AdamW call over a contiguous range of tensors (padding between them is zero
+          // in params, grads and moments, and stays zero).
+          const a = r.begin, b = r.end;
+          be.adamw(p.data.subarray(a, b), g.data.subarray(a, b), m.data.subarray(a, b), v.data.subarray(a, b), b - a,
+                   o.lr * mult, o.beta1, o.beta2, o.eps, r.decay ? o.weightDecay : 0, steps);
         }
       }
     },
