@@ -161,8 +161,8 @@ export async function run(): Promise<unknown> {
         if (skx) peers.set(`${t}skx`, startPeer(exe, t, "SkylakeX"));
       }
     const load = loadavg()[0];
-    // one core's peak: the best of tries at the start and after each thread count (another
-    // process can slow any single try)
+    // one core's peak: the best of tries at the start and after every row (another process
+    // can slow any single try)
     let core1 = Math.max(a.gemmPeakGflops(), a.gemmPeakGflops(), a.gemmPeakGflops());
     for (const t of threadCounts) {
       a.setThreads(t);
@@ -178,8 +178,8 @@ export async function run(): Promise<unknown> {
           row.mynah = Math.max(row.mynah, timeMynah(a, c));
         }
         rows.push(row);
+        core1 = Math.max(core1, a.gemmPeakGflops());
       }
-      core1 = Math.max(core1, a.gemmPeakGflops(), a.gemmPeakGflops());
     }
     for (const t of threadCounts) peak[t] = t * core1;
     for (const p of peers.values()) p.close();
