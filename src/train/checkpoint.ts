@@ -5,6 +5,7 @@
  *   RUN/ckpt-000100/config.json            HF config + "mynah": { format, step, ... }
  *   RUN/ckpt-000100/optimizer.safetensors  exp_avg.* / exp_avg_sq.* (AdamW), momentum_buffer.* (Muon)
  *   RUN/ckpt-000100/state.json             step, data position, RNG, tokenizer, options, file digests
+ *   RUN/ckpt-000100/tokenizer.json …       the tokenizer's files, for runs on prepared shards
  *   RUN/latest                             "ckpt-000100"
  *
  * A checkpoint is written into a temporary folder (each file fsynced), renamed into place,
@@ -67,7 +68,7 @@ function sha256(path: string): string {
  */
 export function saveCheckpoint(runDir: string, params: ParamSet,
                                optimizer: Iterable<[string, { shape: number[]; data: Float32Array }]>,
-                               state: CheckpointState, keep = 3): string {
+                               state: CheckpointState, keep = 3, extraFiles: Record<string, Uint8Array> = {}): string {
   mkdirSync(runDir, { recursive: true });
   const name = checkpointName(state.step);
   const final = join(runDir, name), tmp = join(runDir, `.tmp-${name}-${process.pid}`);
@@ -77,8 +78,10 @@ export function saveCheckpoint(runDir: string, params: ParamSet,
   writeSafetensors(join(tmp, "optimizer.safetensors"), optimizer);
   const mynah = { format: CHECKPOINT_FORMAT, step: state.step, tokens: state.tokens };
   writeAtomic(join(tmp, "config.json"), JSON.stringify({ ...toHfConfig(params.config), mynah }, null, 2) + "\n");
+  // e.g. tokenizer.json, so a checkpoint folder loads as a model folder for `mynah chat`
+  for (const [f, bytes] of Object.entries(extraFiles)) writeAtomic(join(tmp, f), bytes);
   const files: Record<string, { bytes: number; sha256: string }> = {};
-  for (const f of ["model.safetensors", "optimizer.safetensors", "config.json"]) {
+  for (const f of ["model.safetensors", "optimizer.safetensors", "config.json", ...Object.keys(extraFiles)]) {
     files[f] = { bytes: statSync(join(tmp, f)).size, sha256: sha256(join(tmp, f)) };
   }
   writeAtomic(join(tmp, "state.json"), JSON.stringify({ ...state, format: CHECKPOINT_FORMAT, files }, null, 1) + "\n");

@@ -3,8 +3,8 @@
  * from `mynah data prepare` → token shards), size the model, train with checkpoints, resume.
  * `mynah train` parses flags into PretrainOptions and calls pretrain(); nothing here exits.
  */
-import { existsSync, mkdirSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import type { Backend } from "../core/backend.ts";
 import { loadNative, nativeBackend } from "../core/native.ts";
 import { openTextSource, loadTextCorpus } from "../data/text.ts";
@@ -213,6 +213,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     (saved ? `; resuming from ${saved.dir} at step ${saved.state.step}` : ""));
 
   const bytes = tokenByteLengths(data.tokenizer);
+  const tokenizerFiles = tokenizerFilesOf(data.ref);
   const losses: number[] = [];
   const options = { loop, model: o.model, data: o.data.map((p) => resolve(p)), valFraction: o.valFraction };
   const result = await trainLoop(model, data.train, { ...loop, peakFlops: peak.flops }, {
@@ -235,7 +236,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
       const state: CheckpointState = {
         format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: data.ref, options,
       };
-      const dir = saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep);
+      const dir = saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep, tokenizerFiles);
       rep.note(`checkpoint: ${dir}`);
     },
     signal: o.signal,
@@ -243,6 +244,17 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   rep.done();
   if (result.status === "stopped") rep.note(`stopped at step ${result.step}; continue with --resume`);
   return { ...result, runDir: o.out, config, losses };
+}
+
+/** A shard run's tokenizer files (tokenizer.json, tokenizer_config.json), copied into checkpoints. */
+function tokenizerFilesOf(ref: TokenizerRef): Record<string, Uint8Array> {
+  if (ref.kind !== "file") return {};
+  const dir = statSync(ref.path).isDirectory() ? ref.path : dirname(ref.path);
+  const out: Record<string, Uint8Array> = {};
+  const main = statSync(ref.path).isDirectory() ? join(dir, "tokenizer.json") : ref.path;
+  if (main.endsWith(".json")) out["tokenizer.json"] = readFileSync(main);
+  if (existsSync(join(dir, "tokenizer_config.json"))) out["tokenizer_config.json"] = readFileSync(join(dir, "tokenizer_config.json"));
+  return out;
 }
 
 /** The token a sample starts from: <|endoftext|> when the tokenizer has it, else a newline. */
