@@ -11,10 +11,11 @@
  *  - final RMSNorm, then lm_head (the embedding matrix when tiedEmbeddings)
  *  - loss: mean cross-entropy over targets ≠ −1
  *
- * Memory: activations for N = B·T rows are allocated once (for the largest N seen) and reused.
- * The backward recomputes the two cheap per-layer values it needs (the RMSNorm outputs and the
- * SwiGLU output) instead of storing them, saving 2C + F floats per token per layer. The
- * cross-entropy runs in place on the logits (their gradient replaces them).
+ * Memory: activations for N = B·T rows are allocated once (for the largest N seen) and reused;
+ * per layer and token 8C + 3F floats are kept for the backward (multi-head; k, v are smaller
+ * with grouped heads). The RMSNorm and SwiGLU outputs are kept rather than recomputed: that
+ * costs (2C + F) floats per token per layer and saves ~6 % of a step. The cross-entropy runs
+ * in place on the logits (their gradient replaces them).
  *
  * Shapes: B batch, T time, N = B·T, C width, H heads, Hkv kv heads, D = C/H, KV = Hkv·D,
  * F MLP width, V vocabulary. Every gemm is row-major; weights are [out, in] (y = x·Wᵀ).
@@ -31,6 +32,7 @@ import { ropeTables, type DecodeConfig, type DecodeModel } from "./decode.ts";
 interface LayerActs {
   resid: Float32Array;   // [N, C] input of the block (residual stream)
   rstd1: Float32Array;   // [N]
+  h1: Float32Array;      // [N, C] rmsnorm(resid)
   qPre: Float32Array;    // [N, C] q before QK-norm (qkNorm only, else empty)
   kPre: Float32Array;    // [N, KV]
   qRstd: Float32Array;   // [N·H]
@@ -42,8 +44,10 @@ interface LayerActs {
   lse: Float32Array;     // [B, H, T]
   mid: Float32Array;     // [N, C] residual after attention
   rstd2: Float32Array;   // [N]
+  h2: Float32Array;      // [N, C] rmsnorm(mid)
   gate: Float32Array;    // [N, F]
   up: Float32Array;      // [N, F]
+  act: Float32Array;     // [N, F] silu(gate) · up
 }
 
 interface Acts {
@@ -54,8 +58,7 @@ interface Acts {
   hF: Float32Array;       // [N, C] final normed
   logits: Float32Array;   // [N, V] (the gradient after a training forward)
   // scratch for the backward, shared by the layers
-  h: Float32Array;        // [N, C] recomputed norm output
-  a: Float32Array;        // [N, F] recomputed SwiGLU output, then its gradient
+  a: Float32Array;        // [N, F] gradient of the SwiGLU output
   dg: Float32Array;       // [N, F]
   du: Float32Array;       // [N, F]
   dh: Float32Array;       // [N, C]
@@ -74,15 +77,15 @@ function allocActs(c: ModelConfig, B: number, T: number): Acts {
   const layers: LayerActs[] = [];
   for (let l = 0; l < c.nLayer; l++) {
     layers.push({
-      resid: f(N * C), rstd1: f(N),
+      resid: f(N * C), rstd1: f(N), h1: f(N * C),
       qPre: f(qk ? N * C : 0), kPre: f(qk ? N * KV : 0), qRstd: f(qk ? N * c.nHead : 0), kRstd: f(qk ? N * c.nKvHead : 0),
       q: f(N * C), k: f(N * KV), v: f(N * KV), att: f(N * C), lse: f(N * c.nHead),
-      mid: f(N * C), rstd2: f(N), gate: f(N * F), up: f(N * F),
+      mid: f(N * C), rstd2: f(N), h2: f(N * C), gate: f(N * F), up: f(N * F), act: f(N * F),
     });
   }
   return {
     N, layers, out: f(N * C), rstdF: f(N), hF: f(N * C), logits: f(N * V),
-    h: f(N * C), a: f(N * F), dg: f(N * F), du: f(N * F), dh: f(N * C), dres: f(N * C),
+    a: f(N * F), dg: f(N * F), du: f(N * F), dh: f(N * C), dres: f(N * C),
     dq: f(N * C), dk: f(N * KV), dv: f(N * KV), dqPre: f(qk ? N * C : 0), dkPre: f(qk ? N * KV : 0),
   };
 }
@@ -104,9 +107,10 @@ interface Ctx {
  * Attention block: mid = resid + o_proj(attn(rope(norm?(q)), rope(norm?(k)), v)), q,k,v from
  * h = rmsnorm(resid). resid, mid [N, C].
  */
-function attentionForward(x: Ctx, w: LayerViews, a: LayerActs, h: Float32Array): void {
+function attentionForward(x: Ctx, w: LayerViews, a: LayerActs): void {
   const { be, c, B, T, N } = x;
   const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = C / H, KV = Hkv * D;
+  const h = a.h1;
   be.rmsnormForward(h, a.rstd1, a.resid, w.inNorm, N, C, c.normEps);
   if (c.qkNorm) {
     be.gemm(false, true, N, C, C, 1, h, w.wq, 0, a.qPre);
@@ -129,7 +133,7 @@ function attentionForward(x: Ctx, w: LayerViews, a: LayerActs, h: Float32Array):
 function attentionBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s: Acts): void {
   const { be, c, B, T, N } = x;
   const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = C / H, KV = Hkv * D;
-  const dres = s.dres, h = s.h, datt = s.dh;
+  const dres = s.dres, h = a.h1, datt = s.dh;
   be.gemm(true, false, C, C, N, 1, dres, a.att, 1, g.wo);        // dWo += dresᵀ·att
   be.gemm(false, false, N, C, C, 1, dres, w.wo, 0, datt);        // datt = dres·Wo
   be.attentionBackward(s.dq, s.dk, s.dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, H, Hkv, D);
@@ -144,7 +148,6 @@ function attentionBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s
     dq = s.dqPre;
     dk = s.dkPre;
   }
-  be.rmsnormForward(h, a.rstd1, a.resid, w.inNorm, N, C, c.normEps); // recompute h
   be.gemm(true, false, C, C, N, 1, dq, h, 1, g.wq);              // dWq += dqᵀ·h
   be.gemm(true, false, KV, C, N, 1, dk, h, 1, g.wk);
   be.gemm(true, false, KV, C, N, 1, s.dv, h, 1, g.wv);
@@ -156,9 +159,10 @@ function attentionBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s
 }
 
 /** MLP block: out = mid + down_proj(silu(gate_proj(h)) ⊙ up_proj(h)), h = rmsnorm(mid). [N, C]. */
-function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array, h: Float32Array, act: Float32Array): void {
+function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array): void {
   const { be, c, N } = x;
   const C = c.nEmbd, F = c.ffnHidden;
+  const h = a.h2, act = a.act;
   be.rmsnormForward(h, a.rstd2, a.mid, w.postNorm, N, C, c.normEps);
   be.gemm(false, true, N, F, C, 1, h, w.wGate, 0, a.gate);
   be.gemm(false, true, N, F, C, 1, h, w.wUp, 0, a.up);
@@ -171,11 +175,9 @@ function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array, h: F
 function mlpBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s: Acts): void {
   const { be, c, N } = x;
   const C = c.nEmbd, F = c.ffnHidden;
-  const dres = s.dres, h = s.h, act = s.a;
-  be.rmsnormForward(h, a.rstd2, a.mid, w.postNorm, N, C, c.normEps); // recompute h, act
-  be.swigluForward(act, a.gate, a.up, N * F);
-  be.gemm(true, false, C, F, N, 1, dres, act, 1, g.wDown);       // dWd += dresᵀ·act
-  const dact = act;
+  const dres = s.dres, h = a.h2;
+  be.gemm(true, false, C, F, N, 1, dres, a.act, 1, g.wDown);     // dWd += dresᵀ·act
+  const dact = s.a;
   be.gemm(false, false, N, F, C, 1, dres, w.wDown, 0, dact);     // dact = dres·Wd
   be.swigluBackward(s.dg, s.du, dact, a.gate, a.up, N * F);
   be.gemm(true, false, F, C, N, 1, s.dg, h, 1, g.wGate);         // dWg += dgᵀ·h
@@ -247,13 +249,14 @@ export function createGPT(config: ModelConfig, backend: Backend, opts: { params?
     const s0 = acts;
     const s: Acts = {
       N, layers: [], out: cut(s0.out, C), rstdF: cut(s0.rstdF, 1), hF: cut(s0.hF, C), logits: cut(s0.logits, c.vocabSize),
-      h: cut(s0.h, C), a: cut(s0.a, F), dg: cut(s0.dg, F), du: cut(s0.du, F), dh: cut(s0.dh, C), dres: cut(s0.dres, C),
+      a: cut(s0.a, F), dg: cut(s0.dg, F), du: cut(s0.du, F), dh: cut(s0.dh, C), dres: cut(s0.dres, C),
       dq: cut(s0.dq, C), dk: cut(s0.dk, KV), dv: cut(s0.dv, KV), dqPre: cut(s0.dqPre, C * qk), dkPre: cut(s0.dkPre, KV * qk),
     };
     const L = s0.layers.map((a) => ({
-      resid: cut(a.resid, C), rstd1: cut(a.rstd1, 1), qPre: cut(a.qPre, C * qk), kPre: cut(a.kPre, KV * qk),
+      resid: cut(a.resid, C), rstd1: cut(a.rstd1, 1), h1: cut(a.h1, C), qPre: cut(a.qPre, C * qk), kPre: cut(a.kPre, KV * qk),
       qRstd: cut(a.qRstd, H * qk), kRstd: cut(a.kRstd, c.nKvHead * qk), q: cut(a.q, C), k: cut(a.k, KV), v: cut(a.v, KV),
-      att: cut(a.att, C), lse: cut(a.lse, H), mid: cut(a.mid, C), rstd2: cut(a.rstd2, 1), gate: cut(a.gate, F), up: cut(a.up, F),
+      att: cut(a.att, C), lse: cut(a.lse, H), mid: cut(a.mid, C), rstd2: cut(a.rstd2, 1), h2: cut(a.h2, C),
+      gate: cut(a.gate, F), up: cut(a.up, F), act: cut(a.act, F),
     }));
     return { s, L };
   }
@@ -272,8 +275,8 @@ export function createGPT(config: ModelConfig, backend: Backend, opts: { params?
     const be = backend;
     be.embeddingForward(L[0]?.resid ?? s.out, params.get("model.embed_tokens.weight"), inputs, N, C);
     for (let l = 0; l < c.nLayer; l++) {
-      attentionForward(ctx, W[l], L[l], s.h);
-      mlpForward(ctx, W[l], L[l], l + 1 < c.nLayer ? L[l + 1].resid : s.out, s.h, s.a);
+      attentionForward(ctx, W[l], L[l]);
+      mlpForward(ctx, W[l], L[l], l + 1 < c.nLayer ? L[l + 1].resid : s.out);
     }
     be.rmsnormForward(s.hF, s.rstdF, s.out, params.get("model.norm.weight"), N, C, c.normEps);
     be.gemm(false, true, N, V, C, 1, s.hF, headWeight(params), 0, s.logits);
