@@ -214,6 +214,9 @@ export async function run(): Promise<unknown> {
       if (!torch || (t && Number(t.tokens_per_s) > Number(torch.tokens_per_s))) torch = t;
     }
     if (!mine) throw new Error("no rounds");
+    // MFU against the peak measured here, before the runs (a child's own measurement is
+    // lowered by whatever else runs then, which would inflate its MFU).
+    mine.mfu = (mine.gflops * 1e9) / peak.flops;
     const tTps = torch && typeof torch.tokens_per_s === "number" ? (torch.tokens_per_s as number) : null;
     console.log(`\n${b.name}: ${c.nLayer} layers, ${c.nHead} heads, width ${c.nEmbd}, MLP ${c.ffnHidden}, seq ${b.T}, batch ${b.B}, ` +
       `vocab ${b.V} (${(parameterCount(c) / 1e6).toFixed(2)}M parameters, ${(flopsPerToken(c, b.T) / 1e6).toFixed(2)} MFLOP/token)`);
