@@ -88,8 +88,9 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
   for (let segment = 0; ; segment++) {
     const done = resume?.step ?? 0;
     const left = o.seconds - elapsed();
-    // Step time so far (the first segment guesses 100 ms; it is cut short by its timer anyway).
-    const msPerStep = done > 0 ? (elapsed() * 1000) / done : 100;
+    // Step time so far. The first segment assumes 1 ms, a total it cannot reach before its
+    // timer ends it: it only measures.
+    const msPerStep = done > 0 ? (elapsed() * 1000) / done : 1;
     total = Math.max(done + 1, done + Math.floor((left * 1000) / msPerStep));
     // The first segment only measures (a quarter of the budget at most); the last runs out the schedule.
     const last = done > 0 && left <= 30;
