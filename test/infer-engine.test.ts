@@ -57,6 +57,14 @@ test("batched generation of different-length prompts equals one-by-one", () => {
   });
 });
 
+test("a batch of equal-length prompts (one batched attention call) equals one-by-one", () => {
+  const m = tinyModel({}, 6);
+  const prompts = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]];
+  const opts = { ...DEFAULT_GENERATE, maxNewTokens: 10, stopTokens: [] };
+  const batch = generateBatch(m, tok, prompts, opts);
+  prompts.forEach((p, i) => assert.deepEqual(batch[i].ids, generate(m, tok, p, opts).ids, `prompt ${i}`));
+});
+
 test("seeded sampling is reproducible and the seed matters", () => {
   const m = tinyModel({}, 7);
   const o = { ...DEFAULT_GENERATE, temperature: 1.2, topP: 0.95, maxNewTokens: 25, stopTokens: [] };

@@ -136,6 +136,9 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
   }
   const ids32 = Int32Array.from(ids as ArrayLike<number>);
   for (let i = 0; i < N; i++) if (!(ids32[i] >= 0 && ids32[i] < V)) throw new Error(`forwardCached: token id ${ids32[i]} is outside the vocabulary [0, ${V})`);
+  // The common case of batched decoding (a batch started together): consecutive slots, the
+  // same length, the same count — then rope and attention run once over all of them.
+  const uniform = slots.length > 1 && slots.every((sl, i) => sl === slots[0] + i && counts[i] === counts[0] && cache.length[sl] === cache.length[slots[0]]);
   const S = scratch(model, N);
   const x = S.x.subarray(0, N * C), h = S.h.subarray(0, N * C), rstd = S.rstd.subarray(0, N);
   const q = S.q.subarray(0, N * C), k = S.k.subarray(0, N * kvW), v = S.v.subarray(0, N * kvW);
@@ -158,20 +161,35 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
       be.rmsnormForward(kn, S.qkRstd.subarray(0, N * Hkv), k, W(p + "self_attn.k_norm.weight"), N * Hkv, D, c.normEps);
       k.set(kn);
     }
+    if (uniform) {
+      be.ropeForward(q, cache.cos, cache.sin, slots.length, counts[0], H, D, cache.length[slots[0]]);
+      be.ropeForward(k, cache.cos, cache.sin, slots.length, counts[0], Hkv, D, cache.length[slots[0]]);
+    }
     const kc = cache.k[l], vc = cache.v[l];
     let row = 0;
     for (let i = 0; i < slots.length; i++) {
+      // Write this slot's new keys (roped) and values at its positions: the slot's cache is
+      // [maxT, Hkv, D], contiguous, so the new positions go at pos0.
       const s = slots[i], T = counts[i], pos0 = cache.length[s];
-      const qs = q.subarray(row * C, (row + T) * C), ks = k.subarray(row * kvW, (row + T) * kvW);
-      be.ropeForward(qs, cache.cos, cache.sin, 1, T, H, D, pos0);
-      be.ropeForward(ks, cache.cos, cache.sin, 1, T, Hkv, D, pos0);
-      // This slot's cache is [maxT, Hkv, D], contiguous: new positions go at pos0.
+      const ks = k.subarray(row * kvW, (row + T) * kvW);
+      if (!uniform) {
+        be.ropeForward(q.subarray(row * C, (row + T) * C), cache.cos, cache.sin, 1, T, H, D, pos0);
+        be.ropeForward(ks, cache.cos, cache.sin, 1, T, Hkv, D, pos0);
+      }
       const base = s * cache.maxT * kvW;
       kc.set(ks, base + pos0 * kvW);
       vc.set(v.subarray(row * kvW, (row + T) * kvW), base + pos0 * kvW);
-      be.attentionCached(att.subarray(row * C, (row + T) * C), qs, kc.subarray(base, base + cache.maxT * kvW),
-        vc.subarray(base, base + cache.maxT * kvW), 1, T, H, Hkv, D, pos0, cache.maxT);
+      if (!uniform) {
+        be.attentionCached(att.subarray(row * C, (row + T) * C), q.subarray(row * C, (row + T) * C), kc.subarray(base, base + cache.maxT * kvW),
+          vc.subarray(base, base + cache.maxT * kvW), 1, T, H, Hkv, D, pos0, cache.maxT);
+      }
       row += T;
+    }
+    if (uniform) {
+      // Consecutive slots at one position with equal counts: one batched call of each op.
+      const n = slots.length, T = counts[0], pos0 = cache.length[slots[0]], base = slots[0] * cache.maxT * kvW;
+      const span = n * cache.maxT * kvW;
+      be.attentionCached(att, q, kc.subarray(base, base + span), vc.subarray(base, base + span), n, T, H, Hkv, D, pos0, cache.maxT);
     }
     be.gemm(false, true, N, C, C, 1, att, W(p + "self_attn.o_proj.weight"), 1, x); // x += att·Woᵀ
     be.rmsnormForward(h, rstd, x, W(p + "post_attention_layernorm.weight"), N, C, c.normEps);
