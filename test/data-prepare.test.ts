@@ -102,7 +102,7 @@ test("2 threads write the same shards as 1; an interrupted run resumes to the sa
   let calls = 0;
   await assert.rejects(
     prepareData({
-      inputs: [...TEXT, ...CHAT], out: out3, tokenizer: tokDir, threads: 1, ...OPTS,
+      inputs: [...TEXT, ...CHAT], out: out3, tokenizer: tokDir, threads: 1, ...OPTS, progressIntervalMs: 0,
       onProgress: () => {
         if (existsSync(join(out3, ".prepare-state.json")) && ++calls > 1) throw new Error("interrupted");
       },

@@ -50,6 +50,8 @@ export interface PrepareOptions {
   /** Replace an output folder prepared with other inputs or options. */
   force?: boolean;
   onProgress?: (p: PrepareProgress) => void;
+  /** Least milliseconds between two onProgress calls (default 200; 0 = after every batch). */
+  progressIntervalMs?: number;
   /** Each skipped bad record (with skipBad). */
   onSkip?: (err: DataError) => void;
 }
@@ -280,7 +282,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   let lastReport = 0;
   const report = (done: boolean): void => {
     const now = Date.now();
-    if (!opts.onProgress || (!done && now - lastReport < 200)) return;
+    if (!opts.onProgress || (!done && now - lastReport < (opts.progressIntervalMs ?? 200))) return;
     lastReport = now;
     opts.onProgress({ bytesRead, bytesTotal, tokens: tokensOut, docs: docsOut, seconds: (now - t0) / 1000, done });
   };
