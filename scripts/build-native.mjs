@@ -1,0 +1,25 @@
+// Builds the native addon (build/Release/mynah.node) with node-gyp during `npm install`.
+//
+// node-gyp compiles against Node's C headers. It normally downloads them, which fails on a
+// machine without network; but most Node installs (Debian's nodejs, the official tarballs,
+// nvm) ship the headers in <prefix>/include/node. When they are there and no nodedir was
+// configured, node-gyp is pointed at them, so the build needs nothing but a C toolchain.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+const args = ["rebuild"];
+const prefix = dirname(dirname(process.execPath));
+const configured = process.env.npm_config_nodedir;
+if (!configured && existsSync(join(prefix, "include", "node", "node_api.h"))) {
+  args.push(`--nodedir=${prefix}`);
+}
+const r = spawnSync("node-gyp", args, { stdio: "inherit", shell: process.platform === "win32" });
+if (r.error) {
+  console.error(`mynah: could not run node-gyp (${r.error.message}); it ships with npm, so run this through \`npm install\`.`);
+  process.exit(1);
+}
+if (r.status !== 0) {
+  console.error("mynah: building the native kernels failed; a C compiler (gcc or clang) and make are needed (Debian: apt-get install build-essential).");
+}
+process.exit(r.status ?? 1);
