@@ -14,6 +14,10 @@ export interface NativeAddon extends Omit<Backend, "name"> {
   threads(): number;
   cpus(): number;
   simd(): string;
+  /** One core's measured FMA peak (GFLOP/s), from a short register-only loop: the MFU denominator. */
+  gemmPeakGflops(): number;
+  /** The GEMM kernel chosen at build time (tile, blocking, instruction set). */
+  gemmInfo(): string;
 }
 
 let addon: NativeAddon | undefined;

@@ -20,7 +20,8 @@ export type Doc = DocBody & { file: string; line: number; unit: "line" | "row" }
 
 /** "auto" detects per file; "text" reads every file as plain text; a shape forces it. */
 export type InputFormat = "auto" | "text" | RecordShape;
-export const INPUT_FORMATS: readonly InputFormat[] = ["auto", "text", ...RECORD_SHAPES];
+// ("text" is both a plain-text container and a JSON record shape; listed once.)
+export const INPUT_FORMATS: readonly InputFormat[] = ["auto", ...new Set<InputFormat>(["text", ...RECORD_SHAPES])];
 
 /** How a plain text file is cut into documents. */
 export type DocSplit = "blank" | "line" | "file";

@@ -266,7 +266,11 @@ export const smallTalkSkill: Skill = {
   description: "greetings and questions about itself",
   scored: false,
   make(rng, lang) {
-    const [question, reply] = rng.int(2) ? rng.pick(GREET[lang]) : rng.pick(IDENTITY[lang]);
+    const [asked, reply] = rng.int(2) ? rng.pick(GREET[lang]) : rng.pick(IDENTITY[lang]);
+    // People type "hello", "Hello" and "hello!" alike: vary case and end punctuation, so the
+    // model does not learn only one spelling of each greeting.
+    let question = rng.int(3) === 0 ? asked.replace(/[!?.！？。]+$/u, "") : asked;
+    if (lang === "en" && rng.int(2) === 0) question = question.toLowerCase();
     return { skill: "small-talk", lang, question, reply, answer: reply };
   },
   extract: (s) => s.trim(),
