@@ -30,6 +30,7 @@
 static int n_threads = 0;
 static pthread_t workers[MAX_THREADS];
 static int cpu_list[MAX_THREADS];
+static int worker_cpu[MAX_THREADS];  // worker t (t >= 1) runs on worker_cpu[t - 1]
 static int n_cpus = 0;
 
 static pool_task_fn run_fn;
@@ -104,7 +105,7 @@ static void work(uint32_t gen, int thread) {
 
 static void *worker_main(void *arg) {
   int thread = (int)(intptr_t)arg;
-  pin_self(cpu_list[thread % n_cpus]);
+  pin_self(worker_cpu[(thread - 1) % n_cpus]);
   uint32_t seen = atomic_load(&published);
   for (;;) {
     long spin_start = now_ns();
@@ -140,14 +141,23 @@ int pool_init(int nthreads) {
   read_cpus();
   if (nthreads <= 0) nthreads = n_cpus;
   if (nthreads > MAX_THREADS) nthreads = MAX_THREADS;
-  // The main thread is worker 0 and stays where the OS put it; only when the pool has
-  // more than one thread does it get pinned, so that it cannot share a CPU with worker 1.
-  // A single-threaded pool gives the main thread its original CPUs back (threads and child
-  // processes it creates later inherit its affinity).
-  if (nthreads > 1) pin_self(cpu_list[0]);
+  // The main thread is worker 0 and is NOT pinned: threads and processes it creates later
+  // (Node worker threads, child processes) inherit its affinity, and a main thread pinned to
+  // one CPU would squeeze all of them onto that CPU (seen: a benchmark's child process ran
+  // its two pool threads on one core, 4x slower). It keeps its original CPUs; the workers
+  // are pinned to the other CPUs, starting with those the main thread is not on now (on
+  // these machines a thread stays where it is unless the CPU it is on gets crowded).
 #ifdef __linux__
-  else if (main_mask_saved) pthread_setaffinity_np(pthread_self(), sizeof main_mask, &main_mask);
+  if (main_mask_saved) pthread_setaffinity_np(pthread_self(), sizeof main_mask, &main_mask);
+  int here = sched_getcpu();
+#else
+  int here = -1;
 #endif
+  int k = 0;
+  for (int i = 0; i < n_cpus; i++)
+    if (cpu_list[i] != here) worker_cpu[k++] = cpu_list[i];
+  for (int i = 0; i < n_cpus; i++)
+    if (cpu_list[i] == here) worker_cpu[k++] = here;
   atomic_store(&stopping, 0);
   n_threads = 1;
   for (int t = 1; t < nthreads; t++) {

@@ -3,8 +3,9 @@
 // Why pinned: on the machines this project targets, a new thread starts on its
 // creator's CPU and is not moved, so unpinned workers that spin on a barrier can
 // end up sharing one core. The calling (Node main) thread takes part in every
-// run as worker 0; workers 1..n-1 are pinned to the other CPUs of the process's
-// affinity mask.
+// run as worker 0 and keeps the process's affinity (what it spawns inherits it);
+// workers 1..n-1 are pinned to the CPUs of that mask, the main thread's current
+// CPU last.
 #pragma once
 #include <stddef.h>
 
