@@ -3,14 +3,22 @@
  * `mynah generate --model DIR --prompt TEXT`: one-shot completion, raw text or one chat turn.
  */
 import type { Command } from "commander";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadChatModel } from "../infer/load.ts";
+import { latestCheckpoint } from "../train/checkpoint.ts";
 import { ChatSession } from "../infer/session.ts";
 import { DEFAULT_GENERATE, generate, type GenerateOptions } from "../infer/generate.ts";
 import { renderChat } from "../data/chat-template.ts";
 import { DEFAULT_SCREEN_CONFIG, loadScreenConfig, logScreen } from "../screen/index.ts";
 import { screenedStream } from "../screen/stream.ts";
 import { runChatRepl, describeScreening } from "./chat-repl.ts";
+
+/** --model accepts a model or checkpoint folder, or a run folder (its latest checkpoint). */
+function modelFolder(dir: string): string {
+  if (!existsSync(join(dir, "config.json")) && existsSync(dir)) return latestCheckpoint(dir) ?? dir;
+  return dir;
+}
 
 interface SamplingFlags {
   temperature: string; topK: string; topP: string; repetitionPenalty: string; maxNewTokens: string; seed?: string;
@@ -50,11 +58,12 @@ export function registerChat(program: Command): void {
     program
       .command("chat")
       .description("Chat with a model: streamed, screened replies; /help lists the commands (works with piped stdin too)")
-      .requiredOption("--model <dir>", "model folder (a checkpoint with its tokenizer, e.g. runs/speedrun/sft)")
+      .requiredOption("--model <dir>", "model folder: a checkpoint with its tokenizer (e.g. runs/speedrun/sft), or a run folder (its latest checkpoint)")
       .option("--system <text>", "system prompt")
       .option("--context <n>", "context window in tokens (default: the model's)"),
     "0.7",
   ).action(async (o: SamplingFlags & { model: string; system?: string; context?: string; screen?: string; screenLog?: string; threads: string }) => {
+    o.model = modelFolder(o.model);
     const { model, tokenizer } = loadChatModel(o.model, { threads: Number(o.threads) });
     const session = new ChatSession(model, tokenizer, {
       system: o.system,
@@ -82,6 +91,7 @@ export function registerChat(program: Command): void {
       .option("--stop <text...>", "stop strings"),
     "0",
   ).action((o: SamplingFlags & { model: string; prompt: string; chat?: boolean; system?: string; stop?: string[]; screen?: string; screenLog?: string; threads: string }) => {
+    o.model = modelFolder(o.model);
     const { model, tokenizer } = loadChatModel(o.model, { threads: Number(o.threads) });
     const ids = o.chat
       ? renderChat(tokenizer, [...(o.system ? [{ role: "system" as const, content: o.system }] : []), { role: "user", content: o.prompt }], { addGenerationPrompt: true }).ids

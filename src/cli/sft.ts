@@ -24,7 +24,7 @@ const num = (v: string): number => {
 
 interface Flags {
   from: string; data: string[]; tokenizer?: string; format: string; valFraction: number; evalConversations: number; packing: string;
-  batchSize: number; seqLen: number; steps: number; lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number;
+  batchSize: number; seqLen?: number; steps: number; lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number;
   clip: number; optimizer: string; muonLr: number; weightDecay: number; evalEvery: number; checkpointEvery: number; keep: number;
   out: string; resume?: boolean; seed: number; threads?: number; logEvery: number; skipBad?: boolean;
 }
@@ -41,7 +41,7 @@ export function registerSft(program: Command): void {
     .option("--eval-conversations <n>", "held-out conversations scored per evaluation (0 = all)", int, 200)
     .option("--packing <mode>", "packed (several conversations per row) or padded (one per row)", "packed")
     .option("--batch-size <n>", "rows per micro-batch", int, 8)
-    .option("--seq-len <n>", "tokens per row (conversations longer are cut by whole turns)", int, 256)
+    .option("--seq-len <n>", "tokens per row (conversations longer are cut by whole turns; default: the model's context)", int)
     .option("--steps <n>", "optimizer steps", int, 300)
     .option("--lr <x>", "peak learning rate", num, 3e-4)
     .option("--min-lr <x>", "final learning rate (default: lr / 10)", num)
@@ -79,7 +79,7 @@ export function registerSft(program: Command): void {
           from: f.from, data: f.data, tokenizer: f.tokenizer, format: f.format as InputFormat, valFraction: f.valFraction,
           evalConversations: f.evalConversations, packing: f.packing,
           loop: {
-            steps: f.steps, batchSize: f.batchSize, seqLen: f.seqLen, gradAccum: f.gradAccum,
+            steps: f.steps, batchSize: f.batchSize, seqLen: f.seqLen ?? 0, gradAccum: f.gradAccum,
             schedule: f.schedule as ScheduleKind, warmup: f.warmup, minLrRatio: (f.minLr ?? f.lr / 10) / f.lr,
             optimizer: { ...DEFAULT_OPTIMIZER, kind: f.optimizer as OptimizerKind, lr: f.lr, muonLr: f.muonLr, weightDecay: f.weightDecay },
             clip: f.clip, evalEvery: f.evalEvery, sampleEvery: 0, checkpointEvery: f.checkpointEvery, seed: f.seed,

@@ -246,8 +246,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   return { ...result, runDir: o.out, config, losses };
 }
 
-/** A shard run's tokenizer files (tokenizer.json, tokenizer_config.json), copied into checkpoints. */
-function tokenizerFilesOf(ref: TokenizerRef): Record<string, Uint8Array> {
+/** A run's tokenizer files (tokenizer.json, tokenizer_config.json), copied into its checkpoints. */
+export function tokenizerFilesOf(ref: TokenizerRef): Record<string, Uint8Array> {
   if (ref.kind !== "file") return {};
   const dir = statSync(ref.path).isDirectory() ? ref.path : dirname(ref.path);
   const out: Record<string, Uint8Array> = {};

@@ -21,7 +21,7 @@ import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
-import { checkLoopOptions, machinePeakFlops, PretrainSettingsError, tokenizerFromRef } from "./pretrain.ts";
+import { checkLoopOptions, machinePeakFlops, PretrainSettingsError, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
 import { createReporter } from "./report.ts";
 import { chatLoss, type ChatLoss } from "./sft-eval.ts";
 
@@ -38,6 +38,7 @@ export interface SftOptions {
   /** Held-out conversations scored per evaluation (the first ones; 0 = all). */
   evalConversations: number;
   packing: ChatPacking;
+  /** Training loop settings; seqLen 0 = the model's context length. */
   loop: Omit<LoopOptions, "peakFlops">;
   out: string;
   resume: boolean;
@@ -72,9 +73,11 @@ interface Start {
 /** The model and tokenizer SFT starts from. */
 function loadStart(from: string, tokenizerPath: string | undefined): Start {
   if (!existsSync(from)) throw new PretrainSettingsError(`--from ${from}: no such checkpoint or model folder`);
+  // The tokenizer: --tokenizer, else the copy inside the folder, else the one its state names.
   const tokFrom = (ref: TokenizerRef | null, where: string): { tokenizer: Tokenizer; ref: TokenizerRef } => {
     if (tokenizerPath) return { tokenizer: loadTokenizer(tokenizerPath), ref: { kind: "file", path: resolve(tokenizerPath) } };
-    if (!ref) throw new PretrainSettingsError(`--from ${where}: the folder names no tokenizer; pass --tokenizer`);
+    if (existsSync(join(where, "tokenizer.json"))) return { tokenizer: loadTokenizer(where), ref: { kind: "file", path: resolve(where) } };
+    if (!ref) throw new PretrainSettingsError(`--from ${where}: the folder holds no tokenizer.json and names no tokenizer; pass --tokenizer`);
     return { tokenizer: tokenizerFromRef(ref), ref };
   };
   const ckpt = existsSync(join(from, "state.json")) ? from : existsSync(join(from, "latest")) ? latestCheckpoint(from) : null;
@@ -94,7 +97,7 @@ function checkChatTokenizer(tok: Tokenizer): number {
 }
 
 export async function sft(o: SftOptions): Promise<SftResult> {
-  checkLoopOptions(o.loop);
+  checkLoopOptions({ ...o.loop, seqLen: o.loop.seqLen || 1 }); // seqLen 0 is resolved below, once the model is known
   let loop = o.loop;
   let resume: ResumeFrom | undefined;
   let saved: ReturnType<typeof loadCheckpoint> | null = null;
@@ -109,14 +112,21 @@ export async function sft(o: SftOptions): Promise<SftResult> {
     if (saved.state.step >= loop.steps) throw new PretrainSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
   }
   const start: Start = saved
-    ? { config: saved.config, params: saved.params, tokenizer: tokenizerFromRef(saved.state.tokenizer!), ref: saved.state.tokenizer!, describe: `${saved.dir} (resuming)` }
+    ? {
+        config: saved.config, params: saved.params, ref: saved.state.tokenizer!, describe: `${saved.dir} (resuming)`,
+        tokenizer: existsSync(join(saved.dir, "tokenizer.json")) ? loadTokenizer(saved.dir) : tokenizerFromRef(saved.state.tokenizer!),
+      }
     : loadStart(o.from, o.tokenizer);
   const pad = checkChatTokenizer(start.tokenizer);
+  // No --seq-len: rows as long as the model's context.
+  if (!loop.seqLen) loop = { ...loop, seqLen: start.config.contextLength };
   if (loop.seqLen > start.config.contextLength) throw new PretrainSettingsError(`--seq-len ${loop.seqLen} is longer than the model's context ${start.config.contextLength}`);
   if (start.tokenizer.vocabSize > start.config.vocabSize) throw new PretrainSettingsError(`the tokenizer has ${start.tokenizer.vocabSize} tokens, the model only ${start.config.vocabSize}`);
 
   const convs = await loadConversations(o.data, { valFraction: o.valFraction, seed: loop.seed, format: o.format, skipBad: o.skipBad, onSkip: o.onSkip });
   const T = loop.seqLen;
+  // Each checkpoint carries its tokenizer, so `mynah chat --model` opens it as it is.
+  const tokenizerFiles = tokenizerFilesOf(start.ref);
   const train = renderExamples(start.tokenizer, convs.train, T);
   const valAll = renderExamples(start.tokenizer, convs.val, T).examples;
   const val: ChatExample[] = o.evalConversations > 0 ? valAll.slice(0, o.evalConversations) : valAll;
@@ -158,7 +168,7 @@ export async function sft(o: SftOptions): Promise<SftResult> {
     onEval: (s, r) => rep.eval(s, r),
     save: (s) => {
       const state: CheckpointState = { format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: start.ref, options };
-      rep.note(`checkpoint: ${saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep)}`);
+      rep.note(`checkpoint: ${saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep, tokenizerFiles)}`);
     },
     signal: o.signal,
   }, resume);
