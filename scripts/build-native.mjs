@@ -14,7 +14,12 @@ const configured = process.env.npm_config_nodedir;
 if (!configured && existsSync(join(prefix, "include", "node", "node_api.h"))) {
   args.push(`--nodedir=${prefix}`);
 }
-const r = spawnSync("node-gyp", args, { stdio: "inherit", shell: process.platform === "win32" });
+// node-gyp: the one npm names while it runs this script, else npm's own copy, else the PATH's.
+const candidates = [process.env.npm_config_node_gyp, join(prefix, "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js")];
+const gypJs = candidates.find((p) => p && existsSync(p));
+const r = gypJs
+  ? spawnSync(process.execPath, [gypJs, ...args], { stdio: "inherit" })
+  : spawnSync("node-gyp", args, { stdio: "inherit", shell: process.platform === "win32" });
 if (r.error) {
   console.error(`mynah: could not run node-gyp (${r.error.message}); it ships with npm, so run this through \`npm install\`.`);
   process.exit(1);
