@@ -1,7 +1,9 @@
 /**
- * A small seeded random number generator (sfc32, Chris Doty-Humphrey's "small fast chaotic"
- * generator, 128-bit state), so sampling and corpus generation are reproducible from a seed.
+ * The random numbers of sampling and corpus generation: core/rng.ts's seeded sfc32 generator
+ * (the same stream for the same seed), with `pick` and a plain-array state for saving.
  */
+import { seededRng } from "../core/rng.ts";
+
 export interface Rng {
   /** Uniform in [0, 1) with 32 random bits. */
   next(): number;
@@ -13,32 +15,14 @@ export interface Rng {
   state(): [number, number, number, number];
 }
 
+/** A generator from a seed, or continuing from a saved `state()`. */
 export function makeRng(seed: number, state?: readonly number[]): Rng {
-  let a: number, b: number, c: number, d: number;
-  if (state) {
-    [a, b, c, d] = state.map((x) => x >>> 0);
-  } else {
-    // Seed per the generator's author: a fixed constant, the seed split in two, a counter.
-    a = 0x9e3779b9;
-    b = seed >>> 0;
-    c = Math.floor(seed / 2 ** 32) >>> 0;
-    d = 1;
-  }
-  const u32 = (): number => {
-    const t = (((a + b) >>> 0) + d) >>> 0;
-    d = (d + 1) >>> 0;
-    a = b ^ (b >>> 9);
-    b = (c + (c << 3)) >>> 0;
-    c = ((c << 21) | (c >>> 11)) >>> 0;
-    c = (c + t) >>> 0;
-    return t;
+  const g = seededRng(seed);
+  if (state) g.restore({ s: state.map((x) => x >>> 0) as [number, number, number, number], spare: null });
+  return {
+    next: g.uniform,
+    int: g.int,
+    pick: (xs) => xs[g.int(xs.length)],
+    state: () => g.state().s,
   };
-  if (!state) for (let i = 0; i < 15; i++) u32(); // mix the seed in
-  const rng: Rng = {
-    next: () => u32() / 4294967296,
-    int: (n) => Math.floor((u32() / 4294967296) * n),
-    pick: (xs) => xs[Math.floor((u32() / 4294967296) * xs.length)],
-    state: () => [a, b, c, d],
-  };
-  return rng;
 }
