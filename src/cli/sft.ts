@@ -7,9 +7,9 @@ import type { Command } from "commander";
 import { setThreads } from "../core/native.ts";
 import { INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
-import { PretrainSettingsError } from "../train/pretrain.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { sft } from "../train/sft.ts";
+import { runInterruptible } from "./run-training.ts";
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -65,19 +65,11 @@ export function registerSft(program: Command): void {
       if (!INPUT_FORMATS.includes(f.format as InputFormat) || f.format === "text") throw new Error(`--format: ${f.format} is not a conversation format`);
       if (f.packing !== "packed" && f.packing !== "padded") throw new Error(`--packing: ${f.packing} is not packed or padded`);
       setThreads(f.threads ?? (process.env.MYNAH_THREADS ? int(process.env.MYNAH_THREADS) : 0));
-      const ctl = new AbortController();
-      const onInt = (): void => {
-        if (ctl.signal.aborted) return;
-        process.stderr.write("\nstopping after this step (saving a checkpoint)…\n");
-        ctl.abort();
-      };
-      process.on("SIGINT", onInt);
-      process.on("SIGTERM", onInt);
       let shown = 0;
-      try {
+      await runInterruptible("sft", async (signal) => {
         await sft({
           from: f.from, data: f.data, tokenizer: f.tokenizer, format: f.format as InputFormat, valFraction: f.valFraction,
-          evalConversations: f.evalConversations, packing: f.packing,
+          evalConversations: f.evalConversations, packing: f.packing as "packed" | "padded",
           loop: {
             steps: f.steps, batchSize: f.batchSize, seqLen: f.seqLen ?? 0, gradAccum: f.gradAccum,
             schedule: f.schedule as ScheduleKind, warmup: f.warmup, minLrRatio: (f.minLr ?? f.lr / 10) / f.lr,
@@ -89,18 +81,8 @@ export function registerSft(program: Command): void {
             if (shown++ < 10) process.stderr.write(`skipped ${e.message}\n`);
           },
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
-          signal: ctl.signal,
+          signal,
         });
-      } catch (err) {
-        if (err instanceof PretrainSettingsError) {
-          process.stderr.write(`mynah sft: ${err.message}\n`);
-          process.exitCode = 2;
-          return;
-        }
-        throw err;
-      } finally {
-        process.off("SIGINT", onInt);
-        process.off("SIGTERM", onInt);
-      }
+      });
     });
 }

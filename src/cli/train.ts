@@ -6,8 +6,9 @@ import type { Command } from "commander";
 import { setThreads } from "../core/native.ts";
 import { PRESETS } from "../model/config.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
-import { pretrain, PretrainSettingsError } from "../train/pretrain.ts";
+import { pretrain } from "../train/pretrain.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
+import { runInterruptible } from "./run-training.ts";
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -69,15 +70,7 @@ export function registerTrain(program: Command): void {
     .action(async (f: Flags) => {
       const threads = f.threads ?? (process.env.MYNAH_THREADS ? int(process.env.MYNAH_THREADS) : 0);
       setThreads(threads);
-      const ctl = new AbortController();
-      const onInt = (): void => {
-        if (ctl.signal.aborted) return;
-        process.stderr.write("\nstopping after this step (saving a checkpoint)…\n");
-        ctl.abort();
-      };
-      process.on("SIGINT", onInt);
-      process.on("SIGTERM", onInt);
-      try {
+      await runInterruptible("train", async (signal) => {
         await pretrain({
           data: f.data ?? [], valFraction: f.valFraction,
           model: { preset: f.preset, layers: f.layers, heads: f.heads, kvHeads: f.kvHeads, width: f.width, ffn: f.ffn,
@@ -91,18 +84,8 @@ export function registerTrain(program: Command): void {
           evalBatches: f.evalBatches, sampleTokens: f.sampleEvery > 0 ? f.sampleTokens : 0,
           out: f.out, resume: Boolean(f.resume), keep: f.keep,
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
-          signal: ctl.signal,
+          signal,
         });
-      } catch (err) {
-        if (err instanceof PretrainSettingsError) {
-          process.stderr.write(`mynah train: ${err.message}\n`);
-          process.exitCode = 2;
-          return;
-        }
-        throw err;
-      } finally {
-        process.off("SIGINT", onInt);
-        process.off("SIGTERM", onInt);
-      }
+      });
     });
 }
