@@ -41,10 +41,12 @@ export function planFor(minutes: number, seed = 1): SpeedrunPlan {
     digits: 2,
     zhShare: 0.5,
     vocabSize: tiny ? 512 : 1024,
-    model: tiny ? { nLayer: 2, nEmbd: 64, nHead: 4, nKvHead: 2, seqLen: 128 } : { nLayer: 4, nEmbd: 128, nHead: 4, nKvHead: 2, seqLen: 128 },
+    model: tiny ? { nLayer: 2, nEmbd: 64, nHead: 4, nKvHead: 2, seqLen: 128 } : { nLayer: 4, nEmbd: 128, nHead: 4, nKvHead: 2, seqLen: 256 },
     pretrainSeconds: Math.round(train * 0.65),
     sftSeconds: Math.round(train * 0.35),
-    batchSize: tiny ? 8 : 16,
+    // Rows of 256 tokens hold several packed conversations, and give the chat room for a few
+    // turns; 8 of them keep the tokens per step of 16 × 128.
+    batchSize: 8,
     evalPerSkill: tiny ? 10 : 100,
   };
 }
