@@ -137,9 +137,15 @@ export async function runSpeedrun(o: SpeedrunOptions): Promise<SpeedrunResult> {
     mkdirSync(d.eval, { recursive: true });
     const { model, tokenizer } = loadChatModel(d.sft);
     const held = readJsonl<Example>(join(d.corpus, "heldout.jsonl"));
+    let shownQuarter = 0;
     const e = evaluate(model, tokenizer, skills, held, {
       batch: 16, maxNewTokens: 48,
-      onProgress: (done, total) => log(`  evaluated ${done}/${total} questions`),
+      // A line a quarter (the evaluation takes seconds; one line per batch would flood the log).
+      onProgress: (done, total) => {
+        const quarter = Math.floor((4 * done) / total);
+        if (quarter > shownQuarter) log(`  evaluated ${done}/${total} questions`);
+        shownQuarter = Math.max(shownQuarter, quarter);
+      },
     });
     writeJsonl(join(d.eval, "answers.jsonl"), e.answers);
     writeFileAtomic(join(d.eval, "eval.json"), JSON.stringify({ scores: e.scores, valLoss: e.valLoss, valTokens: e.valTokens, seconds: e.seconds }, null, 2) + "\n");
