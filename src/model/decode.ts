@@ -15,6 +15,7 @@
  * Shapes: C model width, H query heads, Hkv key/value heads, D = C/H, F MLP width, V vocab.
  */
 import type { Backend } from "../core/backend.ts";
+import { ropeTables } from "../core/tensor-utils.ts";
 
 /** What decoding needs to know about the architecture. */
 export interface DecodeConfig {
@@ -52,23 +53,6 @@ export interface KvCache {
   /** RoPE tables [maxT, D/2]. */
   cos: Float32Array;
   sin: Float32Array;
-}
-
-/**
- * RoPE tables for positions 0..maxT−1: θ = p · theta^(−2i/D), as float32 of the float64 angle
- * (the training forward must build them the same way; see ropeTables in gpt.ts).
- */
-export function ropeTables(maxT: number, D: number, theta: number): { cos: Float32Array; sin: Float32Array } {
-  const half = D / 2;
-  const cos = new Float32Array(maxT * half), sin = new Float32Array(maxT * half);
-  for (let p = 0; p < maxT; p++) {
-    for (let i = 0; i < half; i++) {
-      const a = p * Math.pow(theta, (-2 * i) / D);
-      cos[p * half + i] = Math.cos(a);
-      sin[p * half + i] = Math.sin(a);
-    }
-  }
-  return { cos, sin };
 }
 
 export function createCache(model: DecodeModel, B: number, maxT = model.config.seqLen): KvCache {

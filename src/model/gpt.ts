@@ -23,7 +23,8 @@
 import type { Backend } from "../core/backend.ts";
 import type { ModelConfig } from "./config.ts";
 import { createParams, headWeight, initParams, layerViews, type LayerViews, type ParamSet } from "./params.ts";
-import { ropeTables, type DecodeConfig, type DecodeModel } from "./decode.ts";
+import { ropeTables } from "../core/tensor-utils.ts";
+import type { DecodeConfig, DecodeModel } from "./decode.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Activations
