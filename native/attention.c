@@ -443,26 +443,29 @@ static void attention_cached_task(void *ctx, int task, int thread) {
 
 // ---------------------------------------------------------------- Node-API
 
-static int check_heads(napi_env env, const char *op, int64_t H, int64_t Hkv, int64_t D) {
+// Every dimension is below 2^30 (GET_DIM); task counts are products of B, H and a share of T,
+// kept as C ints, so B·H·T must stay below 2^31 as well.
+static int check_heads(napi_env env, const char *op, int64_t B, int64_t T, int64_t H, int64_t Hkv, int64_t D) {
   if (Hkv < 1 || H % Hkv) return throw_err(env, op, "H must be a positive multiple of Hkv");
   if (D < 1 || D > MAX_D) return throw_err(env, op, "head size D must be in [1, 256]");
+  if (MUL3(B, H, T > 0 ? T : 1) > INT32_MAX) return throw_err(env, op, "B·H·T must be below 2^31");
   return 1;
 }
 
 static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   const char *OP = "attentionForward";
   ARGS(OP, 10);
-  GET_INT(5, "B", B);
-  GET_INT(6, "T", T);
-  GET_INT(7, "H", H);
-  GET_INT(8, "Hkv", Hkv);
-  GET_INT(9, "D", D);
-  if (!check_heads(env, OP, H, Hkv, D)) return NULL;
-  GET_F32(0, "out", B * T * H * D, out);
-  GET_F32(1, "lse", B * H * T, lse);
-  GET_F32(2, "q", B * T * H * D, q);
-  GET_F32(3, "k", B * T * Hkv * D, k);
-  GET_F32(4, "v", B * T * Hkv * D, v);
+  GET_DIM(5, "B", B);
+  GET_DIM(6, "T", T);
+  GET_DIM(7, "H", H);
+  GET_DIM(8, "Hkv", Hkv);
+  GET_DIM(9, "D", D);
+  if (!check_heads(env, OP, B, T, H, Hkv, D)) return NULL;
+  GET_F32(0, "out", MUL4(B, T, H, D), out);
+  GET_F32(1, "lse", MUL3(B, H, T), lse);
+  GET_F32(2, "q", MUL4(B, T, H, D), q);
+  GET_F32(3, "k", MUL4(B, T, Hkv, D), k);
+  GET_F32(4, "v", MUL4(B, T, Hkv, D), v);
   if (B * T == 0) return NULL;
   if (!scratch_reserve(fwd_scratch((int)D) > fwd_fast_scratch((int)D, (int)T) ? fwd_scratch((int)D) : fwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .B = (int)B, .T = (int)T, .H = (int)H,
@@ -475,21 +478,21 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
 static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   const char *OP = "attentionBackward";
   ARGS(OP, 14);
-  GET_INT(9, "B", B);
-  GET_INT(10, "T", T);
-  GET_INT(11, "H", H);
-  GET_INT(12, "Hkv", Hkv);
-  GET_INT(13, "D", D);
-  if (!check_heads(env, OP, H, Hkv, D)) return NULL;
-  GET_F32(0, "dq", B * T * H * D, dq);
-  GET_F32(1, "dk", B * T * Hkv * D, dk);
-  GET_F32(2, "dv", B * T * Hkv * D, dv);
-  GET_F32(3, "dout", B * T * H * D, dout);
-  GET_F32(4, "q", B * T * H * D, q);
-  GET_F32(5, "k", B * T * Hkv * D, k);
-  GET_F32(6, "v", B * T * Hkv * D, v);
-  GET_F32(7, "out", B * T * H * D, out);
-  GET_F32(8, "lse", B * H * T, lse);
+  GET_DIM(9, "B", B);
+  GET_DIM(10, "T", T);
+  GET_DIM(11, "H", H);
+  GET_DIM(12, "Hkv", Hkv);
+  GET_DIM(13, "D", D);
+  if (!check_heads(env, OP, B, T, H, Hkv, D)) return NULL;
+  GET_F32(0, "dq", MUL4(B, T, H, D), dq);
+  GET_F32(1, "dk", MUL4(B, T, Hkv, D), dk);
+  GET_F32(2, "dv", MUL4(B, T, Hkv, D), dv);
+  GET_F32(3, "dout", MUL4(B, T, H, D), dout);
+  GET_F32(4, "q", MUL4(B, T, H, D), q);
+  GET_F32(5, "k", MUL4(B, T, Hkv, D), k);
+  GET_F32(6, "v", MUL4(B, T, Hkv, D), v);
+  GET_F32(7, "out", MUL4(B, T, H, D), out);
+  GET_F32(8, "lse", MUL3(B, H, T), lse);
   if (B * T == 0) return NULL;
   if (!scratch_reserve(bwd_scratch((int)D, (int)T) > bwd_fast_scratch((int)D, (int)T) ? bwd_scratch((int)D, (int)T) : bwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .o = out, .lse = lse,
@@ -515,19 +518,19 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
 static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
   const char *OP = "attentionCached";
   ARGS(OP, 11);
-  GET_INT(4, "B", B);
-  GET_INT(5, "Tq", Tq);
-  GET_INT(6, "H", H);
-  GET_INT(7, "Hkv", Hkv);
-  GET_INT(8, "D", D);
-  GET_INT(9, "pos0", pos0);
-  GET_INT(10, "maxT", maxT);
-  if (!check_heads(env, OP, H, Hkv, D)) return NULL;
+  GET_DIM(4, "B", B);
+  GET_DIM(5, "Tq", Tq);
+  GET_DIM(6, "H", H);
+  GET_DIM(7, "Hkv", Hkv);
+  GET_DIM(8, "D", D);
+  GET_DIM(9, "pos0", pos0);
+  GET_DIM(10, "maxT", maxT);
+  if (!check_heads(env, OP, B, Tq, H, Hkv, D)) return NULL;
   if (pos0 + Tq > maxT) { throw_err(env, OP, "pos0 + Tq exceeds the cache length maxT"); return NULL; }
-  GET_F32(0, "out", B * Tq * H * D, out);
-  GET_F32(1, "q", B * Tq * H * D, q);
-  GET_F32(2, "kCache", B * maxT * Hkv * D, kc);
-  GET_F32(3, "vCache", B * maxT * Hkv * D, vc);
+  GET_F32(0, "out", MUL4(B, Tq, H, D), out);
+  GET_F32(1, "q", MUL4(B, Tq, H, D), q);
+  GET_F32(2, "kCache", MUL4(B, maxT, Hkv, D), kc);
+  GET_F32(3, "vCache", MUL4(B, maxT, Hkv, D), vc);
   if (B * Tq == 0) return NULL;
   if (Tq >= 16 && (D == 16 || D == 32 || D == 64 || D == 96 || D == 128)) {
     // A prefill chunk: the register-blocked forward tiles, reading keys straight from the cache.

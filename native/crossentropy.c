@@ -72,10 +72,10 @@ static napi_value js_cross_entropy(napi_env env, napi_callback_info info) {
   float *dlogits = NULL, *losses = NULL;
   napi_valuetype ty;
   napi_typeof(env, argv[0], &ty);
-  if (ty != napi_null && ty != napi_undefined && !get_f32(env, argv[0], OP, "dlogits", N * V, &dlogits)) return NULL;
+  if (ty != napi_null && ty != napi_undefined && !get_f32(env, argv[0], OP, "dlogits", MUL2(N, V), &dlogits)) return NULL;
   napi_typeof(env, argv[1], &ty);
   if (ty != napi_null && ty != napi_undefined && !get_f32(env, argv[1], OP, "losses", N, &losses)) return NULL;
-  GET_F32(2, "logits", N * V, logits);
+  GET_F32(2, "logits", MUL2(N, V), logits);
   GET_I32(3, "targets", N, targets);
   if (V == 0 && N > 0) { throw_err(env, OP, "V must be positive"); return NULL; }
   for (int64_t n = 0; n < N; n++)

@@ -77,8 +77,8 @@ static napi_value js_embedding(napi_env env, napi_callback_info info, const char
   ARGS(OP, 5);
   GET_INT(3, "N", N);
   GET_INT(4, "C", C);
-  GET_F32(0, backward ? "dTable" : "out", backward ? 0 : N * C, out);
-  GET_F32(1, backward ? "dOut" : "table", backward ? N * C : 0, in);
+  GET_F32(0, backward ? "dTable" : "out", backward ? 0 : MUL2(N, C), out);
+  GET_F32(1, backward ? "dOut" : "table", backward ? MUL2(N, C) : 0, in);
   GET_I32(2, "ids", N, ids);
   size_t tlen;
   void *tp;

@@ -403,8 +403,8 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
   if (!get_bool(env, argv[0], "gemm", "transA", &ta) || !get_bool(env, argv[1], "gemm", "transB", &tb) ||
       !get_int(env, argv[2], "gemm", "M", &M) || !get_int(env, argv[3], "gemm", "N", &N) ||
       !get_int(env, argv[4], "gemm", "K", &K) || !get_num(env, argv[5], "gemm", "alpha", &alpha) ||
-      !get_f32(env, argv[6], "gemm", "A", M * K, &A) || !get_f32(env, argv[7], "gemm", "B", K * N, &B) ||
-      !get_num(env, argv[8], "gemm", "beta", &beta) || !get_f32(env, argv[9], "gemm", "C", M * N, &C))
+      !get_f32(env, argv[6], "gemm", "A", MUL2(M, K), &A) || !get_f32(env, argv[7], "gemm", "B", MUL2(K, N), &B) ||
+      !get_num(env, argv[8], "gemm", "beta", &beta) || !get_f32(env, argv[9], "gemm", "C", MUL2(M, N), &C))
     return NULL;
   if (M > INT32_MAX / 2 || N > INT32_MAX / 2 || K > INT32_MAX / 2) {
     throw_err(env, "gemm", "M, N and K must each be below 2^30");

@@ -35,7 +35,7 @@ static void rmsnorm_forward_task(void *ctx, int task, int thread) {
 
 void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t N, int64_t C, float eps) {
   norm_args a = {.out = out, .rstd = rstd, .x = x, .w = w, .N = N, .C = C, .eps = eps};
-  a.ntasks = task_count(N * C, 1 << 14);
+  a.ntasks = task_count(MUL2(N, C), 1 << 14);
   pool_run(rmsnorm_forward_task, &a, a.ntasks);
 }
 
@@ -68,7 +68,7 @@ static void rmsnorm_backward_task(void *ctx, int task, int thread) {
 void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
                       int64_t N, int64_t C, int *oom) {
   norm_args a = {.dx = dx, .dout = dout, .x = x, .w = w, .rstd_in = rstd, .N = N, .C = C};
-  a.ntasks = fixed_chunks(N * C, 1 << 14, 64);
+  a.ntasks = fixed_chunks(MUL2(N, C), 1 << 14, 64);
   a.partial = malloc(sizeof(float) * a.ntasks * C);
   if (!a.partial) { *oom = 1; return; }
   pool_run(rmsnorm_backward_task, &a, a.ntasks);
@@ -88,9 +88,9 @@ static napi_value js_rmsnorm_forward(napi_env env, napi_callback_info info) {
   GET_INT(4, "N", N);
   GET_INT(5, "C", C);
   GET_NUM(6, "eps", eps);
-  GET_F32(0, "out", N * C, out);
+  GET_F32(0, "out", MUL2(N, C), out);
   GET_F32(1, "rstd", N, rstd);
-  GET_F32(2, "x", N * C, x);
+  GET_F32(2, "x", MUL2(N, C), x);
   GET_F32(3, "w", C, w);
   if (N == 0 || C == 0) return NULL;
   rmsnorm_forward(out, rstd, x, w, N, C, (float)eps);
@@ -102,10 +102,10 @@ static napi_value js_rmsnorm_backward(napi_env env, napi_callback_info info) {
   ARGS(OP, 8);
   GET_INT(6, "N", N);
   GET_INT(7, "C", C);
-  GET_F32(0, "dx", N * C, dx);
+  GET_F32(0, "dx", MUL2(N, C), dx);
   GET_F32(1, "dw", C, dw);
-  GET_F32(2, "dout", N * C, dout);
-  GET_F32(3, "x", N * C, x);
+  GET_F32(2, "dout", MUL2(N, C), dout);
+  GET_F32(3, "x", MUL2(N, C), x);
   GET_F32(4, "w", C, w);
   GET_F32(5, "rstd", N, rstd);
   if (N == 0 || C == 0) return NULL;

@@ -97,6 +97,7 @@ static inline void chunk_range(int64_t n, int k, int i, int64_t *lo, int64_t *hi
 
 // Argument helpers for the wrappers: fail → the JS error is already thrown, return NULL.
 #define GET_INT(i, name, var) int64_t var; if (!get_int(env, argv[i], OP, name, &var)) return NULL
+#define GET_DIM(i, name, var) int64_t var; if (!get_dim(env, argv[i], OP, name, &var)) return NULL
 #define GET_NUM(i, name, var) double var; if (!get_num(env, argv[i], OP, name, &var)) return NULL
 #define GET_F32(i, name, need, var) float *var; if (!get_f32(env, argv[i], OP, name, (need), &var)) return NULL
 #define GET_I32(i, name, need, var) int32_t *var; if (!get_i32(env, argv[i], OP, name, (need), &var)) return NULL

@@ -149,10 +149,10 @@ static napi_value js_muon(napi_env env, napi_callback_info info) {
   GET_NUM(5, "lr", lr);
   GET_NUM(6, "beta", beta);
   GET_NUM(7, "weightDecay", wd);
-  GET_INT(8, "nsSteps", steps);
-  GET_F32(0, "param", rows * cols, p);
-  GET_F32(1, "grad", rows * cols, g);
-  GET_F32(2, "momentum", rows * cols, buf);
+  GET_DIM(8, "nsSteps", steps);
+  GET_F32(0, "param", MUL2(rows, cols), p);
+  GET_F32(1, "grad", MUL2(rows, cols), g);
+  GET_F32(2, "momentum", MUL2(rows, cols), buf);
   if (rows > (1 << 28) || cols > (1 << 28)) { throw_err(env, OP, "rows and cols must be below 2^28"); return NULL; }
   if (rows == 0 || cols == 0) return NULL;
   if (!muon_step(p, g, buf, (int)rows, (int)cols, (float)lr, (float)beta, (float)wd, (int)steps))

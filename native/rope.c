@@ -51,9 +51,9 @@ static napi_value js_rope(napi_env env, napi_callback_info info, const char *OP,
   GET_INT(6, "D", D);
   GET_INT(7, "pos0", pos0);
   if (D % 2) { throw_err(env, OP, "head size D must be even"); return NULL; }
-  GET_F32(0, sign > 0 ? "x" : "dx", B * T * H * D, x);
-  GET_F32(1, "cos", (pos0 + T) * (D / 2), cos);
-  GET_F32(2, "sin", (pos0 + T) * (D / 2), sin);
+  GET_F32(0, sign > 0 ? "x" : "dx", MUL4(B, T, H, D), x);
+  GET_F32(1, "cos", MUL2(pos0 + T, D / 2), cos);
+  GET_F32(2, "sin", MUL2(pos0 + T, D / 2), sin);
   if (B * T * H * D == 0) return NULL;
   rope_apply(x, cos, sin, B, T, H, D, pos0, sign);
   return NULL;

@@ -22,6 +22,11 @@ export interface NativeAddon extends Omit<Backend, "name"> {
 
 let addon: NativeAddon | undefined;
 
+/** The built addon's path (build/Release/mynah.node); throws a clear error when it is not built. */
+export function addonPath(): string {
+  return findAddon();
+}
+
 function findAddon(): string {
   // src/core/native.ts and dist/core/native.js both sit two levels below the package root.
   const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
