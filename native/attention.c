@@ -13,9 +13,10 @@
 // backward (FlashAttention-2): with P recomputed from lse and Δ_t = Σ_d dout·out,
 //   dv += Pᵀ·dout;  dP = dout·vᵀ;  dS = P∘(dP − Δ);  dq = scale·dS·k;  dk += scale·dSᵀ·q.
 //   Tasks: (b, kv head): a task owns every query head of its group, so its dk, dv and dq rows
-//   are written by no one else (no races, no atomics). When B·Hkv is below twice the thread
-//   count, the key tiles are also cut into ranges: each (b, kv head, range) owns its dk, dv
-//   rows and writes dq into a private copy, and the copies are summed after. Within a task, for each key tile the
+//   are written by no one else (no races, no atomics). When B·Hkv is below BWD_TASKS, the key
+//   tiles are also cut into ranges (how many depends on the shapes only, so the result is the
+//   same at any thread count): each (b, kv head, range) owns its dk, dv rows and writes dq
+//   into a private copy, and the copies are summed after, in range order. Within a task, for each key tile the
 //   tile's k, v are gathered (and transposed) once and the tile's dk, dv accumulate locally
 //   while the later query rows stream past.
 // cached (decode): q (B, Tq, H, D) at positions pos0.., kCache, vCache (B, maxT, Hkv, D);
@@ -64,6 +65,7 @@ typedef struct {
   // Backward: with B·Hkv below twice the thread count, tasks are (b, kv head, key-tile range)
   // and each range writes its dq into its own slice of dq_part ([parts][B, T, H, D]), summed after.
   float *dq_part;
+  int sum_tasks;  // tasks of the dq sum over the parts
 } attn_args;
 
 // The query tiles [*qt0, *qt1) of a forward task, and its (b, h); the last (longest, causal)
@@ -303,7 +305,7 @@ static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args
     const float *qb = a->q + ((size_t)b * T * H + h) * D, *dob = a->dout + ((size_t)b * T * H + h) * D;
     const float *ob = a->o + ((size_t)b * T * H + h) * D, *lse = a->lse + ((size_t)b * H + h) * T;
     float *dqb = dq + ((size_t)b * T * H + h) * D;
-    for (int t = 0; t < T; t++) {
+    for (int t = kbeg; t < T; t++) {  // queries before kbeg see none of this task's keys
       vf acc = {0};  // Δ_t = dout_t · out_t
       for (int c = 0; c < D / VW; c++) acc += VLD(dob + t * qstride + c * VW) * VLD(ob + t * qstride + c * VW);
       float s = 0;
@@ -378,19 +380,32 @@ static void attention_forward_task(void *ctx, int task, int thread) {
   }
 }
 
-// dq = Σ_p dq_part[p], elements cut into chunks (parts added in order: deterministic).
+// dq = Σ_p dq_part[p], rows (b, t) cut into chunks, parts added in order (deterministic).
+// Part p holds the key tiles from kbeg_p on, so it wrote (and only wrote) the query rows
+// t ≥ kbeg_p: the sum for row t runs over the parts that begin at or before t.
 static void dq_sum_task(void *ctx, int task, int thread) {
   (void)thread;
   const attn_args *a = ctx;
-  const int64_t n = (int64_t)a->B * a->T * a->H * a->D;
+  const int64_t rows = (int64_t)a->B * a->T, row = (int64_t)a->H * a->D, n = rows * row;
+  const int nkt = (a->T + BK - 1) / BK;
   int64_t lo, hi;
-  chunk_range(n, task_count(n, 1 << 14), task, &lo, &hi);
-  for (int64_t i = lo; i < hi; i++) {
-    float s = 0;
-    for (int p = 0; p < a->parts; p++) s += a->dq_part[p * n + i];
-    a->dq[i] = s;
+  chunk_range(rows, a->sum_tasks, task, &lo, &hi);
+  for (int64_t r = lo; r < hi; r++) {
+    const int t = (int)(r % a->T);
+    int np = 0;  // parts whose first key tile starts at or before t
+    while (np < a->parts && (int64_t)np * nkt / a->parts * BK <= t) np++;
+    float *dst = a->dq + r * row;
+    for (int64_t i = 0; i < row; i++) {
+      float s = 0;
+      for (int p = 0; p < np; p++) s += a->dq_part[p * n + r * row + i];
+      dst[i] = s;
+    }
   }
 }
+
+// The attention backward aims at BWD_TASKS tasks (4 per thread on 2 cores) when
+// B·Hkv alone gives fewer; a fixed number, so results are the same at every thread count.
+#define BWD_TASKS 8
 
 static float *dq_part_buf;
 static size_t dq_part_cap;
@@ -498,10 +513,14 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   attn_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .o = out, .lse = lse,
                  .B = (int)B, .T = (int)T, .H = (int)H, .Hkv = (int)Hkv, .D = (int)D};
   a.parts = 1;
-  const int threads = pool_threads(), nkt = (int)((T + BK - 1) / BK);
+  // Too few (b, kv head) tasks to keep the threads busy: split the key tiles too. The split
+  // depends on the shapes only, never on the pool size: the partial dq copies are summed in
+  // part order, so a split that followed the thread count would make the result (and a
+  // resumed run) depend on it.
+  const int nkt = (int)((T + BK - 1) / BK);
   const int fast = D == 16 || D == 32 || D == 64 || D == 96 || D == 128;
-  if (fast && threads > 1 && B * Hkv < 2 * threads && nkt > 1) {  // too few (b, kv head) tasks: split the keys too
-    const int p = (int)((4 * threads + B * Hkv - 1) / (B * Hkv));
+  if (fast && B * Hkv < BWD_TASKS && nkt > 1) {
+    const int p = (int)((BWD_TASKS + B * Hkv - 1) / (B * Hkv));
     const size_t need = (size_t)(p < nkt ? p : nkt) * B * T * H * D;
     if (dq_part_cap < need) {
       free(dq_part_buf);
@@ -511,7 +530,11 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
     if (dq_part_buf) { a.parts = p < nkt ? p : nkt; a.dq_part = dq_part_buf; }
   }
   pool_run(attention_backward_task, &a, (int)(B * Hkv) * a.parts);
-  if (a.parts > 1) pool_run(dq_sum_task, &a, task_count(B * T * H * D, 1 << 14));
+  if (a.parts > 1) {
+    a.sum_tasks = task_count(B * T * H * D, 1 << 14);
+    if (a.sum_tasks > B * T) a.sum_tasks = (int)(B * T);
+    pool_run(dq_sum_task, &a, a.sum_tasks);
+  }
   return NULL;
 }
 
