@@ -30,7 +30,7 @@ static void embedding_forward_task(void *ctx, int task, int thread) {
   }
 }
 
-void embedding_forward(float *out, const float *table, const int32_t *ids, int64_t N, int64_t C) {
+static void embedding_forward(float *out, const float *table, const int32_t *ids, int64_t N, int64_t C) {
   emb_args a = {out, table, ids, N, C, task_count(N * C, 1 << 15)};
   pool_run(embedding_forward_task, &a, a.ntasks);
 }
@@ -51,7 +51,7 @@ static void embedding_backward_task(void *ctx, int task, int thread) {
   }
 }
 
-void embedding_backward(float *dTable, const float *dOut, const int32_t *ids, int64_t N, int64_t C) {
+static void embedding_backward(float *dTable, const float *dOut, const int32_t *ids, int64_t N, int64_t C) {
   emb_args a = {dTable, dOut, ids, N, C, (int)((C + EMB_COLS - 1) / EMB_COLS)};
   if (N * C < (1 << 15)) {  // small: one thread, no wake-up cost
     for (int t = 0; t < a.ntasks; t++) embedding_backward_task(&a, t, 0);

@@ -309,9 +309,6 @@ static int gemm_blocked(const gemm_args *g, int threads) {
   return 1;
 }
 
-void gemm_small(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-                const float *B, int ldb, float beta, float *C, int ldc, int threads);
-
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc) {
   if (M <= 0 || N <= 0) return;
@@ -381,7 +378,7 @@ static void peak_task(void *ctx, int task, int thread) {
 // another process holding the other core.
 static float peak_sink[1];  // the result goes somewhere visible, so the loop is not dropped
 
-double gemm_peak_gflops(void) {
+static double gemm_peak_gflops(void) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   peak_task(peak_sink, 0, 0);

@@ -4,8 +4,8 @@
 //   Ap: packed micro-panel of op(A), (kc, MR): Ap[k*MR + i] = op(A)[i, k]
 //   Bp: packed micro-panel of op(B), (kc, NR): Bp[k*NR + j] = op(B)[k, j]
 //   C:  (MR, NR) tile with row stride ldc; beta == 0 never reads C (NaNs in C are ignored).
-// One kernel per instruction set, picked at compile time (the addon is built with
-// -march=native): AVX-512 (32 zmm: MR x NR = 12 x 32 holds 24 accumulators; 6 x 64 and
+// One kernel per instruction set, picked at compile time (gemm.c is compiled once per ISA
+// level, see kernels.h; the addon picks the level at load time by CPUID): AVX-512 (32 zmm: MR x NR = 12 x 32 holds 24 accumulators; 6 x 64 and
 // 14 x 32 measured the same on Zen 5, 8 x 48 10 % slower), AVX2+FMA
 // (16 ymm: 6 x 16, 12 accumulators), and portable C written so the compiler vectorizes
 // the j loop (NEON on arm64 laptops, SSE2 elsewhere).

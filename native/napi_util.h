@@ -153,6 +153,5 @@ static inline void export_fn(napi_env env, napi_value exports, const char *name,
   napi_set_named_property(env, exports, name, fn);
 }
 
-// Each kernel file registers its own functions.
-void register_gemm(napi_env env, napi_value exports);
-void register_ops(napi_env env, napi_value exports);
+// Each kernel file registers its own functions (declared, per ISA level, in kernels.h).
+#include "kernels.h"

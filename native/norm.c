@@ -33,7 +33,7 @@ static void rmsnorm_forward_task(void *ctx, int task, int thread) {
   }
 }
 
-void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t N, int64_t C, float eps) {
+static void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t N, int64_t C, float eps) {
   norm_args a = {.out = out, .rstd = rstd, .x = x, .w = w, .N = N, .C = C, .eps = eps};
   a.ntasks = task_count(MUL2(N, C), 1 << 14);
   pool_run(rmsnorm_forward_task, &a, a.ntasks);
@@ -65,7 +65,7 @@ static void rmsnorm_backward_task(void *ctx, int task, int thread) {
   }
 }
 
-void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
+static void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
                       int64_t N, int64_t C, int *oom) {
   norm_args a = {.dx = dx, .dout = dout, .x = x, .w = w, .rstd_in = rstd, .N = N, .C = C};
   a.ntasks = fixed_chunks(MUL2(N, C), 1 << 14, 64);

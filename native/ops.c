@@ -1,4 +1,7 @@
-// The op kernels other than GEMM, one file per idea, each with its forward beside its backward:
+// Registers every kernel file of one instruction-set level (this file is compiled once per
+// level, like the kernel files; see kernels.h). The kernel files, one idea each, with each
+// op's forward beside its backward:
+//   gemm.c, gemm_small.c  matrix products (blocked; matrix-vector and tiny)
 //   embedding.c  token embedding lookup / scatter-add
 //   norm.c       RMSNorm
 //   rope.c       rotary position embedding
@@ -6,15 +9,10 @@
 //   swiglu.c     SwiGLU activation
 //   crossentropy.c  fused softmax + cross-entropy + gradient
 //   optim.c      AdamW, Muon (Newton–Schulz on gemm()), sum of squares, scale
-// This file only registers them with the addon.
 #include "ops_common.h"
 
-void register_ops(napi_env env, napi_value exports) {
-  register_embedding(env, exports);
-  register_norm(env, exports);
-  register_rope(env, exports);
-  register_attention(env, exports);
-  register_swiglu(env, exports);
-  register_crossentropy(env, exports);
-  register_optim(env, exports);
+#define MYNAH_CALL_REGISTER(name) register_##name(env, exports);
+
+void mynah_register_kernels(napi_env env, napi_value exports) {
+  MYNAH_KERNELS(MYNAH_CALL_REGISTER)
 }

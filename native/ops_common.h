@@ -2,7 +2,7 @@
 // embedding.c, optim.c): vector-friendly reductions, a fast exp, task splitting.
 //
 // The reductions are written with LANES independent partial sums, a pattern GCC and Clang
-// turn into SIMD code at -O3 -march=native without -ffast-math (a plain `s += a[i]*b[i]`
+// turn into SIMD code at -O3 (with each ISA level's -m flags) without -ffast-math (a plain `s += a[i]*b[i]`
 // loop stays scalar, since reordering float sums changes the result).
 #pragma once
 #include <math.h>
@@ -101,12 +101,3 @@ static inline void chunk_range(int64_t n, int k, int i, int64_t *lo, int64_t *hi
 #define GET_NUM(i, name, var) double var; if (!get_num(env, argv[i], OP, name, &var)) return NULL
 #define GET_F32(i, name, need, var) float *var; if (!get_f32(env, argv[i], OP, name, (need), &var)) return NULL
 #define GET_I32(i, name, need, var) int32_t *var; if (!get_i32(env, argv[i], OP, name, (need), &var)) return NULL
-
-// Each kernel file registers its own functions; ops.c calls them all.
-void register_embedding(napi_env env, napi_value exports);
-void register_norm(napi_env env, napi_value exports);
-void register_rope(napi_env env, napi_value exports);
-void register_attention(napi_env env, napi_value exports);
-void register_swiglu(napi_env env, napi_value exports);
-void register_crossentropy(napi_env env, napi_value exports);
-void register_optim(napi_env env, napi_value exports);

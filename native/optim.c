@@ -62,7 +62,7 @@ static float *scratch(int slot, size_t n) {
 }
 
 // Returns 0 when scratch memory could not be allocated.
-int muon_step(float *p, const float *g, float *buf, int rows, int cols, float lr, float beta, float wd, int steps) {
+static int muon_step(float *p, const float *g, float *buf, int rows, int cols, float lr, float beta, float wd, int steps) {
   int64_t n = (int64_t)rows * cols;
   int tall = rows > cols, m = tall ? cols : rows;
   float *X = scratch(0, n), *Y = scratch(1, n), *A = scratch(2, (size_t)m * m), *Bm = scratch(3, (size_t)m * m);

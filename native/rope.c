@@ -35,7 +35,7 @@ static void rope_task(void *ctx, int task, int thread) {
   }
 }
 
-void rope_apply(float *x, const float *cos, const float *sin, int64_t B, int64_t T, int64_t H, int64_t D,
+static void rope_apply(float *x, const float *cos, const float *sin, int64_t B, int64_t T, int64_t H, int64_t D,
                 int64_t pos0, float sign) {
   rope_args a = {x, cos, sin, B, T, H, D, pos0, sign, task_count(B * T * H * D, 1 << 15)};
   pool_run(rope_task, &a, a.ntasks);

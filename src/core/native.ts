@@ -13,10 +13,13 @@ export interface NativeAddon extends Omit<Backend, "name"> {
   setThreads(n: number): number;
   threads(): number;
   cpus(): number;
+  /** The instruction-set level whose kernels run: "avx512", "avx2", "portable" (x86-64), "neon" (arm64). */
   simd(): string;
+  /** Every level this CPU supports, lowest first; MYNAH_SIMD=<level> forces one of them. */
+  simdLevels(): string[];
   /** One core's measured FMA peak (GFLOP/s), from a short register-only loop: the MFU denominator. */
   gemmPeakGflops(): number;
-  /** The GEMM kernel chosen at build time (tile, blocking, instruction set). */
+  /** The GEMM kernel of the chosen level (tile, blocking, instruction set). */
   gemmInfo(): string;
 }
 
@@ -39,7 +42,11 @@ function findAddon(): string {
   );
 }
 
-/** The addon, loaded on first use. Thread count comes from MYNAH_THREADS (default: all CPUs). */
+/**
+ * The addon, loaded on first use. Thread count comes from MYNAH_THREADS (default: all CPUs);
+ * the kernels' instruction-set level is the best this CPU runs, or MYNAH_SIMD's (loading
+ * throws an ERR_MYNAH_SIMD error naming it when the CPU lacks that level).
+ */
 export function loadNative(): NativeAddon {
   if (!addon) {
     const require = createRequire(import.meta.url);
