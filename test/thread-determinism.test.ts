@@ -8,6 +8,9 @@
  * The shapes are chosen so that the old thread-dependent split of the attention backward was
  * taken and summed differently: few (sequence, kv head) pairs (B·Hkv below twice the pool size)
  * and more key tiles of 64 than parts, so that some part holds two tiles.
+ *
+ * Each instruction-set level rounds differently, so a checkpoint records its backend and a
+ * resume on another one says so.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -62,4 +65,31 @@ test("the attention backward gives identical bits at 1 and 2 threads", { skip: t
   assert.deepEqual(two.dq, one.dq, "dq");
   assert.deepEqual(two.dk, one.dk, "dk");
   assert.deepEqual(two.dv, one.dv, "dv");
+});
+
+test("a checkpoint records its backend; resuming on another says plainly that losses will differ", async (t) => {
+  const { mkdtempSync, readFileSync, rmSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { pretrain } = await import("../src/train/pretrain.ts");
+  const dir = mkdtempSync(join(tmpdir(), "mynah-backend-note-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const text = join(dir, "text.txt");
+  writeFileSync(text, "the quick brown fox jumps over the lazy dog. ".repeat(400));
+  const native = nativeBackend();
+  const loop = { steps: 2, batchSize: 2, seqLen: 16, gradAccum: 1, schedule: "cosine" as const, warmup: 1, minLrRatio: 0.1,
+    optimizer: { ...DEFAULT_OPTIMIZER, lr: 3e-3 }, clip: 1, evalEvery: 0, sampleEvery: 0, checkpointEvery: 2, seed: 5 };
+  const out: string[] = [];
+  const base = { data: [text], valFraction: 0.1, model: { preset: "tiny" as const }, loop, evalBatches: 0, sampleTokens: 0,
+    out: join(dir, "run"), keep: 2, tty: false, logEvery: 100, write: (s: string) => out.push(s) };
+  await pretrain({ ...base, resume: false, backend: native });
+  const state = JSON.parse(readFileSync(join(dir, "run", "ckpt-000002", "state.json"), "utf8"));
+  assert.equal(state.backend, native.name);
+  // the same backend resumes silently; another level is named
+  await pretrain({ ...base, resume: true, backend: native, loop: { ...loop, steps: 3, checkpointEvery: 3 } });
+  assert.ok(!out.join("").includes("per-step losses will differ"), out.join(""));
+  const other = { ...native, name: native.name === "native-portable" ? "native-avx2" : "native-portable" };
+  await pretrain({ ...base, resume: true, backend: other, loop: { ...loop, steps: 4, checkpointEvery: 4 } });
+  assert.match(out.join(""), new RegExp(`note: the checkpoint was computed with ${native.name}, this run uses ${other.name}: training continues, ` +
+    `but its per-step losses will differ slightly`));
 });

@@ -42,6 +42,12 @@ export interface CheckpointState {
   tokenizer: TokenizerRef | null;
   /** The options the run was started with (for --resume and for the record). */
   options: Record<string, unknown>;
+  /**
+   * The backend that computed it (`native-avx512`, `native-avx2`, …). Results do not depend on
+   * the thread count, but each instruction-set level rounds differently, so a resume on another
+   * continues the run without reproducing an uninterrupted one bit for bit.
+   */
+  backend?: string;
   /** Written by saveCheckpoint: size and SHA-256 of the other files. */
   files?: Record<string, { bytes: number; sha256: string }>;
 }
@@ -112,6 +118,16 @@ export function latestCheckpoint(runDir: string): string | null {
   const dir = join(runDir, name);
   if (!existsSync(dir)) throw new Error(`${p}: names ${name}, which does not exist in ${runDir}`);
   return dir;
+}
+
+/**
+ * What to tell the user when a run resumes on another backend than the one that wrote the
+ * checkpoint (another instruction-set level: another machine, or MYNAH_SIMD), else null.
+ */
+export function resumeBackendNote(state: CheckpointState, backend: string): string | null {
+  if (!state.backend || state.backend === backend) return null;
+  return `the checkpoint was computed with ${state.backend}, this run uses ${backend}: training continues, but ` +
+    `its per-step losses will differ slightly from an uninterrupted ${state.backend} run (each instruction set rounds differently)`;
 }
 
 /** Loads a checkpoint folder, verifying every file against state.json; errors name the file. */

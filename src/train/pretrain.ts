@@ -16,7 +16,7 @@ import { createGPT } from "../model/gpt.ts";
 import { charTokenizer } from "../tokenizer/char.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
+import { latestCheckpoint, loadCheckpoint, resumeBackendNote, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { evaluate, sampleTokens, tokenByteLengths, type EvalResult } from "./eval.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
 import { createReporter } from "./report.ts";
@@ -211,6 +211,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     `${loop.optimizer.kind === "muon" ? ` (muon ${loop.optimizer.muonLr})` : ""}, ${loop.schedule} schedule; MFU against ` +
     `${(peak.flops / 1e9).toFixed(0)} GFLOP/s (${peak.measured ? "measured FMA peak × threads" : "nominal"})` +
     (saved ? `; resuming from ${saved.dir} at step ${saved.state.step}` : ""));
+  const backendNote = saved && resumeBackendNote(saved.state, backend.name);
+  if (backendNote) rep.note(`note: ${backendNote}`);
 
   const bytes = tokenByteLengths(data.tokenizer);
   const tokenizerFiles = tokenizerFilesOf(data.ref);
@@ -234,7 +236,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     onSample: (s, t) => rep.sample(s, t),
     save: (s) => {
       const state: CheckpointState = {
-        format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: data.ref, options,
+        format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: data.ref, options, backend: backend.name,
       };
       const dir = saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep, tokenizerFiles);
       rep.note(`checkpoint: ${dir}`);

@@ -19,7 +19,7 @@ import { loadModelFolder } from "../model/weights.ts";
 import type { ParamSet } from "../model/params.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
+import { latestCheckpoint, loadCheckpoint, resumeBackendNote, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
 import { checkLoopOptions, machinePeakFlops, PretrainSettingsError, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
 import { createReporter } from "./report.ts";
@@ -144,6 +144,8 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
   const c = start.config;
   rep.note(`model: ${start.describe}: ${c.nLayer} layers, width ${c.nEmbd}, context ${c.contextLength}, ${(parameterCount(c) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
+  const backendNote = saved && resumeBackendNote(saved.state, backend.name);
+  if (backendNote) rep.note(`note: ${backendNote}`);
   rep.note(`data: ${train.examples.length} training conversations, ${val.length} held out` +
     (train.truncated ? `, ${train.truncated} cut to ${T + 1} tokens (oldest turns dropped)` : "") +
     (train.dropped ? `, ${train.dropped} left with no reply after cutting (skipped)` : "") +
@@ -167,7 +169,7 @@ export async function sft(o: SftOptions): Promise<SftResult> {
     },
     onEval: (s, r) => rep.eval(s, r),
     save: (s) => {
-      const state: CheckpointState = { format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: start.ref, options };
+      const state: CheckpointState = { format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: start.ref, options, backend: backend.name };
       rep.note(`checkpoint: ${saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep, tokenizerFiles)}`);
     },
     signal: o.signal,
