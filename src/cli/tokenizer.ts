@@ -5,9 +5,10 @@ import type { Command } from "commander";
 import { readFileSync, statSync } from "node:fs";
 import { expandInputs } from "../data/inputs.ts";
 import { readFiles, INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
+import { writeAtomic } from "../core/atomic-write.ts";
 import { encodeFile } from "../tokenizer/parallel.ts";
 import { CHAT_TEMPLATE } from "../data/chat-template.ts";
-import { loadTokenizer, saveTokenizer, writeBytesAtomic, trainBpeAsync, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
+import { loadTokenizer, saveTokenizer, trainBpeAsync, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
 
 /**
  * Training progress on stderr with ETA: a bar redrawn at most 10 times a second on a
@@ -101,7 +102,7 @@ export function registerTokenizer(program: Command): void {
         return;
       }
       const u32 = Uint32Array.from(ids);
-      writeBytesAtomic(o.out, new Uint8Array(u32.buffer));
+      writeAtomic(o.out, new Uint8Array(u32.buffer));
       console.log(`${u32.length} tokens → ${o.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     });
 

@@ -17,8 +17,8 @@ import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, mkdirSync 
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
+import { writeAtomic } from "../core/atomic-write.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
-import { writeFileAtomic } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { cleanDocs, countingOnBad, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
 import { encodeDocs, eotId } from "./encode-docs.ts";
@@ -264,7 +264,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     st.docs += h.docs;
     for (const [f, n] of Object.entries(pendingTokens[s])) st.sourceTokens[f] = (st.sourceTokens[f] ?? 0) + n;
     pendingTokens[s] = {};
-    writeFileAtomic(statePath, JSON.stringify(state) + "\n");
+    writeAtomic(statePath, JSON.stringify(state) + "\n");
   };
   const write = (s: Split, file: string, ids: Uint32Array): void => {
     writers[s] ??= new ShardWriter(join(opts.out, shardName(s)), bpt);
@@ -350,7 +350,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     skipped,
     seconds: (Date.now() - t0) / 1000,
   };
-  writeFileAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
+  writeAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
   if (existsSync(statePath)) unlinkSync(statePath);
   return manifest;
 }

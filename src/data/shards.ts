@@ -15,6 +15,8 @@
  * Shards are written to a temp file, fsynced, then renamed: a crash leaves no half shard.
  */
 import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync, unlinkSync, existsSync } from "node:fs";
+import { dirname } from "node:path";
+import { fsyncDir } from "../core/atomic-write.ts";
 
 export const SHARD_MAGIC = "MYNAHTOK";
 export const SHARD_VERSION = 1;
@@ -120,6 +122,7 @@ export class ShardWriter {
     fsyncSync(this.fd);
     closeSync(this.fd);
     renameSync(this.tmp, this.path);
+    fsyncDir(dirname(this.path));
     return h;
   }
   abort(): void {
