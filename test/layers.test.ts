@@ -3,7 +3,7 @@
  * implementation per file helper: only src/core/atomic-write.ts exports an atomic writer.
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { test } from "node:test";
 
@@ -56,4 +56,11 @@ test("one atomic writer: only src/core/atomic-write.ts exports one", () => {
       writers.push(`${relative(ROOT, file)}: ${m[1]}`);
   }
   assert.deepEqual(writers.filter((w) => !w.startsWith(join("src", "core", "atomic-write.ts"))), []);
+});
+
+test("package.json names only files that exist (main, bin, exports)", () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { main?: string; bin?: Record<string, string>; exports?: unknown };
+  const named = [pkg.main, ...Object.values(pkg.bin ?? {}), ...(typeof pkg.exports === "string" ? [pkg.exports] : [])].filter((p): p is string => !!p);
+  const missing = named.filter((p) => !existsSync(join(ROOT, p)));
+  assert.deepEqual(missing, []);
 });

@@ -9,8 +9,8 @@
  * Interrupted runs: a shard is a temp file until it is complete (then fsync + rename), and
  * after each shard `.prepare-state.json` records, per split, the documents already in
  * finished shards. Re-running the same command with the same inputs resumes: it re-reads
- * (cheap) but skips tokenizing what is done. The native addon is never loaded here: its
- * thread pool would pin the main thread.
+ * (cheap) but skips tokenizing what is done. Nothing here uses the native addon: tokenizing
+ * is JavaScript, run on worker_threads.
  */
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, mkdirSync } from "node:fs";
