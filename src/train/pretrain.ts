@@ -16,7 +16,7 @@ import { createGPT } from "../model/gpt.ts";
 import { charTokenizer } from "../tokenizer/char.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
+import { clearRun, latestCheckpoint, loadCheckpoint, runFiles, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { evaluate, sampleTokens, tokenByteLengths, type EvalResult } from "./eval.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
 import { createReporter } from "./report.ts";
@@ -53,6 +53,8 @@ export interface PretrainOptions {
   out: string;
   /** Continue from RUN/latest. */
   resume: boolean;
+  /** Without resume: replace an earlier run in `out` (else refused: two runs never mix). */
+  force?: boolean;
   /** Checkpoints kept. */
   keep: number;
   backend?: Backend;
@@ -122,6 +124,20 @@ function openData(paths: string[], valFraction: number, seed: number, savedRef: 
   };
 }
 
+/**
+ * A fresh run (no --resume) into a folder that holds another run's checkpoints or metrics is
+ * refused, unless --force, which removes that run's files once every setting has been checked
+ * (`replace()`): a folder never mixes two runs' metrics.jsonl, checkpoints and `latest`.
+ */
+export function claimRunFolder(out: string, resume: boolean, force: boolean): { replace: () => void } {
+  const old = resume ? [] : runFiles(out);
+  if (old.length > 0 && !force) {
+    const shown = old.length > 4 ? [...old.slice(0, 4), `… ${old.length - 4} more`] : old;
+    throw new PretrainSettingsError(`--out ${out} already holds a run (${shown.join(", ")}); continue it with --resume, choose another --out, or pass --force to replace it`);
+  }
+  return { replace: () => { if (old.length > 0) clearRun(out); } };
+}
+
 /** The model config the options describe (vocabulary from the data). Throws naming the flag. */
 export function modelConfigFor(m: ModelShapeOptions, vocabSize: number, seqLen: number): ModelConfig {
   const context = m.context ?? seqLen;
@@ -179,6 +195,7 @@ export interface PretrainResult extends LoopResult {
 
 export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   checkLoopOptions(o.loop);
+  const run = claimRunFolder(o.out, o.resume, o.force ?? false);
   let loop = o.loop;
   let resume: ResumeFrom | undefined;
   let saved: ReturnType<typeof loadCheckpoint> | null = null;
@@ -201,6 +218,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     resume = { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data,
                file: join(saved.dir, "optimizer.safetensors") };
   }
+  run.replace();
   mkdirSync(o.out, { recursive: true });
   const peak = machinePeakFlops();
   const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
