@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { conversationProblem, type ChatMessage } from "./chat.ts";
 import { DataError, reportBad, type OnBad } from "./errors.ts";
+import { HashSet96 } from "./hash-set.ts";
 import type { Doc } from "./readers.ts";
 
 export type Split = "train" | "val";
@@ -70,25 +71,30 @@ export function splitOf(hashHex: string, valFraction: number, seed: number): Spl
   return u < valFraction ? "val" : "train";
 }
 
-/** The content hash of a cleaned document (the dedup key). */
-export function docHash(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] }): string {
+/** SHA-1 of a cleaned document's content (20 bytes; the first 12 are the dedup key). */
+export function docDigest(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] }): Buffer {
   const h = createHash("sha1");
   if (d.kind === "text") h.update("t\0").update(d.text);
   else h.update("c\0").update(JSON.stringify(d.messages.map((m) => [m.role, m.content])));
-  return h.digest("hex").slice(0, 24);
+  return h.digest();
+}
+
+/** The content hash of a cleaned document as hex (24 digits: the dedup key). */
+export function docHash(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] }): string {
+  return docDigest(d).toString("hex", 0, 12);
 }
 
 /**
  * Cleans a stream of documents. `stats` gets one entry per file (created on first sight).
- * Bad conversations are DataErrors (thrown, or counted with onBad). Memory: one hash
- * (24 hex chars) per distinct document kept, for deduplication.
+ * Bad conversations are DataErrors (thrown, or counted with onBad). Memory: one 96-bit key
+ * per distinct document kept, in a compact hash set (HashSet96: 17–34 bytes a document).
  */
 export async function* cleanDocs(docs: AsyncIterable<Doc>, opts: CleanOptions, stats: Map<string, SourceStats>): AsyncGenerator<CleanDoc> {
   const minChars = opts.minChars ?? 1;
   const valFraction = opts.valFraction ?? 0;
   if (!(valFraction >= 0 && valFraction < 1)) throw new Error(`val fraction must be in [0, 1), got ${valFraction}`);
   const seed = opts.seed ?? 0;
-  const seen = new Set<string>();
+  const seen = new HashSet96();
   const statsOf = (f: string): SourceStats => {
     let s = stats.get(f);
     if (!s) stats.set(f, (s = emptyStats(f)));
@@ -122,13 +128,11 @@ export async function* cleanDocs(docs: AsyncIterable<Doc>, opts: CleanOptions, s
       st.tooShort++;
       continue;
     }
-    clean.hash = docHash(clean);
-    if (opts.dedup !== false) {
-      if (seen.has(clean.hash)) {
-        st.duplicates++;
-        continue;
-      }
-      seen.add(clean.hash);
+    const digest = docDigest(clean);
+    clean.hash = digest.toString("hex", 0, 12);
+    if (opts.dedup !== false && !seen.add(digest)) {
+      st.duplicates++;
+      continue;
     }
     clean.split = splitOf(clean.hash, valFraction, seed);
     st.docs[clean.split]++;

@@ -26,7 +26,7 @@ import type { DataError, OnBad } from "./errors.ts";
 import { expandInputs } from "./inputs.ts";
 import { readFiles, type ReadOptions } from "./readers.ts";
 import type { DocBody } from "./records.ts";
-import { bytesPerTokenFor, ShardWriter } from "./shards.ts";
+import { bytesPerTokenFor, ShardWriter, SHARD_VERSION } from "./shards.ts";
 
 export const MANIFEST = "manifest.json";
 const STATE = ".prepare-state.json";
@@ -79,7 +79,7 @@ export interface SourceSummary extends SourceStats {
 
 export interface Manifest {
   format: "mynah-shards";
-  version: 1;
+  version: 2;
   /** Hash of inputs (names, sizes, times), options and tokenizer: what resume compares. */
   configKey: string;
   tokenizer: { path: string; sha256: string; vocabSize: number; eot: number };
@@ -212,7 +212,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   const clean = { minChars: opts.clean?.minChars ?? 1, valFraction: opts.clean?.valFraction ?? 0, seed: opts.clean?.seed ?? 0, dedup: opts.clean?.dedup ?? true };
   const sizes = files.map((f) => statSync(f));
   const configKey = createHash("sha256")
-    .update(JSON.stringify({ files: files.map((f, i) => [resolve(f), sizes[i].size, sizes[i].mtimeMs]), read, clean, shardTokens, tokHash, skipBad: !!opts.skipBad }))
+    .update(JSON.stringify({ version: SHARD_VERSION, files: files.map((f, i) => [resolve(f), sizes[i].size, sizes[i].mtimeMs]), read, clean, shardTokens, tokHash, skipBad: !!opts.skipBad }))
     .digest("hex")
     .slice(0, 32);
 
@@ -224,7 +224,8 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   let state = readJson<PrepareState>(statePath);
   if (oldManifest && oldManifest.configKey === configKey) return oldManifest;
   if ((oldManifest || state) && (state?.configKey ?? oldManifest?.configKey) !== configKey) {
-    if (!opts.force) throw new Error(`${opts.out} holds shards prepared from other inputs or options; choose another --out or pass --force to replace them`);
+    const older = oldManifest && oldManifest.version !== 2 ? " (by an older mynah)" : "";
+    if (!opts.force) throw new Error(`${opts.out} holds shards prepared from other inputs or options${older}; choose another --out or pass --force to replace them`);
     state = null;
   }
   state ??= emptyState(configKey);
@@ -340,7 +341,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   };
   const manifest: Manifest = {
     format: "mynah-shards",
-    version: 1,
+    version: 2,
     configKey,
     tokenizer: { path: resolve(opts.tokenizer), sha256: tokHash, vocabSize: tok.vocabSize, eot },
     bytesPerToken: bpt,
@@ -365,6 +366,8 @@ export function readManifest(dir: string): Manifest {
   } catch (err) {
     throw new Error(`${path}: not valid JSON (${(err as Error).message})`);
   }
-  if (m.format !== "mynah-shards" || m.version !== 1) throw new Error(`${path}: not a mynah shard manifest (format ${m.format}, version ${m.version})`);
+  if (m.format !== "mynah-shards") throw new Error(`${path}: not a mynah shard manifest (format ${JSON.stringify(m.format)})`);
+  if ((m.version as number) === 1) throw new Error(`${dir} was prepared by an older mynah (manifest version 1: shards without a document index); prepare it again with \`mynah data prepare ... --out ${dir} --force\``);
+  if (m.version !== 2) throw new Error(`${path}: manifest version ${m.version}, this mynah reads 2`);
   return m;
 }
