@@ -5,7 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveTokenizer, trainBpe } from "../src/tokenizer/index.ts";
@@ -13,6 +13,9 @@ import { prepareData, type Manifest } from "../src/data/prepare.ts";
 import { HEADER_BYTES, readShardHeader, readShardIndex, readShardTokens } from "../src/data/shards.ts";
 import { openShardSource } from "../src/data/loader.ts";
 import { HashSet96 } from "../src/data/hash-set.ts";
+import { referenceBackend } from "../src/core/reference.ts";
+import { DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
+import { pretrain, PretrainSettingsError, type PretrainOptions } from "../src/train/pretrain.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "mynah-shards-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -115,4 +118,34 @@ test("HashSet96: exact membership over 200k keys, through growth, in ≤ 34 byte
   assert.ok(set.bytes / set.size <= 34, `${set.bytes / set.size} bytes a key`);
   assert.equal(set.add(Buffer.alloc(20)), true); // the all-zero key is a key like any other
   assert.equal(set.add(Buffer.alloc(20)), false);
+});
+
+test("the prepared folder holds its tokenizer: training survives a moved or retrained source, a changed copy is refused", async (t) => {
+  const src = join(tmp, "tok-src");
+  saveTokenizer(src, trainBpe([readFileSync(input, "utf8")], { vocabSize: 256 + 30 + 8 }));
+  const out = join(tmp, "self-contained");
+  const m2 = await prepareData({ inputs: [input], out, tokenizer: src, threads: 2, clean: { valFraction: 0.1 } });
+  assert.equal(m2.tokenizer.file, "tokenizer/tokenizer.json");
+  assert.equal(readFileSync(join(out, "tokenizer", "tokenizer.json"), "utf8"), readFileSync(join(src, "tokenizer.json"), "utf8"));
+  assert.equal(readFileSync(join(out, "tokenizer", "tokenizer_config.json"), "utf8"), readFileSync(join(src, "tokenizer_config.json"), "utf8"));
+  // The source tokenizer is retrained in place (another vocabulary), then the folder is moved.
+  saveTokenizer(src, trainBpe(["something else entirely, another corpus"], { vocabSize: 256 + 5 + 8 }));
+  const moved = join(tmp, "moved");
+  renameSync(out, moved);
+  const run = join(tmp, "run-prepared");
+  t.after(() => rmSync(run, { recursive: true, force: true }));
+  const o: PretrainOptions = {
+    data: [moved], valFraction: 0, model: { preset: "tiny", layers: 1, width: 32, heads: 2 },
+    loop: { steps: 2, batchSize: 2, seqLen: 16, gradAccum: 1, schedule: "cosine", warmup: 0, minLrRatio: 0.1, optimizer: { ...DEFAULT_OPTIMIZER, lr: 1e-3 },
+            clip: 1, evalEvery: 0, sampleEvery: 0, checkpointEvery: 0, seed: 1 },
+    evalBatches: 1, sampleTokens: 0, out: run, resume: false, keep: 1, backend: referenceBackend, write: () => {}, tty: false, logEvery: 10,
+  };
+  const r = await pretrain(o);
+  assert.equal(r.config.vocabSize, m2.tokenizer.vocabSize);
+  // The checkpoint carries the tokenizer the shards were made with.
+  assert.equal(readFileSync(join(run, "ckpt-000002", "tokenizer.json"), "utf8"), readFileSync(join(moved, "tokenizer", "tokenizer.json"), "utf8"));
+  // A copy changed after preparing no longer matches the recorded digest.
+  saveTokenizer(join(moved, "tokenizer"), trainBpe(["x y z"], { vocabSize: 256 + 2 + 8 }));
+  await assert.rejects(pretrain({ ...o, force: true }), (e: Error) => e instanceof PretrainSettingsError &&
+    /--data .*moved\/tokenizer\/tokenizer\.json: SHA-256 \w+… differs from the \w+… the shards were made with/.test(e.message));
 });

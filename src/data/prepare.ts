@@ -13,9 +13,9 @@
  * is JavaScript, run on worker_threads.
  */
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, mkdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, mkdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import { writeAtomic } from "../core/atomic-write.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
@@ -82,7 +82,12 @@ export interface Manifest {
   version: 2;
   /** Hash of inputs (names, sizes, times), options and tokenizer: what resume compares. */
   configKey: string;
-  tokenizer: { path: string; sha256: string; vocabSize: number; eot: number };
+  /**
+   * The tokenizer the shards were made with, copied into the folder (`file`, relative to it,
+   * e.g. "tokenizer/tokenizer.json", with tokenizer_config.json beside it when the source had
+   * one), so the folder is self-contained and can be moved. `source`: where it was copied from.
+   */
+  tokenizer: { file: string; sha256: string; vocabSize: number; eot: number; source: string };
   bytesPerToken: 2 | 4;
   options: { read: PrepareOptions["read"]; clean: PrepareOptions["clean"]; shardTokens: number };
   sources: SourceSummary[];
@@ -118,6 +123,37 @@ export interface WorkerResult {
 
 function tokenizerFile(path: string): string {
   return statSync(path).isDirectory() ? join(path, "tokenizer.json") : path;
+}
+
+/** Folder inside a prepared folder holding its copy of the tokenizer. */
+export const TOKENIZER_DIR = "tokenizer";
+
+/**
+ * Copies the tokenizer file (and the tokenizer_config.json beside it) into OUT/tokenizer/;
+ * returns the copy's path relative to OUT.
+ */
+function copyTokenizer(out: string, tokPath: string, bytes: Uint8Array): string {
+  const dir = join(out, TOKENIZER_DIR);
+  mkdirSync(dir, { recursive: true });
+  const name = basename(tokPath);
+  writeAtomic(join(dir, name), bytes);
+  const config = join(dirname(tokPath), "tokenizer_config.json");
+  if (name !== "tokenizer_config.json" && existsSync(config)) writeAtomic(join(dir, "tokenizer_config.json"), readFileSync(config));
+  else rmSync(join(dir, "tokenizer_config.json"), { force: true });
+  return `${TOKENIZER_DIR}/${name}`;
+}
+
+/**
+ * The tokenizer of a prepared folder: its own copy, checked against the SHA-256 recorded at
+ * prepare time (a changed copy would make checkpoints whose tokenizer does not match the shards).
+ */
+export function loadPreparedTokenizer(dir: string, m: Manifest = readManifest(dir)): { tokenizer: Tokenizer; path: string } {
+  const path = join(dir, m.tokenizer.file);
+  if (!existsSync(path)) throw new Error(`${dir}: its tokenizer copy ${m.tokenizer.file} is missing; prepare the folder again with \`mynah data prepare ... --force\``);
+  const sha = createHash("sha256").update(readFileSync(path)).digest("hex");
+  if (sha !== m.tokenizer.sha256)
+    throw new Error(`${path}: SHA-256 ${sha.slice(0, 12)}… differs from the ${m.tokenizer.sha256.slice(0, 12)}… the shards were made with (the tokenizer changed after \`mynah data prepare\`); prepare the folder again with --force`);
+  return { tokenizer: loadTokenizer(path), path };
 }
 
 const fromSource = import.meta.url.endsWith(".ts");
@@ -231,6 +267,8 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   state ??= emptyState(configKey);
   const keep = new Set(SPLITS.flatMap((s) => state!.splits[s].shards.map((x) => x.file)));
   for (const f of readdirSync(opts.out)) if (isOurs(f) && f !== STATE && !keep.has(f)) unlinkSync(join(opts.out, f));
+  // The folder's own copy of the tokenizer: what the workers, `mynah train` and its checkpoints use.
+  const tokFile = copyTokenizer(opts.out, tokPath, tokText);
 
   const stats = new Map<string, SourceStats>();
   let skipped = 0;
@@ -277,7 +315,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   };
 
   const threads = Math.max(1, opts.threads ?? availableParallelism());
-  const encoder = threads === 1 ? localEncoder(tok) : workerEncoder(opts.tokenizer, threads);
+  const encoder = threads === 1 ? localEncoder(tok) : workerEncoder(join(opts.out, tokFile), threads);
   const inFlight: { job: Promise<WorkerResult>; meta: { split: Split; file: string }[] }[] = [];
   let seq = 0;
   let lastReport = 0;
@@ -343,7 +381,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     format: "mynah-shards",
     version: 2,
     configKey,
-    tokenizer: { path: resolve(opts.tokenizer), sha256: tokHash, vocabSize: tok.vocabSize, eot },
+    tokenizer: { file: tokFile, sha256: tokHash, vocabSize: tok.vocabSize, eot, source: resolve(opts.tokenizer) },
     bytesPerToken: bpt,
     options: { read, clean, shardTokens },
     sources,

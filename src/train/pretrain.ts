@@ -4,12 +4,12 @@
  * `mynah train` parses flags into PretrainOptions and calls pretrain(); nothing here exits.
  */
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Backend } from "../core/backend.ts";
 import { loadNative, nativeBackend } from "../core/native.ts";
 import { openTextSource, loadTextCorpus } from "../data/text.ts";
 import { openShardSource } from "../data/loader.ts";
-import { readManifest } from "../data/prepare.ts";
+import { loadPreparedTokenizer, readManifest } from "../data/prepare.ts";
 import type { BatchSource } from "../data/types.ts";
 import { configFromPreset, parameterCount, ModelConfigError, type ModelConfig } from "../model/config.ts";
 import { createGPT } from "../model/gpt.ts";
@@ -100,11 +100,17 @@ function openData(paths: string[], valFraction: number, seed: number, savedRef: 
     if (paths.length > 1) throw new PretrainSettingsError(`--data: give one prepared folder, or text files only (got ${paths.join(", ")})`);
     const dir = dirs[0];
     const m = readManifest(dir);
-    const tokenizer = loadTokenizer(m.tokenizer.path);
+    // The folder's own copy, checked against the digest recorded when the shards were made.
+    let tokenizer: Tokenizer, tokPath: string;
+    try {
+      ({ tokenizer, path: tokPath } = loadPreparedTokenizer(dir, m));
+    } catch (err) {
+      throw new PretrainSettingsError(`--data ${(err as Error).message}`);
+    }
     const val = m.splits.val && m.splits.val.tokens > 0 ? openShardSource(dir, "val", seed) : null;
     return {
       train: openShardSource(dir, "train", seed), val, vocabSize: m.tokenizer.vocabSize, tokenizer,
-      ref: { kind: "file", path: resolve(m.tokenizer.path) },
+      ref: { kind: "file", path: resolve(basename(tokPath) === "tokenizer.json" ? dirname(tokPath) : tokPath) },
       describe: `${dir}: ${m.splits.train.tokens} training tokens${val ? `, ${m.splits.val.tokens} validation` : ""}, vocabulary ${m.tokenizer.vocabSize}`,
     };
   }
