@@ -1,12 +1,12 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { readFiles, type Doc, type ReadOptions } from "../src/data/readers.ts";
-import { expandInputs } from "../src/data/inputs.ts";
+import { expandInputs, expandInputsDetailed } from "../src/data/inputs.ts";
 import { cleanDocs, cleanText, countingOnBad, splitOf, type SourceStats } from "../src/data/clean.ts";
 import { DataError } from "../src/data/errors.ts";
 
@@ -175,4 +175,27 @@ test("cleaning: NFC, control characters, duplicates, minimum length, seeded spli
   for (let i = 0; i < 4000; i++) if (splitOf(((i * 2654435761) >>> 0).toString(16).padStart(8, "0"), 0.1, 3) === "val") val++;
   assert.ok(val > 300 && val < 500, `val share ${val}/4000`);
   assert.equal(splitOf("deadbeef", 0.3, 1), splitOf("deadbeef", 0.3, 1));
+});
+
+test("symbolic links in folders are followed (a hub snapshot), loops and broken links skipped and counted", () => {
+  // A Hugging Face hub cache: snapshots/<rev>/ holds links into blobs/.
+  put("hub/blobs/aaa", "first");
+  put("hub/blobs/bbb", "second");
+  mkdirSync(join(dir, "hub/snapshots/rev/data"), { recursive: true });
+  symlinkSync("../../../blobs/aaa", join(dir, "hub/snapshots/rev/data/train.txt"));
+  symlinkSync("../../blobs/bbb", join(dir, "hub/snapshots/rev/README.txt"));
+  symlinkSync("../../blobs/missing", join(dir, "hub/snapshots/rev/broken.txt"));
+  symlinkSync("..", join(dir, "hub/snapshots/rev/data/up")); // a loop back to rev/
+  symlinkSync("data", join(dir, "hub/snapshots/rev/data-link")); // a link to a folder: followed
+  const snap = join(dir, "hub/snapshots/rev");
+  const { files, skipped } = expandInputsDetailed([snap]);
+  const rel = (f: string): string => f.slice(snap.length + 1);
+  assert.deepEqual(files.map(rel), ["README.txt", "data/train.txt"]);
+  assert.deepEqual(skipped.map((x) => [rel(x.path), x.reason.replace(/ \(.*\)$/, "")]), [
+    ["broken.txt", "broken symbolic link"],
+    ["data/up", "link loop"],
+    ["data-link/up", "link loop"],
+    ["data-link/train.txt", `same file as ${join(snap, "data/train.txt")}`],
+  ]);
+  assert.throws(() => expandInputs([join(snap, "broken.txt")]), /broken\.txt: a broken symbolic link/);
 });

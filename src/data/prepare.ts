@@ -23,7 +23,7 @@ import type { Tokenizer } from "../tokenizer/types.ts";
 import { cleanDocs, countingOnBad, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
 import { encodeDocs, eotId } from "./encode-docs.ts";
 import type { DataError, OnBad } from "./errors.ts";
-import { expandInputs } from "./inputs.ts";
+import { expandInputsDetailed, type SkippedInput } from "./inputs.ts";
 import { readFiles, type ReadOptions } from "./readers.ts";
 import type { DocBody } from "./records.ts";
 import { bytesPerTokenFor, ShardWriter, SHARD_VERSION } from "./shards.ts";
@@ -94,6 +94,8 @@ export interface Manifest {
   splits: Record<Split, { docs: number; tokens: number; shards: ShardInfo[] }>;
   /** Bad records skipped (all sources). */
   skipped: number;
+  /** Folder entries not read: broken or looping symbolic links, non-files, second paths to one file. */
+  inputsSkipped: SkippedInput[];
   seconds: number;
 }
 
@@ -236,7 +238,7 @@ const BATCH_CHARS = 1 << 18;
  */
 export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   const t0 = Date.now();
-  const files = expandInputs(opts.inputs);
+  const { files, skipped: inputsSkipped } = expandInputsDetailed(opts.inputs);
   const tokPath = tokenizerFile(opts.tokenizer);
   const tokText = readFileSync(tokPath);
   const tokHash = createHash("sha256").update(tokText).digest("hex");
@@ -388,6 +390,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     sources,
     splits: { train: split("train"), val: split("val") },
     skipped,
+    inputsSkipped,
     seconds: (Date.now() - t0) / 1000,
   };
   writeAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
