@@ -1,6 +1,6 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, mkdirSync, openSync, symlinkSync, writeFileSync, writeSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -198,4 +198,59 @@ test("symbolic links in folders are followed (a hub snapshot), loops and broken 
     ["data-link/train.txt", `same file as ${join(snap, "data/train.txt")}`],
   ]);
   assert.throws(() => expandInputs([join(snap, "broken.txt")]), /broken\.txt: a broken symbolic link/);
+});
+
+test("JSON arrays: .json.gz read as an array; streamed element by element (strings with brackets, escapes, chunk edges); errors name the row", async () => {
+  const rows = [
+    { instruction: "Say [hi]", input: "a \"quoted\" {brace} and \\ backslash, comma", output: "hi ]" },
+    { instruction: "Add", input: "2 and 2", output: "4", nested: { list: [1, [2, { x: "]" }]] } },
+    { instruction: "中文", input: "", output: "好" },
+  ];
+  const gz = put("alpaca.json.gz", gzipSync(Buffer.from("\uFEFF  \n" + JSON.stringify(rows, null, 2))));
+  const docs = await collect([gz]);
+  assert.deepEqual(docs.map((d) => [d.line, d.unit, d.kind === "chat" && d.messages[0].content]), [
+    [1, "row", "Say [hi]\n\na \"quoted\" {brace} and \\ backslash, comma"],
+    [2, "row", "Add\n\n2 and 2"],
+    [3, "row", "中文"],
+  ]);
+  // Elements split across every possible chunk boundary: a 3-byte high-water mark is not
+  // available through the reader, so repeat one row many times past the 1 MiB read size.
+  const many = Array.from({ length: 30000 }, (_, i) => ({ text: `doc ${i} says "[{,}]" \u00e9` }));
+  const big = put("many.json", JSON.stringify(many));
+  const got = await collect([big]);
+  assert.equal(got.length, many.length);
+  assert.ok(got.every((d, i) => d.kind === "text" && d.text === many[i].text && d.line === i + 1));
+  // Errors: a bad element names its row; structure errors stop.
+  const bad = put("bad.json", '[{"text": "ok"}, {"text": oops}, {"text": "fine"}]');
+  await assert.rejects(collect([bad]), /bad\.json:row 2: malformed JSON/);
+  const skipped: string[] = [];
+  assert.equal((await collect([bad], { onBad: (e) => skipped.push(e.message) })).length, 2);
+  assert.match(skipped[0], /row 2/);
+  await assert.rejects(collect([put("trunc.json", '[{"text": "a"}, {"text": "b"')]), /trunc\.json:row 2: the file ends inside the JSON array/);
+  await assert.rejects(collect([put("trail.json", '[{"text": "a"},]')]), /trail\.json:row 2: a comma before the closing \]/);
+  await assert.rejects(collect([put("after.json", '[{"text": "a"}] x')]), /after\.json:row 1: text after the closing \]/);
+  const badUtf8 = Buffer.concat([Buffer.from('[{"text": "a'), Buffer.from([0xff]), Buffer.from('"}, {"text": "b"}]')]);
+  const bu = put("utf.json", badUtf8);
+  await assert.rejects(collect([bu]), /utf\.json:row 1: invalid UTF-8/);
+});
+
+test("a JSON array larger than V8's longest string (512 Mi characters) is read, not refused as invalid UTF-8", { timeout: 180_000 }, async () => {
+  // ~544 MB of ASCII in 17 elements of 32 MiB: over the 2^29 − 24 character limit of one string.
+  const p = join(dir, "huge.json");
+  const body = "x".repeat(32 << 20);
+  const fd = openSync(p, "w");
+  writeSync(fd, "[");
+  for (let i = 0; i < 17; i++) writeSync(fd, `${i ? "," : ""}{"text": "${i} ${body}"}`);
+  writeSync(fd, "]");
+  closeSync(fd);
+  try {
+    let n = 0;
+    for await (const d of readFiles([p])) {
+      assert.ok(d.kind === "text" && d.text.startsWith(`${n} x`) && d.text.length === (32 << 20) + String(n).length + 1);
+      n++;
+    }
+    assert.equal(n, 17);
+  } finally {
+    rmSync(p, { force: true });
+  }
 });
