@@ -13,10 +13,21 @@ import * as zlib from "node:zlib";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "hyparquet";
 import { DataError, reportBad, type OnBad } from "./errors.ts";
 import { MAX_LINE_BYTES, openBytes, readLines } from "./lines.ts";
-import { detectShape, recordToDoc, RecordError, RECORD_SHAPES, type DocBody, type RecordShape } from "./records.ts";
+import { detectShape, isPreferencePair, recordToDoc, RecordError, RECORD_SHAPES, type DocBody, type RecordShape } from "./records.ts";
 
-/** A document and where it came from (line of a text or JSON file, 1-based row of Parquet). */
-export type Doc = DocBody & { file: string; line: number; unit: "line" | "row" };
+/**
+ * A document and where it came from (line of a text or JSON file, 1-based row of Parquet or
+ * of a JSON array). `preference`: the record was a preference pair (it also had "chosen" and
+ * "rejected"), which supervised fine-tuning refuses (see isPreferencePair).
+ */
+export type Doc = DocBody & { file: string; line: number; unit: "line" | "row"; preference?: true };
+
+/** A record of a known shape → a Doc, marked when it is a preference pair. */
+function docOf(rec: unknown, shape: RecordShape, textField: string, file: string, line: number, unit: "line" | "row"): Doc {
+  const doc: Doc = { ...recordToDoc(rec, shape, textField), file, line, unit };
+  if (isPreferencePair(rec)) doc.preference = true;
+  return doc;
+}
 
 /** "auto" detects per file; "text" reads every file as plain text; a shape forces it. */
 export type InputFormat = "auto" | "text" | RecordShape;
@@ -136,7 +147,7 @@ async function* readJsonl(path: string, opts: ReadOptions): AsyncGenerator<Doc> 
       }
       try {
         shape ??= shapeFor(rec, opts, path, l.no, "line");
-        yield { ...recordToDoc(rec, shape, textField), file: path, line: l.no, unit: "line" };
+        yield docOf(rec, shape, textField, path, l.no, "line");
       } catch (err) {
         if (err instanceof RecordError) reportBad(new DataError(path, l.no, err.message), opts.onBad);
         else if (err instanceof DataError) reportBad(err, opts.onBad);
@@ -268,7 +279,7 @@ async function* readJsonArray(path: string, opts: ReadOptions): AsyncGenerator<D
     }
     try {
       shape ??= shapeFor(rec, opts, path, row, "row");
-      yield { ...recordToDoc(rec, shape, textField), file: path, line: row, unit: "row" };
+      yield docOf(rec, shape, textField, path, row, "row");
     } catch (err) {
       if (err instanceof RecordError) reportBad(new DataError(path, row, err.message, "row"), opts.onBad);
       else if (err instanceof DataError) reportBad(err, opts.onBad);
@@ -316,7 +327,7 @@ async function* readParquet(path: string, opts: ReadOptions): AsyncGenerator<Doc
       const no = row + i + 1;
       try {
         shape ??= shapeFor(rows[i], opts, path, no, "row");
-        yield { ...recordToDoc(rows[i], shape, textField), file: path, line: no, unit: "row" };
+        yield docOf(rows[i], shape, textField, path, no, "row");
       } catch (err) {
         if (err instanceof RecordError) reportBad(new DataError(path, no, err.message, "row"), opts.onBad);
         else if (err instanceof DataError) reportBad(err, opts.onBad);
