@@ -154,3 +154,17 @@ export function countingOnBad(stats: Map<string, SourceStats>, then: OnBad): (er
     reportBad(err, then);
   };
 }
+
+/** Why a run produced no document, input by input (flags as the user types them). */
+export function noDocumentsMessage(head: string, files: readonly string[], stats: Map<string, SourceStats>, clean: { minChars: number; dedup: boolean }): string {
+  const why = files.map((f) => {
+    const st = stats.get(f);
+    if (!st || st.records === 0) return `${f}: empty (no documents or records)`;
+    const parts: string[] = [];
+    if (st.tooShort) parts.push(`${st.tooShort} shorter than --min-chars ${clean.minChars} after cleaning (empty ones included)`);
+    if (st.duplicates) parts.push(`${st.duplicates} duplicate${st.duplicates === 1 ? "" : "s"} of earlier documents (--no-dedup keeps them)`);
+    if (st.bad) parts.push(`${st.bad} bad (skipped by --skip-bad)`);
+    return `${f}: all ${st.records} record${st.records === 1 ? "" : "s"} dropped: ${parts.join(", ")}`;
+  });
+  return `${head}:\n  ${why.join("\n  ")}`;
+}

@@ -20,7 +20,7 @@ import { Worker } from "node:worker_threads";
 import { writeAtomic } from "../core/atomic-write.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { cleanDocs, countingOnBad, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
+import { cleanDocs, countingOnBad, noDocumentsMessage, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
 import { encodeDocs, eotId } from "./encode-docs.ts";
 import type { DataError, OnBad } from "./errors.ts";
 import { expandInputsDetailed, type SkippedInput } from "./inputs.ts";
@@ -370,7 +370,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     await encoder.close();
   }
   report(true);
-  if (SPLITS.every((sp) => state!.splits[sp].docs === 0)) throw new Error(noDocumentsMessage(files, stats, clean));
+  if (SPLITS.every((sp) => state!.splits[sp].docs === 0)) throw new Error(noDocumentsMessage("no documents to write; nothing was prepared", files, stats, clean));
 
   const sources: SourceSummary[] = files.map((f, i) => {
     const st = stats.get(f) ?? { file: f, records: 0, bad: 0, duplicates: 0, tooShort: 0, docs: { train: 0, val: 0 }, chars: { train: 0, val: 0 } };
@@ -396,20 +396,6 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   writeAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
   if (existsSync(statePath)) unlinkSync(statePath);
   return manifest;
-}
-
-/** Why a run produced no document, input by input (flags as the user types them). */
-export function noDocumentsMessage(files: readonly string[], stats: Map<string, SourceStats>, clean: { minChars: number; dedup: boolean }): string {
-  const why = files.map((f) => {
-    const st = stats.get(f);
-    if (!st || st.records === 0) return `${f}: empty (no documents or records)`;
-    const parts: string[] = [];
-    if (st.tooShort) parts.push(`${st.tooShort} shorter than --min-chars ${clean.minChars} after cleaning (empty ones included)`);
-    if (st.duplicates) parts.push(`${st.duplicates} duplicate${st.duplicates === 1 ? "" : "s"} of earlier documents (--no-dedup keeps them)`);
-    if (st.bad) parts.push(`${st.bad} bad (skipped by --skip-bad)`);
-    return `${f}: all ${st.records} record${st.records === 1 ? "" : "s"} dropped: ${parts.join(", ")}`;
-  });
-  return `no documents to write; nothing was prepared:\n  ${why.join("\n  ")}`;
 }
 
 /** Reads and checks a prepared folder's manifest. */
