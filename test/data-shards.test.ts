@@ -5,7 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { saveTokenizer, trainBpe } from "../src/tokenizer/index.ts";
@@ -148,4 +148,32 @@ test("the prepared folder holds its tokenizer: training survives a moved or retr
   saveTokenizer(join(moved, "tokenizer"), trainBpe(["x y z"], { vocabSize: 256 + 2 + 8 }));
   await assert.rejects(pretrain({ ...o, force: true }), (e: Error) => e instanceof PretrainSettingsError &&
     /--data .*moved\/tokenizer\/tokenizer\.json: SHA-256 \w+… differs from the \w+… the shards were made with/.test(e.message));
+});
+
+test("2 threads (cleaning on the workers) write what 1 thread writes; an interrupted 2-thread run resumes to the same bytes", async () => {
+  // Duplicates, too-short documents and control characters, so dedup and cleaning decide what is written.
+  const noisy = join(tmp, "noisy.txt");
+  const base = readFileSync(input, "utf8").trim().split("\n\n");
+  // ~1 MB in 9,600 distinct documents: several batches of work, so the run can be interrupted midway.
+  const many = Array.from({ length: 80 }, (_, k) => base.map((d) => `${k} ${d}`).join("\n\n")).join("\n\n");
+  writeFileSync(noisy, many + "\n\nx\n\ndoc 3: again\u0007\n\n" + base.map((d) => `0 ${d}`).join("\n\n"));
+  const opts = { inputs: [noisy], tokenizer: tokDir, shardTokens: 20_000, clean: { valFraction: 0.2, seed: 3, minChars: 2 } };
+  const one = await prepareData({ ...opts, out: join(tmp, "r1"), threads: 1 });
+  const two = await prepareData({ ...opts, out: join(tmp, "r2"), threads: 2 });
+  assert.deepEqual(two.splits, one.splits);
+  assert.deepEqual(two.sources, one.sources);
+  assert.equal(one.sources[0].duplicates, 120);
+  assert.equal(one.sources[0].tooShort, 1);
+  const out = join(tmp, "r3");
+  let calls = 0;
+  await assert.rejects(prepareData({ ...opts, out, threads: 2, progressIntervalMs: 0, onProgress: () => {
+    if (existsSync(join(out, ".prepare-state.json")) && ++calls > 2) throw new Error("interrupted");
+  } }), /interrupted/);
+  const finished = JSON.parse(readFileSync(join(out, ".prepare-state.json"), "utf8")).splits;
+  assert.ok(finished.train.docs > 0);
+  const three = await prepareData({ ...opts, out, threads: 2 });
+  assert.deepEqual(three.splits, one.splits);
+  assert.deepEqual(three.sources, one.sources);
+  for (const s of [...one.splits.train.shards, ...one.splits.val.shards])
+    assert.ok(readFileSync(join(tmp, "r1", s.file)).equals(readFileSync(join(out, s.file))), s.file);
 });

@@ -1,16 +1,19 @@
 /**
  * `mynah data prepare`: read → clean → split → tokenize → shards + manifest.json.
  *
- * The main thread reads and cleans (cheap); tokenizing (the expensive part) runs on
- * worker_threads, in batches of documents whose results are written back in order, so the
- * shards are the same whatever the thread count. Memory stays bounded: a few batches in
- * flight per worker, one open shard per split streamed to disk, and one hash per document.
+ * The main thread reads the files and keeps what needs input order: deduplication (a compact
+ * hash set), the train/val split, per-file statistics, and writing shards. The per-document
+ * work, cleaning (NFC, control characters, the conversation check, --min-chars), the content
+ * digest and tokenizing, runs on worker_threads in batches whose results are taken in order,
+ * so the shards are the same whatever the thread count, and the main thread's serial share is
+ * small enough for the workers to scale. Memory stays bounded: a few batches in flight per
+ * worker, one open shard per split streamed to disk, 12 bytes of digest per distinct document.
  *
  * Interrupted runs: a shard is a temp file until it is complete (then fsync + rename), and
  * after each shard `.prepare-state.json` records, per split, the documents already in
- * finished shards. Re-running the same command with the same inputs resumes: it re-reads
- * (cheap) but skips tokenizing what is done. Nothing here uses the native addon: tokenizing
- * is JavaScript, run on worker_threads.
+ * finished shards. Re-running the same command with the same inputs resumes: it re-reads and
+ * re-cleans (for dedup and the split) but does not tokenize what is done. Nothing here uses
+ * the native addon: tokenizing is JavaScript.
  */
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, mkdirSync } from "node:fs";
@@ -20,8 +23,8 @@ import { Worker } from "node:worker_threads";
 import { writeAtomic } from "../core/atomic-write.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { cleanDocs, countingOnBad, noDocumentsMessage, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
-import { encodeDocs, eotId } from "./encode-docs.ts";
+import { countingOnBad, DocSorter, noDocumentsMessage, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
+import { cleanEncode, eotId, STATUS_NAMES, type CleanEncoded } from "./encode-docs.ts";
 import type { DataError, OnBad } from "./errors.ts";
 import { expandInputsDetailed, type SkippedInput } from "./inputs.ts";
 import { readFiles, type ReadOptions } from "./readers.ts";
@@ -115,13 +118,12 @@ interface PrepareState {
 export interface WorkerJob {
   seq: number;
   docs: DocBody[];
+  /** --min-chars */
+  minChars: number;
+  /** False while resuming: clean and digest only (documents inside finished shards are not tokenized again). */
+  tokenize: boolean;
 }
-export interface WorkerResult {
-  seq: number;
-  ids?: Uint32Array;
-  lens?: Uint32Array;
-  error?: string;
-}
+export type WorkerResult = { seq: number; error?: string } & Partial<CleanEncoded>;
 
 function tokenizerFile(path: string): string {
   return statSync(path).isDirectory() ? join(path, "tokenizer.json") : path;
@@ -177,7 +179,7 @@ interface Encoder {
 
 function localEncoder(tok: Tokenizer): Encoder {
   return {
-    submit: async (job) => ({ seq: job.seq, ...encodeDocs(tok, job.docs) }),
+    submit: async (job) => ({ seq: job.seq, ...cleanEncode(tok, job.docs, job.minChars, job.tokenize) }),
     close: async () => {},
   };
 }
@@ -282,15 +284,15 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     : undefined;
   let bytesRead = 0;
   const bytesTotal = sizes.reduce((n, s) => n + s.size, 0);
-  const docs = cleanDocs(
-    readFiles(files, { ...read, onBad: countingOnBad(stats, onBad), onBytes: (n) => (bytesRead += n) }),
-    { ...clean, onBad },
-    stats,
-  );
+  // Reading (and the stateful part of cleaning: dedup, split, statistics) stays on this thread, in
+  // input order; the per-document work (cleaning, digest, tokenizing) runs on the workers.
+  const docs = readFiles(files, { ...read, onBad: countingOnBad(stats, onBad), onBytes: (n) => (bytesRead += n) });
+  const sorter = new DocSorter({ ...clean, onBad }, stats);
 
   // Per split: the open shard, documents seen so far (for resume), pending source tokens.
   const writers: Record<Split, ShardWriter | null> = { train: null, val: null };
   const seen: Record<Split, number> = { train: 0, val: 0 };
+  const done: Record<Split, number> = { train: state.splits.train.docs, val: state.splits.val.docs };
   const pendingTokens: Record<Split, Record<string, number>> = { train: {}, val: {} };
   let tokensOut = 0;
   let docsOut = 0;
@@ -318,32 +320,51 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
 
   const threads = Math.max(1, opts.threads ?? availableParallelism());
   const encoder = threads === 1 ? localEncoder(tok) : workerEncoder(join(opts.out, tokFile), threads);
-  const inFlight: { job: Promise<WorkerResult>; meta: { split: Split; file: string }[] }[] = [];
+  type Meta = { file: string; line: number; unit: "line" | "row" };
+  // A batch in flight: its documents (kept until its result is in, for resubmitting while resuming), where
+  // they came from, and, for a resubmitted batch, the splits already decided.
+  interface InFlight { job: Promise<WorkerResult>; docs: DocBody[]; meta: Meta[]; decided?: Split[] }
+  const inFlight: InFlight[] = [];
+  // Resuming: documents inside finished shards are cleaned (for dedup and the split) but not tokenized.
+  let resuming = done.train + done.val > 0;
   let seq = 0;
   let lastReport = 0;
-  const report = (done: boolean): void => {
+  const report = (final: boolean): void => {
     const now = Date.now();
-    if (!opts.onProgress || (!done && now - lastReport < (opts.progressIntervalMs ?? 200))) return;
+    if (!opts.onProgress || (!final && now - lastReport < (opts.progressIntervalMs ?? 200))) return;
     lastReport = now;
-    opts.onProgress({ bytesRead, bytesTotal, tokens: tokensOut, docs: docsOut, seconds: (now - t0) / 1000, done });
+    opts.onProgress({ bytesRead, bytesTotal, tokens: tokensOut, docs: docsOut, seconds: (now - t0) / 1000, done: final });
   };
+  const submit = (d: DocBody[], meta: Meta[], tokenize: boolean, decided?: Split[]): InFlight => ({
+    job: encoder.submit({ seq: seq++, docs: d, minChars: clean.minChars, tokenize }), docs: d, meta, decided,
+  });
   const drainOne = async (): Promise<void> => {
-    const { job, meta } = inFlight.shift()!;
-    const r = await job;
+    const f = inFlight.shift()!;
+    const r = await f.job;
     let o = 0;
-    meta.forEach((m, i) => {
-      const n = r.lens![i];
-      write(m.split, m.file, r.ids!.subarray(o, o + n));
+    const redo: { doc: DocBody; meta: Meta; split: Split }[] = [];
+    f.meta.forEach((m, i) => {
+      const n = r.lens?.[i] ?? 0;
+      const ids = r.ids?.subarray(o, o + n);
       o += n;
+      // A resubmitted batch was deduplicated and split the first time round.
+      const split = f.decided ? f.decided[i] : sorter.accept(m, STATUS_NAMES[r.status![i]], r.problems![i], r.digests!.subarray(12 * i, 12 * i + 12), r.chars![i]);
+      if (split === null) return;
+      if (!f.decided && seen[split]++ < done[split]) return; // inside a finished shard
+      if (ids) write(split, m.file, ids);
+      else redo.push({ doc: f.docs[i], meta: m, split });
     });
+    if (resuming && seen.train >= done.train && seen.val >= done.val) resuming = false;
+    // Past the finished shards: the documents of this batch that go on are tokenized now, before later batches.
+    if (redo.length) inFlight.unshift(submit(redo.map((x) => x.doc), redo.map((x) => x.meta), true, redo.map((x) => x.split)));
     report(false);
   };
   let batch: DocBody[] = [];
-  let meta: { split: Split; file: string }[] = [];
+  let meta: Meta[] = [];
   let chars = 0;
   const dispatch = async (): Promise<void> => {
     if (batch.length === 0) return;
-    inFlight.push({ job: encoder.submit({ seq: seq++, docs: batch }), meta });
+    inFlight.push(submit(batch, meta, !resuming));
     batch = [];
     meta = [];
     chars = 0;
@@ -351,10 +372,8 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   };
   try {
     for await (const d of docs) {
-      // Resume: documents already inside finished shards are not tokenized again.
-      if (seen[d.split]++ < state.splits[d.split].docs) continue;
       batch.push(d.kind === "text" ? { kind: "text", text: d.text } : { kind: "chat", messages: d.messages });
-      meta.push({ split: d.split, file: d.file });
+      meta.push({ file: d.file, line: d.line, unit: d.unit });
       chars += d.kind === "text" ? d.text.length : d.messages.reduce((n, m) => n + m.content.length, 0);
       if (chars >= BATCH_CHARS) await dispatch();
     }
