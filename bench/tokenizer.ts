@@ -15,7 +15,9 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { createRequire } from "node:module";
-import { loadTokenizer, readTexts, trainBpe, trainTokenizerFromFiles } from "../src/tokenizer/index.ts";
+import { loadTokenizer, trainBpe } from "../src/tokenizer/index.ts";
+import { readFiles } from "../src/data/readers.ts";
+import { trainTokenizerOnInputs } from "../src/data/train-tokenizer.ts";
 import { EncoderPool, encodeLargeText } from "../src/tokenizer/parallel.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -27,7 +29,7 @@ async function child(kind: string, vocab: number, file: string): Promise<void> {
   const t0 = performance.now();
   let size: number;
   if (kind === "mynah") {
-    size = (await trainTokenizerFromFiles([file], { vocabSize: vocab })).vocabSize;
+    size = (await trainTokenizerOnInputs({ inputs: [file], train: { vocabSize: vocab } })).tokenizer.vocabSize; // what `mynah tokenizer train` runs
   } else {
     const hf = await import("tokenizers");
     const tok = new hf.Tokenizer(hf.BPE.empty());
@@ -74,7 +76,8 @@ export async function run(): Promise<unknown> {
     const held = { en: [] as string[], zh: [] as string[] };
     for (const f of files) {
       const docs: string[] = [];
-      for await (const t of readTexts(f.path)) docs.push(...(f.path.endsWith(".jsonl") ? [t] : t.split(/\n(?=\S)/)));
+      // Documents as mynah reads them: blank-line paragraphs of text files, each message of a conversation.
+      for await (const d of readFiles([f.path])) docs.push(...(d.kind === "text" ? [d.text] : d.messages.map((m) => m.content)));
       const cut = Math.floor(docs.length * 0.9);
       all.push(...docs);
       train.push(...docs.slice(0, cut));

@@ -17,7 +17,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, cpus, loadavg } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { nativeBackend, setThreads } from "../src/core/native.ts";
 import { configFromPreset, flopsPerToken, parameterCount, type ModelConfig } from "../src/model/config.ts";
@@ -31,6 +31,8 @@ const root = join(here, "..");
 const SHARED = process.env.MYNAH_SHARED_DATA ?? join(root, "..", "shared");
 const TORCH_REF = join(SHARED, "bench", "torch_reference.py");
 const SHAKESPEARE = join(SHARED, "data", "text", "tinyshakespeare.txt");
+/** Paths as printed and stored in results: relative to the repository (`../shared/...`), not this machine's. */
+const shown = (p: string): string => relative(root, p) || ".";
 const QUICK = process.env.MYNAH_BENCH_QUICK === "1";
 const THREADS = Number(process.env.MYNAH_THREADS ?? 2);
 
@@ -153,7 +155,7 @@ async function childTimeToLoss(target: number): Promise<TimeToLoss> {
   const get = (f: string): string => argv[argv.indexOf(f) + 1];
   try {
     await pretrain({
-      data: [SHAKESPEARE], valFraction: 0.1,
+      data: [shown(SHAKESPEARE)], valFraction: 0.1, // the child runs in the repository root
       model: { preset: get("--preset"), layers: +get("--layers"), width: +get("--width"), heads: +get("--heads") },
       loop: {
         steps: +get("--steps"), batchSize: +get("--batch-size"), seqLen: +get("--seq-len"), gradAccum: 1, schedule: "wsd",
@@ -175,7 +177,7 @@ async function childTimeToLoss(target: number): Promise<TimeToLoss> {
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
-  return { target, reachedAtSec: reached, step: atStep, totalSec: (performance.now() - t0) / 1000, finalValLoss: last, args: ["mynah", "train", "--data", SHAKESPEARE, ...argv] };
+  return { target, reachedAtSec: reached, step: atStep, totalSec: (performance.now() - t0) / 1000, finalValLoss: last, args: ["mynah", "train", "--data", shown(SHAKESPEARE), ...argv] };
 }
 
 function inChild<T>(what: string, arg: unknown): T {
@@ -232,12 +234,12 @@ export async function run(): Promise<unknown> {
   let ttl: TimeToLoss | null = null;
   if (process.env.MYNAH_BENCH_SKIP_TTL === "1") console.log("\ntime to 1.88: skipped (MYNAH_BENCH_SKIP_TTL=1)");
   else if (existsSync(SHAKESPEARE)) {
-    console.log(`\ntime to validation loss 1.88 on tinyshakespeare (characters):\n  ${["mynah", "train", "--data", SHAKESPEARE, ...SPEED_RECIPE].join(" ")}`);
+    console.log(`\ntime to validation loss 1.88 on tinyshakespeare (characters):\n  ${["mynah", "train", "--data", shown(SHAKESPEARE), ...SPEED_RECIPE].join(" ")}`);
     ttl = inChild<TimeToLoss>("ttl", 1.88);
     console.log(ttl.reachedAtSec !== null
       ? `  reached ${ttl.target} at step ${ttl.step} after ${ttl.reachedAtSec.toFixed(1)} s (nanoGPT's CPU recipe: 170 s without reaching it; target ≤ 55 s)`
       : `  NOT reached: final validation loss ${ttl.finalValLoss} after ${ttl.totalSec.toFixed(1)} s`);
-  } else console.log(`\ntime to 1.88: skipped (${SHAKESPEARE} is absent)`);
+  } else console.log(`\ntime to 1.88: skipped (${shown(SHAKESPEARE)} is absent)`);
   return { threads: THREADS, peakGflops: peak.flops / 1e9, peakMeasured: peak.measured, loadAverage: loadavg(), configs: rows, timeToLoss: ttl };
 }
 

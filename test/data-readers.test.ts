@@ -1,12 +1,12 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, mkdirSync, openSync, symlinkSync, writeFileSync, writeSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { readFiles, type Doc, type ReadOptions } from "../src/data/readers.ts";
-import { expandInputs } from "../src/data/inputs.ts";
+import { expandInputs, expandInputsDetailed } from "../src/data/inputs.ts";
 import { cleanDocs, cleanText, countingOnBad, splitOf, type SourceStats } from "../src/data/clean.ts";
 import { DataError } from "../src/data/errors.ts";
 
@@ -175,4 +175,82 @@ test("cleaning: NFC, control characters, duplicates, minimum length, seeded spli
   for (let i = 0; i < 4000; i++) if (splitOf(((i * 2654435761) >>> 0).toString(16).padStart(8, "0"), 0.1, 3) === "val") val++;
   assert.ok(val > 300 && val < 500, `val share ${val}/4000`);
   assert.equal(splitOf("deadbeef", 0.3, 1), splitOf("deadbeef", 0.3, 1));
+});
+
+test("symbolic links in folders are followed (a hub snapshot), loops and broken links skipped and counted", () => {
+  // A Hugging Face hub cache: snapshots/<rev>/ holds links into blobs/.
+  put("hub/blobs/aaa", "first");
+  put("hub/blobs/bbb", "second");
+  mkdirSync(join(dir, "hub/snapshots/rev/data"), { recursive: true });
+  symlinkSync("../../../blobs/aaa", join(dir, "hub/snapshots/rev/data/train.txt"));
+  symlinkSync("../../blobs/bbb", join(dir, "hub/snapshots/rev/README.txt"));
+  symlinkSync("../../blobs/missing", join(dir, "hub/snapshots/rev/broken.txt"));
+  symlinkSync("..", join(dir, "hub/snapshots/rev/data/up")); // a loop back to rev/
+  symlinkSync("data", join(dir, "hub/snapshots/rev/data-link")); // a link to a folder: followed
+  const snap = join(dir, "hub/snapshots/rev");
+  const { files, skipped } = expandInputsDetailed([snap]);
+  const rel = (f: string): string => f.slice(snap.length + 1);
+  assert.deepEqual(files.map(rel), ["README.txt", "data/train.txt"]);
+  assert.deepEqual(skipped.map((x) => [rel(x.path), x.reason.replace(/ \(.*\)$/, "")]), [
+    ["broken.txt", "broken symbolic link"],
+    ["data/up", "link loop"],
+    ["data-link/up", "link loop"],
+    ["data-link/train.txt", `same file as ${join(snap, "data/train.txt")}`],
+  ]);
+  assert.throws(() => expandInputs([join(snap, "broken.txt")]), /broken\.txt: a broken symbolic link/);
+});
+
+test("JSON arrays: .json.gz read as an array; streamed element by element (strings with brackets, escapes, chunk edges); errors name the row", async () => {
+  const rows = [
+    { instruction: "Say [hi]", input: "a \"quoted\" {brace} and \\ backslash, comma", output: "hi ]" },
+    { instruction: "Add", input: "2 and 2", output: "4", nested: { list: [1, [2, { x: "]" }]] } },
+    { instruction: "中文", input: "", output: "好" },
+  ];
+  const gz = put("alpaca.json.gz", gzipSync(Buffer.from("\uFEFF  \n" + JSON.stringify(rows, null, 2))));
+  const docs = await collect([gz]);
+  assert.deepEqual(docs.map((d) => [d.line, d.unit, d.kind === "chat" && d.messages[0].content]), [
+    [1, "row", "Say [hi]\n\na \"quoted\" {brace} and \\ backslash, comma"],
+    [2, "row", "Add\n\n2 and 2"],
+    [3, "row", "中文"],
+  ]);
+  // Elements split across every possible chunk boundary: a 3-byte high-water mark is not
+  // available through the reader, so repeat one row many times past the 1 MiB read size.
+  const many = Array.from({ length: 30000 }, (_, i) => ({ text: `doc ${i} says "[{,}]" \u00e9` }));
+  const big = put("many.json", JSON.stringify(many));
+  const got = await collect([big]);
+  assert.equal(got.length, many.length);
+  assert.ok(got.every((d, i) => d.kind === "text" && d.text === many[i].text && d.line === i + 1));
+  // Errors: a bad element names its row; structure errors stop.
+  const bad = put("bad.json", '[{"text": "ok"}, {"text": oops}, {"text": "fine"}]');
+  await assert.rejects(collect([bad]), /bad\.json:row 2: malformed JSON/);
+  const skipped: string[] = [];
+  assert.equal((await collect([bad], { onBad: (e) => skipped.push(e.message) })).length, 2);
+  assert.match(skipped[0], /row 2/);
+  await assert.rejects(collect([put("trunc.json", '[{"text": "a"}, {"text": "b"')]), /trunc\.json:row 2: the file ends inside the JSON array/);
+  await assert.rejects(collect([put("trail.json", '[{"text": "a"},]')]), /trail\.json:row 2: a comma before the closing \]/);
+  await assert.rejects(collect([put("after.json", '[{"text": "a"}] x')]), /after\.json:row 1: text after the closing \]/);
+  const badUtf8 = Buffer.concat([Buffer.from('[{"text": "a'), Buffer.from([0xff]), Buffer.from('"}, {"text": "b"}]')]);
+  const bu = put("utf.json", badUtf8);
+  await assert.rejects(collect([bu]), /utf\.json:row 1: invalid UTF-8/);
+});
+
+test("a JSON array larger than V8's longest string (512 Mi characters) is read, not refused as invalid UTF-8", { timeout: 180_000 }, async () => {
+  // ~544 MB of ASCII in 17 elements of 32 MiB: over the 2^29 − 24 character limit of one string.
+  const p = join(dir, "huge.json");
+  const body = "x".repeat(32 << 20);
+  const fd = openSync(p, "w");
+  writeSync(fd, "[");
+  for (let i = 0; i < 17; i++) writeSync(fd, `${i ? "," : ""}{"text": "${i} ${body}"}`);
+  writeSync(fd, "]");
+  closeSync(fd);
+  try {
+    let n = 0;
+    for await (const d of readFiles([p])) {
+      assert.ok(d.kind === "text" && d.text.startsWith(`${n} x`) && d.text.length === (32 << 20) + String(n).length + 1);
+      n++;
+    }
+    assert.equal(n, 17);
+  } finally {
+    rmSync(p, { force: true });
+  }
 });

@@ -1,6 +1,6 @@
 /**
  * Golden test: one forward and backward of our model against PyTorch (float64) on fixtures
- * written by /work/shared/bench/torch_reference.py (see test/fixtures/README.md): logits,
+ * written by ../shared/bench/torch_reference.py (see test/fixtures/README.md): logits,
  * loss and EVERY gradient within 1e-4 relative error, on each backend.
  * Relative error of a tensor: max|a − b| / max(max|b|, 1e-12).
  */

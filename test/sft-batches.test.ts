@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { trainBpe } from "../src/tokenizer/index.ts";
@@ -63,7 +63,7 @@ test("chat source state/restore continues exactly; long conversations are cut to
   assert.throws(() => openChatSource(examples, { seed: 10, pad: eot }).restore(s), /not for this chat source/);
 });
 
-test("loadConversations splits by content, refuses plain text and red-team files", async () => {
+test("loadConversations splits by content, refuses plain text and preference pairs (by content, not file name)", async () => {
   const dir = mkdtempSync(join(tmpdir(), "mynah-sftload-"));
   const f = join(dir, "c.jsonl");
   writeFileSync(f, convs.map((c) => JSON.stringify({ messages: c })).join("\n") + "\n");
@@ -76,8 +76,20 @@ test("loadConversations splits by content, refuses plain text and red-team files
   const t = join(dir, "plain.txt");
   writeFileSync(t, "just text\n");
   await assert.rejects(loadConversations([t], { valFraction: 0, seed: 0 }), /plain\.txt:1: a plain-text document/);
-  const red = join(dir, "hh_rlhf_harmless_test_en.jsonl");
-  writeFileSync(red, "");
-  await assert.rejects(loadConversations([red], { valFraction: 0, seed: 0 }), /red-team/);
+  // Preference pairs are refused by what they hold, whatever the file is called (and --skip-bad does not skip them).
+  const pairs = join(dir, "my-chats.jsonl");
+  const prompt = [{ role: "user", content: "q" }];
+  writeFileSync(pairs, [JSON.stringify({ messages: convs[0] }), JSON.stringify({ messages: prompt, chosen: "good", rejected: "bad" })].join("\n") + "\n");
+  for (const skipBad of [false, true])
+    await assert.rejects(loadConversations([pairs], { valFraction: 0, seed: 0, skipBad }), /my-chats\.jsonl:2: a preference pair \(the record has "chosen" and "rejected" replies\).*not supervised fine-tuning data/);
+  const feedback = join(dir, "preferences.jsonl"); // mynah feedback export's shape: replies as messages
+  writeFileSync(feedback, JSON.stringify({ messages: prompt, chosen: { role: "assistant", content: "a" }, rejected: { role: "assistant", content: "b" } }) + "\n");
+  await assert.rejects(loadConversations([feedback], { valFraction: 0, seed: 0 }), /preferences\.jsonl:1: a preference pair/);
+  // A file named like hh-rlhf that holds ordinary conversations is read like any other.
+  const named = join(dir, "hh_rlhf_conversations.jsonl");
+  writeFileSync(named, JSON.stringify({ messages: convs[0] }) + "\n");
+  assert.equal((await loadConversations([named], { valFraction: 0, seed: 0 })).train.length, 1);
+  const hh = join(import.meta.dirname, "..", "..", "shared", "data", "chat", "hh_rlhf_harmless_test_en.jsonl");
+  if (existsSync(hh)) await assert.rejects(loadConversations([hh], { valFraction: 0, seed: 0 }), /hh_rlhf_harmless_test_en\.jsonl:1: a preference pair/);
   rmSync(dir, { recursive: true, force: true });
 });

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runSpeedrun, planFor } from "../src/speedrun/pipeline.ts";
 import { speedrunSkills } from "../src/speedrun/skills.ts";
+import { stepsEstimate } from "../src/speedrun/train-stage.ts";
 import { loadChatModel } from "../src/infer/load.ts";
 import { renderChat } from "../src/data/chat-template.ts";
 import { generate, DEFAULT_GENERATE } from "../src/infer/generate.ts";
@@ -48,4 +49,12 @@ test("speedrun at a tiny size: all stages, real evaluation", { timeout: 240_000 
   const ids = renderChat(tokenizer, [{ role: "user", content: a.question }], { addGenerationPrompt: true }).ids;
   assert.equal(generate(model, tokenizer, ids, { ...DEFAULT_GENERATE, maxNewTokens: 48 }).text, a.generated);
   assert.match(r.report!, /report card/);
+});
+
+test("speedrun progress: the step estimate comes from the measured pace, also in the first (measuring) segment", () => {
+  // 40 steps in the first 10 s of a 515 s budget: ~2,060 steps, not the 1 ms/step placeholder (~515,000).
+  assert.equal(stepsEstimate(40, 10, 515), 40 + Math.floor(505 / 0.25));
+  assert.equal(stepsEstimate(2000, 500, 515), 2060);
+  assert.equal(stepsEstimate(100, 600, 515), 100); // past the budget: no more steps
+  assert.equal(stepsEstimate(0, 0, 515), 0);
 });

@@ -12,7 +12,6 @@ import { join } from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import {
   trainBpe,
-  trainTokenizerFromFiles,
   saveTokenizer,
   loadTokenizer,
   loadTokenizerConfig,
@@ -23,6 +22,11 @@ import {
 } from "../src/tokenizer/index.ts";
 import { compilePattern, forEachPiece } from "../src/tokenizer/pattern.ts";
 import { PieceCounter } from "../src/tokenizer/train.ts";
+import { trainTokenizerOnInputs } from "../src/data/train-tokenizer.ts";
+import type { TrainOptions } from "../src/tokenizer/train.ts";
+
+/** Trains on files through the data layer's readers, as `mynah tokenizer train` does. */
+const trainTokenizerFromFiles = async (inputs: string[], train: TrainOptions) => (await trainTokenizerOnInputs({ inputs, train })).tokenizer;
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
 function rng(seed: number): () => number {
@@ -237,7 +241,7 @@ test("GPT-2 byte table: a bijection onto printable characters, space → Ġ", ()
   for (const c of BYTE_TO_CHAR) assert.ok(!/\s/.test(c), `byte stand-in ${JSON.stringify(c)} is whitespace`);
 });
 
-test("trainTokenizerFromFiles: text, JSONL and gzipped chat JSONL; progress reported", async () => {
+test("training on files (data layer readers): text, JSONL and gzipped chat JSONL; progress reported", async () => {
   const dir = mkdtempSync(join(tmpdir(), "mynah-tok-"));
   try {
     const docs = corpus(9, 2000);
@@ -264,9 +268,9 @@ test("errors name what and where", async () => {
     await assert.rejects(trainTokenizerFromFiles([join(dir, "empty.txt")], { vocabSize: 260 }), /smaller than 256 bytes \+ 8 special tokens = 264/);
     assert.throws(() => trainBpe(["abc"], { vocabSize: 100 }), /smaller than/);
     writeFileSync(join(dir, "bad.jsonl"), '{"text":"ok"}\n{"txt": 1}\n');
-    await assert.rejects(trainTokenizerFromFiles([join(dir, "bad.jsonl")], { vocabSize: 1000 }), /bad\.jsonl:2: record has neither/);
+    await assert.rejects(trainTokenizerFromFiles([join(dir, "bad.jsonl")], { vocabSize: 1000 }), /bad\.jsonl:2: no field "text" \(fields: txt\)/);
     writeFileSync(join(dir, "broken.jsonl"), '{"text":"ok"}\n{"text": \n');
-    await assert.rejects(trainTokenizerFromFiles([join(dir, "broken.jsonl")], { vocabSize: 1000 }), /broken\.jsonl:2: not valid JSON/);
+    await assert.rejects(trainTokenizerFromFiles([join(dir, "broken.jsonl")], { vocabSize: 1000 }), /broken\.jsonl:2: malformed JSON/);
     writeFileSync(join(dir, "bad.txt.gz"), "not gzip at all");
     await assert.rejects(trainTokenizerFromFiles([join(dir, "bad.txt.gz")], { vocabSize: 1000 }), /bad\.txt\.gz.*(header|gzip)/i);
     writeFileSync(join(dir, "tokenizer.json"), '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}');

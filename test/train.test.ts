@@ -200,3 +200,31 @@ test("mynah train: Ctrl-C (SIGINT) saves a checkpoint and exits cleanly", { skip
   const latest = readFileSync(join(run, "latest"), "utf8").trim();
   assert.equal(latest, `ckpt-${m[1].padStart(6, "0")}`);
 });
+
+test("a fresh run into a folder holding another run is refused; --force replaces it, never mixing the two", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-train-out-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const text = corpus(dir);
+  const out = join(dir, "run");
+  const o: PretrainOptions = {
+    data: [text], valFraction: 0.1, model: { preset: "tiny", layers: 1, width: 32, heads: 2 }, loop: { ...loopBase, steps: 3 },
+    evalBatches: 1, sampleTokens: 0, out, resume: false, keep: 2, backend: native() ?? referenceBackend, write: () => {}, tty: false, logEvery: 10,
+  };
+  await pretrain(o);
+  const metrics = readFileSync(join(out, "metrics.jsonl"), "utf8");
+  const latest = readFileSync(join(out, "latest"), "utf8");
+  await assert.rejects(pretrain(o), (e: Error) => e instanceof PretrainSettingsError &&
+    /--out .*run already holds a run \(ckpt-000003, latest, metrics\.jsonl\); continue it with --resume, choose another --out, or pass --force/.test(e.message));
+  assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8"), metrics, "the refused run wrote nothing");
+  // --force: the old run's files go, the new run's are alone in the folder.
+  writeFileSync(join(out, "notes.txt"), "mine");
+  await pretrain({ ...o, force: true, loop: { ...o.loop, steps: 2 } });
+  const steps = readFileSync(join(out, "metrics.jsonl"), "utf8").split("\n").filter((l) => l && JSON.parse(l).type === "step");
+  assert.deepEqual(steps.map((l) => JSON.parse(l).step), [1, 2]);
+  assert.equal(readFileSync(join(out, "latest"), "utf8").trim(), "ckpt-000002");
+  assert.notEqual(latest.trim(), "ckpt-000002");
+  assert.ok(!existsSync(join(out, "ckpt-000003")), "the old checkpoint is gone");
+  assert.equal(readFileSync(join(out, "notes.txt"), "utf8"), "mine", "files that are not the run's are kept");
+  // --resume continues the same run (no --force needed).
+  await pretrain({ ...o, resume: true, loop: { ...o.loop, steps: 4 } });
+});

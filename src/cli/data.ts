@@ -55,6 +55,12 @@ export function formatManifest(m: Manifest): string {
       `vocab ${m.tokenizer.vocabSize}; ${(bytes / 1e6).toFixed(1)} MB in ${m.seconds.toFixed(1)} s (${(bytes / 1e6 / Math.max(m.seconds, 1e-9)).toFixed(1)} MB/s)` +
       (m.skipped ? `; ${m.skipped} bad records skipped` : ""),
   );
+  const left = m.inputsSkipped ?? [];
+  if (left.length) {
+    lines.push(`${left.length} folder ${left.length === 1 ? "entry" : "entries"} not read:`);
+    for (const x of left.slice(0, 10)) lines.push(`  ${x.path}: ${x.reason}`);
+    if (left.length > 10) lines.push(`  … ${left.length - 10} more (manifest.json: inputsSkipped)`);
+  }
   return lines.join("\n");
 }
 

@@ -26,7 +26,7 @@ interface Flags {
   from: string; data: string[]; tokenizer?: string; format: string; valFraction: number; evalConversations: number; packing: string;
   batchSize: number; seqLen?: number; steps: number; lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number;
   clip: number; optimizer: string; muonLr: number; weightDecay: number; evalEvery: number; checkpointEvery: number; keep: number;
-  out: string; resume?: boolean; seed: number; threads?: number; logEvery: number; skipBad?: boolean;
+  out: string; resume?: boolean; force?: boolean; seed: number; threads?: number; logEvery: number; skipBad?: boolean;
 }
 
 export function registerSft(program: Command): void {
@@ -57,6 +57,7 @@ export function registerSft(program: Command): void {
     .option("--keep <n>", "checkpoints kept (0 = all)", int, 3)
     .option("--out <dir>", "run folder: checkpoints, metrics.jsonl", "runs/sft")
     .option("--resume", "continue from the run folder's latest checkpoint")
+    .option("--force", "without --resume: replace a run already in --out (its checkpoints and metrics.jsonl)")
     .option("--seed <n>", "random seed (split, order)", int, 1337)
     .option("--threads <n>", "compute threads (default: MYNAH_THREADS or every CPU)", int)
     .option("--log-every <n>", "when not on a terminal, print a line every n steps", int, 10)
@@ -76,7 +77,7 @@ export function registerSft(program: Command): void {
             optimizer: { ...DEFAULT_OPTIMIZER, kind: f.optimizer as OptimizerKind, lr: f.lr, muonLr: f.muonLr, weightDecay: f.weightDecay },
             clip: f.clip, evalEvery: f.evalEvery, sampleEvery: 0, checkpointEvery: f.checkpointEvery, seed: f.seed,
           },
-          out: f.out, resume: Boolean(f.resume), keep: f.keep, skipBad: Boolean(f.skipBad),
+          out: f.out, resume: Boolean(f.resume), force: Boolean(f.force), keep: f.keep, skipBad: Boolean(f.skipBad),
           onSkip: (e) => {
             if (shown++ < 10) process.stderr.write(`skipped ${e.message}\n`);
           },

@@ -2,12 +2,13 @@
  * `mynah tokenizer train|encode|decode|info`: thin wrappers over src/tokenizer.
  */
 import type { Command } from "commander";
-import { readFileSync, statSync } from "node:fs";
-import { expandInputs } from "../data/inputs.ts";
-import { readFiles, INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
+import { readFileSync } from "node:fs";
+import { INPUT_FORMATS, type DocSplit, type InputFormat } from "../data/readers.ts";
+import { trainTokenizerOnInputs } from "../data/train-tokenizer.ts";
+import { writeAtomic } from "../core/atomic-write.ts";
 import { encodeFile } from "../tokenizer/parallel.ts";
 import { CHAT_TEMPLATE } from "../data/chat-template.ts";
-import { loadTokenizer, saveTokenizer, writeBytesAtomic, trainBpeAsync, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
+import { loadTokenizer, saveTokenizer, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
 
 /**
  * Training progress on stderr with ETA: a bar redrawn at most 10 times a second on a
@@ -36,6 +37,11 @@ function progressBar(tty: boolean): (p: TrainProgress) => void {
   };
 }
 
+interface TrainFlags {
+  out: string; format: string; textField: string; docSplit: string; minChars: string; dedup: boolean; skipBad: boolean;
+  vocabSize: string; special: string; chatTemplate?: string | false; minPieceCount: string;
+}
+
 export function registerTokenizer(program: Command): void {
   const cmd = program.command("tokenizer").description("Train, inspect and use byte-level BPE tokenizers");
 
@@ -44,36 +50,50 @@ export function registerTokenizer(program: Command): void {
     .description("Train a byte-level BPE tokenizer on the documents of text, JSONL or Parquet files (as `mynah data` reads them; .gz too)")
     .argument("<inputs...>", "input files, folders or globs")
     .option("--format <format>", `record shape: ${INPUT_FORMATS.join(", ")}`, "auto")
+    .option("--text-field <name>", "field holding the text in JSON text records (as `mynah data prepare`)", "text")
+    .option("--doc-split <mode>", "plain text documents end at: blank (blank lines), line (every line), file", "blank")
+    .option("--min-chars <n>", "drop documents shorter than this after cleaning (as `mynah data prepare`)", "1")
+    .option("--no-dedup", "keep exact duplicate documents")
+    .option("--skip-bad", "skip and count bad records instead of stopping at the first", false)
     .requiredOption("--out <dir>", "output directory (tokenizer.json, tokenizer_config.json)")
     .option("--vocab-size <n>", "vocabulary size, special tokens included", "32768")
     .option("--special <tokens>", "comma-separated special tokens (ids right after the merges)", DEFAULT_SPECIAL_TOKENS.join(","))
     .option("--chat-template <file>", "Jinja chat template file for tokenizer_config.json (default: mynah's ChatML template)")
     .option("--no-chat-template", "store no chat template")
     .option("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", "1")
-    .action(async (inputs: string[], o: { out: string; format: string; vocabSize: string; special: string; chatTemplate?: string | false; minPieceCount: string }) => {
+    .action(async (inputs: string[], o: TrainFlags) => {
       const t0 = Date.now();
-      const files = expandInputs(inputs);
-      const total = files.reduce((sum, f) => sum + statSync(f).size, 0);
+      if (!INPUT_FORMATS.includes(o.format as InputFormat)) throw new Error(`--format: ${o.format} is not one of ${INPUT_FORMATS.join(", ")}`);
+      if (!["blank", "line", "file"].includes(o.docSplit)) throw new Error(`--doc-split: ${o.docSplit} is not one of blank, line, file`);
+      const minChars = Number(o.minChars);
+      if (!Number.isInteger(minChars) || minChars < 0) throw new Error(`--min-chars: ${JSON.stringify(o.minChars)} is not an integer ≥ 0`);
       const progress = progressBar(process.stderr.isTTY === true);
-      let done = 0;
-      const onBytes = (n: number): void => progress({ phase: "count", done: (done += n), total });
-      // every text of every document: plain text, or the content of each chat message
-      async function* texts(): AsyncGenerator<string> {
-        for await (const doc of readFiles(files, { format: o.format as InputFormat, onBytes })) {
-          if (doc.kind === "text") yield doc.text;
-          else for (const m of doc.messages) yield m.content;
-        }
-      }
-      const tok = await trainBpeAsync(texts(), {
-        vocabSize: Number(o.vocabSize),
-        specialTokens: o.special.split(",").filter((s) => s !== ""),
-        minPieceCount: Number(o.minPieceCount),
-        onProgress: progress,
+      let shown = 0;
+      // The same reading and cleaning as `mynah data prepare`: the tokenizer learns the text the shards will hold.
+      const r = await trainTokenizerOnInputs({
+        inputs,
+        read: { format: o.format as InputFormat, textField: o.textField, docSplit: o.docSplit as DocSplit },
+        clean: { minChars, dedup: o.dedup },
+        skipBad: o.skipBad,
+        onSkip: (err) => {
+          if (shown++ < 10) process.stderr.write(`${process.stderr.isTTY ? "\r" : ""}skipped ${err.message}\n`);
+        },
+        train: {
+          vocabSize: Number(o.vocabSize),
+          specialTokens: o.special.split(",").filter((s) => s !== ""),
+          minPieceCount: Number(o.minPieceCount),
+          onProgress: progress,
+        },
       });
+      const tok = r.tokenizer;
       if (process.stderr.isTTY) process.stderr.write("\n");
       const chatTemplate = o.chatTemplate === false ? undefined : typeof o.chatTemplate === "string" ? readFileSync(o.chatTemplate, "utf8") : CHAT_TEMPLATE;
       saveTokenizer(o.out, tok, { chatTemplate });
       const short = tok.vocabSize < Number(o.vocabSize) ? ` (asked for ${o.vocabSize}: the corpus has no more pairs to merge)` : "";
+      const docs = r.sources.reduce((n, st) => n + st.docs.train, 0);
+      const dropped = r.sources.reduce((n, st) => n + st.duplicates + st.tooShort, 0);
+      console.log(`read ${docs} documents from ${r.sources.length} files` + (dropped ? ` (${dropped} duplicates or shorter than --min-chars dropped)` : "") +
+        (r.skipped ? `; ${r.skipped} bad records skipped` : "") + (r.inputsSkipped.length ? `; ${r.inputsSkipped.length} folder entries not read (${r.inputsSkipped.slice(0, 3).map((x) => `${x.path}: ${x.reason}`).join("; ")})` : ""));
       console.log(`trained ${tok.vocabSize} tokens (${tok.numMerges} merges)${short} in ${((Date.now() - t0) / 1000).toFixed(1)} s → ${o.out}`);
     });
 
@@ -101,7 +121,7 @@ export function registerTokenizer(program: Command): void {
         return;
       }
       const u32 = Uint32Array.from(ids);
-      writeBytesAtomic(o.out, new Uint8Array(u32.buffer));
+      writeAtomic(o.out, new Uint8Array(u32.buffer));
       console.log(`${u32.length} tokens → ${o.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     });
 

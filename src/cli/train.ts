@@ -26,7 +26,7 @@ interface Flags {
   ffn?: number; context?: number; qkNorm?: boolean; tied?: boolean; batchSize: number; seqLen: number; steps: number;
   lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number; clip: number; optimizer: string;
   muonLr: number; weightDecay: number; evalEvery: number; evalBatches: number; sampleEvery: number; sampleTokens: number;
-  checkpointEvery: number; keep: number; out: string; resume?: boolean; seed: number; threads?: number; logEvery: number;
+  checkpointEvery: number; keep: number; out: string; resume?: boolean; force?: boolean; seed: number; threads?: number; logEvery: number;
 }
 
 export function registerTrain(program: Command): void {
@@ -64,6 +64,7 @@ export function registerTrain(program: Command): void {
     .option("--keep <n>", "checkpoints kept (0 = all)", int, 3)
     .option("--out <dir>", "run folder: checkpoints, metrics.jsonl", "runs/train")
     .option("--resume", "continue from the run folder's latest checkpoint")
+    .option("--force", "without --resume: replace a run already in --out (its checkpoints and metrics.jsonl)")
     .option("--seed <n>", "random seed (weights, data order, samples)", int, 1337)
     .option("--threads <n>", "compute threads (default: MYNAH_THREADS or every CPU)", int)
     .option("--log-every <n>", "when not on a terminal, print a line every n steps", int, 10)
@@ -82,7 +83,7 @@ export function registerTrain(program: Command): void {
             clip: f.clip, evalEvery: f.evalEvery, sampleEvery: f.sampleEvery, checkpointEvery: f.checkpointEvery, seed: f.seed,
           },
           evalBatches: f.evalBatches, sampleTokens: f.sampleEvery > 0 ? f.sampleTokens : 0,
-          out: f.out, resume: Boolean(f.resume), keep: f.keep,
+          out: f.out, resume: Boolean(f.resume), force: Boolean(f.force), keep: f.keep,
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
           signal,
         });

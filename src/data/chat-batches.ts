@@ -15,11 +15,10 @@ import { renderChat } from "./chat-template.ts";
 import type { ChatMessage } from "./chat.ts";
 import { epochOrder } from "./loader.ts";
 import type { Batch, BatchSource } from "./types.ts";
-import { basename } from "node:path";
 import { cleanDocs, countingOnBad, type SourceStats } from "./clean.ts";
-import type { DataError, OnBad } from "./errors.ts";
+import { DataError, type OnBad } from "./errors.ts";
 import { expandInputs } from "./inputs.ts";
-import { readFiles, type InputFormat } from "./readers.ts";
+import { readFiles, type Doc, type InputFormat } from "./readers.ts";
 
 export interface ChatExample {
   /** [N] token ids of the rendered conversation. */
@@ -136,27 +135,31 @@ export interface LoadedConversations {
   skipped: number;
 }
 
-/** Files that hold red-team prompts (unsafe on purpose): never supervised fine-tuning data. */
-export const RED_TEAM_FILE = /hh[-_]?rlhf|red[-_]?team/i;
+/** Preference pairs stop SFT at their first record (a whole file of them is the usual mistake). */
+async function* refusePreferencePairs(docs: AsyncIterable<Doc>): AsyncGenerator<Doc> {
+  for await (const d of docs) {
+    if (d.preference)
+      throw new DataError(d.file, d.line,
+        `a preference pair (the record has "chosen" and "rejected" replies): it ranks two replies, it is not a conversation to imitate, so it is not supervised fine-tuning data; use it for preference tuning, and give mynah sft conversations`, d.unit);
+    yield d;
+  }
+}
 
 /**
  * Reads conversations (any chat format the readers know), cleans them and splits them by
- * content hash into train and val. Plain-text documents are refused: SFT needs turns.
+ * content hash into train and val. Plain-text documents and preference pairs are refused:
+ * SFT needs conversations whose assistant turns are the replies to learn.
  */
 export async function loadConversations(
   inputs: string[],
-  opts: { valFraction: number; seed: number; format?: InputFormat; skipBad?: boolean; onSkip?: (e: DataError) => void; allowRedTeam?: boolean },
+  opts: { valFraction: number; seed: number; format?: InputFormat; skipBad?: boolean; onSkip?: (e: DataError) => void },
 ): Promise<LoadedConversations> {
   const files = expandInputs(inputs);
-  if (!opts.allowRedTeam) {
-    const bad = files.find((f) => RED_TEAM_FILE.test(basename(f)));
-    if (bad) throw new Error(`${bad}: red-team data (harmful requests on purpose) is not supervised fine-tuning data; leave it out`);
-  }
   const stats = new Map<string, SourceStats>();
   let skipped = 0;
   const onBad: OnBad = opts.skipBad ? (e) => (skipped++, opts.onSkip?.(e)) : undefined;
   const out: LoadedConversations = { train: [], val: [], stats: [], skipped: 0 };
-  const docs = cleanDocs(readFiles(files, { format: opts.format, onBad: countingOnBad(stats, onBad) }), { valFraction: opts.valFraction, seed: opts.seed, onBad }, stats);
+  const docs = cleanDocs(refusePreferencePairs(readFiles(files, { format: opts.format, onBad: countingOnBad(stats, onBad) })), { valFraction: opts.valFraction, seed: opts.seed, onBad }, stats);
   for await (const d of docs) {
     if (d.kind !== "chat") throw new Error(`${d.file}:${d.line}: a plain-text document; fine-tuning needs conversations (chat JSONL, ShareGPT, Alpaca or Parquet with messages)`);
     out[d.split].push(d.messages);

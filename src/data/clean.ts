@@ -8,7 +8,9 @@
 import { createHash } from "node:crypto";
 import { conversationProblem, type ChatMessage } from "./chat.ts";
 import { DataError, reportBad, type OnBad } from "./errors.ts";
+import { HashSet96 } from "./hash-set.ts";
 import type { Doc } from "./readers.ts";
+import type { DocBody } from "./records.ts";
 
 export type Split = "train" | "val";
 
@@ -64,78 +66,120 @@ function fmix32(h: number): number {
 
 /** Which side a document with this content hash (hex) falls on. */
 export function splitOf(hashHex: string, valFraction: number, seed: number): Split {
+  return splitOfWord(parseInt(hashHex.slice(0, 8), 16), valFraction, seed);
+}
+
+/** splitOf for a digest's bytes (its first 4, big-endian, as the hex form's first 8 digits). */
+export function splitOfDigest(digest: Uint8Array, valFraction: number, seed: number): Split {
+  return splitOfWord(((digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3]) >>> 0, valFraction, seed);
+}
+
+function splitOfWord(h: number, valFraction: number, seed: number): Split {
   if (valFraction <= 0) return "train";
-  const h = parseInt(hashHex.slice(0, 8), 16);
   const u = fmix32((h ^ fmix32(seed >>> 0 ^ 0x9e3779b9)) >>> 0) / 2 ** 32;
   return u < valFraction ? "val" : "train";
 }
 
-/** The content hash of a cleaned document (the dedup key). */
-export function docHash(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] }): string {
+/** SHA-1 of a cleaned document's content (20 bytes; the first 12 are the dedup key). */
+export function docDigest(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] }): Buffer {
   const h = createHash("sha1");
   if (d.kind === "text") h.update("t\0").update(d.text);
   else h.update("c\0").update(JSON.stringify(d.messages.map((m) => [m.role, m.content])));
-  return h.digest("hex").slice(0, 24);
+  return h.digest();
+}
+
+/** The content hash of a cleaned document as hex (24 digits: the dedup key). */
+export function docHash(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] }): string {
+  return docDigest(d).toString("hex", 0, 12);
+}
+
+/** One document after cleaning: kept (with its content digest), too short, or a bad conversation. */
+export type Cleaned =
+  | { status: "ok"; body: DocBody; chars: number; digest: Buffer }
+  | { status: "short" }
+  | { status: "bad"; problem: string };
+
+/**
+ * The stateless part of cleaning, one document at a time (the tokenizing workers run it):
+ * NFC and control characters, the conversation check, the minimum length, the content digest.
+ */
+export function cleanOne(d: DocBody, minChars: number): Cleaned {
+  let body: DocBody;
+  let chars: number;
+  if (d.kind === "text") {
+    const text = cleanText(d.text);
+    if (text.trim() === "") return { status: "short" };
+    body = { kind: "text", text };
+    chars = text.length;
+  } else {
+    const messages = d.messages.map((m) => ({ role: m.role, content: cleanText(m.content) }));
+    const problem = conversationProblem(messages);
+    if (problem) return { status: "bad", problem };
+    body = { kind: "chat", messages };
+    chars = messages.reduce((n, m) => n + m.content.length, 0);
+  }
+  if (chars < minChars) return { status: "short" };
+  return { status: "ok", body, chars, digest: docDigest(body) };
 }
 
 /**
- * Cleans a stream of documents. `stats` gets one entry per file (created on first sight).
- * Bad conversations are DataErrors (thrown, or counted with onBad). Memory: one hash
- * (24 hex chars) per distinct document kept, for deduplication.
+ * The stateful part, in input order (the main thread runs it): per-file statistics, exact
+ * duplicates (a compact 96-bit set: 17–34 bytes a distinct document), the train/val side.
+ */
+export class DocSorter {
+  private readonly seen = new HashSet96();
+  private readonly valFraction: number;
+  constructor(private readonly opts: CleanOptions, private readonly stats: Map<string, SourceStats>) {
+    this.valFraction = opts.valFraction ?? 0;
+    if (!(this.valFraction >= 0 && this.valFraction < 1)) throw new Error(`val fraction must be in [0, 1), got ${this.valFraction}`);
+  }
+  private statsOf(f: string): SourceStats {
+    let s = this.stats.get(f);
+    if (!s) this.stats.set(f, (s = emptyStats(f)));
+    return s;
+  }
+  /**
+   * Counts a cleaned document of `where.file`; returns its split, or null when it is dropped
+   * (too short, duplicate, or bad: a DataError thrown, or passed to onBad with --skip-bad).
+   */
+  accept(where: { file: string; line: number; unit: "line" | "row" }, status: Cleaned["status"], problem: string | undefined, digest: Uint8Array, chars: number): Split | null {
+    const st = this.statsOf(where.file);
+    st.records++;
+    if (status === "bad") {
+      st.bad++;
+      reportBad(new DataError(where.file, where.line, problem ?? "bad record", where.unit), this.opts.onBad);
+      return null;
+    }
+    if (status === "short") {
+      st.tooShort++;
+      return null;
+    }
+    if (this.opts.dedup !== false && !this.seen.add(digest)) {
+      st.duplicates++;
+      return null;
+    }
+    const split = splitOfDigest(digest, this.valFraction, this.opts.seed ?? 0);
+    st.docs[split]++;
+    st.chars[split] += chars;
+    return split;
+  }
+}
+
+/**
+ * Cleans a stream of documents (cleanOne, then DocSorter). `stats` gets one entry per file
+ * (created on first sight). Bad conversations are DataErrors (thrown, or counted with onBad).
  */
 export async function* cleanDocs(docs: AsyncIterable<Doc>, opts: CleanOptions, stats: Map<string, SourceStats>): AsyncGenerator<CleanDoc> {
   const minChars = opts.minChars ?? 1;
-  const valFraction = opts.valFraction ?? 0;
-  if (!(valFraction >= 0 && valFraction < 1)) throw new Error(`val fraction must be in [0, 1), got ${valFraction}`);
-  const seed = opts.seed ?? 0;
-  const seen = new Set<string>();
-  const statsOf = (f: string): SourceStats => {
-    let s = stats.get(f);
-    if (!s) stats.set(f, (s = emptyStats(f)));
-    return s;
-  };
-  const onBad: OnBad = (err) => {
-    statsOf(err.file).bad++;
-    reportBad(err, opts.onBad);
-  };
-  // Bad records seen by the readers are counted through the same path: the readers get onBad.
+  const sorter = new DocSorter(opts, stats);
   for await (const d of docs) {
-    const st = statsOf(d.file);
-    st.records++;
-    let clean: CleanDoc;
-    let chars: number;
-    if (d.kind === "text") {
-      const text = cleanText(d.text);
-      chars = text.length;
-      clean = { ...d, text, split: "train", hash: "" };
-    } else {
-      const messages = d.messages.map((m) => ({ role: m.role, content: cleanText(m.content) }));
-      const problem = conversationProblem(messages);
-      if (problem) {
-        onBad(new DataError(d.file, d.line, problem, d.unit));
-        continue;
-      }
-      chars = messages.reduce((n, m) => n + m.content.length, 0);
-      clean = { ...d, messages, split: "train", hash: "" };
-    }
-    if (chars < minChars || (clean.kind === "text" && clean.text.trim() === "")) {
-      st.tooShort++;
-      continue;
-    }
-    clean.hash = docHash(clean);
-    if (opts.dedup !== false) {
-      if (seen.has(clean.hash)) {
-        st.duplicates++;
-        continue;
-      }
-      seen.add(clean.hash);
-    }
-    clean.split = splitOf(clean.hash, valFraction, seed);
-    st.docs[clean.split]++;
-    st.chars[clean.split] += chars;
-    yield clean;
+    const c = cleanOne(d, minChars);
+    const split = sorter.accept(d, c.status, c.status === "bad" ? c.problem : undefined, c.status === "ok" ? c.digest : EMPTY, c.status === "ok" ? c.chars : 0);
+    if (split === null || c.status !== "ok") continue;
+    yield { ...d, ...c.body, split, hash: c.digest.toString("hex", 0, 12) } as CleanDoc;
   }
 }
+const EMPTY = new Uint8Array(12);
 
 /**
  * A reader onBad that records bad records in `stats` (and passes them to `then`, which
@@ -149,4 +193,18 @@ export function countingOnBad(stats: Map<string, SourceStats>, then: OnBad): (er
     s.records++;
     reportBad(err, then);
   };
+}
+
+/** Why a run produced no document, input by input (flags as the user types them). */
+export function noDocumentsMessage(head: string, files: readonly string[], stats: Map<string, SourceStats>, clean: { minChars: number; dedup: boolean }): string {
+  const why = files.map((f) => {
+    const st = stats.get(f);
+    if (!st || st.records === 0) return `${f}: empty (no documents or records)`;
+    const parts: string[] = [];
+    if (st.tooShort) parts.push(`${st.tooShort} shorter than --min-chars ${clean.minChars} after cleaning (empty ones included)`);
+    if (st.duplicates) parts.push(`${st.duplicates} duplicate${st.duplicates === 1 ? "" : "s"} of earlier documents (--no-dedup keeps them)`);
+    if (st.bad) parts.push(`${st.bad} bad (skipped by --skip-bad)`);
+    return `${f}: all ${st.records} record${st.records === 1 ? "" : "s"} dropped: ${parts.join(", ")}`;
+  });
+  return `${head}:\n  ${why.join("\n  ")}`;
 }

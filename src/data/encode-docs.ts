@@ -5,6 +5,7 @@
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { renderChat } from "./chat-template.ts";
 import type { DocBody } from "./records.ts";
+import { cleanOne } from "./clean.ts";
 
 export const EOT = "<|endoftext|>";
 
@@ -35,4 +36,50 @@ export function encodeDocs(tok: Tokenizer, docs: readonly DocBody[]): { ids: Uin
     o += p.length;
   }
   return { ids, lens };
+}
+
+/** What a tokenizing worker returns for a batch: per document, cleaning's verdict, and its ids. */
+export interface CleanEncoded {
+  /** 0 kept, 1 too short, 2 bad conversation (see problems). Shape `[n]`. */
+  status: Uint8Array;
+  /** The reason of each bad document, by index. */
+  problems: Record<number, string>;
+  /** First 12 bytes of each kept document's content digest (the dedup key). Shape `[n·12]`. */
+  digests: Uint8Array;
+  /** Characters of each kept document after cleaning. Shape `[n]`. */
+  chars: Float64Array;
+  /** With tokenize: the kept documents' ids, concatenated, and each document's length (0 when not kept). */
+  ids?: Uint32Array;
+  lens?: Uint32Array;
+}
+
+const STATUS = { ok: 0, short: 1, bad: 2 } as const;
+export const STATUS_NAMES = ["ok", "short", "bad"] as const;
+
+/**
+ * Cleans a batch (cleanOne: NFC, control characters, conversation check, --min-chars, digest)
+ * and, with `tokenize`, encodes what is kept: the per-document work of `data prepare`, done
+ * where the threads are. Deduplication and the split stay with the caller (they need order).
+ */
+export function cleanEncode(tok: Tokenizer, docs: readonly DocBody[], minChars: number, tokenize: boolean): CleanEncoded {
+  const n = docs.length;
+  const status = new Uint8Array(n), digests = new Uint8Array(12 * n), chars = new Float64Array(n);
+  const problems: Record<number, string> = {};
+  const kept: DocBody[] = [];
+  const keptAt: number[] = [];
+  docs.forEach((d, i) => {
+    const c = cleanOne(d, minChars);
+    status[i] = STATUS[c.status];
+    if (c.status === "bad") problems[i] = c.problem;
+    if (c.status !== "ok") return;
+    digests.set(c.digest.subarray(0, 12), 12 * i);
+    chars[i] = c.chars;
+    kept.push(c.body);
+    keptAt.push(i);
+  });
+  if (!tokenize) return { status, problems, digests, chars };
+  const enc = encodeDocs(tok, kept);
+  const lens = new Uint32Array(n);
+  keptAt.forEach((i, k) => (lens[i] = enc.lens[k]));
+  return { status, problems, digests, chars, ids: enc.ids, lens };
 }

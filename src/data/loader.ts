@@ -13,7 +13,7 @@ import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { Batch, BatchSource } from "./types.ts";
 import { readManifest } from "./prepare.ts";
-import { readShardHeader, readShardTokens, type ShardHeader } from "./shards.ts";
+import { readShardHeader, readShardIndex, readShardTokens, type ShardHeader } from "./shards.ts";
 
 /** Shards smaller than this in total are read into memory at open; larger are read per document. */
 const RESIDENT_BYTES = 1 << 30;
@@ -70,9 +70,10 @@ export function epochOrder(n: number, seed: number, epoch: number): Uint32Array 
 
 /**
  * Opens the `split` ("train" or "val") of a folder made by `mynah data prepare` as a
- * BatchSource. Scans the shards once to find document starts (the <|endoftext|> ids).
- * Splits up to `residentBytes` (default 1 GiB on disk) are held in memory; larger ones are
- * read from the files document by document.
+ * BatchSource. Document starts come from each shard's index (written at prepare time), so
+ * opening reads no tokens. Splits up to `residentBytes` (default 1 GiB on disk) are held in
+ * memory, each shard read whole the first time a batch needs it; larger ones are read from
+ * the files document by document.
  */
 export function openShardSource(dir: string, split: string, seed: number, opts: { residentBytes?: number } = {}): ShardSource {
   const m = readManifest(dir);
@@ -83,50 +84,42 @@ export function openShardSource(dir: string, split: string, seed: number, opts: 
   const paths = sp.shards.map((s) => join(dir, s.file));
   const headers: ShardHeader[] = paths.map((p, i) => {
     const h = readShardHeader(p);
-    if (h.tokens !== sp.shards[i].tokens) throw new Error(`${p}: holds ${h.tokens} tokens, the manifest says ${sp.shards[i].tokens}`);
+    if (h.tokens !== sp.shards[i].tokens || h.docs !== sp.shards[i].docs)
+      throw new Error(`${p}: holds ${h.tokens} tokens in ${h.docs} documents, the manifest says ${sp.shards[i].tokens} in ${sp.shards[i].docs}`);
     return h;
   });
   const total = headers.reduce((n, h) => n + h.tokens, 0);
+  const nDocs = headers.reduce((n, h) => n + h.docs, 0);
   const resident = total * m.bytesPerToken <= (opts.residentBytes ?? RESIDENT_BYTES);
   const fds = paths.map((p) => openSync(p, "r"));
   // Global token offset where each shard begins.
   const base = new Float64Array(paths.length + 1);
   headers.forEach((h, i) => (base[i + 1] = base[i] + h.tokens));
-
-  // Scan for document starts, chunk by chunk; keep the tokens when resident.
-  // Resident tokens keep their stored width (uint16 stays 2 bytes a token in memory).
-  const data: (Uint16Array | Uint32Array)[] = [];
-  const starts: number[] = [];
-  const CHUNK = 1 << 20;
-  headers.forEach((h, i) => {
-    const keep = resident ? (h.bytesPerToken === 2 ? new Uint16Array(h.tokens) : new Uint32Array(h.tokens)) : null;
-    for (let o = 0; o < h.tokens; o += CHUNK) {
-      const part = readShardTokens(paths[i], h, o, Math.min(CHUNK, h.tokens - o), fds[i]);
-      for (let k = 0; k < part.length; k++) if (part[k] === eot) starts.push(base[i] + o + k);
-      keep?.set(part, o);
-    }
-    if (keep) data.push(keep);
-    if (h.tokens > 0 && starts[starts.length - 1] === undefined) throw new Error(`${paths[i]}: does not start with <|endoftext|>`);
-  });
-  const docStart = Float64Array.from(starts);
-  const nDocs = docStart.length;
-  // A document never crosses shards; it ends at the next start or at its shard's end.
-  const shardOf = (g: number): number => {
-    let lo = 0;
-    let hi = paths.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (base[mid] <= g) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
-  };
+  // Document d spans [docStart[d], docEnd[d]) in the global token numbering; docShard[d] is its shard.
+  const docStart = new Float64Array(nDocs);
   const docEnd = new Float64Array(nDocs);
-  for (let d = 0; d < nDocs; d++) docEnd[d] = Math.min(d + 1 < nDocs ? docStart[d + 1] : total, base[shardOf(docStart[d]) + 1]);
-  const read = (g: number, n: number): Uint16Array | Uint32Array => {
-    const s = shardOf(g);
+  const docShard = new Uint32Array(nDocs);
+  let d0 = 0;
+  headers.forEach((h, i) => {
+    const starts = readShardIndex(paths[i], h, fds[i]);
+    for (let k = 0; k < h.docs; k++) {
+      docStart[d0 + k] = base[i] + starts[k];
+      docEnd[d0 + k] = base[i] + (k + 1 < h.docs ? starts[k + 1] : h.tokens);
+      docShard[d0 + k] = i;
+    }
+    d0 += h.docs;
+  });
+  // Resident tokens keep their stored width (uint16 stays 2 bytes a token in memory).
+  const data: (Uint16Array | Uint32Array | null)[] = headers.map(() => null);
+  const read = (s: number, g: number, n: number): Uint16Array | Uint32Array => {
     const local = g - base[s];
-    return resident ? data[s].subarray(local, local + n) : readShardTokens(paths[s], headers[s], local, n, fds[s]);
+    if (!resident) return readShardTokens(paths[s], headers[s], local, n, fds[s]);
+    if (!data[s]) {
+      const h = headers[s];
+      const all = readShardTokens(paths[s], h, 0, h.tokens, fds[s]);
+      data[s] = h.bytesPerToken === 2 ? Uint16Array.from(all) : all;
+    }
+    return data[s]!.subarray(local, local + n);
   };
 
   let epoch = 0;
@@ -155,7 +148,11 @@ export function openShardSource(dir: string, split: string, seed: number, opts: 
         const id = ord[d];
         const len = docEnd[id] - docStart[id];
         const take = Math.min(len - off, got < n - 1 ? n - 1 - got : 1);
-        buf.set(read(docStart[id] + off, take), got);
+        const part = read(docShard[id], docStart[id] + off, take);
+        // The index and the tokens must agree: every document opens with <|endoftext|>.
+        if (off === 0 && part[0] !== eot)
+          throw new Error(`${paths[docShard[id]]}: document at token ${docStart[id] - base[docShard[id]]} starts with id ${part[0]}, not <|endoftext|> (${eot}): damaged shard`);
+        buf.set(part, got);
         got += take;
         off += take;
         if (off >= len) {
@@ -177,8 +174,13 @@ export function openShardSource(dir: string, split: string, seed: number, opts: 
       if (!st || st.kind !== "shards") throw new Error(`restore: not a shard loader position: ${JSON.stringify(s)}`);
       if (st.docs !== nDocs || st.seed !== seed || st.split !== split)
         throw new Error(`restore: the position is for ${st.split} with ${st.docs} documents and seed ${st.seed}; this source is ${split} with ${nDocs} documents and seed ${seed}`);
-      if (!(Number.isInteger(st.epoch) && Number.isInteger(st.doc) && Number.isInteger(st.offset))) throw new Error(`restore: bad position ${JSON.stringify(s)}`);
-      if (st.epoch !== epoch) order = epochOrder(nDocs, seed, st.epoch!);
+      const { epoch: e, doc: d, offset: off } = st;
+      if (!(Number.isInteger(e) && e! >= 0 && Number.isInteger(d) && d! >= 0 && d! < nDocs && Number.isInteger(off) && off! >= 0))
+        throw new Error(`restore: bad position ${JSON.stringify(s)} (need epoch ≥ 0, 0 ≤ doc < ${nDocs}, offset ≥ 0)`);
+      const ord = e === epoch ? order : epochOrder(nDocs, seed, e!);
+      const len = docEnd[ord[d!]] - docStart[ord[d!]];
+      if (off! >= len) throw new Error(`restore: offset ${off} is past the end of document ${d} of epoch ${e} (${len} tokens)`);
+      order = ord;
       epoch = st.epoch!;
       doc = st.doc!;
       offset = st.offset!;

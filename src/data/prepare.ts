@@ -1,32 +1,35 @@
 /**
  * `mynah data prepare`: read → clean → split → tokenize → shards + manifest.json.
  *
- * The main thread reads and cleans (cheap); tokenizing (the expensive part) runs on
- * worker_threads, in batches of documents whose results are written back in order, so the
- * shards are the same whatever the thread count. Memory stays bounded: a few batches in
- * flight per worker, one open shard per split streamed to disk, and one hash per document.
+ * The main thread reads the files and keeps what needs input order: deduplication (a compact
+ * hash set), the train/val split, per-file statistics, and writing shards. The per-document
+ * work, cleaning (NFC, control characters, the conversation check, --min-chars), the content
+ * digest and tokenizing, runs on worker_threads in batches whose results are taken in order,
+ * so the shards are the same whatever the thread count, and the main thread's serial share is
+ * small enough for the workers to scale. Memory stays bounded: a few batches in flight per
+ * worker, one open shard per split streamed to disk, 12 bytes of digest per distinct document.
  *
  * Interrupted runs: a shard is a temp file until it is complete (then fsync + rename), and
  * after each shard `.prepare-state.json` records, per split, the documents already in
- * finished shards. Re-running the same command with the same inputs resumes: it re-reads
- * (cheap) but skips tokenizing what is done. The native addon is never loaded here: its
- * thread pool would pin the main thread.
+ * finished shards. Re-running the same command with the same inputs resumes: it re-reads and
+ * re-cleans (for dedup and the split) but does not tokenize what is done. Nothing here uses
+ * the native addon: tokenizing is JavaScript.
  */
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, mkdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, mkdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
+import { writeAtomic } from "../core/atomic-write.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
-import { writeFileAtomic } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { cleanDocs, countingOnBad, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
-import { encodeDocs, eotId } from "./encode-docs.ts";
+import { countingOnBad, DocSorter, noDocumentsMessage, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
+import { cleanEncode, eotId, STATUS_NAMES, type CleanEncoded } from "./encode-docs.ts";
 import type { DataError, OnBad } from "./errors.ts";
-import { expandInputs } from "./inputs.ts";
+import { expandInputsDetailed, type SkippedInput } from "./inputs.ts";
 import { readFiles, type ReadOptions } from "./readers.ts";
 import type { DocBody } from "./records.ts";
-import { bytesPerTokenFor, ShardWriter } from "./shards.ts";
+import { bytesPerTokenFor, ShardWriter, SHARD_VERSION } from "./shards.ts";
 
 export const MANIFEST = "manifest.json";
 const STATE = ".prepare-state.json";
@@ -79,16 +82,23 @@ export interface SourceSummary extends SourceStats {
 
 export interface Manifest {
   format: "mynah-shards";
-  version: 1;
+  version: 2;
   /** Hash of inputs (names, sizes, times), options and tokenizer: what resume compares. */
   configKey: string;
-  tokenizer: { path: string; sha256: string; vocabSize: number; eot: number };
+  /**
+   * The tokenizer the shards were made with, copied into the folder (`file`, relative to it,
+   * e.g. "tokenizer/tokenizer.json", with tokenizer_config.json beside it when the source had
+   * one), so the folder is self-contained and can be moved. `source`: where it was copied from.
+   */
+  tokenizer: { file: string; sha256: string; vocabSize: number; eot: number; source: string };
   bytesPerToken: 2 | 4;
   options: { read: PrepareOptions["read"]; clean: PrepareOptions["clean"]; shardTokens: number };
   sources: SourceSummary[];
   splits: Record<Split, { docs: number; tokens: number; shards: ShardInfo[] }>;
   /** Bad records skipped (all sources). */
   skipped: number;
+  /** Folder entries not read: broken or looping symbolic links, non-files, second paths to one file. */
+  inputsSkipped: SkippedInput[];
   seconds: number;
 }
 
@@ -108,16 +118,46 @@ interface PrepareState {
 export interface WorkerJob {
   seq: number;
   docs: DocBody[];
+  /** --min-chars */
+  minChars: number;
+  /** False while resuming: clean and digest only (documents inside finished shards are not tokenized again). */
+  tokenize: boolean;
 }
-export interface WorkerResult {
-  seq: number;
-  ids?: Uint32Array;
-  lens?: Uint32Array;
-  error?: string;
-}
+export type WorkerResult = { seq: number; error?: string } & Partial<CleanEncoded>;
 
 function tokenizerFile(path: string): string {
   return statSync(path).isDirectory() ? join(path, "tokenizer.json") : path;
+}
+
+/** Folder inside a prepared folder holding its copy of the tokenizer. */
+export const TOKENIZER_DIR = "tokenizer";
+
+/**
+ * Copies the tokenizer file (and the tokenizer_config.json beside it) into OUT/tokenizer/;
+ * returns the copy's path relative to OUT.
+ */
+function copyTokenizer(out: string, tokPath: string, bytes: Uint8Array): string {
+  const dir = join(out, TOKENIZER_DIR);
+  mkdirSync(dir, { recursive: true });
+  const name = basename(tokPath);
+  writeAtomic(join(dir, name), bytes);
+  const config = join(dirname(tokPath), "tokenizer_config.json");
+  if (name !== "tokenizer_config.json" && existsSync(config)) writeAtomic(join(dir, "tokenizer_config.json"), readFileSync(config));
+  else rmSync(join(dir, "tokenizer_config.json"), { force: true });
+  return `${TOKENIZER_DIR}/${name}`;
+}
+
+/**
+ * The tokenizer of a prepared folder: its own copy, checked against the SHA-256 recorded at
+ * prepare time (a changed copy would make checkpoints whose tokenizer does not match the shards).
+ */
+export function loadPreparedTokenizer(dir: string, m: Manifest = readManifest(dir)): { tokenizer: Tokenizer; path: string } {
+  const path = join(dir, m.tokenizer.file);
+  if (!existsSync(path)) throw new Error(`${dir}: its tokenizer copy ${m.tokenizer.file} is missing; prepare the folder again with \`mynah data prepare ... --force\``);
+  const sha = createHash("sha256").update(readFileSync(path)).digest("hex");
+  if (sha !== m.tokenizer.sha256)
+    throw new Error(`${path}: SHA-256 ${sha.slice(0, 12)}… differs from the ${m.tokenizer.sha256.slice(0, 12)}… the shards were made with (the tokenizer changed after \`mynah data prepare\`); prepare the folder again with --force`);
+  return { tokenizer: loadTokenizer(path), path };
 }
 
 const fromSource = import.meta.url.endsWith(".ts");
@@ -139,7 +179,7 @@ interface Encoder {
 
 function localEncoder(tok: Tokenizer): Encoder {
   return {
-    submit: async (job) => ({ seq: job.seq, ...encodeDocs(tok, job.docs) }),
+    submit: async (job) => ({ seq: job.seq, ...cleanEncode(tok, job.docs, job.minChars, job.tokenize) }),
     close: async () => {},
   };
 }
@@ -200,7 +240,7 @@ const BATCH_CHARS = 1 << 18;
  */
 export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   const t0 = Date.now();
-  const files = expandInputs(opts.inputs);
+  const { files, skipped: inputsSkipped } = expandInputsDetailed(opts.inputs);
   const tokPath = tokenizerFile(opts.tokenizer);
   const tokText = readFileSync(tokPath);
   const tokHash = createHash("sha256").update(tokText).digest("hex");
@@ -212,7 +252,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   const clean = { minChars: opts.clean?.minChars ?? 1, valFraction: opts.clean?.valFraction ?? 0, seed: opts.clean?.seed ?? 0, dedup: opts.clean?.dedup ?? true };
   const sizes = files.map((f) => statSync(f));
   const configKey = createHash("sha256")
-    .update(JSON.stringify({ files: files.map((f, i) => [resolve(f), sizes[i].size, sizes[i].mtimeMs]), read, clean, shardTokens, tokHash, skipBad: !!opts.skipBad }))
+    .update(JSON.stringify({ version: SHARD_VERSION, files: files.map((f, i) => [resolve(f), sizes[i].size, sizes[i].mtimeMs]), read, clean, shardTokens, tokHash, skipBad: !!opts.skipBad }))
     .digest("hex")
     .slice(0, 32);
 
@@ -224,12 +264,15 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   let state = readJson<PrepareState>(statePath);
   if (oldManifest && oldManifest.configKey === configKey) return oldManifest;
   if ((oldManifest || state) && (state?.configKey ?? oldManifest?.configKey) !== configKey) {
-    if (!opts.force) throw new Error(`${opts.out} holds shards prepared from other inputs or options; choose another --out or pass --force to replace them`);
+    const older = oldManifest && oldManifest.version !== 2 ? " (by an older mynah)" : "";
+    if (!opts.force) throw new Error(`${opts.out} holds shards prepared from other inputs or options${older}; choose another --out or pass --force to replace them`);
     state = null;
   }
   state ??= emptyState(configKey);
   const keep = new Set(SPLITS.flatMap((s) => state!.splits[s].shards.map((x) => x.file)));
   for (const f of readdirSync(opts.out)) if (isOurs(f) && f !== STATE && !keep.has(f)) unlinkSync(join(opts.out, f));
+  // The folder's own copy of the tokenizer: what the workers, `mynah train` and its checkpoints use.
+  const tokFile = copyTokenizer(opts.out, tokPath, tokText);
 
   const stats = new Map<string, SourceStats>();
   let skipped = 0;
@@ -241,15 +284,15 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     : undefined;
   let bytesRead = 0;
   const bytesTotal = sizes.reduce((n, s) => n + s.size, 0);
-  const docs = cleanDocs(
-    readFiles(files, { ...read, onBad: countingOnBad(stats, onBad), onBytes: (n) => (bytesRead += n) }),
-    { ...clean, onBad },
-    stats,
-  );
+  // Reading (and the stateful part of cleaning: dedup, split, statistics) stays on this thread, in
+  // input order; the per-document work (cleaning, digest, tokenizing) runs on the workers.
+  const docs = readFiles(files, { ...read, onBad: countingOnBad(stats, onBad), onBytes: (n) => (bytesRead += n) });
+  const sorter = new DocSorter({ ...clean, onBad }, stats);
 
   // Per split: the open shard, documents seen so far (for resume), pending source tokens.
   const writers: Record<Split, ShardWriter | null> = { train: null, val: null };
   const seen: Record<Split, number> = { train: 0, val: 0 };
+  const done: Record<Split, number> = { train: state.splits.train.docs, val: state.splits.val.docs };
   const pendingTokens: Record<Split, Record<string, number>> = { train: {}, val: {} };
   let tokensOut = 0;
   let docsOut = 0;
@@ -264,7 +307,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     st.docs += h.docs;
     for (const [f, n] of Object.entries(pendingTokens[s])) st.sourceTokens[f] = (st.sourceTokens[f] ?? 0) + n;
     pendingTokens[s] = {};
-    writeFileAtomic(statePath, JSON.stringify(state) + "\n");
+    writeAtomic(statePath, JSON.stringify(state) + "\n");
   };
   const write = (s: Split, file: string, ids: Uint32Array): void => {
     writers[s] ??= new ShardWriter(join(opts.out, shardName(s)), bpt);
@@ -276,33 +319,52 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   };
 
   const threads = Math.max(1, opts.threads ?? availableParallelism());
-  const encoder = threads === 1 ? localEncoder(tok) : workerEncoder(opts.tokenizer, threads);
-  const inFlight: { job: Promise<WorkerResult>; meta: { split: Split; file: string }[] }[] = [];
+  const encoder = threads === 1 ? localEncoder(tok) : workerEncoder(join(opts.out, tokFile), threads);
+  type Meta = { file: string; line: number; unit: "line" | "row" };
+  // A batch in flight: its documents (kept until its result is in, for resubmitting while resuming), where
+  // they came from, and, for a resubmitted batch, the splits already decided.
+  interface InFlight { job: Promise<WorkerResult>; docs: DocBody[]; meta: Meta[]; decided?: Split[] }
+  const inFlight: InFlight[] = [];
+  // Resuming: documents inside finished shards are cleaned (for dedup and the split) but not tokenized.
+  let resuming = done.train + done.val > 0;
   let seq = 0;
   let lastReport = 0;
-  const report = (done: boolean): void => {
+  const report = (final: boolean): void => {
     const now = Date.now();
-    if (!opts.onProgress || (!done && now - lastReport < (opts.progressIntervalMs ?? 200))) return;
+    if (!opts.onProgress || (!final && now - lastReport < (opts.progressIntervalMs ?? 200))) return;
     lastReport = now;
-    opts.onProgress({ bytesRead, bytesTotal, tokens: tokensOut, docs: docsOut, seconds: (now - t0) / 1000, done });
+    opts.onProgress({ bytesRead, bytesTotal, tokens: tokensOut, docs: docsOut, seconds: (now - t0) / 1000, done: final });
   };
+  const submit = (d: DocBody[], meta: Meta[], tokenize: boolean, decided?: Split[]): InFlight => ({
+    job: encoder.submit({ seq: seq++, docs: d, minChars: clean.minChars, tokenize }), docs: d, meta, decided,
+  });
   const drainOne = async (): Promise<void> => {
-    const { job, meta } = inFlight.shift()!;
-    const r = await job;
+    const f = inFlight.shift()!;
+    const r = await f.job;
     let o = 0;
-    meta.forEach((m, i) => {
-      const n = r.lens![i];
-      write(m.split, m.file, r.ids!.subarray(o, o + n));
+    const redo: { doc: DocBody; meta: Meta; split: Split }[] = [];
+    f.meta.forEach((m, i) => {
+      const n = r.lens?.[i] ?? 0;
+      const ids = r.ids?.subarray(o, o + n);
       o += n;
+      // A resubmitted batch was deduplicated and split the first time round.
+      const split = f.decided ? f.decided[i] : sorter.accept(m, STATUS_NAMES[r.status![i]], r.problems![i], r.digests!.subarray(12 * i, 12 * i + 12), r.chars![i]);
+      if (split === null) return;
+      if (!f.decided && seen[split]++ < done[split]) return; // inside a finished shard
+      if (ids) write(split, m.file, ids);
+      else redo.push({ doc: f.docs[i], meta: m, split });
     });
+    if (resuming && seen.train >= done.train && seen.val >= done.val) resuming = false;
+    // Past the finished shards: the documents of this batch that go on are tokenized now, before later batches.
+    if (redo.length) inFlight.unshift(submit(redo.map((x) => x.doc), redo.map((x) => x.meta), true, redo.map((x) => x.split)));
     report(false);
   };
   let batch: DocBody[] = [];
-  let meta: { split: Split; file: string }[] = [];
+  let meta: Meta[] = [];
   let chars = 0;
   const dispatch = async (): Promise<void> => {
     if (batch.length === 0) return;
-    inFlight.push({ job: encoder.submit({ seq: seq++, docs: batch }), meta });
+    inFlight.push(submit(batch, meta, !resuming));
     batch = [];
     meta = [];
     chars = 0;
@@ -310,10 +372,8 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   };
   try {
     for await (const d of docs) {
-      // Resume: documents already inside finished shards are not tokenized again.
-      if (seen[d.split]++ < state.splits[d.split].docs) continue;
       batch.push(d.kind === "text" ? { kind: "text", text: d.text } : { kind: "chat", messages: d.messages });
-      meta.push({ split: d.split, file: d.file });
+      meta.push({ file: d.file, line: d.line, unit: d.unit });
       chars += d.kind === "text" ? d.text.length : d.messages.reduce((n, m) => n + m.content.length, 0);
       if (chars >= BATCH_CHARS) await dispatch();
     }
@@ -329,6 +389,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     await encoder.close();
   }
   report(true);
+  if (SPLITS.every((sp) => state!.splits[sp].docs === 0)) throw new Error(noDocumentsMessage("no documents to write; nothing was prepared", files, stats, clean));
 
   const sources: SourceSummary[] = files.map((f, i) => {
     const st = stats.get(f) ?? { file: f, records: 0, bad: 0, duplicates: 0, tooShort: 0, docs: { train: 0, val: 0 }, chars: { train: 0, val: 0 } };
@@ -340,17 +401,18 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   };
   const manifest: Manifest = {
     format: "mynah-shards",
-    version: 1,
+    version: 2,
     configKey,
-    tokenizer: { path: resolve(opts.tokenizer), sha256: tokHash, vocabSize: tok.vocabSize, eot },
+    tokenizer: { file: tokFile, sha256: tokHash, vocabSize: tok.vocabSize, eot, source: resolve(opts.tokenizer) },
     bytesPerToken: bpt,
     options: { read, clean, shardTokens },
     sources,
     splits: { train: split("train"), val: split("val") },
     skipped,
+    inputsSkipped,
     seconds: (Date.now() - t0) / 1000,
   };
-  writeFileAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
+  writeAtomic(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
   if (existsSync(statePath)) unlinkSync(statePath);
   return manifest;
 }
@@ -365,6 +427,8 @@ export function readManifest(dir: string): Manifest {
   } catch (err) {
     throw new Error(`${path}: not valid JSON (${(err as Error).message})`);
   }
-  if (m.format !== "mynah-shards" || m.version !== 1) throw new Error(`${path}: not a mynah shard manifest (format ${m.format}, version ${m.version})`);
+  if (m.format !== "mynah-shards") throw new Error(`${path}: not a mynah shard manifest (format ${JSON.stringify(m.format)})`);
+  if ((m.version as number) === 1) throw new Error(`${dir} was prepared by an older mynah (manifest version 1: shards without a document index); prepare it again with \`mynah data prepare ... --out ${dir} --force\``);
+  if (m.version !== 2) throw new Error(`${path}: manifest version ${m.version}, this mynah reads 2`);
   return m;
 }

@@ -4,19 +4,30 @@
  * group at a time).
  *
  * Containers, from the file name (".gz" is undone first): `.jsonl`/`.ndjson`/`.json` = JSON
- * lines (a `.json` file holding one array, as Alpaca ships, is parsed whole), `.parquet` = Parquet as Hugging Face datasets ship it (row groups read one by one;
+ * lines (a `.json` or `.json.gz` file holding one array, as Alpaca ships, is streamed element by
+ * element), `.parquet` = Parquet as Hugging Face datasets ship it (row groups read one by one;
  * columns may hold strings or lists of message structs), anything else = UTF-8 text. The
  * record shape of JSON and Parquet files is detected per file (see records.ts) or forced.
  */
 import * as zlib from "node:zlib";
-import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "hyparquet";
 import { DataError, reportBad, type OnBad } from "./errors.ts";
-import { readLines } from "./lines.ts";
-import { detectShape, recordToDoc, RecordError, RECORD_SHAPES, type DocBody, type RecordShape } from "./records.ts";
+import { MAX_LINE_BYTES, openBytes, readLines } from "./lines.ts";
+import { detectShape, isPreferencePair, recordToDoc, RecordError, RECORD_SHAPES, type DocBody, type RecordShape } from "./records.ts";
 
-/** A document and where it came from (line of a text or JSON file, 1-based row of Parquet). */
-export type Doc = DocBody & { file: string; line: number; unit: "line" | "row" };
+/**
+ * A document and where it came from (line of a text or JSON file, 1-based row of Parquet or
+ * of a JSON array). `preference`: the record was a preference pair (it also had "chosen" and
+ * "rejected"), which supervised fine-tuning refuses (see isPreferencePair).
+ */
+export type Doc = DocBody & { file: string; line: number; unit: "line" | "row"; preference?: true };
+
+/** A record of a known shape → a Doc, marked when it is a preference pair. */
+function docOf(rec: unknown, shape: RecordShape, textField: string, file: string, line: number, unit: "line" | "row"): Doc {
+  const doc: Doc = { ...recordToDoc(rec, shape, textField), file, line, unit };
+  if (isPreferencePair(rec)) doc.preference = true;
+  return doc;
+}
 
 /** "auto" detects per file; "text" reads every file as plain text; a shape forces it. */
 export type InputFormat = "auto" | "text" | RecordShape;
@@ -58,7 +69,7 @@ export async function* readFile(path: string, opts: ReadOptions = {}): AsyncGene
   if (container === "text") {
     if (format !== "auto" && format !== "text") throw new Error(`${path}: --format ${format} needs JSON lines or Parquet, but this is a plain text file`);
     yield* readTextFile(path, opts);
-  } else if (container === "jsonl") yield* (startsWithBracket(path) ? readJsonArray(path, opts) : readJsonl(path, opts));
+  } else if (container === "jsonl") yield* ((await startsWithBracket(path)) ? readJsonArray(path, opts) : readJsonl(path, opts));
   else yield* readParquet(path, opts);
 }
 
@@ -136,7 +147,7 @@ async function* readJsonl(path: string, opts: ReadOptions): AsyncGenerator<Doc> 
       }
       try {
         shape ??= shapeFor(rec, opts, path, l.no, "line");
-        yield { ...recordToDoc(rec, shape, textField), file: path, line: l.no, unit: "line" };
+        yield docOf(rec, shape, textField, path, l.no, "line");
       } catch (err) {
         if (err instanceof RecordError) reportBad(new DataError(path, l.no, err.message), opts.onBad);
         else if (err instanceof DataError) reportBad(err, opts.onBad);
@@ -146,41 +157,131 @@ async function* readJsonl(path: string, opts: ReadOptions): AsyncGenerator<Doc> 
   }
 }
 
-/** True when a .json file holds one JSON array (Alpaca-style) rather than JSON lines. */
-function startsWithBracket(path: string): boolean {
-  if (!/\.json$/i.test(path)) return false;
-  const fd = openSync(path, "r");
+/**
+ * True when a `.json` or `.json.gz` file holds one JSON array (Alpaca-style) rather than JSON
+ * lines: its first character, after gunzip and a byte-order mark, is "[".
+ */
+async function startsWithBracket(path: string): Promise<boolean> {
+  if (!/\.json(\.gz)?$/i.test(path)) return false;
+  const stream = openBytes(path);
   try {
-    const b = Buffer.alloc(4096);
-    const n = readSync(fd, b, 0, b.length, 0);
-    return /^\s*\[/.test(b.toString("utf8", 0, n).replace(/^\uFEFF/, ""));
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      const text = chunk.toString("latin1").replace(/^\xef\xbb\xbf/, "").trimStart();
+      if (text !== "") return text[0] === "[";
+    }
+    return false;
+  } catch (err) {
+    throw new Error(`${path}: cannot read (${(err as Error).message})`);
   } finally {
-    closeSync(fd);
+    stream.destroy();
   }
 }
 
-/** A whole-file JSON array is parsed at once, so it must fit in memory (JSON lines stream). */
-export const MAX_JSON_ARRAY_BYTES = 1 << 30;
+/**
+ * The elements of a top-level JSON array, streamed: the bytes are scanned once (strings,
+ * escapes and nesting tracked), each element is cut out, checked as UTF-8 and parsed on its
+ * own. Memory is one element at a time, so an array of any size reads (no whole-file string,
+ * whose length V8 caps near 512 Mi characters). Yields [row number, bytes or error].
+ */
+async function* jsonArrayElements(path: string, onBytes?: (n: number) => void): AsyncGenerator<{ row: number; bytes: Buffer }> {
+  const fail = (why: string): never => {
+    throw new DataError(path, row + 1, why, "row");
+  };
+  let row = 0;
+  let started = false; // past the opening "["
+  let ended = false; // past the closing "]"
+  let first = true;
+  let depth = 0;
+  let inString = false;
+  let escape = false;
+  let parts: Buffer[] = [];
+  let partBytes = 0;
+  let sawComma = false;
+  for await (let chunk of openBytes(path) as AsyncIterable<Buffer>) {
+    onBytes?.(chunk.length);
+    if (first && chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
+    first = false;
+    let start = 0; // where the current element's bytes begin in this chunk
+    // Inside strings, jump to the next quote or backslash (indexOf is native; long texts are most of the bytes).
+    let nextQuote = -1;
+    let nextSlash = -1;
+    for (let i = 0; i < chunk.length; i++) {
+      if (inString && !escape) {
+        if (nextQuote < i) nextQuote = chunk.indexOf(0x22, i) >>> 0; // -1 → 2^32 − 1: none in this chunk
+        if (nextSlash < i) nextSlash = chunk.indexOf(0x5c, i) >>> 0;
+        i = Math.min(nextQuote, nextSlash);
+        if (i >= chunk.length) break;
+      }
+      const b = chunk[i];
+      if (ended) {
+        if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) throw new DataError(path, row, "text after the closing ] of the JSON array", "row");
+        continue;
+      }
+      if (!started) {
+        if (b === 0x5b) (started = true), (start = i + 1);
+        else if (b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09) throw new DataError(path, 1, "expected a JSON array of records", "row");
+        continue;
+      }
+      if (inString) {
+        if (escape) escape = false;
+        else if (b === 0x5c) escape = true;
+        else if (b === 0x22) inString = false;
+        continue;
+      }
+      if (b === 0x22) inString = true;
+      else if (b === 0x7b || b === 0x5b) depth++;
+      else if ((b === 0x7d || b === 0x5d) && depth > 0) depth--;
+      else if (depth === 0 && (b === 0x2c || b === 0x5d)) {
+        // An element ends: at a comma, or at the array's closing bracket.
+        const piece = chunk.subarray(start, i);
+        const bytes = parts.length ? Buffer.concat([...parts, piece]) : piece;
+        parts = [];
+        partBytes = 0;
+        start = i + 1;
+        const empty = isBlank(bytes);
+        if (b === 0x5d) {
+          ended = true;
+          if (empty && sawComma) fail("a comma before the closing ] (trailing comma)");
+          if (empty) continue;
+        } else if (empty) fail("an empty element (two commas in a row, or a comma after [)");
+        sawComma = b === 0x2c;
+        yield { row: ++row, bytes };
+      }
+    }
+    if (!ended && started && start < chunk.length) {
+      parts.push(Buffer.from(chunk.subarray(start)));
+      partBytes += chunk.length - start;
+      if (partBytes > MAX_LINE_BYTES) fail(`an element longer than ${MAX_LINE_BYTES} bytes`);
+    }
+  }
+  if (!started) throw new DataError(path, 1, "expected a JSON array of records (the file is empty)", "row");
+  if (!ended) fail("the file ends inside the JSON array (no closing ]): truncated?");
+}
+
+function isBlank(b: Uint8Array): boolean {
+  for (const c of b) if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return false;
+  return true;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 async function* readJsonArray(path: string, opts: ReadOptions): AsyncGenerator<Doc> {
-  const size = statSync(path).size;
-  if (size > MAX_JSON_ARRAY_BYTES) throw new Error(`${path}: a ${(size / 2 ** 30).toFixed(1)} GiB JSON array is too large to parse at once; convert it to JSON lines`);
-  let rows: unknown;
-  try {
-    rows = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(path)));
-  } catch (err) {
-    throw new DataError(path, 1, `not a valid UTF-8 JSON array (${(err as Error).message})`);
-  }
-  if (!Array.isArray(rows)) throw new DataError(path, 1, "expected a JSON array of records");
-  opts.onBytes?.(size);
   const textField = opts.textField ?? "text";
   let shape: RecordShape | null = null;
-  for (let i = 0; i < rows.length; i++) {
+  for await (const { row, bytes } of jsonArrayElements(path, opts.onBytes)) {
+    let rec: unknown;
     try {
-      shape ??= shapeFor(rows[i], opts, path, i + 1, "row");
-      yield { ...recordToDoc(rows[i], shape, textField), file: path, line: i + 1, unit: "row" };
+      rec = JSON.parse(utf8.decode(bytes));
     } catch (err) {
-      if (err instanceof RecordError) reportBad(new DataError(path, i + 1, err.message, "row"), opts.onBad);
+      const why = err instanceof TypeError ? "invalid UTF-8" : `malformed JSON (${(err as Error).message})`;
+      reportBad(new DataError(path, row, why, "row"), opts.onBad);
+      continue;
+    }
+    try {
+      shape ??= shapeFor(rec, opts, path, row, "row");
+      yield docOf(rec, shape, textField, path, row, "row");
+    } catch (err) {
+      if (err instanceof RecordError) reportBad(new DataError(path, row, err.message, "row"), opts.onBad);
       else if (err instanceof DataError) reportBad(err, opts.onBad);
       else throw err;
     }
@@ -226,7 +327,7 @@ async function* readParquet(path: string, opts: ReadOptions): AsyncGenerator<Doc
       const no = row + i + 1;
       try {
         shape ??= shapeFor(rows[i], opts, path, no, "row");
-        yield { ...recordToDoc(rows[i], shape, textField), file: path, line: no, unit: "row" };
+        yield docOf(rows[i], shape, textField, path, no, "row");
       } catch (err) {
         if (err instanceof RecordError) reportBad(new DataError(path, no, err.message, "row"), opts.onBad);
         else if (err instanceof DataError) reportBad(err, opts.onBad);

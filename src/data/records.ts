@@ -34,6 +34,16 @@ export function detectShape(rec: unknown, textField: string): RecordShape | null
   return null;
 }
 
+/**
+ * A preference pair: a prompt with two competing replies, `chosen` and `rejected` (hh-rlhf,
+ * UltraFeedback, `mynah feedback export`'s preferences.jsonl). It says which reply is better,
+ * not that either is one to imitate, so supervised fine-tuning refuses it; preference tuning
+ * reads it.
+ */
+export function isPreferencePair(rec: unknown): boolean {
+  return typeof rec === "object" && rec !== null && !Array.isArray(rec) && "chosen" in rec && "rejected" in rec;
+}
+
 /** Message content: a string, or OpenAI's list of parts ({type: "text", text}). */
 function contentText(c: unknown, where: string): string {
   if (typeof c === "string") return c;

@@ -14,7 +14,8 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CHAT_TEMPLATE, type ChatMessage } from "../data/chat-template.ts";
-import { loadTokenizer, saveTokenizer, trainBpe, writeFileAtomic, MYNAH_PATTERN, DEFAULT_SPECIAL_TOKENS } from "../tokenizer/index.ts";
+import { writeAtomic } from "../core/atomic-write.ts";
+import { loadTokenizer, saveTokenizer, trainBpe, MYNAH_PATTERN, DEFAULT_SPECIAL_TOKENS } from "../tokenizer/index.ts";
 import { generateConversations, heldOutExamples, pretrainStatements, trainingQuestions, type Conversation } from "./corpus.ts";
 import { speedrunSkills, type Example } from "./skills.ts";
 import { planFor, type SpeedrunPlan } from "./plan.ts";
@@ -49,7 +50,7 @@ export interface SpeedrunResult {
 }
 
 function writeJsonl(path: string, rows: readonly unknown[]): void {
-  writeFileAtomic(path, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  writeAtomic(path, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
 }
 
 function readJsonl<T>(path: string): T[] {
@@ -81,7 +82,7 @@ export async function runSpeedrun(o: SpeedrunOptions): Promise<SpeedrunResult> {
   state.plan = p;
   const want = new Set(o.only ?? STAGES);
   const skills = speedrunSkills({ digits: p.digits });
-  const save = (): void => writeFileAtomic(statePath, JSON.stringify(state, null, 2) + "\n");
+  const save = (): void => writeAtomic(statePath, JSON.stringify(state, null, 2) + "\n");
   const stage = async (name: StageName, fn: () => Promise<string> | string): Promise<void> => {
     if (!want.has(name)) return;
     log(`\n== ${name} ==`);
@@ -103,7 +104,7 @@ export async function runSpeedrun(o: SpeedrunOptions): Promise<SpeedrunResult> {
     writeJsonl(join(d.corpus, "train.jsonl"), train);
     writeJsonl(join(d.corpus, "sft.jsonl"), sft);
     writeJsonl(join(d.corpus, "heldout.jsonl"), held);
-    writeFileAtomic(join(d.corpus, "facts.txt"), pretrainStatements().join("\n") + "\n");
+    writeAtomic(join(d.corpus, "facts.txt"), pretrainStatements().join("\n") + "\n");
     return `${train.length} pretraining + ${sft.length} SFT conversations, ${held.length} held-out questions over ${skills.filter((s) => s.scored).length} skills`;
   });
 
@@ -148,7 +149,7 @@ export async function runSpeedrun(o: SpeedrunOptions): Promise<SpeedrunResult> {
       },
     });
     writeJsonl(join(d.eval, "answers.jsonl"), e.answers);
-    writeFileAtomic(join(d.eval, "eval.json"), JSON.stringify({ scores: e.scores, valLoss: e.valLoss, valTokens: e.valTokens, seconds: e.seconds }, null, 2) + "\n");
+    writeAtomic(join(d.eval, "eval.json"), JSON.stringify({ scores: e.scores, valLoss: e.valLoss, valTokens: e.valTokens, seconds: e.seconds }, null, 2) + "\n");
     result.evaluation = e;
     const good = e.scores.filter((s) => s.accuracy >= 0.9).length;
     return `${held.length} questions, ${good} skill(s) at ≥ 90 %, validation loss ${e.valLoss.toFixed(3)}`;
@@ -165,7 +166,7 @@ export async function runSpeedrun(o: SpeedrunOptions): Promise<SpeedrunResult> {
       runDir: o.runDir,
       passAt: 0.9,
     });
-    writeFileAtomic(join(o.runDir, "report.md"), result.report);
+    writeAtomic(join(o.runDir, "report.md"), result.report);
   }
   return result;
 }

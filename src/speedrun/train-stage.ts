@@ -45,6 +45,16 @@ function fullLoss(ex: ChatExample): ChatExample {
   return { ids: ex.ids, mask: new Uint8Array(ex.ids.length).fill(1) };
 }
 
+/**
+ * Steps a time-budgeted stage will reach: the steps done plus the time left at the measured
+ * pace (elapsed / step). What a progress line shows; the schedule's own total in the first,
+ * measuring segment is a placeholder no step time could reach, never an estimate to print.
+ */
+export function stepsEstimate(step: number, elapsedSeconds: number, budgetSeconds: number): number {
+  if (step <= 0 || !(elapsedSeconds > 0)) return step;
+  return step + Math.max(0, Math.floor((budgetSeconds - elapsedSeconds) / (elapsedSeconds / step)));
+}
+
 export async function trainStage(o: TrainStageOptions): Promise<string> {
   const p = o.plan, T = p.model.seqLen, B = p.batchSize;
   const tok = o.tokenizer;
@@ -109,7 +119,7 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
         const now = performance.now();
         if (now - lastLog > 10_000) {
           lastLog = now;
-          o.log(`  ${o.kind} step ${m.step}/~${total}  loss ${lossAvg.toFixed(3)}  lr ${m.lr.toExponential(1)}  ` +
+          o.log(`  ${o.kind} step ${m.step}/~${stepsEstimate(m.step, elapsed(), o.seconds)}  loss ${lossAvg.toFixed(3)}  lr ${m.lr.toExponential(1)}  ` +
             `${m.tokensPerSec.toFixed(0)} tok/s  ${elapsed().toFixed(0)}/${o.seconds} s`);
         }
       },

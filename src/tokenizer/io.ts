@@ -1,9 +1,10 @@
 /**
  * Saving and loading tokenizers on disk. A tokenizer directory holds tokenizer.json (Hugging
  * Face format) and tokenizer_config.json (bos/eos tokens, chat template). Files are written
- * atomically: temp file, fsync, rename.
+ * atomically with core/atomic-write.ts (temp file, fsync, rename, fsync of the folder).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { writeAtomic } from "../core/atomic-write.ts";
 import { basename, join } from "node:path";
 import type { BpeTokenizer } from "./bpe.ts";
 import { fromHfTokenizerJson, toHfTokenizerJson } from "./hf.ts";
@@ -18,25 +19,6 @@ export interface SaveOptions {
   eosToken?: string;
   /** Default: "<|pad|>" when it is a special token. */
   padToken?: string;
-}
-
-/** Writes `text` (or bytes) to `path` atomically (temp file in the same folder, fsync, rename). */
-export function writeFileAtomic(path: string, text: string | Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  const fd = openSync(tmp, "w");
-  try {
-    const bytes = typeof text === "string" ? Buffer.from(text, "utf8") : text;
-    for (let o = 0; o < bytes.length; ) o += writeSync(fd, bytes, o, bytes.length - o);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
-
-/** Bytes to `path` atomically. */
-export function writeBytesAtomic(path: string, bytes: Uint8Array): void {
-  writeFileAtomic(path, bytes);
 }
 
 /** Saves tokenizer.json and tokenizer_config.json into `dir` (created if needed). */
@@ -64,8 +46,8 @@ export function saveTokenizer(dir: string, tok: BpeTokenizer, opts: SaveOptions 
     added_tokens_decoder: addedDecoder,
     ...(opts.chatTemplate !== undefined ? { chat_template: opts.chatTemplate } : {}),
   };
-  writeFileAtomic(join(dir, "tokenizer.json"), JSON.stringify(toHfTokenizerJson(tok)) + "\n");
-  writeFileAtomic(join(dir, "tokenizer_config.json"), JSON.stringify(config, null, 2) + "\n");
+  writeAtomic(join(dir, "tokenizer.json"), JSON.stringify(toHfTokenizerJson(tok)) + "\n");
+  writeAtomic(join(dir, "tokenizer_config.json"), JSON.stringify(config, null, 2) + "\n");
 }
 
 export interface TokenizerConfig {

@@ -25,6 +25,8 @@ import { paramsFromTensors, paramTensors, readModelConfig } from "../model/weigh
 
 export const CHECKPOINT_FORMAT = 1;
 const LATEST = "latest";
+/** The per-step log a run appends to (see train/report.ts). */
+export const METRICS = "metrics.jsonl";
 const NAME = /^ckpt-(\d{6,})$/;
 
 /** How to get the tokenizer back: the characters of a char-level run, or a tokenizer path. */
@@ -101,6 +103,18 @@ export function saveCheckpoint(runDir: string, params: ParamSet,
     for (const old of all.slice(0, Math.max(0, all.length - keep))) if (old !== name) rmSync(join(runDir, old), { recursive: true, force: true });
   }
   return final;
+}
+
+/** What a run folder holds of an earlier run: checkpoints, `latest`, metrics.jsonl (names). */
+export function runFiles(runDir: string): string[] {
+  if (!existsSync(runDir) || !statSync(runDir).isDirectory()) return [];
+  return readdirSync(runDir).filter((n) => NAME.test(n) || n === LATEST || n === METRICS || /^\.tmp-ckpt-\d{6,}-\d+$/.test(n)).sort();
+}
+
+/** Removes an earlier run's files from a run folder (what runFiles lists), nothing else. */
+export function clearRun(runDir: string): void {
+  for (const n of runFiles(runDir)) rmSync(join(runDir, n), { recursive: true, force: true });
+  if (existsSync(runDir)) fsyncDir(runDir);
 }
 
 /** Checkpoint folder names in a run folder, oldest first. */

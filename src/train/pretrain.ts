@@ -4,19 +4,19 @@
  * `mynah train` parses flags into PretrainOptions and calls pretrain(); nothing here exits.
  */
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Backend } from "../core/backend.ts";
 import { loadNative, nativeBackend } from "../core/native.ts";
 import { openTextSource, loadTextCorpus } from "../data/text.ts";
 import { openShardSource } from "../data/loader.ts";
-import { readManifest } from "../data/prepare.ts";
+import { loadPreparedTokenizer, readManifest } from "../data/prepare.ts";
 import type { BatchSource } from "../data/types.ts";
 import { configFromPreset, parameterCount, ModelConfigError, type ModelConfig } from "../model/config.ts";
 import { createGPT } from "../model/gpt.ts";
 import { charTokenizer } from "../tokenizer/char.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { latestCheckpoint, loadCheckpoint, resumeBackendNote, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
+import { clearRun, latestCheckpoint, loadCheckpoint, resumeBackendNote, runFiles, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { evaluate, sampleTokens, tokenByteLengths, type EvalResult } from "./eval.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
 import { createReporter } from "./report.ts";
@@ -53,6 +53,8 @@ export interface PretrainOptions {
   out: string;
   /** Continue from RUN/latest. */
   resume: boolean;
+  /** Without resume: replace an earlier run in `out` (else refused: two runs never mix). */
+  force?: boolean;
   /** Checkpoints kept. */
   keep: number;
   backend?: Backend;
@@ -98,11 +100,17 @@ function openData(paths: string[], valFraction: number, seed: number, savedRef: 
     if (paths.length > 1) throw new PretrainSettingsError(`--data: give one prepared folder, or text files only (got ${paths.join(", ")})`);
     const dir = dirs[0];
     const m = readManifest(dir);
-    const tokenizer = loadTokenizer(m.tokenizer.path);
+    // The folder's own copy, checked against the digest recorded when the shards were made.
+    let tokenizer: Tokenizer, tokPath: string;
+    try {
+      ({ tokenizer, path: tokPath } = loadPreparedTokenizer(dir, m));
+    } catch (err) {
+      throw new PretrainSettingsError(`--data ${(err as Error).message}`);
+    }
     const val = m.splits.val && m.splits.val.tokens > 0 ? openShardSource(dir, "val", seed) : null;
     return {
       train: openShardSource(dir, "train", seed), val, vocabSize: m.tokenizer.vocabSize, tokenizer,
-      ref: { kind: "file", path: resolve(m.tokenizer.path) },
+      ref: { kind: "file", path: resolve(basename(tokPath) === "tokenizer.json" ? dirname(tokPath) : tokPath) },
       describe: `${dir}: ${m.splits.train.tokens} training tokens${val ? `, ${m.splits.val.tokens} validation` : ""}, vocabulary ${m.tokenizer.vocabSize}`,
     };
   }
@@ -120,6 +128,20 @@ function openData(paths: string[], valFraction: number, seed: number, savedRef: 
     vocabSize: tokenizer.vocabSize, tokenizer, ref: { kind: "char", chars: tokenizer.chars },
     describe: `${paths.join(", ")}: ${corpus.train.length} training characters, ${corpus.val.length} validation, vocabulary ${tokenizer.vocabSize}`,
   };
+}
+
+/**
+ * A fresh run (no --resume) into a folder that holds another run's checkpoints or metrics is
+ * refused, unless --force, which removes that run's files once every setting has been checked
+ * (`replace()`): a folder never mixes two runs' metrics.jsonl, checkpoints and `latest`.
+ */
+export function claimRunFolder(out: string, resume: boolean, force: boolean): { replace: () => void } {
+  const old = resume ? [] : runFiles(out);
+  if (old.length > 0 && !force) {
+    const shown = old.length > 4 ? [...old.slice(0, 4), `… ${old.length - 4} more`] : old;
+    throw new PretrainSettingsError(`--out ${out} already holds a run (${shown.join(", ")}); continue it with --resume, choose another --out, or pass --force to replace it`);
+  }
+  return { replace: () => { if (old.length > 0) clearRun(out); } };
 }
 
 /** The model config the options describe (vocabulary from the data). Throws naming the flag. */
@@ -179,6 +201,7 @@ export interface PretrainResult extends LoopResult {
 
 export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   checkLoopOptions(o.loop);
+  const run = claimRunFolder(o.out, o.resume, o.force ?? false);
   let loop = o.loop;
   let resume: ResumeFrom | undefined;
   let saved: ReturnType<typeof loadCheckpoint> | null = null;
@@ -201,6 +224,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     resume = { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data,
                file: join(saved.dir, "optimizer.safetensors") };
   }
+  run.replace();
   mkdirSync(o.out, { recursive: true });
   const peak = machinePeakFlops();
   const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });

@@ -21,7 +21,7 @@ import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, resumeBackendNote, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
-import { checkLoopOptions, machinePeakFlops, PretrainSettingsError, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { checkLoopOptions, claimRunFolder, machinePeakFlops, PretrainSettingsError, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
 import { createReporter } from "./report.ts";
 import { chatLoss, type ChatLoss } from "./sft-eval.ts";
 
@@ -42,6 +42,8 @@ export interface SftOptions {
   loop: Omit<LoopOptions, "peakFlops">;
   out: string;
   resume: boolean;
+  /** Without resume: replace an earlier run in `out` (else refused). */
+  force?: boolean;
   keep: number;
   skipBad?: boolean;
   onSkip?: (e: DataError) => void;
@@ -98,6 +100,7 @@ function checkChatTokenizer(tok: Tokenizer): number {
 
 export async function sft(o: SftOptions): Promise<SftResult> {
   checkLoopOptions({ ...o.loop, seqLen: o.loop.seqLen || 1 }); // seqLen 0 is resolved below, once the model is known
+  const run = claimRunFolder(o.out, o.resume, o.force ?? false);
   let loop = o.loop;
   let resume: ResumeFrom | undefined;
   let saved: ReturnType<typeof loadCheckpoint> | null = null;
@@ -140,6 +143,7 @@ export async function sft(o: SftOptions): Promise<SftResult> {
     resume = { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data,
                file: join(saved.dir, "optimizer.safetensors") };
   }
+  run.replace();
   mkdirSync(o.out, { recursive: true });
   const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
   const c = start.config;
