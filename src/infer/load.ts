@@ -18,8 +18,9 @@ let chosen: Backend | undefined;
 
 /**
  * The backend for generation: each op from the native addon where it has it (SIMD, threads),
- * else from the TypeScript reference, so generation works while native ops are still landing.
- * The name lists the ops that fell back.
+ * else from the TypeScript reference, so a build whose addon lacks an op (or has no addon at
+ * all: an unsupported platform) can still generate, slowly. The name lists the ops that fell
+ * back. Training does not use this: it needs the native backend (core/native.ts) or fails.
  */
 export function inferenceBackend(): Backend {
   if (chosen) return chosen;

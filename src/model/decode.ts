@@ -56,7 +56,7 @@ export interface KvCache {
 
 /**
  * RoPE tables for positions 0..maxT−1: θ = p · theta^(−2i/D), as float32 of the float64 angle
- * (the training forward must build them the same way; see ropeTables in gpt.ts).
+ * (the training forward in gpt.ts calls this same function, so both see identical tables).
  */
 export function ropeTables(maxT: number, D: number, theta: number): { cos: Float32Array; sin: Float32Array } {
   const half = D / 2;
