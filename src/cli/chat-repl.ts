@@ -5,8 +5,8 @@
  * block per message, so scripts can read them).
  */
 import { createInterface } from "node:readline";
-import { renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
+import { writeAtomic } from "../core/atomic-write.ts";
 import type { ChatSession } from "../infer/session.ts";
 import { checkSampling } from "../infer/sampling.ts";
 import { logScreen, type ScreenConfig, type ScreenResult } from "../screen/index.ts";
@@ -42,15 +42,6 @@ const HELP = `commands:
   /save FILE             save the conversation and settings as JSON
   /help                  this text
   /quit                  leave (Ctrl-D too)`;
-
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-}
 
 /** One line of what screening did, for people. */
 export function describeScreening(r: ScreenResult): string {

@@ -9,6 +9,7 @@ import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import { pretrain } from "../train/pretrain.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { runInterruptible } from "./run-training.ts";
+import { sampleWhileTraining } from "../infer/train-sample.ts";
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -81,7 +82,7 @@ export function registerTrain(program: Command): void {
             optimizer: { ...DEFAULT_OPTIMIZER, kind: f.optimizer as OptimizerKind, lr: f.lr, muonLr: f.muonLr, weightDecay: f.weightDecay },
             clip: f.clip, evalEvery: f.evalEvery, sampleEvery: f.sampleEvery, checkpointEvery: f.checkpointEvery, seed: f.seed,
           },
-          evalBatches: f.evalBatches, sampleTokens: f.sampleEvery > 0 ? f.sampleTokens : 0,
+          evalBatches: f.evalBatches, sampleTokens: f.sampleEvery > 0 ? f.sampleTokens : 0, sampler: sampleWhileTraining,
           out: f.out, resume: Boolean(f.resume), keep: f.keep,
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
           signal,

@@ -17,8 +17,9 @@ import { loadModelFolder, saveModelFolder } from "../model/weights.ts";
 import { DEFAULT_OPTIMIZER } from "../train/optim.ts";
 import { trainLoop, type LoopResult, type LoopSnapshot, type ResumeFrom } from "../train/loop.ts";
 import type { StoredTensor } from "../core/safetensors.ts";
+import type { Backend } from "../core/backend.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { inferenceBackend } from "../infer/load.ts";
+import { nativeBackend } from "../core/native.ts";
 import type { SpeedrunPlan } from "./plan.ts";
 
 export interface TrainStageOptions {
@@ -33,6 +34,8 @@ export interface TrainStageOptions {
   initFrom?: string;
   seconds: number;
   log: (line: string) => void;
+  /** Compute backend (default: the native one; tests may pass the TypeScript reference). */
+  backend?: Backend;
 }
 
 /** The model config of a plan for a tokenizer. */
@@ -59,7 +62,9 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
     const reps = Math.max(1, Math.round(o.conversations.length / 7 / Math.max(1, o.texts.length)));
     for (let r = 0; r < reps; r++) for (const t of o.texts) examples.push(fullLoss({ ids: Int32Array.from([eot, ...tok.encode(t)].slice(0, T + 1)), mask: new Uint8Array(0) }));
   }
-  const backend = inferenceBackend();
+  // Training needs the native kernels: nativeBackend() throws, saying how to build them, when
+  // they are missing (the TypeScript reference would train hundreds of times slower, silently).
+  const backend = o.backend ?? nativeBackend();
   let config: ModelConfig;
   let model;
   if (o.initFrom) {
