@@ -57,6 +57,9 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
   const rl = createInterface({ input: o.input, output: o.tty ? out : undefined, terminal: o.tty, prompt: o.tty ? "you> " : "" });
   const say = (s: string): void => void out.write(s);
   if (o.tty) say(dim("mynah chat — /help for commands, Ctrl-D to leave\n"));
+  if (o.session.mode === "text") {
+    (o.tty ? out : notes).write(dim("[this model has no chat turns (its tokenizer has no <|im_start|>/<|im_end|>, e.g. a character-level model): each message is continued as plain text, up to a blank line]") + "\n");
+  }
   rl.prompt();
   for await (const line of rl) {
     const text = line.trim();

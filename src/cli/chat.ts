@@ -93,6 +93,8 @@ export function registerChat(program: Command): void {
   ).action((o: SamplingFlags & { model: string; prompt: string; chat?: boolean; system?: string; stop?: string[]; screen?: string; screenLog?: string; threads: string }) => {
     o.model = modelFolder(o.model);
     const { model, tokenizer } = loadChatModel(o.model, { threads: Number(o.threads) });
+    if (o.chat && !tokenizer.special.has("<|im_start|>"))
+      throw new Error(`--chat: ${o.model} has no chat turns (its tokenizer has no <|im_start|> token, e.g. a character-level model); leave out --chat to continue the prompt as text`);
     const ids = o.chat
       ? renderChat(tokenizer, [...(o.system ? [{ role: "system" as const, content: o.system }] : []), { role: "user", content: o.prompt }], { addGenerationPrompt: true }).ids
       : tokenizer.encode(o.prompt);

@@ -13,7 +13,7 @@ import { readManifest } from "../data/prepare.ts";
 import type { BatchSource } from "../data/types.ts";
 import { configFromPreset, parameterCount, ModelConfigError, type ModelConfig } from "../model/config.ts";
 import { createGPT, type GPT } from "../model/gpt.ts";
-import { charTokenizer } from "../tokenizer/char.ts";
+import { charTokenizer, charTokenizerConfig, charTokenizerJson } from "../tokenizer/char.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
@@ -254,7 +254,11 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
 
 /** A run's tokenizer files (tokenizer.json, tokenizer_config.json), copied into its checkpoints. */
 export function tokenizerFilesOf(ref: TokenizerRef): Record<string, Uint8Array> {
-  if (ref.kind !== "file") return {};
+  if (ref.kind === "char") {
+    // A character-level run gets a tokenizer.json too, so its checkpoints are model folders.
+    const utf8 = (o: object): Uint8Array => Buffer.from(JSON.stringify(o, null, 1) + "\n", "utf8");
+    return { "tokenizer.json": utf8(charTokenizerJson({ chars: ref.chars })), "tokenizer_config.json": utf8(charTokenizerConfig()) };
+  }
   const dir = statSync(ref.path).isDirectory() ? ref.path : dirname(ref.path);
   const out: Record<string, Uint8Array> = {};
   const main = statSync(ref.path).isDirectory() ? join(dir, "tokenizer.json") : ref.path;

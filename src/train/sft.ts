@@ -17,7 +17,7 @@ import { parameterCount, type ModelConfig } from "../model/config.ts";
 import { createGPT } from "../model/gpt.ts";
 import { loadModelFolder } from "../model/weights.ts";
 import type { ParamSet } from "../model/params.ts";
-import { loadTokenizer } from "../tokenizer/io.ts";
+import { loadModelTokenizer as loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
