@@ -53,7 +53,7 @@ test("piped chat: commands, screened streaming, log, save", async () => {
   assert.equal(session.gen.temperature, 0.5);
   assert.equal(session.gen.topK, 7);
   assert.notEqual(session.gen.topP, 2);
-  assert.match(notes.text(), /not set: sampling option topP/);
+  assert.match(notes.text(), /not set: top-p: expected a number in \(0, 1\], got "2"/);
   assert.match(notes.text(), /unknown command \/bogus/);
   assert.match(notes.text(), /redacted; pii:phone: redact; pii:email: redact; mean logprob -0.20/);
   const saved = JSON.parse(readFileSync(join(dir, "chat.json"), "utf8"));

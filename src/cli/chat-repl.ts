@@ -8,9 +8,9 @@ import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import { writeAtomic } from "../core/atomic-write.ts";
 import type { ChatSession } from "../infer/session.ts";
-import { checkSampling } from "../infer/sampling.ts";
 import { logScreen, type ScreenConfig, type ScreenResult } from "../screen/index.ts";
 import { screenedStream } from "../screen/stream.ts";
+import { parseNumber, SAMPLING_RULES } from "./options.ts";
 
 export interface ReplOptions {
   session: ChatSession;
@@ -25,13 +25,14 @@ export interface ReplOptions {
   tty: boolean;
 }
 
-const SETTINGS: Record<string, { key: "temperature" | "topK" | "topP" | "repetitionPenalty" | "maxNewTokens" | "seed"; int: boolean }> = {
-  temperature: { key: "temperature", int: false },
-  "top-k": { key: "topK", int: true }, topk: { key: "topK", int: true },
-  "top-p": { key: "topP", int: false }, topp: { key: "topP", int: false },
-  "repetition-penalty": { key: "repetitionPenalty", int: false }, "repeat-penalty": { key: "repetitionPenalty", int: false },
-  "max-new-tokens": { key: "maxNewTokens", int: true }, max: { key: "maxNewTokens", int: true },
-  seed: { key: "seed", int: true },
+/** /set names (and short aliases) → the setting and its rule (the same as the flag's). */
+const SETTINGS: Record<string, { key: "temperature" | "topK" | "topP" | "repetitionPenalty" | "maxNewTokens" | "seed"; name: keyof typeof SAMPLING_RULES }> = {
+  temperature: { key: "temperature", name: "temperature" },
+  "top-k": { key: "topK", name: "top-k" }, topk: { key: "topK", name: "top-k" },
+  "top-p": { key: "topP", name: "top-p" }, topp: { key: "topP", name: "top-p" },
+  "repetition-penalty": { key: "repetitionPenalty", name: "repetition-penalty" }, "repeat-penalty": { key: "repetitionPenalty", name: "repetition-penalty" },
+  "max-new-tokens": { key: "maxNewTokens", name: "max-new-tokens" }, max: { key: "maxNewTokens", name: "max-new-tokens" },
+  seed: { key: "seed", name: "seed" },
 };
 
 const HELP = `commands:
@@ -80,20 +81,16 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
         }
         case "/set": {
           const s = SETTINGS[(args[0] ?? "").toLowerCase()];
-          const v = Number(args[1]);
-          if (!s || args.length !== 2 || !Number.isFinite(v) || (s.int && !Number.isInteger(v))) {
+          if (!s || args.length !== 2) {
             note = `usage: /set NAME VALUE with NAME one of ${Object.keys(SETTINGS).join(", ")}`;
             break;
           }
-          const before = o.session.gen[s.key];
-          o.session.gen[s.key] = v;
           try {
-            checkSampling(o.session.gen);
-            if (o.session.gen.maxNewTokens < 1) throw new Error("max-new-tokens must be ≥ 1");
-            note = `${args[0]} = ${v}`;
+            const v = parseNumber(args[1], SAMPLING_RULES[s.name]);
+            o.session.gen[s.key] = v;
+            note = `${s.name} = ${v}`;
           } catch (err) {
-            o.session.gen[s.key] = before;
-            note = `not set: ${(err as Error).message}`;
+            note = `not set: ${s.name}: ${(err as Error).message}`;
           }
           break;
         }

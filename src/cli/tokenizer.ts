@@ -6,6 +6,7 @@ import { readFileSync, statSync } from "node:fs";
 import { expandInputs } from "../data/inputs.ts";
 import { readFiles, INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
 import { encodeFile } from "../tokenizer/parallel.ts";
+import { choiceOption, intOption } from "./options.ts";
 import { CHAT_TEMPLATE } from "../data/chat-template.ts";
 import { loadTokenizer, saveTokenizer, writeBytesAtomic, trainBpeAsync, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
 
@@ -43,14 +44,14 @@ export function registerTokenizer(program: Command): void {
     .command("train")
     .description("Train a byte-level BPE tokenizer on the documents of text, JSONL or Parquet files (as `mynah data` reads them; .gz too)")
     .argument("<inputs...>", "input files, folders or globs")
-    .option("--format <format>", `record shape: ${INPUT_FORMATS.join(", ")}`, "auto")
+    .addOption(choiceOption("--format <format>", "record shape", INPUT_FORMATS, "auto"))
     .requiredOption("--out <dir>", "output directory (tokenizer.json, tokenizer_config.json)")
-    .option("--vocab-size <n>", "vocabulary size, special tokens included", "32768")
+    .addOption(intOption("--vocab-size <n>", "vocabulary size, special tokens included", { min: 1, max: 2 ** 31 - 1 }, 32768))
     .option("--special <tokens>", "comma-separated special tokens (ids right after the merges)", DEFAULT_SPECIAL_TOKENS.join(","))
     .option("--chat-template <file>", "Jinja chat template file for tokenizer_config.json (default: mynah's ChatML template)")
     .option("--no-chat-template", "store no chat template")
-    .option("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", "1")
-    .action(async (inputs: string[], o: { out: string; format: string; vocabSize: string; special: string; chatTemplate?: string | false; minPieceCount: string }) => {
+    .addOption(intOption("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", { min: 1 }, 1))
+    .action(async (inputs: string[], o: { out: string; format: string; vocabSize: number; special: string; chatTemplate?: string | false; minPieceCount: number }) => {
       const t0 = Date.now();
       const files = expandInputs(inputs);
       const total = files.reduce((sum, f) => sum + statSync(f).size, 0);
@@ -65,9 +66,9 @@ export function registerTokenizer(program: Command): void {
         }
       }
       const tok = await trainBpeAsync(texts(), {
-        vocabSize: Number(o.vocabSize),
+        vocabSize: o.vocabSize,
         specialTokens: o.special.split(",").filter((s) => s !== ""),
-        minPieceCount: Number(o.minPieceCount),
+        minPieceCount: o.minPieceCount,
         onProgress: progress,
       });
       if (process.stderr.isTTY) process.stderr.write("\n");
@@ -84,15 +85,15 @@ export function registerTokenizer(program: Command): void {
     .option("--text <text>", "text to encode (default: standard input)")
     .option("--file <file>", "file to encode")
     .option("--out <file>", "write the ids as little-endian uint32 to this file instead of printing them")
-    .option("--workers <n>", "worker threads for --file (default: all cores)")
+    .addOption(intOption("--workers <n>", "worker threads for --file (default: all cores)", { min: 1, max: 4096 }))
     .option("--allow-special", "encode special-token text as special tokens", false)
-    .action(async (o: { tokenizer: string; text?: string; file?: string; out?: string; workers?: string; allowSpecial: boolean }) => {
+    .action(async (o: { tokenizer: string; text?: string; file?: string; out?: string; workers?: number; allowSpecial: boolean }) => {
       const tok = loadTokenizer(o.tokenizer);
       const allowedSpecial = o.allowSpecial ? ("all" as const) : undefined;
       const t0 = Date.now();
       let ids: ArrayLike<number>;
       if (o.file && o.text === undefined) {
-        ids = await encodeFile(tok, o.file, { allowedSpecial, workers: o.workers ? Number(o.workers) : undefined });
+        ids = await encodeFile(tok, o.file, { allowedSpecial, workers: o.workers });
       } else {
         ids = tok.encode(o.text ?? readFileSync(0, "utf8"), { allowedSpecial });
       }

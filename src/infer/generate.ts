@@ -127,6 +127,12 @@ class Sequence {
   }
 }
 
+/** Checks sampling settings and the length limit (every entry point, cached or not). */
+export function checkGenerateOptions(opts: GenerateOptions): void {
+  checkSampling(opts);
+  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 1)) throw new Error(`generate: maxNewTokens must be an integer ≥ 1, got ${opts.maxNewTokens}`);
+}
+
 /** A cache kept between calls for one conversation (slot 0), with the ids it holds. */
 export interface ReusableCache {
   cache: KvCache;
@@ -139,8 +145,7 @@ export interface ReusableCache {
  */
 export function generateBatch(model: DecodeModel, tok: Tokenizer, prompts: readonly (readonly number[])[],
                               opts: GenerateOptions, maxT = model.config.seqLen): Generation[] {
-  checkSampling(opts);
-  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 1)) throw new Error(`generate: maxNewTokens must be an integer ≥ 1, got ${opts.maxNewTokens}`);
+  checkGenerateOptions(opts);
   const B = prompts.length;
   if (B === 0) return [];
   for (const [i, p] of prompts.entries()) {
@@ -159,7 +164,7 @@ export function generateBatch(model: DecodeModel, tok: Tokenizer, prompts: reado
 export function generate(model: DecodeModel, tok: Tokenizer, prompt: readonly number[], opts: GenerateOptions,
                          reuse?: ReusableCache): Generation {
   if (!reuse) return generateBatch(model, tok, [prompt], opts)[0];
-  checkSampling(opts);
+  checkGenerateOptions(opts);
   const { cache } = reuse;
   if (prompt.length === 0) throw new Error("generate: the prompt is empty (it needs at least one token)");
   if (prompt.length >= cache.maxT) throw new Error(`generate: prompt has ${prompt.length} tokens, the context window is ${cache.maxT}`);

@@ -8,7 +8,7 @@ import type { DecodeModel } from "../model/decode.ts";
 import { createCache } from "../model/decode.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { renderChat, type ChatMessage } from "../data/chat-template.ts";
-import { DEFAULT_GENERATE, generate, type GenerateOptions, type Generation, type ReusableCache } from "./generate.ts";
+import { checkGenerateOptions, DEFAULT_GENERATE, generate, type GenerateOptions, type Generation, type ReusableCache } from "./generate.ts";
 
 export interface ChatTurnResult {
   generation: Generation;
@@ -87,6 +87,7 @@ export class ChatSession {
   constructor(readonly model: DecodeModel, readonly tok: Tokenizer, opts: ChatSessionOptions = {}) {
     this.mode = tok.special.has("<|im_start|>") && tok.special.has("<|im_end|>") ? "chat" : "text";
     this.gen = { ...DEFAULT_GENERATE, temperature: 0.7, topK: 40, topP: 0.95, maxNewTokens: 200, seed: Date.now() % 2 ** 31, ...opts.gen };
+    checkGenerateOptions(this.gen); // bad settings fail here, not at the first message
     this.limit = opts.contextTokens ?? model.config.seqLen;
     this.reuse = { cache: createCache(model, 1, this.limit), ids: [] };
     if (opts.system) this.messages.push({ role: "system", content: opts.system });
