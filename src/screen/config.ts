@@ -23,6 +23,11 @@ export interface ScreenRule {
   action: RuleAction;
   /** Text that replaces a redacted match (default "[REDACTED]"). */
   replacement?: string;
+  /**
+   * Regex rules: the longest text the pattern may need before it matches, held back while
+   * streaming so the start of a match is never shown early (default 64; see screen/stream.ts).
+   */
+  holdBack?: number;
 }
 
 export interface ScreenConfig {
@@ -67,7 +72,7 @@ function fail(where: string, field: string, msg: string): never {
   throw new Error(`screening config ${where}: field "${field}" ${msg}`);
 }
 
-const RULE_FIELDS = new Set(["name", "type", "words", "pattern", "flags", "action", "replacement", "enabled"]);
+const RULE_FIELDS = new Set(["name", "type", "words", "pattern", "flags", "action", "replacement", "holdBack", "enabled"]);
 
 function checkRule(r: unknown, f: string, where: string): ScreenRule {
   if (typeof r !== "object" || r === null) fail(where, f, "must be an object");
@@ -88,6 +93,8 @@ function checkRule(r: unknown, f: string, where: string): ScreenRule {
   }
   if (o.flags !== undefined && typeof o.flags !== "string") fail(where, `${f}.flags`, "must be a string");
   if (o.replacement !== undefined && typeof o.replacement !== "string") fail(where, `${f}.replacement`, "must be a string");
+  if (o.holdBack !== undefined && (!Number.isInteger(o.holdBack) || (o.holdBack as number) < 0 || (o.holdBack as number) > 100_000))
+    fail(where, `${f}.holdBack`, `must be an integer in [0, 100000], got ${JSON.stringify(o.holdBack)}`);
   const { enabled: _e, ...rule } = o;
   return rule as unknown as ScreenRule;
 }
