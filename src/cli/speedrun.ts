@@ -8,6 +8,7 @@ import { loadChatModel } from "../infer/load.ts";
 import { ChatSession } from "../infer/session.ts";
 import { DEFAULT_SCREEN_CONFIG } from "../screen/index.ts";
 import { runChatRepl } from "./chat-repl.ts";
+import { runInterruptible } from "./run-training.ts";
 import { intOption, numOption, threadsOption } from "./options.ts";
 import { setThreads } from "../core/native.ts";
 import { join } from "node:path";
@@ -32,7 +33,17 @@ export function registerSpeedrun(program: Command): void {
       };
       const plan = planFor(minutes, seed);
       log(`mynah speedrun: ${minutes} minute budget, run folder ${o.runDir}`);
-      const r = await runSpeedrun({ runDir: o.runDir, plan, only: o.stage, log });
+      // Ctrl-C (or SIGTERM): the training stage in progress saves a checkpoint and the run stops,
+      // as in `mynah train`; `--stage` resumes it.
+      let r: Awaited<ReturnType<typeof runSpeedrun>> | undefined;
+      await runInterruptible("speedrun", async (signal) => {
+        r = await runSpeedrun({ runDir: o.runDir, plan, only: o.stage, log, signal });
+      });
+      if (!r) return;
+      if (r.interrupted) {
+        process.exitCode = 130;
+        return;
+      }
       if (r.report) process.stdout.write("\n" + r.report);
       const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       if (!o.chat || !tty) {
