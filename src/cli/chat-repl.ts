@@ -57,12 +57,36 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
   const dim = (s: string): string => (o.tty ? `\x1b[2m${s}\x1b[0m` : s);
   const rl = createInterface({ input: o.input, output: o.tty ? out : undefined, terminal: o.tty, prompt: o.tty ? "you> " : "" });
   const say = (s: string): void => void out.write(s);
-  if (o.tty) say(dim("mynah chat — /help for commands, Ctrl-D to leave\n"));
+  if (o.tty) say(dim("mynah chat — /help for commands, Ctrl-C stops a reply, Ctrl-D leaves\n"));
+  // Ctrl-C (a key press the terminal interface turns into rl's SIGINT): while a reply is being
+  // generated it stops the reply and the chat goes on (generation yields to the event loop, see
+  // ChatSession.sendAsync); at the prompt it clears the line, and on an empty line it asks
+  // once, then leaves.
+  let generating = false, interrupted = false, armed = false;
+  rl.on("SIGINT", () => {
+    if (generating) {
+      interrupted = true;
+      return;
+    }
+    if (rl.line) {
+      rl.write(null, { ctrl: true, name: "u" });
+      armed = false;
+      return;
+    }
+    if (armed) {
+      rl.close();
+      return;
+    }
+    armed = true;
+    out.write("\n" + dim("(Ctrl-C again or Ctrl-D to leave)") + "\n");
+    rl.prompt();
+  });
   if (o.session.mode === "text") {
     (o.tty ? out : notes).write(dim("[this model has no chat turns (its tokenizer has no <|im_start|>/<|im_end|>, e.g. a character-level model): each message is continued as plain text, up to a blank line]") + "\n");
   }
   rl.prompt();
   for await (const line of rl) {
+    armed = false;
     const text = line.trim();
     if (!text) { rl.prompt(); continue; }
     if (text.startsWith("/")) {
@@ -113,11 +137,15 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
     }
     if (o.tty) say("mynah> ");
     const stream = screenedStream(o.screen, say);
-    o.session.gen.shouldStop = () => stream.stopEarly;
+    interrupted = false;
+    o.session.gen.shouldStop = () => stream.stopEarly || interrupted;
+    generating = true;
     try {
-      const turn = o.session.send(text, (t) => stream.push(t));
+      const turn = await o.session.sendAsync(text, (t) => stream.push(t));
+      generating = false;
       const { result, diverged } = stream.end({ tokenLogprobs: turn.generation.logprobs });
       if (diverged) say(`\n${dim("[screening replaced the reply above]")}\n${result.text}`);
+      if (interrupted) say(dim(" [stopped]"));
       say("\n");
       // The history keeps what was shown, so a blocked reply is not fed back to the model.
       o.session.replaceLastReply(result.text);
@@ -129,6 +157,7 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
     } catch (err) {
       (o.tty ? out : notes).write(`\n${(err as Error).message}\n`);
     } finally {
+      generating = false;
       o.session.gen.shouldStop = undefined;
     }
     rl.prompt();

@@ -164,6 +164,35 @@ export function generateBatch(model: DecodeModel, tok: Tokenizer, prompts: reado
 export function generate(model: DecodeModel, tok: Tokenizer, prompt: readonly number[], opts: GenerateOptions,
                          reuse?: ReusableCache): Generation {
   if (!reuse) return generateBatch(model, tok, [prompt], opts)[0];
+  const steps = generateSteps(model, tok, prompt, opts, reuse);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * generate() that lets the event loop run every `yieldMs` milliseconds (between tokens), so a
+ * key press or signal handler (Ctrl-C in the chat) can set `shouldStop` while it generates.
+ * Same tokens as generate().
+ */
+export async function generateAsync(model: DecodeModel, tok: Tokenizer, prompt: readonly number[], opts: GenerateOptions,
+                                    reuse?: ReusableCache, yieldMs = 15): Promise<Generation> {
+  const steps = generateSteps(model, tok, prompt, opts, reuse ?? { cache: createCache(model, 1), ids: [] });
+  let last = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() - last >= yieldMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      last = performance.now();
+    }
+  }
+}
+
+/** One prompt with a kept cache, one token per step (see generate). */
+function* generateSteps(model: DecodeModel, tok: Tokenizer, prompt: readonly number[], opts: GenerateOptions,
+                        reuse: ReusableCache): Generator<void, Generation> {
   checkGenerateOptions(opts);
   const { cache } = reuse;
   if (prompt.length === 0) throw new Error("generate: the prompt is empty (it needs at least one token)");
@@ -175,7 +204,7 @@ export function generate(model: DecodeModel, tok: Tokenizer, prompt: readonly nu
   const fresh = prompt.slice(common);
   const logits = forwardCached(model, cache, [0], [fresh.length], fresh);
   const context = [...prompt];
-  const out = decodeLoop(model, tok, cache, [0], logits, [context], opts)[0];
+  const out = (yield* decodeSteps(model, tok, cache, [0], logits, [context], opts))[0];
   // The cache now holds the prompt and every generated token but the last one sampled.
   reuse.ids = context.slice(0, cache.length[0]);
   return out;
@@ -183,6 +212,16 @@ export function generate(model: DecodeModel, tok: Tokenizer, prompt: readonly nu
 
 function decodeLoop(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots: number[], first: Float32Array,
                     contexts: number[][], opts: GenerateOptions): Generation[] {
+  const steps = decodeSteps(model, tok, cache, slots, first, contexts, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** The decoding loop, one step (a token for every active sequence) per `yield`. */
+function* decodeSteps(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots: number[], first: Float32Array,
+                      contexts: number[][], opts: GenerateOptions): Generator<void, Generation[]> {
   const V = model.config.vocabSize;
   const stopIds = new Set(opts.stopTokens ?? defaultStopTokens(tok));
   const seqs = slots.map((_, i) => new Sequence(i, contexts[i], makeRng(opts.seed + i), tok, opts, stopIds));
@@ -209,6 +248,7 @@ function decodeLoop(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots: n
     active = next;
     if (active.length === 0) break;
     logits = forwardCached(model, cache, active.map((i) => slots[i]), active.map(() => 1), feed);
+    yield;
   }
   return seqs.map((s) => s.result());
 }

@@ -8,7 +8,7 @@ import type { DecodeModel } from "../model/decode.ts";
 import { createCache } from "../model/decode.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { renderChat, type ChatMessage } from "../data/chat-template.ts";
-import { checkGenerateOptions, DEFAULT_GENERATE, generate, type GenerateOptions, type Generation, type ReusableCache } from "./generate.ts";
+import { checkGenerateOptions, DEFAULT_GENERATE, generate, generateAsync, type GenerateOptions, type Generation, type ReusableCache } from "./generate.ts";
 
 export interface ChatTurnResult {
   generation: Generation;
@@ -114,6 +114,20 @@ export class ChatSession {
    * reply is not fed back to the model).
    */
   send(user: string, onText?: (text: string) => void): ChatTurnResult {
+    const { fit, opts } = this.prepare(user, onText);
+    return this.finish(generate(this.model, this.tok, fit.ids, opts, this.reuse), fit);
+  }
+
+  /**
+   * send() that lets the event loop run while it generates (every ~15 ms), so that Ctrl-C can
+   * stop the reply through gen.shouldStop; the reply so far is kept, as for any stop.
+   */
+  async sendAsync(user: string, onText?: (text: string) => void): Promise<ChatTurnResult> {
+    const { fit, opts } = this.prepare(user, onText);
+    return this.finish(await generateAsync(this.model, this.tok, fit.ids, opts, this.reuse), fit);
+  }
+
+  private prepare(user: string, onText?: (text: string) => void): { fit: { messages: ChatMessage[]; ids: number[]; dropped: number }; opts: GenerateOptions } {
     this.messages.push({ role: "user", content: user });
     const reserve = Math.min(this.gen.maxNewTokens, Math.floor(this.limit / 2));
     let fit;
@@ -124,10 +138,13 @@ export class ChatSession {
       throw err;
     }
     this.messages = fit.messages;
-    // The seed advances per turn so that replies differ while the session stays reproducible.
     const opts: GenerateOptions = { ...this.gen, maxNewTokens: Math.min(this.gen.maxNewTokens, this.limit - fit.ids.length), onText: onText ? (t) => onText(t) : undefined,
       ...(this.mode === "text" ? { stopStrings: [...(this.gen.stopStrings ?? []), TEXT_MODE_STOP] } : {}) };
-    const generation = generate(this.model, this.tok, fit.ids, opts, this.reuse);
+    return { fit, opts };
+  }
+
+  private finish(generation: Generation, fit: { ids: number[]; dropped: number }): ChatTurnResult {
+    // The seed advances per turn so that replies differ while the session stays reproducible.
     this.gen.seed = (this.gen.seed + 1) % 2 ** 31;
     this.messages.push({ role: "assistant", content: generation.text });
     return { generation, dropped: fit.dropped, promptTokens: fit.ids.length };
