@@ -7,7 +7,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { loadNative, nativeBackend } from "../src/core/native.ts";
-import { mulberry32, randomF32, randomI32 } from "../src/core/tensor-utils.ts";
+import { uniformSource, randomF32, randomI32 } from "../src/core/tensor-utils.ts";
 
 const THREADS = 2, REPS = 5;
 
@@ -78,7 +78,7 @@ const CASES: Case[] = [
 
 /** Times our fwd and fwd+bwd for one case (ms). */
 function ours(c: Case): { fwd: number; fwd_bwd: number } {
-  const be = nativeBackend(), rng = mulberry32(1);
+  const be = nativeBackend(), rng = uniformSource(1);
   if (c.op === "attention") {
     const [B, T, H, Hkv, D] = c.shape;
     const q = randomF32(B * T * H * D, rng), k = randomF32(B * T * Hkv * D, rng), v = randomF32(B * T * Hkv * D, rng);

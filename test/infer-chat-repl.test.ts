@@ -29,6 +29,9 @@ class CannedSession extends ChatSession {
     this.messages.push({ role: "assistant", content: text });
     return { generation: { ids: [1, 2], logprobs: [-0.1, -0.3], text, finish: "stop" }, dropped: 0, promptTokens: 5 };
   }
+  override async sendAsync(user: string, onText?: (t: string) => void): Promise<ChatTurnResult> {
+    return this.send(user, onText);
+  }
 }
 
 function sink(): { stream: Writable; text: () => string } {
@@ -53,7 +56,7 @@ test("piped chat: commands, screened streaming, log, save", async () => {
   assert.equal(session.gen.temperature, 0.5);
   assert.equal(session.gen.topK, 7);
   assert.notEqual(session.gen.topP, 2);
-  assert.match(notes.text(), /not set: sampling option topP/);
+  assert.match(notes.text(), /not set: top-p: expected a number in \(0, 1\], got "2"/);
   assert.match(notes.text(), /unknown command \/bogus/);
   assert.match(notes.text(), /redacted; pii:phone: redact; pii:email: redact; mean logprob -0.20/);
   const saved = JSON.parse(readFileSync(join(dir, "chat.json"), "utf8"));
@@ -66,4 +69,36 @@ test("piped chat: commands, screened streaming, log, save", async () => {
   const log = readFileSync(join(dir, "log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
   assert.deepEqual(log.map((r) => r.verdict), ["redacted", "blocked"]);
   assert.equal(log[1].events[0].rule, "mass-harm-instructions");
+});
+
+test("terminal chat: Ctrl-C stops a reply being generated and the chat goes on", { timeout: 60_000 }, async () => {
+  const { nativeBackend } = await import("../src/core/native.ts");
+  // A real model generating for a long time: no stop tokens, a long context, no loop/length cut.
+  const model = tinyModel({ vocabSize: tok.vocabSize, seqLen: 4096 }, 5, nativeBackend());
+  const session = new ChatSession(model, tok, { gen: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 4000, seed: 1 } });
+  session.gen.stopTokens = [];
+  const screen = { ...DEFAULT_SCREEN_CONFIG, degeneration: { ...DEFAULT_SCREEN_CONFIG.degeneration, enabled: false } };
+  const input = new PassThrough();
+  let shown = "";
+  let replyStarted: () => void = () => {};
+  const started = new Promise<void>((r) => (replyStarted = r));
+  const output = new Writable({ write(c, _e, cb) { shown += c.toString(); if (/mynah> ./s.test(shown)) replyStarted(); cb(); } });
+  const done = runChatRepl({ session, screen, input, output, notes: output, tty: true });
+  const t0 = performance.now();
+  input.write("hello there\n");
+  await started; // the reply is streaming: the event loop runs while it generates
+  input.write("\x03"); // Ctrl-C
+  // The chat is still there: the next message gets a reply, which we let finish quickly.
+  await new Promise((r) => setTimeout(r, 50));
+  assert.ok(/\[stopped\]/.test(shown), `no [stopped] note in ${JSON.stringify(shown.slice(-200))}`);
+  const first = session.messages.find((m) => m.role === "assistant")!;
+  const firstTokens = tok.encode(first.content).length;
+  assert.ok(firstTokens < 3000, `the first reply ran on (${firstTokens} tokens)`);
+  session.gen.maxNewTokens = 5;
+  input.write("call me\n");
+  await new Promise((r) => setTimeout(r, 300));
+  input.write("/quit\n");
+  await done;
+  assert.equal(session.messages.filter((m) => m.role === "assistant").length, 2, JSON.stringify(session.messages.map((m) => m.role)));
+  assert.ok(performance.now() - t0 < 30_000);
 });

@@ -82,3 +82,58 @@ test("same seed, same samples; another seed, other samples; bad options are name
   assert.throws(() => checkSampling(opts({ temperature: -1 })), /temperature/);
   assert.throws(() => checkSampling(opts({ topK: 1.5 })), /topK/);
 });
+
+/** The sampler as it was before partial selection: sort the whole vocabulary (kept here as the reference). */
+function fullSortSample(logits: Float32Array, o: SamplingOptions, rng: ReturnType<typeof makeRng>): number {
+  const V = logits.length;
+  const z = logits;
+  let order = Array.from({ length: V }, (_, i) => i);
+  order.sort((a, b) => z[b] - z[a] || a - b);
+  if (o.topK > 0 && o.topK < V) order = order.slice(0, o.topK);
+  const max = z[order[0]];
+  const p = order.map((i) => Math.exp((z[i] - max) / o.temperature));
+  let total = p.reduce((s, x) => s + x, 0);
+  if (o.topP < 1) {
+    let cum = 0, keep = 0;
+    while (keep < p.length) {
+      cum += p[keep++] / total;
+      if (cum >= o.topP) break;
+    }
+    order = order.slice(0, keep);
+    p.length = keep;
+    total = p.reduce((s, x) => s + x, 0);
+  }
+  let u = rng.next() * total;
+  let pick = order[order.length - 1];
+  for (let j = 0; j < order.length; j++) {
+    u -= p[j];
+    if (u < 0) { pick = order[j]; break; }
+  }
+  return pick;
+}
+
+test("partial selection picks exactly what sorting the whole vocabulary picked, seed for seed", () => {
+  const gen = makeRng(42);
+  let draws = 0;
+  for (let trial = 0; trial < 400; trial++) {
+    const V = [2, 7, 50, 259, 1000, 5000][trial % 6];
+    // Logits of several kinds: spread, peaked, and coarse (many exact ties).
+    const kind = trial % 3;
+    const z = Float32Array.from({ length: V }, () =>
+      kind === 0 ? (gen.next() - 0.5) * 8 : kind === 1 ? (gen.next() < 0.01 ? 10 : 0) + gen.next() * 3 : Math.floor(gen.next() * 5));
+    const topK = [0, 1, 2, 40, V - 1, V, V + 3][gen.int(7)];
+    const topP = [1, 0.95, 0.5, 0.1][gen.int(4)];
+    const temperature = [0.3, 0.7, 1, 2][gen.int(4)];
+    const o: SamplingOptions = { temperature, topK, topP, repetitionPenalty: 1 };
+    if (topK === 1) continue; // greedy (argmax), not the sampling path
+    const seed = gen.int(1e9);
+    const a = makeRng(seed), b = makeRng(seed);
+    for (let i = 0; i < 8; i++) {
+      const want = fullSortSample(z, o, a);
+      const got = sampleToken(z, o, b).id;
+      assert.equal(got, want, `V ${V}, kind ${kind}, ${JSON.stringify(o)}, draw ${i}`);
+      draws++;
+    }
+  }
+  assert.ok(draws > 2500, `${draws} draws`);
+});

@@ -53,3 +53,20 @@ test("long chats drop the oldest turns whole, keep the system prompt and fit the
   s.setSystem("");
   assert.deepEqual(s.messages, []);
 });
+
+test("sendAsync (which yields to the event loop while generating) gives send's replies", async () => {
+  const m = model();
+  const a = new ChatSession(m, tok, { gen: { temperature: 0.8, maxNewTokens: 20, seed: 5 } });
+  const b = new ChatSession(m, tok, { gen: { temperature: 0.8, maxNewTokens: 20, seed: 5 } });
+  for (const q of ["hello there", "what is two plus two?"]) {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    const x = await a.sendAsync(q);
+    clearInterval(timer);
+    const y = b.send(q);
+    assert.deepEqual(x.generation.ids, y.generation.ids);
+    assert.equal(x.generation.text, y.generation.text);
+    void ticks;
+  }
+  assert.deepEqual(a.messages, b.messages);
+});

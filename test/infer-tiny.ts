@@ -66,7 +66,7 @@ export const plain: Backend = {
 };
 
 // ---- a tiny random Llama in Hugging Face names --------------------------------------------
-export function tinyModel(cfg: Partial<DecodeConfig> = {}, seed = 1): DecodeModel {
+export function tinyModel(cfg: Partial<DecodeConfig> = {}, seed = 1, backend: Backend = plain): DecodeModel {
   const c: DecodeConfig = { nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 32, ffnHidden: 48, vocabSize: 40, seqLen: 64,
     ropeTheta: 10000, normEps: 1e-5, tiedEmbeddings: false, qkNorm: true, ...cfg };
   const rng = makeRng(seed);
@@ -92,7 +92,7 @@ export function tinyModel(cfg: Partial<DecodeConfig> = {}, seed = 1): DecodeMode
   }
   rand("model.norm.weight", c.nEmbd, 0.2, 1);
   rand("lm_head.weight", c.vocabSize * c.nEmbd, 1);
-  return { config: c, backend: plain, weight: (n) => { const x = w.get(n); if (!x) throw new Error(`no weight ${n}`); return x; } };
+  return { config: c, backend, weight: (n) => { const x = w.get(n); if (!x) throw new Error(`no weight ${n}`); return x; } };
 }
 
 // ---- an independent full forward: no cache, causal attention over the whole sequence -------

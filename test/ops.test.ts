@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { Backend } from "../src/core/backend.ts";
 import { referenceBackend as ref, newtonSchulz5 } from "../src/core/reference.ts";
 import { loadNative, nativeBackend } from "../src/core/native.ts";
-import { difference, mulberry32, randomF32, randomI32, ropeTables } from "../src/core/tensor-utils.ts";
+import { difference, uniformSource, randomF32, randomI32, ropeTables } from "../src/core/tensor-utils.ts";
 import { compareBackends, f64, gradCheck, type Inputs } from "./helpers/opcheck.ts";
 
 function rand64(n: number, rng: () => number, lo = -1, hi = 1): Float64Array {
@@ -21,7 +21,7 @@ function rand64(n: number, rng: () => number, lo = -1, hi = 1): Float64Array {
 // ------------------------------------------------------------------ 1. reference vs finite differences
 
 test("reference embedding backward = finite differences (ids −1 skipped)", () => {
-  const rng = mulberry32(1), V = 5, C = 3, N = 7;
+  const rng = uniformSource(1), V = 5, C = 3, N = 7;
   const ids = randomI32(N, rng, V); ids[2] = -1;
   gradCheck({
     label: "embedding", inputs: { table: rand64(V * C, rng) },
@@ -31,7 +31,7 @@ test("reference embedding backward = finite differences (ids −1 skipped)", () 
 });
 
 test("reference rmsnorm backward = finite differences, and it adds into dx and dw", () => {
-  const rng = mulberry32(2), N = 3, C = 7, eps = 1e-5;
+  const rng = uniformSource(2), N = 3, C = 7, eps = 1e-5;
   const inputs: Inputs = { x: rand64(N * C, rng), w: rand64(C, rng, 0.5, 1.5) };
   const fwd = (x: Inputs): Float64Array => {
     const o = new Float64Array(N * C), r = new Float64Array(N);
@@ -52,7 +52,7 @@ test("reference rmsnorm backward = finite differences, and it adds into dx and d
 });
 
 test("reference rope: backward = finite differences; rotation keeps norms; pos0 offsets the table", () => {
-  const rng = mulberry32(3), B = 2, T = 3, H = 2, D = 6, pos0 = 2;
+  const rng = uniformSource(3), B = 2, T = 3, H = 2, D = 6, pos0 = 2;
   const { cos, sin } = ropeTables(pos0 + T, D, 10000);
   const fwd = (x: Inputs): Float64Array => { const o = x.x.slice(); ref.ropeForward(f64(o), cos, sin, B, T, H, D, pos0); return o; };
   const inputs = { x: rand64(B * T * H * D, rng) };
@@ -74,7 +74,7 @@ test("reference rope: backward = finite differences; rotation keeps norms; pos0 
 });
 
 test("reference attention backward = finite differences (GQA H=4, Hkv=2), lse is the log-sum-exp", () => {
-  const rng = mulberry32(4), B = 2, T = 5, H = 4, Hkv = 2, D = 4;
+  const rng = uniformSource(4), B = 2, T = 5, H = 4, Hkv = 2, D = 4;
   const inputs: Inputs = { q: rand64(B * T * H * D, rng, -2, 2), k: rand64(B * T * Hkv * D, rng, -2, 2), v: rand64(B * T * Hkv * D, rng) };
   const run = (x: Inputs) => {
     const o = new Float64Array(B * T * H * D), lse = new Float64Array(B * H * T);
@@ -105,7 +105,7 @@ test("reference attention backward = finite differences (GQA H=4, Hkv=2), lse is
 });
 
 test("reference swiglu backward = finite differences", () => {
-  const rng = mulberry32(5), n = 11;
+  const rng = uniformSource(5), n = 11;
   gradCheck({
     label: "swiglu", inputs: { gate: rand64(n, rng, -4, 4), up: rand64(n, rng) },
     forward: (x) => { const o = new Float64Array(n); ref.swigluForward(f64(o), f64(x.gate), f64(x.up), n); return o; },
@@ -118,7 +118,7 @@ test("reference swiglu backward = finite differences", () => {
 });
 
 test("reference cross-entropy gradient = finite differences of the returned loss; losses sum to it", () => {
-  const rng = mulberry32(6), N = 4, V = 5, sc = 0.5;
+  const rng = uniformSource(6), N = 4, V = 5, sc = 0.5;
   const targets = Int32Array.from([1, -1, 4, 0]);
   const inputs = { logits: rand64(N * V, rng, -3, 3) };
   // The op's loss is a scalar: let "out" be [loss], so Σ out·r = r·loss and d/dlogits = r·dlogits/scale.
@@ -144,7 +144,7 @@ test("reference cross-entropy gradient = finite differences of the returned loss
 });
 
 test("reference adamw: the first step moves each weight by ≈ lr against its gradient's sign", () => {
-  const rng = mulberry32(8), n = 9, lr = 0.01;
+  const rng = uniformSource(8), n = 9, lr = 0.01;
   const p = randomF32(n, rng), g = randomF32(n, rng), p0 = p.slice();
   ref.adamw(p, g, new Float32Array(n), new Float32Array(n), n, lr, 0.9, 0.95, 1e-12, 0, 1);
   for (let i = 0; i < n; i++) assert.ok(Math.abs(p0[i] - p[i] - lr * Math.sign(g[i])) < 1e-6, `adamw step ${i}`);
@@ -164,12 +164,13 @@ function orthoError(O: ArrayLike<number>, rows: number, cols: number): number {
 }
 
 test("reference Newton–Schulz: singular values pushed near 1 (OOᵀ ≈ I on the shorter side)", () => {
-  const rng = mulberry32(9);
+  const rng = uniformSource(9);
   for (const [rows, cols] of [[6, 10], [12, 5]]) {
     const O = newtonSchulz5(randomF32(rows * cols, rng), rows, cols, 5);
-    // Muon's quintic deliberately lands singular values in roughly [0.7, 1.2], not exactly 1.
+    // Muon's quintic deliberately lands singular values s in roughly [0.68, 1.2], not exactly 1;
+    // OOᵀ − I then has entries up to max(1 − 0.68², 1.2² − 1) ≈ 0.54 (a random input is at ~2).
     const e = orthoError(O, rows, cols);
-    assert.ok(e < 0.45, `NS5 [${rows}, ${cols}]: max |OOᵀ − I| = ${e}`);
+    assert.ok(e < 0.54, `NS5 [${rows}, ${cols}]: max |OOᵀ − I| = ${e}`);
   }
 });
 
@@ -186,7 +187,7 @@ function withThreads(fn: (threads: number) => void): void {
 }
 
 test("native embedding forward/backward = reference (ids −1, adds into dTable)", () => {
-  const rng = mulberry32(11);
+  const rng = uniformSource(11);
   for (const [N, C, V] of [[1, 5, 3], [33, 67, 10], [65, 384, 50], [300, 200, 7]]) {
     const ids = randomI32(N, rng, V);
     ids[N - 1] = -1;
@@ -204,7 +205,7 @@ test("native embedding forward/backward = reference (ids −1, adds into dTable)
 });
 
 test("native rmsnorm forward/backward = reference (1 and 2 threads, adds into dx and dw)", () => {
-  const rng = mulberry32(12);
+  const rng = uniformSource(12);
   for (const [N, C] of [[1, 5], [7, 67], [33, 384], [300, 64]]) {
     const x = randomF32(N * C, rng, -2, 2), w = randomF32(C, rng, 0.5, 1.5), dout = randomF32(N * C, rng);
     const rstd = new Float32Array(N);
@@ -222,7 +223,7 @@ test("native rmsnorm forward/backward = reference (1 and 2 threads, adds into dx
 });
 
 test("native rope forward/backward = reference (odd head sizes, pos0)", () => {
-  const rng = mulberry32(13);
+  const rng = uniformSource(13);
   for (const [B, T, H, D, pos0] of [[1, 1, 1, 8, 0], [2, 7, 3, 12, 5], [2, 33, 4, 64, 0], [1, 65, 2, 32, 100]]) {
     const { cos, sin } = ropeTables(pos0 + T, D, 10000);
     for (const dir of ["ropeForward", "ropeBackward"] as const) {
@@ -241,7 +242,7 @@ const ATTN_SHAPES: [number, number, number, number, number][] = [
 ];
 
 test("native attention forward/backward = reference (causal, GQA, tile edges; 1 and 2 threads)", () => {
-  const rng = mulberry32(14);
+  const rng = uniformSource(14);
   for (const [B, T, H, Hkv, D] of ATTN_SHAPES) {
     const q = randomF32(B * T * H * D, rng, -2, 2), k = randomF32(B * T * Hkv * D, rng, -2, 2);
     const v = randomF32(B * T * Hkv * D, rng), dout = randomF32(B * T * H * D, rng);
@@ -261,7 +262,7 @@ test("native attention forward/backward = reference (causal, GQA, tile edges; 1 
 });
 
 test("attentionCached = attentionForward on the same prefix (prefill chunk and single-token decode)", () => {
-  const rng = mulberry32(15);
+  const rng = uniformSource(15);
   for (const be of [nat, ref]) {
     for (const [B, T, H, Hkv, D, maxT] of [[2, 33, 6, 2, 32, 40], [1, 70, 4, 1, 64, 70]]) {
       const q = randomF32(B * T * H * D, rng, -2, 2), k = randomF32(B * T * Hkv * D, rng, -2, 2), v = randomF32(B * T * Hkv * D, rng);
@@ -291,7 +292,7 @@ test("attentionCached = attentionForward on the same prefix (prefill chunk and s
 });
 
 test("native swiglu forward/backward = reference", () => {
-  const rng = mulberry32(16);
+  const rng = uniformSource(16);
   for (const n of [1, 17, 1000, 70001]) {
     const gate = randomF32(n, rng, -8, 8), up = randomF32(n, rng), dout = randomF32(n, rng);
     compareBackends(nat, ref, { label: `swigluForward n=${n}`, tol: 1e-5, floor: 0.1, outputs: ["out"],
@@ -303,7 +304,7 @@ test("native swiglu forward/backward = reference", () => {
 });
 
 test("native cross-entropy = reference (ignored rows, losses, in place, large logits; 1 and 2 threads)", () => {
-  const rng = mulberry32(17);
+  const rng = uniformSource(17);
   for (const [N, V, spread] of [[1, 5, 3], [7, 67, 3], [33, 384, 30], [20, 5000, 10]]) {
     const logits = randomF32(N * V, rng, -spread, spread), targets = randomI32(N, rng, V);
     targets[Math.floor(N / 2)] = -1;
@@ -323,7 +324,7 @@ test("native cross-entropy = reference (ignored rows, losses, in place, large lo
 });
 
 test("native adamw = reference over three steps", () => {
-  const rng = mulberry32(18), n = 10007;
+  const rng = uniformSource(18), n = 10007;
   const p = randomF32(n, rng), m = new Float32Array(n), v = new Float32Array(n);
   const t = { p, m, v };
   const tn = { p: p.slice(), m: m.slice(), v: v.slice() };
@@ -339,7 +340,7 @@ test("native adamw = reference over three steps", () => {
 });
 
 test("native muon = reference (wide, tall, square) and its update is near-orthogonal", () => {
-  const rng = mulberry32(19);
+  const rng = uniformSource(19);
   for (const [rows, cols] of [[16, 40], [40, 16], [64, 64]]) {
     const n = rows * cols, g = randomF32(n, rng), mom = randomF32(n, rng, -0.1, 0.1);
     // param 0, lr 1, no decay: the update is −sqrt(max(1, rows/cols))·O itself.
@@ -361,7 +362,7 @@ test("native muon = reference (wide, tall, square) and its update is near-orthog
 });
 
 test("native sumSquares (float64, same result for 1 and 2 threads) and scale = reference", () => {
-  const rng = mulberry32(20);
+  const rng = uniformSource(20);
   for (const n of [1, 17, 100003, 1 << 20]) {
     const x = randomF32(n, rng);
     const want = ref.sumSquares(x, n);
@@ -377,7 +378,7 @@ test("native sumSquares (float64, same result for 1 and 2 threads) and scale = r
 });
 
 test("reference gemm (float64 sums) = native gemm, all four transpose forms, beta 0 ignores NaN", () => {
-  const rng = mulberry32(21);
+  const rng = uniformSource(21);
   for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [17, 33, 20]]) {
     for (const ta of [false, true]) for (const tb of [false, true]) {
       const A = randomF32(M * K, rng), B = randomF32(K * N, rng);
@@ -392,7 +393,7 @@ test("reference gemm (float64 sums) = native gemm, all four transpose forms, bet
 });
 
 test("native ops work on subarray views (offset memory) and name the op and argument on bad shapes", () => {
-  const rng = mulberry32(22), B = 2, T = 9, H = 4, Hkv = 2, D = 32, n = B * T * H * D, nk = B * T * Hkv * D;
+  const rng = uniformSource(22), B = 2, T = 9, H = 4, Hkv = 2, D = 32, n = B * T * H * D, nk = B * T * Hkv * D;
   const big = randomF32(n + 2 * nk + 40, rng);
   const q = big.subarray(7, 7 + n), k = big.subarray(7 + n, 7 + n + nk), v = big.subarray(7 + n + nk, 7 + n + 2 * nk);
   const o1 = new Float32Array(n + 5), l1 = new Float32Array(B * H * T);

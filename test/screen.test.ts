@@ -191,12 +191,51 @@ test("config files: JSON and YAML load; bad fields are named", () => {
 });
 
 const HH = join(import.meta.dirname, "..", "..", "shared", "data", "chat", "hh_rlhf_harmless_test_en.jsonl");
+test("rules from a file merge by name over the defaults; a default is switched off only explicitly", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-screen-"));
+  // The README's own example: its rules come on top of the built-in ones.
+  writeFileSync(join(dir, "readme.yaml"), [
+    "refusal: \"Sorry, I can't help with that.\"",
+    "rules:",
+    "  - { name: internal-codenames, type: blocklist, words: [bluebird, 蓝鸟], action: redact }",
+    "  - { name: urls, type: regex, pattern: \"https?://\\\\S+\", action: flag }",
+    "pii: { enabled: true, kinds: [email, phone, card, cn_id], action: redact }",
+    "confidence: { enabled: true, minMeanLogprob: -2.5 }",
+  ].join("\n") + "\n");
+  const cfg = loadScreenConfig(join(dir, "readme.yaml"));
+  assert.deepEqual(cfg.rules.map((r) => r.name), ["mass-harm-instructions", "profanity", "internal-codenames", "urls"]);
+  assert.equal(screenReply("First you build a pipe bomb from ...", {}, cfg).verdict, "blocked");
+  assert.equal(screenReply("That is fucking great", {}, cfg).text, "That is **** great");
+  assert.equal(screenReply("Project bluebird ships", {}, cfg).text, "Project [REDACTED] ships");
+  assert.equal(screenReply("see https://x.org", {}, cfg).verdict, "flagged");
+  // Changing a default by name keeps its place and its other fields.
+  const flagSwear = resolveScreenConfig({ rules: [{ name: "profanity", action: "flag" }] });
+  assert.deepEqual(flagSwear.rules.map((r) => r.name), ["mass-harm-instructions", "profanity"]);
+  const f = screenReply("That is fucking great", {}, flagSwear);
+  assert.equal(f.verdict, "flagged");
+  assert.equal(f.text, "That is fucking great");
+  // Switching one off.
+  const off = resolveScreenConfig({ rules: [{ name: "profanity", enabled: false }] });
+  assert.deepEqual(off.rules.map((r) => r.name), ["mass-harm-instructions"]);
+  assert.equal(screenReply("That is fucking great", {}, off).verdict, "pass");
+  // All defaults off.
+  assert.deepEqual(resolveScreenConfig({ defaultRules: false, rules: [{ name: "x", type: "blocklist", words: ["y"], action: "flag" }] }).rules.map((r) => r.name), ["x"]);
+  assert.deepEqual(resolveScreenConfig({ rules: [] }).rules.map((r) => r.name), ["mass-harm-instructions", "profanity"]);
+  // Mistakes are named.
+  assert.throws(() => resolveScreenConfig({ rules: [{ name: "profanty", enabled: false }] }, "f.yaml"), /f\.yaml: field "rules\[0\]\.name" disables "profanty", which is not a default rule/);
+  assert.throws(() => resolveScreenConfig({ rules: [{ name: "a", type: "blocklist", words: ["b"], action: "flag" }, { name: "a", enabled: false }] }), /rules\[1\]\.name.*second time/);
+  assert.throws(() => resolveScreenConfig({ rules: [{ name: "new-one", action: "flag" }] }), /rules\[0\]\.type/);
+  assert.throws(() => resolveScreenConfig({ rules: [{ name: "profanity", enabled: "no" }] }), /rules\[0\]\.enabled/);
+  assert.throws(() => resolveScreenConfig({ rules: [{ name: "profanity", word: ["x"] }] }), /rules\[0\]\.word" is not a known field/);
+});
+
 test("red-team prompts from hh-rlhf through the rules", { skip: existsSync(HH) ? false : `${HH} is absent` }, () => {
   const rows = readFileSync(HH, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { messages: { role: string; content: string }[] });
   const prompts = rows.map((r) => r.messages[0].content);
   assert.ok(prompts.length > 1000);
   const words = ["steal", "kill", "drugs", "gun"];
   const cfg: ScreenConfig = resolveScreenConfig({
+    defaultRules: false,
     rules: [{ name: "red-team-topics", type: "blocklist", words, action: "flag" }],
     pii: { enabled: false },
     degeneration: { enabled: false },

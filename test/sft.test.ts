@@ -88,3 +88,12 @@ test("sft stopped midway and resumed takes the same steps as an uninterrupted ru
   assert.equal(rest.before.loss, full.before.loss);
   assert.equal(rest.after.loss, full.after.loss);
 });
+
+test("sft refuses bad settings with its own settings error (not pretraining's)", async () => {
+  const { SftSettingsError } = await import("../src/train/sft.ts");
+  const { SettingsError } = await import("../src/core/errors.ts");
+  const { PretrainSettingsError } = await import("../src/train/pretrain.ts");
+  const check = (e: unknown): boolean => e instanceof SftSettingsError && e instanceof SettingsError && !(e instanceof PretrainSettingsError);
+  await assert.rejects(sft({ ...sftOpts(join(tmp, "nowhere-out"), 1), from: join(tmp, "no-such-model") }), (e) => check(e) && /--from .*no-such-model: no such/.test((e as Error).message));
+  await assert.rejects(sft({ ...sftOpts(join(tmp, "nowhere-out"), 1), loop: { ...loop(1), batchSize: 0 } }), (e) => check(e) && /--batch-size must be an integer ≥ 1/.test((e as Error).message));
+});

@@ -58,3 +58,36 @@ test("speedrun progress: the step estimate comes from the measured pace, also in
   assert.equal(stepsEstimate(100, 600, 515), 100); // past the budget: no more steps
   assert.equal(stepsEstimate(0, 0, 515), 0);
 });
+
+test("speedrun: Ctrl-C in a training stage saves a checkpoint, and --stage resumes it", { timeout: 120_000 }, async () => {
+  const runDir = mkdtempSync(join(tmpdir(), "mynah-speedrun-int-"));
+  const plan = { ...planFor(1, 3), conversations: 800, sftConversations: 300, pretrainSeconds: 10, sftSeconds: 4, evalPerSkill: 2 };
+  const lines: string[] = [];
+  const ctl = new AbortController();
+  // "Ctrl-C" a few seconds into pretraining.
+  const log = (l: string): void => {
+    lines.push(l);
+    if (l.startsWith("pretrain: ") && l.includes("examples")) setTimeout(() => ctl.abort(), 3000);
+  };
+  const r = await runSpeedrun({ runDir, plan, log, signal: ctl.signal });
+  assert.equal(r.interrupted, "pretrain");
+  assert.ok(lines.some((l) => /pretrain: stopped at step \d+; checkpoint in/.test(l)), lines.join("\n"));
+  assert.ok(lines.some((l) => l.includes("--stage pretrain sft eval")), "says how to resume");
+  const { latestCheckpoint } = await import("../src/train/checkpoint.ts");
+  const ckpt = latestCheckpoint(join(runDir, "pretrain-checkpoint"));
+  assert.ok(ckpt, "a checkpoint was saved");
+  const stepAt = JSON.parse(readFileSync(join(ckpt!, "state.json"), "utf8")).step as number;
+  assert.ok(stepAt > 0);
+  const state = JSON.parse(readFileSync(join(runDir, "speedrun.json"), "utf8"));
+  assert.equal(state.stages.pretrain, undefined, "an interrupted stage is not recorded as finished");
+  assert.ok(!existsSync(join(runDir, "sft")), "later stages did not run");
+  // Resume the training stage.
+  const again: string[] = [];
+  const r2 = await runSpeedrun({ runDir, plan, only: ["pretrain"], log: (l) => again.push(l) });
+  assert.equal(r2.interrupted, undefined);
+  assert.ok(again.some((l) => l.includes(`resuming from`) && l.includes(`at step ${stepAt}`)), again.join("\n"));
+  assert.ok(existsSync(join(runDir, "pretrain", "model.safetensors")));
+  assert.ok(!existsSync(join(runDir, "pretrain-checkpoint")), "the checkpoint is removed once the stage finishes");
+  const steps = JSON.parse(readFileSync(join(runDir, "pretrain", "config.json"), "utf8")).mynah.steps as number;
+  assert.ok(steps > stepAt, `${steps} steps after resuming at ${stepAt}`);
+});

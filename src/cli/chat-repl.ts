@@ -5,12 +5,12 @@
  * block per message, so scripts can read them).
  */
 import { createInterface } from "node:readline";
-import { renameSync, writeFileSync, openSync, fsyncSync, closeSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
+import { writeAtomic } from "../core/atomic-write.ts";
 import type { ChatSession } from "../infer/session.ts";
-import { checkSampling } from "../infer/sampling.ts";
 import { logScreen, type ScreenConfig, type ScreenResult } from "../screen/index.ts";
 import { screenedStream } from "../screen/stream.ts";
+import { parseNumber, SAMPLING_RULES } from "./options.ts";
 
 export interface ReplOptions {
   session: ChatSession;
@@ -25,13 +25,14 @@ export interface ReplOptions {
   tty: boolean;
 }
 
-const SETTINGS: Record<string, { key: "temperature" | "topK" | "topP" | "repetitionPenalty" | "maxNewTokens" | "seed"; int: boolean }> = {
-  temperature: { key: "temperature", int: false },
-  "top-k": { key: "topK", int: true }, topk: { key: "topK", int: true },
-  "top-p": { key: "topP", int: false }, topp: { key: "topP", int: false },
-  "repetition-penalty": { key: "repetitionPenalty", int: false }, "repeat-penalty": { key: "repetitionPenalty", int: false },
-  "max-new-tokens": { key: "maxNewTokens", int: true }, max: { key: "maxNewTokens", int: true },
-  seed: { key: "seed", int: true },
+/** /set names (and short aliases) → the setting and its rule (the same as the flag's). */
+const SETTINGS: Record<string, { key: "temperature" | "topK" | "topP" | "repetitionPenalty" | "maxNewTokens" | "seed"; name: keyof typeof SAMPLING_RULES }> = {
+  temperature: { key: "temperature", name: "temperature" },
+  "top-k": { key: "topK", name: "top-k" }, topk: { key: "topK", name: "top-k" },
+  "top-p": { key: "topP", name: "top-p" }, topp: { key: "topP", name: "top-p" },
+  "repetition-penalty": { key: "repetitionPenalty", name: "repetition-penalty" }, "repeat-penalty": { key: "repetitionPenalty", name: "repetition-penalty" },
+  "max-new-tokens": { key: "maxNewTokens", name: "max-new-tokens" }, max: { key: "maxNewTokens", name: "max-new-tokens" },
+  seed: { key: "seed", name: "seed" },
 };
 
 const HELP = `commands:
@@ -42,15 +43,6 @@ const HELP = `commands:
   /save FILE             save the conversation and settings as JSON
   /help                  this text
   /quit                  leave (Ctrl-D too)`;
-
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  const fd = openSync(tmp, "r");
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-}
 
 /** One line of what screening did, for people. */
 export function describeScreening(r: ScreenResult): string {
@@ -65,9 +57,36 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
   const dim = (s: string): string => (o.tty ? `\x1b[2m${s}\x1b[0m` : s);
   const rl = createInterface({ input: o.input, output: o.tty ? out : undefined, terminal: o.tty, prompt: o.tty ? "you> " : "" });
   const say = (s: string): void => void out.write(s);
-  if (o.tty) say(dim("mynah chat — /help for commands, Ctrl-D to leave\n"));
+  if (o.tty) say(dim("mynah chat — /help for commands, Ctrl-C stops a reply, Ctrl-D leaves\n"));
+  // Ctrl-C (a key press the terminal interface turns into rl's SIGINT): while a reply is being
+  // generated it stops the reply and the chat goes on (generation yields to the event loop, see
+  // ChatSession.sendAsync); at the prompt it clears the line, and on an empty line it asks
+  // once, then leaves.
+  let generating = false, interrupted = false, armed = false;
+  rl.on("SIGINT", () => {
+    if (generating) {
+      interrupted = true;
+      return;
+    }
+    if (rl.line) {
+      rl.write(null, { ctrl: true, name: "u" });
+      armed = false;
+      return;
+    }
+    if (armed) {
+      rl.close();
+      return;
+    }
+    armed = true;
+    out.write("\n" + dim("(Ctrl-C again or Ctrl-D to leave)") + "\n");
+    rl.prompt();
+  });
+  if (o.session.mode === "text") {
+    (o.tty ? out : notes).write(dim("[this model has no chat turns (its tokenizer has no <|im_start|>/<|im_end|>, e.g. a character-level model): each message is continued as plain text, up to a blank line]") + "\n");
+  }
   rl.prompt();
   for await (const line of rl) {
+    armed = false;
     const text = line.trim();
     if (!text) { rl.prompt(); continue; }
     if (text.startsWith("/")) {
@@ -86,20 +105,16 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
         }
         case "/set": {
           const s = SETTINGS[(args[0] ?? "").toLowerCase()];
-          const v = Number(args[1]);
-          if (!s || args.length !== 2 || !Number.isFinite(v) || (s.int && !Number.isInteger(v))) {
+          if (!s || args.length !== 2) {
             note = `usage: /set NAME VALUE with NAME one of ${Object.keys(SETTINGS).join(", ")}`;
             break;
           }
-          const before = o.session.gen[s.key];
-          o.session.gen[s.key] = v;
           try {
-            checkSampling(o.session.gen);
-            if (o.session.gen.maxNewTokens < 1) throw new Error("max-new-tokens must be ≥ 1");
-            note = `${args[0]} = ${v}`;
+            const v = parseNumber(args[1], SAMPLING_RULES[s.name]);
+            o.session.gen[s.key] = v;
+            note = `${s.name} = ${v}`;
           } catch (err) {
-            o.session.gen[s.key] = before;
-            note = `not set: ${(err as Error).message}`;
+            note = `not set: ${s.name}: ${(err as Error).message}`;
           }
           break;
         }
@@ -122,11 +137,15 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
     }
     if (o.tty) say("mynah> ");
     const stream = screenedStream(o.screen, say);
-    o.session.gen.shouldStop = () => stream.stopEarly;
+    interrupted = false;
+    o.session.gen.shouldStop = () => stream.stopEarly || interrupted;
+    generating = true;
     try {
-      const turn = o.session.send(text, (t) => stream.push(t));
+      const turn = await o.session.sendAsync(text, (t) => stream.push(t));
+      generating = false;
       const { result, diverged } = stream.end({ tokenLogprobs: turn.generation.logprobs });
       if (diverged) say(`\n${dim("[screening replaced the reply above]")}\n${result.text}`);
+      if (interrupted) say(dim(" [stopped]"));
       say("\n");
       // The history keeps what was shown, so a blocked reply is not fed back to the model.
       o.session.replaceLastReply(result.text);
@@ -138,6 +157,7 @@ export async function runChatRepl(o: ReplOptions): Promise<void> {
     } catch (err) {
       (o.tty ? out : notes).write(`\n${(err as Error).message}\n`);
     } finally {
+      generating = false;
       o.session.gen.shouldStop = undefined;
     }
     rl.prompt();

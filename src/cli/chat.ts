@@ -13,6 +13,7 @@ import { renderChat } from "../data/chat-template.ts";
 import { DEFAULT_SCREEN_CONFIG, loadScreenConfig, logScreen } from "../screen/index.ts";
 import { screenedStream } from "../screen/stream.ts";
 import { runChatRepl, describeScreening } from "./chat-repl.ts";
+import { intOption, numberOption, SAMPLING_RULES, threadsOption } from "./options.ts";
 
 /** --model accepts a model or checkpoint folder, or a run folder (its latest checkpoint). */
 function modelFolder(dir: string): string {
@@ -21,36 +22,28 @@ function modelFolder(dir: string): string {
 }
 
 interface SamplingFlags {
-  temperature: string; topK: string; topP: string; repetitionPenalty: string; maxNewTokens: string; seed?: string;
+  temperature: number; topK: number; topP: number; repetitionPenalty: number; maxNewTokens: number; seed?: number; threads: number;
 }
 
+/** The sampling settings of the flags (each already checked by its parser, src/cli/options.ts). */
 function samplingOptions(o: SamplingFlags): Partial<GenerateOptions> {
-  const num = (v: string, name: string, int = false): number => {
-    const x = Number(v);
-    if (!Number.isFinite(x) || (int && !Number.isInteger(x))) throw new Error(`--${name} must be ${int ? "an integer" : "a number"}, got ${JSON.stringify(v)}`);
-    return x;
-  };
   return {
-    temperature: num(o.temperature, "temperature"),
-    topK: num(o.topK, "top-k", true),
-    topP: num(o.topP, "top-p"),
-    repetitionPenalty: num(o.repetitionPenalty, "repetition-penalty"),
-    maxNewTokens: num(o.maxNewTokens, "max-new-tokens", true),
-    ...(o.seed !== undefined ? { seed: num(o.seed, "seed", true) } : {}),
+    temperature: o.temperature, topK: o.topK, topP: o.topP, repetitionPenalty: o.repetitionPenalty, maxNewTokens: o.maxNewTokens,
+    ...(o.seed !== undefined ? { seed: o.seed } : {}),
   };
 }
 
-function addSamplingFlags(cmd: Command, temperature: string): Command {
+function addSamplingFlags(cmd: Command, temperature: number): Command {
   return cmd
-    .option("--temperature <t>", "sampling temperature (0 = greedy)", temperature)
-    .option("--top-k <k>", "sample among the k most likely tokens (0 = all)", "40")
-    .option("--top-p <p>", "nucleus sampling: smallest set of tokens reaching probability p", "0.95")
-    .option("--repetition-penalty <r>", "penalty on tokens already in the context (1 = off)", "1.0")
-    .option("--max-new-tokens <n>", "longest reply in tokens", "200")
-    .option("--seed <n>", "random seed (default: from the clock)")
-    .option("--screen <file>", "screening rules, JSON or YAML (default: built-in rules)")
+    .addOption(numberOption("--temperature <x>", "sampling temperature (0 = greedy)", SAMPLING_RULES.temperature, temperature))
+    .addOption(numberOption("--top-k <n>", "sample among the k most likely tokens (0 = all)", SAMPLING_RULES["top-k"], 40))
+    .addOption(numberOption("--top-p <x>", "nucleus sampling: smallest set of tokens reaching probability p", SAMPLING_RULES["top-p"], 0.95))
+    .addOption(numberOption("--repetition-penalty <x>", "penalty on tokens already in the context (1 = off)", SAMPLING_RULES["repetition-penalty"], 1))
+    .addOption(numberOption("--max-new-tokens <n>", "longest reply in tokens", SAMPLING_RULES["max-new-tokens"], 200))
+    .addOption(numberOption("--seed <n>", "random seed (default: from the clock)", SAMPLING_RULES.seed))
+    .option("--screen <file>", "screening rules, JSON or YAML, merged over the built-in rules")
     .option("--screen-log <file>", "append screening results here as JSON lines (default: DIR/screen-log.jsonl)")
-    .option("--threads <n>", "compute threads (0 = all CPUs)", "0");
+    .addOption(threadsOption());
 }
 
 export function registerChat(program: Command): void {
@@ -60,19 +53,22 @@ export function registerChat(program: Command): void {
       .description("Chat with a model: streamed, screened replies; /help lists the commands (works with piped stdin too)")
       .requiredOption("--model <dir>", "model folder: a checkpoint with its tokenizer (e.g. runs/speedrun/sft), or a run folder (its latest checkpoint)")
       .option("--system <text>", "system prompt")
-      .option("--context <n>", "context window in tokens (default: the model's)"),
-    "0.7",
-  ).action(async (o: SamplingFlags & { model: string; system?: string; context?: string; screen?: string; screenLog?: string; threads: string }) => {
+      .addOption(intOption("--context <n>", "context window in tokens (default: the model's)", { min: 2 })),
+    0.7,
+  ).action(async (o: SamplingFlags & { model: string; system?: string; context?: number; screen?: string; screenLog?: string }) => {
     o.model = modelFolder(o.model);
-    const { model, tokenizer } = loadChatModel(o.model, { threads: Number(o.threads) });
+    const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
+    const { model, tokenizer } = loadChatModel(o.model, { threads: o.threads });
+    if (o.context !== undefined && o.context > model.config.seqLen)
+      throw new Error(`--context ${o.context} is longer than the model's context window (${model.config.seqLen} tokens)`);
     const session = new ChatSession(model, tokenizer, {
       system: o.system,
       gen: samplingOptions(o),
-      contextTokens: o.context ? Number(o.context) : undefined,
+      contextTokens: o.context,
     });
     await runChatRepl({
       session,
-      screen: o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG,
+      screen,
       screenLog: o.screenLog ?? join(o.model, "screen-log.jsonl"),
       input: process.stdin,
       output: process.stdout,
@@ -89,14 +85,16 @@ export function registerChat(program: Command): void {
       .option("--chat", "render the prompt as a user message with the chat template")
       .option("--system <text>", "system prompt (with --chat)")
       .option("--stop <text...>", "stop strings"),
-    "0",
-  ).action((o: SamplingFlags & { model: string; prompt: string; chat?: boolean; system?: string; stop?: string[]; screen?: string; screenLog?: string; threads: string }) => {
+    0,
+  ).action((o: SamplingFlags & { model: string; prompt: string; chat?: boolean; system?: string; stop?: string[]; screen?: string; screenLog?: string }) => {
     o.model = modelFolder(o.model);
-    const { model, tokenizer } = loadChatModel(o.model, { threads: Number(o.threads) });
+    const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
+    const { model, tokenizer } = loadChatModel(o.model, { threads: o.threads });
+    if (o.chat && !tokenizer.special.has("<|im_start|>"))
+      throw new Error(`--chat: ${o.model} has no chat turns (its tokenizer has no <|im_start|> token, e.g. a character-level model); leave out --chat to continue the prompt as text`);
     const ids = o.chat
       ? renderChat(tokenizer, [...(o.system ? [{ role: "system" as const, content: o.system }] : []), { role: "user", content: o.prompt }], { addGenerationPrompt: true }).ids
       : tokenizer.encode(o.prompt);
-    const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
     const stream = screenedStream(screen, (t) => process.stdout.write(t));
     const gen = generate(model, tokenizer, ids, {
       ...DEFAULT_GENERATE, seed: Date.now() % 2 ** 31, ...samplingOptions(o),

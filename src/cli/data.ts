@@ -6,6 +6,7 @@ import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import { prepareData, readManifest, type Manifest, type PrepareProgress } from "../data/prepare.ts";
 import { INPUT_FORMATS, type DocSplit, type InputFormat } from "../data/readers.ts";
+import { choiceOption, intOption, numOption } from "./options.ts";
 
 interface PrepareFlags {
   tokenizer: string;
@@ -13,20 +14,14 @@ interface PrepareFlags {
   format: string;
   textField: string;
   docSplit: string;
-  valFraction: string;
-  seed: string;
-  minChars: string;
+  valFraction: number;
+  seed: number;
+  minChars: number;
   dedup: boolean;
-  threads: string;
-  shardTokens: string;
+  threads: number;
+  shardTokens: number;
   skipBad: boolean;
   force: boolean;
-}
-
-function num(name: string, v: string, integer = true): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new Error(`--${name}: ${JSON.stringify(v)} is not ${integer ? "an integer" : "a number"}`);
-  return n;
 }
 
 /** One progress line on stderr: MB read, MB/s, tokens, ETA. */
@@ -73,29 +68,27 @@ export function registerData(program: Command): void {
     .argument("<inputs...>", "files, folders (recursive) or globs; .gz is read transparently")
     .requiredOption("--tokenizer <dir>", "tokenizer folder from `mynah tokenizer train`")
     .requiredOption("--out <dir>", "output folder for shards and manifest.json")
-    .option("--format <format>", `record format: ${INPUT_FORMATS.join(", ")} (auto detects per file)`, "auto")
+    .addOption(choiceOption("--format <format>", "record format (auto detects per file)", INPUT_FORMATS, "auto"))
     .option("--text-field <name>", "field holding the text in JSON text records", "text")
-    .option("--doc-split <mode>", "plain text documents end at: blank (blank lines), line (every line), file", "blank")
-    .option("--val-fraction <f>", "fraction of documents held out as the val split (by content hash)", "0.01")
-    .option("--seed <n>", "seed of the train/val split", "0")
-    .option("--min-chars <n>", "drop documents shorter than this after cleaning", "1")
+    .addOption(choiceOption("--doc-split <mode>", "plain text documents end at: blank (blank lines), line (every line), file", ["blank", "line", "file"], "blank"))
+    .addOption(numOption("--val-fraction <x>", "fraction of documents held out as the val split (by content hash)", { min: 0, max: 0.5 }, 0.01))
+    .addOption(intOption("--seed <n>", "seed of the train/val split", { min: 0, max: 2 ** 32 - 1 }, 0))
+    .addOption(intOption("--min-chars <n>", "drop documents shorter than this after cleaning", { min: 0 }, 1))
     .option("--no-dedup", "keep exact duplicate documents")
-    .option("--threads <n>", "tokenizing threads", String(availableParallelism()))
-    .option("--shard-tokens <n>", "tokens per shard (a shard holds whole documents)", String(1 << 24))
+    .addOption(intOption("--threads <n>", "tokenizing threads", { min: 1, max: 4096 }, availableParallelism()))
+    .addOption(intOption("--shard-tokens <n>", "tokens per shard (a shard holds whole documents)", { min: 1, max: 2 ** 31 - 1 }, 1 << 24))
     .option("--skip-bad", "skip and count bad records instead of stopping at the first", false)
     .option("--force", "replace shards prepared from other inputs or options in --out", false)
     .action(async (inputs: string[], o: PrepareFlags) => {
-      if (!INPUT_FORMATS.includes(o.format as InputFormat)) throw new Error(`--format: ${o.format} is not one of ${INPUT_FORMATS.join(", ")}`);
-      if (!["blank", "line", "file"].includes(o.docSplit)) throw new Error(`--doc-split: ${o.docSplit} is not one of blank, line, file`);
       let shown = 0;
       const m = await prepareData({
         inputs,
         out: o.out,
         tokenizer: o.tokenizer,
         read: { format: o.format as InputFormat, textField: o.textField, docSplit: o.docSplit as DocSplit },
-        clean: { valFraction: num("val-fraction", o.valFraction, false), seed: num("seed", o.seed), minChars: num("min-chars", o.minChars), dedup: o.dedup },
-        threads: num("threads", o.threads),
-        shardTokens: num("shard-tokens", o.shardTokens),
+        clean: { valFraction: o.valFraction, seed: o.seed, minChars: o.minChars, dedup: o.dedup },
+        threads: o.threads,
+        shardTokens: o.shardTokens,
         skipBad: o.skipBad,
         force: o.force,
         onProgress: progressLine,

@@ -3,7 +3,7 @@
  * stop after the current step and save a checkpoint; a second Ctrl-C is ignored until then.
  * Settings refused before training print one line and exit with status 2.
  */
-import { PretrainSettingsError } from "../train/pretrain.ts";
+import { SettingsError } from "../core/errors.ts";
 
 export async function runInterruptible(command: string, run: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
   const ctl = new AbortController();
@@ -17,7 +17,7 @@ export async function runInterruptible(command: string, run: (signal: AbortSigna
   try {
     await run(ctl.signal);
   } catch (err) {
-    if (err instanceof PretrainSettingsError) {
+    if (err instanceof SettingsError) {
       process.stderr.write(`mynah ${command}: ${err.message}\n`);
       process.exitCode = 2;
       return;

@@ -10,23 +10,14 @@ import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { sft } from "../train/sft.ts";
 import { runInterruptible } from "./run-training.ts";
+import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 
-const int = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`expected an integer, got "${v}"`);
-  return n;
-};
-const num = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`expected a number, got "${v}"`);
-  return n;
-};
 
 interface Flags {
   from: string; data: string[]; tokenizer?: string; format: string; valFraction: number; evalConversations: number; packing: string;
   batchSize: number; seqLen?: number; steps: number; lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number;
   clip: number; optimizer: string; muonLr: number; weightDecay: number; evalEvery: number; checkpointEvery: number; keep: number;
-  out: string; resume?: boolean; force?: boolean; seed: number; threads?: number; logEvery: number; skipBad?: boolean;
+  out: string; resume?: boolean; force?: boolean; seed: number; threads: number; logEvery: number; skipBad?: boolean;
 }
 
 export function registerSft(program: Command): void {
@@ -36,36 +27,34 @@ export function registerSft(program: Command): void {
     .requiredOption("--from <dir>", "checkpoint folder, run folder (its latest checkpoint), or model folder (with --tokenizer)")
     .requiredOption("--data <paths...>", "conversation files, folders or globs")
     .option("--tokenizer <dir>", "tokenizer folder, when --from does not record one")
-    .option("--format <format>", `record format: ${INPUT_FORMATS.filter((f) => f !== "text").join(", ")}`, "auto")
-    .option("--val-fraction <f>", "conversations held out (by content) for the before/after loss", num, 0.1)
-    .option("--eval-conversations <n>", "held-out conversations scored per evaluation (0 = all)", int, 200)
-    .option("--packing <mode>", "packed (several conversations per row) or padded (one per row)", "packed")
-    .option("--batch-size <n>", "rows per micro-batch", int, 8)
-    .option("--seq-len <n>", "tokens per row (conversations longer are cut by whole turns; default: the model's context)", int)
-    .option("--steps <n>", "optimizer steps", int, 300)
-    .option("--lr <x>", "peak learning rate", num, 3e-4)
-    .option("--min-lr <x>", "final learning rate (default: lr / 10)", num)
-    .option("--warmup <n>", "linear warmup steps", int, 20)
-    .option("--schedule <kind>", "cosine or wsd", "cosine")
-    .option("--grad-accum <n>", "micro-batches per optimizer step", int, 1)
-    .option("--clip <x>", "global gradient-norm clip (0 = off)", num, 1)
-    .option("--optimizer <kind>", "adamw or muon", "adamw")
-    .option("--muon-lr <x>", "peak Muon learning rate", num, DEFAULT_OPTIMIZER.muonLr)
-    .option("--weight-decay <x>", "decoupled weight decay", num, 0)
-    .option("--eval-every <n>", "held-out loss every n steps (0 = only at the end)", int, 50)
-    .option("--checkpoint-every <n>", "checkpoint every n steps (0 = only at the end)", int, 100)
-    .option("--keep <n>", "checkpoints kept (0 = all)", int, 3)
+    .addOption(choiceOption("--format <format>", "record format", INPUT_FORMATS.filter((f) => f !== "text"), "auto"))
+    .addOption(numOption("--val-fraction <x>", "conversations held out (by content) for the before/after loss", { min: 0, max: 0.5 }, 0.1))
+    .addOption(intOption("--eval-conversations <n>", "held-out conversations scored per evaluation (0 = all)", { min: 0 }, 200))
+    .addOption(choiceOption("--packing <mode>", "packed (several conversations per row) or padded (one per row)", ["packed", "padded"], "packed"))
+    .addOption(intOption("--batch-size <n>", "rows per micro-batch", { min: 1 }, 8))
+    .addOption(intOption("--seq-len <n>", "tokens per row (conversations longer are cut by whole turns; default: the model's context)", { min: 1 }))
+    .addOption(intOption("--steps <n>", "optimizer steps", { min: 1 }, 300))
+    .addOption(numOption("--lr <x>", "peak learning rate", { min: 0, minExclusive: true }, 3e-4))
+    .addOption(numOption("--min-lr <x>", "final learning rate (default: lr / 10)", { min: 0 }))
+    .addOption(intOption("--warmup <n>", "linear warmup steps", { min: 0 }, 20))
+    .addOption(choiceOption("--schedule <kind>", "learning-rate schedule", ["cosine", "wsd"], "cosine"))
+    .addOption(intOption("--grad-accum <n>", "micro-batches per optimizer step", { min: 1 }, 1))
+    .addOption(numOption("--clip <x>", "global gradient-norm clip (0 = off)", { min: 0 }, 1))
+    .addOption(choiceOption("--optimizer <kind>", "adamw or muon", ["adamw", "muon"], "adamw"))
+    .addOption(numOption("--muon-lr <x>", "peak Muon learning rate", { min: 0, minExclusive: true }, DEFAULT_OPTIMIZER.muonLr))
+    .addOption(numOption("--weight-decay <x>", "decoupled weight decay", { min: 0 }, 0))
+    .addOption(intOption("--eval-every <n>", "held-out loss every n steps (0 = only at the end)", { min: 0 }, 50))
+    .addOption(intOption("--checkpoint-every <n>", "checkpoint every n steps (0 = only at the end)", { min: 0 }, 100))
+    .addOption(intOption("--keep <n>", "checkpoints kept (0 = all)", { min: 0 }, 3))
     .option("--out <dir>", "run folder: checkpoints, metrics.jsonl", "runs/sft")
     .option("--resume", "continue from the run folder's latest checkpoint")
     .option("--force", "without --resume: replace a run already in --out (its checkpoints and metrics.jsonl)")
-    .option("--seed <n>", "random seed (split, order)", int, 1337)
-    .option("--threads <n>", "compute threads (default: MYNAH_THREADS or every CPU)", int)
-    .option("--log-every <n>", "when not on a terminal, print a line every n steps", int, 10)
+    .addOption(intOption("--seed <n>", "random seed (split, order)", { min: 0, max: 2 ** 32 - 1 }, 1337))
+    .addOption(threadsOption())
+    .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 10))
     .option("--skip-bad", "skip and count bad records instead of stopping at the first")
     .action(async (f: Flags) => {
-      if (!INPUT_FORMATS.includes(f.format as InputFormat) || f.format === "text") throw new Error(`--format: ${f.format} is not a conversation format`);
-      if (f.packing !== "packed" && f.packing !== "padded") throw new Error(`--packing: ${f.packing} is not packed or padded`);
-      setThreads(f.threads ?? (process.env.MYNAH_THREADS ? int(process.env.MYNAH_THREADS) : 0));
+      setThreads(f.threads);
       let shown = 0;
       await runInterruptible("sft", async (signal) => {
         await sft({

@@ -2,12 +2,14 @@
  * `mynah speedrun`: builds a small bilingual chat model from nothing (generated corpus →
  * tokenizer → pretraining → fine-tuning → evaluation → report card), then opens the chat.
  */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { runSpeedrun, planFor, STAGES, type StageName } from "../speedrun/pipeline.ts";
 import { loadChatModel } from "../infer/load.ts";
 import { ChatSession } from "../infer/session.ts";
 import { DEFAULT_SCREEN_CONFIG } from "../screen/index.ts";
 import { runChatRepl } from "./chat-repl.ts";
+import { runInterruptible } from "./run-training.ts";
+import { intOption, numOption, threadsOption } from "./options.ts";
 import { setThreads } from "../core/native.ts";
 import { join } from "node:path";
 
@@ -16,21 +18,14 @@ export function registerSpeedrun(program: Command): void {
     .command("speedrun")
     .description("Build a small bilingual chat model from nothing on this machine, evaluate it, and chat with it")
     .option("--run-dir <dir>", "folder for every stage's output", "runs/speedrun")
-    .option("--minutes <n>", "time budget in minutes (sets corpus, model and training time)", "15")
-    .option("--seed <n>", "seed of the corpus and of training", "1")
-    .option("--stage <names...>", `run only these stages (${STAGES.join(", ")}), reusing the others' output in the run folder`)
+    .addOption(numOption("--minutes <x>", "time budget in minutes (sets corpus, model and training time)", { min: 0, minExclusive: true, max: 10080 }, 15))
+    .addOption(intOption("--seed <n>", "seed of the corpus and of training", { min: 0, max: 2 ** 31 - 1 }, 1))
+    .addOption(new Option("--stage <names...>", "run only these stages, reusing the others' output in the run folder").choices(STAGES))
     .option("--no-chat", "do not open the chat at the end")
-    .option("--threads <n>", "compute threads (0 = all CPUs)", "0")
-    .action(async (o: { runDir: string; minutes: string; seed: string; stage?: string[]; chat: boolean; threads: string }) => {
-      const minutes = Number(o.minutes), seed = Number(o.seed);
-      if (!(minutes > 0)) throw new Error(`--minutes must be a positive number, got ${JSON.stringify(o.minutes)}`);
-      if (!Number.isInteger(seed)) throw new Error(`--seed must be an integer, got ${JSON.stringify(o.seed)}`);
-      for (const s of o.stage ?? []) if (!STAGES.includes(s as StageName)) throw new Error(`unknown stage ${s}; stages: ${STAGES.join(", ")}`);
-      try {
-        setThreads(Number(o.threads));
-      } catch {
-        // No native build: the reference backend runs (slowly) instead.
-      }
+    .addOption(threadsOption())
+    .action(async (o: { runDir: string; minutes: number; seed: number; stage?: StageName[]; chat: boolean; threads: number }) => {
+      const { minutes, seed } = o;
+      setThreads(o.threads); // throws, saying how to build them, when the native kernels are missing
       const t0 = performance.now();
       const log = (line: string): void => {
         const t = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
@@ -38,7 +33,17 @@ export function registerSpeedrun(program: Command): void {
       };
       const plan = planFor(minutes, seed);
       log(`mynah speedrun: ${minutes} minute budget, run folder ${o.runDir}`);
-      const r = await runSpeedrun({ runDir: o.runDir, plan, only: o.stage as StageName[] | undefined, log });
+      // Ctrl-C (or SIGTERM): the training stage in progress saves a checkpoint and the run stops,
+      // as in `mynah train`; `--stage` resumes it.
+      let r: Awaited<ReturnType<typeof runSpeedrun>> | undefined;
+      await runInterruptible("speedrun", async (signal) => {
+        r = await runSpeedrun({ runDir: o.runDir, plan, only: o.stage, log, signal });
+      });
+      if (!r) return;
+      if (r.interrupted) {
+        process.exitCode = 130;
+        return;
+      }
       if (r.report) process.stdout.write("\n" + r.report);
       const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       if (!o.chat || !tty) {

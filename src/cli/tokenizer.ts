@@ -7,6 +7,7 @@ import { INPUT_FORMATS, type DocSplit, type InputFormat } from "../data/readers.
 import { trainTokenizerOnInputs } from "../data/train-tokenizer.ts";
 import { writeAtomic } from "../core/atomic-write.ts";
 import { encodeFile } from "../tokenizer/parallel.ts";
+import { choiceOption, intOption } from "./options.ts";
 import { CHAT_TEMPLATE } from "../data/chat-template.ts";
 import { loadTokenizer, saveTokenizer, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
 
@@ -38,8 +39,8 @@ function progressBar(tty: boolean): (p: TrainProgress) => void {
 }
 
 interface TrainFlags {
-  out: string; format: string; textField: string; docSplit: string; minChars: string; dedup: boolean; skipBad: boolean;
-  vocabSize: string; special: string; chatTemplate?: string | false; minPieceCount: string;
+  out: string; format: string; textField: string; docSplit: string; minChars: number; dedup: boolean; skipBad: boolean;
+  vocabSize: number; special: string; chatTemplate?: string | false; minPieceCount: number;
 }
 
 export function registerTokenizer(program: Command): void {
@@ -49,24 +50,21 @@ export function registerTokenizer(program: Command): void {
     .command("train")
     .description("Train a byte-level BPE tokenizer on the documents of text, JSONL or Parquet files (as `mynah data` reads them; .gz too)")
     .argument("<inputs...>", "input files, folders or globs")
-    .option("--format <format>", `record shape: ${INPUT_FORMATS.join(", ")}`, "auto")
+    .addOption(choiceOption("--format <format>", "record shape", INPUT_FORMATS, "auto"))
     .option("--text-field <name>", "field holding the text in JSON text records (as `mynah data prepare`)", "text")
-    .option("--doc-split <mode>", "plain text documents end at: blank (blank lines), line (every line), file", "blank")
-    .option("--min-chars <n>", "drop documents shorter than this after cleaning (as `mynah data prepare`)", "1")
+    .addOption(choiceOption("--doc-split <mode>", "plain text documents end at: blank (blank lines), line (every line), file", ["blank", "line", "file"], "blank"))
+    .addOption(intOption("--min-chars <n>", "drop documents shorter than this after cleaning (as `mynah data prepare`)", { min: 0 }, 1))
     .option("--no-dedup", "keep exact duplicate documents")
     .option("--skip-bad", "skip and count bad records instead of stopping at the first", false)
     .requiredOption("--out <dir>", "output directory (tokenizer.json, tokenizer_config.json)")
-    .option("--vocab-size <n>", "vocabulary size, special tokens included", "32768")
+    .addOption(intOption("--vocab-size <n>", "vocabulary size, special tokens included", { min: 1, max: 2 ** 31 - 1 }, 32768))
     .option("--special <tokens>", "comma-separated special tokens (ids right after the merges)", DEFAULT_SPECIAL_TOKENS.join(","))
     .option("--chat-template <file>", "Jinja chat template file for tokenizer_config.json (default: mynah's ChatML template)")
     .option("--no-chat-template", "store no chat template")
-    .option("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", "1")
+    .addOption(intOption("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", { min: 1 }, 1))
     .action(async (inputs: string[], o: TrainFlags) => {
       const t0 = Date.now();
-      if (!INPUT_FORMATS.includes(o.format as InputFormat)) throw new Error(`--format: ${o.format} is not one of ${INPUT_FORMATS.join(", ")}`);
-      if (!["blank", "line", "file"].includes(o.docSplit)) throw new Error(`--doc-split: ${o.docSplit} is not one of blank, line, file`);
-      const minChars = Number(o.minChars);
-      if (!Number.isInteger(minChars) || minChars < 0) throw new Error(`--min-chars: ${JSON.stringify(o.minChars)} is not an integer ≥ 0`);
+      const minChars = o.minChars;
       const progress = progressBar(process.stderr.isTTY === true);
       let shown = 0;
       // The same reading and cleaning as `mynah data prepare`: the tokenizer learns the text the shards will hold.
@@ -79,9 +77,9 @@ export function registerTokenizer(program: Command): void {
           if (shown++ < 10) process.stderr.write(`${process.stderr.isTTY ? "\r" : ""}skipped ${err.message}\n`);
         },
         train: {
-          vocabSize: Number(o.vocabSize),
+          vocabSize: o.vocabSize,
           specialTokens: o.special.split(",").filter((s) => s !== ""),
-          minPieceCount: Number(o.minPieceCount),
+          minPieceCount: o.minPieceCount,
           onProgress: progress,
         },
       });
@@ -104,15 +102,15 @@ export function registerTokenizer(program: Command): void {
     .option("--text <text>", "text to encode (default: standard input)")
     .option("--file <file>", "file to encode")
     .option("--out <file>", "write the ids as little-endian uint32 to this file instead of printing them")
-    .option("--workers <n>", "worker threads for --file (default: all cores)")
+    .addOption(intOption("--workers <n>", "worker threads for --file (default: all cores)", { min: 1, max: 4096 }))
     .option("--allow-special", "encode special-token text as special tokens", false)
-    .action(async (o: { tokenizer: string; text?: string; file?: string; out?: string; workers?: string; allowSpecial: boolean }) => {
+    .action(async (o: { tokenizer: string; text?: string; file?: string; out?: string; workers?: number; allowSpecial: boolean }) => {
       const tok = loadTokenizer(o.tokenizer);
       const allowedSpecial = o.allowSpecial ? ("all" as const) : undefined;
       const t0 = Date.now();
       let ids: ArrayLike<number>;
       if (o.file && o.text === undefined) {
-        ids = await encodeFile(tok, o.file, { allowedSpecial, workers: o.workers ? Number(o.workers) : undefined });
+        ids = await encodeFile(tok, o.file, { allowedSpecial, workers: o.workers });
       } else {
         ids = tok.encode(o.text ?? readFileSync(0, "utf8"), { allowedSpecial });
       }

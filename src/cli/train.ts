@@ -9,24 +9,16 @@ import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import { pretrain } from "../train/pretrain.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { runInterruptible } from "./run-training.ts";
+import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
+import { sampleWhileTraining } from "../infer/train-sample.ts";
 
-const int = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`expected an integer, got "${v}"`);
-  return n;
-};
-const num = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`expected a number, got "${v}"`);
-  return n;
-};
 
 interface Flags {
   data?: string[]; valFraction: number; preset: string; layers?: number; heads?: number; kvHeads?: number; width?: number;
   ffn?: number; context?: number; qkNorm?: boolean; tied?: boolean; batchSize: number; seqLen: number; steps: number;
   lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number; clip: number; optimizer: string;
   muonLr: number; weightDecay: number; evalEvery: number; evalBatches: number; sampleEvery: number; sampleTokens: number;
-  checkpointEvery: number; keep: number; out: string; resume?: boolean; force?: boolean; seed: number; threads?: number; logEvery: number;
+  checkpointEvery: number; keep: number; out: string; resume?: boolean; force?: boolean; seed: number; threads: number; logEvery: number;
 }
 
 export function registerTrain(program: Command): void {
@@ -34,43 +26,42 @@ export function registerTrain(program: Command): void {
     .command("train")
     .description("Pretrain a Llama-shaped model on text files (character level) or on shards from `mynah data prepare`.")
     .option("--data <paths...>", "text files, or one folder prepared by `mynah data prepare`")
-    .option("--val-fraction <f>", "text files: fraction of the tokens (at the end) held out for validation", num, 0.1)
-    .option("--preset <name>", `model size: ${Object.keys(PRESETS).join(", ")}`, "small")
-    .option("--layers <n>", "transformer blocks (overrides the preset)", int)
-    .option("--heads <n>", "attention heads (must divide --width)", int)
-    .option("--kv-heads <n>", "key/value heads for grouped-query attention (must divide --heads)", int)
-    .option("--width <n>", "model width (channels)", int)
-    .option("--ffn <n>", "MLP hidden width (default: Llama's rule, 8/3 × width rounded up to 32)", int)
-    .option("--context <n>", "context length (default: --seq-len)", int)
+    .addOption(numOption("--val-fraction <x>", "text files: fraction of the tokens (at the end) held out for validation", { min: 0, max: 0.5 }, 0.1))
+    .addOption(choiceOption("--preset <name>", "model size (the flags below override its parts)", Object.keys(PRESETS), "small"))
+    .addOption(intOption("--layers <n>", "transformer blocks (overrides the preset)", { min: 1 }))
+    .addOption(intOption("--heads <n>", "attention heads (must divide --width)", { min: 1 }))
+    .addOption(intOption("--kv-heads <n>", "key/value heads for grouped-query attention (must divide --heads)", { min: 1 }))
+    .addOption(intOption("--width <n>", "model width (channels)", { min: 2 }))
+    .addOption(intOption("--ffn <n>", "MLP hidden width (default: Llama's rule, 8/3 × width rounded up to 32)", { min: 1 }))
+    .addOption(intOption("--context <n>", "context length (default: --seq-len)", { min: 2 }))
     .option("--qk-norm", "Qwen3-style QK-norm")
     .option("--tied", "tie lm_head to the embedding")
-    .option("--batch-size <n>", "sequences per micro-batch", int, 12)
-    .option("--seq-len <n>", "tokens per sequence", int, 64)
-    .option("--steps <n>", "optimizer steps", int, 2000)
-    .option("--lr <x>", "peak AdamW learning rate", num, 1e-3)
-    .option("--min-lr <x>", "final learning rate (default: lr / 10)", num)
-    .option("--warmup <n>", "linear warmup steps", int, 100)
-    .option("--schedule <kind>", "cosine or wsd (warmup-stable-decay)", "cosine")
-    .option("--grad-accum <n>", "micro-batches per optimizer step", int, 1)
-    .option("--clip <x>", "global gradient-norm clip (0 = off)", num, 1)
-    .option("--optimizer <kind>", "adamw, or muon (Muon for hidden matrices, AdamW for the rest)", "adamw")
-    .option("--muon-lr <x>", "peak Muon learning rate", num, DEFAULT_OPTIMIZER.muonLr)
-    .option("--weight-decay <x>", "decoupled weight decay (not on norm gains)", num, DEFAULT_OPTIMIZER.weightDecay)
-    .option("--eval-every <n>", "validation every n steps (0 = only at the end)", int, 250)
-    .option("--eval-batches <n>", "batches per validation", int, 20)
-    .option("--sample-every <n>", "print a sample every n steps (0 = never)", int, 0)
-    .option("--sample-tokens <n>", "tokens per sample", int, 200)
-    .option("--checkpoint-every <n>", "checkpoint every n steps (0 = only at the end)", int, 500)
-    .option("--keep <n>", "checkpoints kept (0 = all)", int, 3)
+    .addOption(intOption("--batch-size <n>", "sequences per micro-batch", { min: 1 }, 12))
+    .addOption(intOption("--seq-len <n>", "tokens per sequence", { min: 1 }, 64))
+    .addOption(intOption("--steps <n>", "optimizer steps", { min: 1 }, 2000))
+    .addOption(numOption("--lr <x>", "peak AdamW learning rate", { min: 0, minExclusive: true }, 1e-3))
+    .addOption(numOption("--min-lr <x>", "final learning rate (default: lr / 10)", { min: 0 }))
+    .addOption(intOption("--warmup <n>", "linear warmup steps", { min: 0 }, 100))
+    .addOption(choiceOption("--schedule <kind>", "learning-rate schedule: cosine, or wsd (warmup-stable-decay)", ["cosine", "wsd"], "cosine"))
+    .addOption(intOption("--grad-accum <n>", "micro-batches per optimizer step", { min: 1 }, 1))
+    .addOption(numOption("--clip <x>", "global gradient-norm clip (0 = off)", { min: 0 }, 1))
+    .addOption(choiceOption("--optimizer <kind>", "adamw, or muon (Muon for hidden matrices, AdamW for the rest)", ["adamw", "muon"], "adamw"))
+    .addOption(numOption("--muon-lr <x>", "peak Muon learning rate", { min: 0, minExclusive: true }, DEFAULT_OPTIMIZER.muonLr))
+    .addOption(numOption("--weight-decay <x>", "decoupled weight decay (not on norm gains)", { min: 0 }, DEFAULT_OPTIMIZER.weightDecay))
+    .addOption(intOption("--eval-every <n>", "validation every n steps (0 = only at the end)", { min: 0 }, 250))
+    .addOption(intOption("--eval-batches <n>", "batches per validation", { min: 0 }, 20))
+    .addOption(intOption("--sample-every <n>", "print a sample every n steps (0 = never)", { min: 0 }, 0))
+    .addOption(intOption("--sample-tokens <n>", "tokens per sample (at most the model's context)", { min: 1 }, 200))
+    .addOption(intOption("--checkpoint-every <n>", "checkpoint every n steps (0 = only at the end)", { min: 0 }, 500))
+    .addOption(intOption("--keep <n>", "checkpoints kept (0 = all)", { min: 0 }, 3))
     .option("--out <dir>", "run folder: checkpoints, metrics.jsonl", "runs/train")
     .option("--resume", "continue from the run folder's latest checkpoint")
     .option("--force", "without --resume: replace a run already in --out (its checkpoints and metrics.jsonl)")
-    .option("--seed <n>", "random seed (weights, data order, samples)", int, 1337)
-    .option("--threads <n>", "compute threads (default: MYNAH_THREADS or every CPU)", int)
-    .option("--log-every <n>", "when not on a terminal, print a line every n steps", int, 10)
+    .addOption(intOption("--seed <n>", "random seed (weights, data order, samples)", { min: 0, max: 2 ** 32 - 1 }, 1337))
+    .addOption(threadsOption())
+    .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 10))
     .action(async (f: Flags) => {
-      const threads = f.threads ?? (process.env.MYNAH_THREADS ? int(process.env.MYNAH_THREADS) : 0);
-      setThreads(threads);
+      setThreads(f.threads);
       await runInterruptible("train", async (signal) => {
         await pretrain({
           data: f.data ?? [], valFraction: f.valFraction,
@@ -82,7 +73,7 @@ export function registerTrain(program: Command): void {
             optimizer: { ...DEFAULT_OPTIMIZER, kind: f.optimizer as OptimizerKind, lr: f.lr, muonLr: f.muonLr, weightDecay: f.weightDecay },
             clip: f.clip, evalEvery: f.evalEvery, sampleEvery: f.sampleEvery, checkpointEvery: f.checkpointEvery, seed: f.seed,
           },
-          evalBatches: f.evalBatches, sampleTokens: f.sampleEvery > 0 ? f.sampleTokens : 0,
+          evalBatches: f.evalBatches, sampleTokens: f.sampleEvery > 0 ? f.sampleTokens : 0, sampler: sampleWhileTraining,
           out: f.out, resume: Boolean(f.resume), force: Boolean(f.force), keep: f.keep,
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
           signal,

@@ -60,3 +60,8 @@ export function seededRng(seed: number): SeededRng {
     },
   };
 }
+
+/** A plain `() => uniform [0, 1)` stream from a seed (random fills, shuffles): seededRng's uniform. */
+export function uniformSource(seed: number): () => number {
+  return seededRng(seed).uniform;
+}

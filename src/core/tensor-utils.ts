@@ -1,19 +1,8 @@
 /**
  * Small tensor helpers shared by the reference backend, tests and benchmarks:
- * a seeded random generator, random fills, difference measures, RoPE tables.
+ * random fills (from core/rng.ts's seeded generator), difference measures, RoPE tables.
  */
-
-/** Seeded uniform [0, 1) generator (mulberry32), so failures and runs reproduce. */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+export { uniformSource } from "./rng.ts";
 
 /** A new Float32Array of n values uniform in [lo, hi), drawn from rng. */
 export function randomF32(n: number, rng: () => number, lo = -1, hi = 1): Float32Array {

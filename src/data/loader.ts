@@ -14,6 +14,7 @@ import { join } from "node:path";
 import type { Batch, BatchSource } from "./types.ts";
 import { readManifest } from "./prepare.ts";
 import { readShardHeader, readShardIndex, readShardTokens, type ShardHeader } from "./shards.ts";
+import { uniformSource } from "../core/rng.ts";
 
 /** Shards smaller than this in total are read into memory at open; larger are read per document. */
 const RESIDENT_BYTES = 1 << 30;
@@ -42,21 +43,9 @@ export interface ShardSource extends BatchSource {
   close(): void;
 }
 
-/** A small seeded generator (mulberry32), enough for shuffling. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The document order of one epoch: a Fisher–Yates shuffle seeded by (seed, epoch). */
 export function epochOrder(n: number, seed: number, epoch: number): Uint32Array {
-  const rnd = mulberry32((Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + epoch * 0x632be5ab) >>> 0);
+  const rnd = uniformSource((Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) + epoch * 0x632be5ab) >>> 0);
   const p = new Uint32Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
   for (let i = n - 1; i > 0; i--) {

@@ -127,6 +127,12 @@ class Sequence {
   }
 }
 
+/** Checks sampling settings and the length limit (every entry point, cached or not). */
+export function checkGenerateOptions(opts: GenerateOptions): void {
+  checkSampling(opts);
+  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 1)) throw new Error(`generate: maxNewTokens must be an integer ≥ 1, got ${opts.maxNewTokens}`);
+}
+
 /** A cache kept between calls for one conversation (slot 0), with the ids it holds. */
 export interface ReusableCache {
   cache: KvCache;
@@ -139,8 +145,7 @@ export interface ReusableCache {
  */
 export function generateBatch(model: DecodeModel, tok: Tokenizer, prompts: readonly (readonly number[])[],
                               opts: GenerateOptions, maxT = model.config.seqLen): Generation[] {
-  checkSampling(opts);
-  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 1)) throw new Error(`generate: maxNewTokens must be an integer ≥ 1, got ${opts.maxNewTokens}`);
+  checkGenerateOptions(opts);
   const B = prompts.length;
   if (B === 0) return [];
   for (const [i, p] of prompts.entries()) {
@@ -159,7 +164,36 @@ export function generateBatch(model: DecodeModel, tok: Tokenizer, prompts: reado
 export function generate(model: DecodeModel, tok: Tokenizer, prompt: readonly number[], opts: GenerateOptions,
                          reuse?: ReusableCache): Generation {
   if (!reuse) return generateBatch(model, tok, [prompt], opts)[0];
-  checkSampling(opts);
+  const steps = generateSteps(model, tok, prompt, opts, reuse);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * generate() that lets the event loop run every `yieldMs` milliseconds (between tokens), so a
+ * key press or signal handler (Ctrl-C in the chat) can set `shouldStop` while it generates.
+ * Same tokens as generate().
+ */
+export async function generateAsync(model: DecodeModel, tok: Tokenizer, prompt: readonly number[], opts: GenerateOptions,
+                                    reuse?: ReusableCache, yieldMs = 15): Promise<Generation> {
+  const steps = generateSteps(model, tok, prompt, opts, reuse ?? { cache: createCache(model, 1), ids: [] });
+  let last = performance.now();
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() - last >= yieldMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      last = performance.now();
+    }
+  }
+}
+
+/** One prompt with a kept cache, one token per step (see generate). */
+function* generateSteps(model: DecodeModel, tok: Tokenizer, prompt: readonly number[], opts: GenerateOptions,
+                        reuse: ReusableCache): Generator<void, Generation> {
+  checkGenerateOptions(opts);
   const { cache } = reuse;
   if (prompt.length === 0) throw new Error("generate: the prompt is empty (it needs at least one token)");
   if (prompt.length >= cache.maxT) throw new Error(`generate: prompt has ${prompt.length} tokens, the context window is ${cache.maxT}`);
@@ -170,7 +204,7 @@ export function generate(model: DecodeModel, tok: Tokenizer, prompt: readonly nu
   const fresh = prompt.slice(common);
   const logits = forwardCached(model, cache, [0], [fresh.length], fresh);
   const context = [...prompt];
-  const out = decodeLoop(model, tok, cache, [0], logits, [context], opts)[0];
+  const out = (yield* decodeSteps(model, tok, cache, [0], logits, [context], opts))[0];
   // The cache now holds the prompt and every generated token but the last one sampled.
   reuse.ids = context.slice(0, cache.length[0]);
   return out;
@@ -178,6 +212,16 @@ export function generate(model: DecodeModel, tok: Tokenizer, prompt: readonly nu
 
 function decodeLoop(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots: number[], first: Float32Array,
                     contexts: number[][], opts: GenerateOptions): Generation[] {
+  const steps = decodeSteps(model, tok, cache, slots, first, contexts, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** The decoding loop, one step (a token for every active sequence) per `yield`. */
+function* decodeSteps(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots: number[], first: Float32Array,
+                      contexts: number[][], opts: GenerateOptions): Generator<void, Generation[]> {
   const V = model.config.vocabSize;
   const stopIds = new Set(opts.stopTokens ?? defaultStopTokens(tok));
   const seqs = slots.map((_, i) => new Sequence(i, contexts[i], makeRng(opts.seed + i), tok, opts, stopIds));
@@ -204,6 +248,7 @@ function decodeLoop(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots: n
     active = next;
     if (active.length === 0) break;
     logits = forwardCached(model, cache, active.map((i) => slots[i]), active.map(() => 1), feed);
+    yield;
   }
   return seqs.map((s) => s.result());
 }

@@ -3,7 +3,7 @@
  * model.safetensors (read by src/model/weights.ts), plus the tokenizer (tokenizer.json).
  * This is the layout of Hugging Face checkpoints and of the PyTorch reference's fixtures.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Backend } from "../core/backend.ts";
 import { loadNative, setThreads } from "../core/native.ts";
@@ -11,15 +11,17 @@ import { referenceBackend } from "../core/reference.ts";
 import type { DecodeModel } from "../model/decode.ts";
 import { asDecodeModel } from "../model/gpt.ts";
 import { loadModelFolder } from "../model/weights.ts";
-import { loadTokenizer } from "../tokenizer/index.ts";
+import { loadModelTokenizer } from "../tokenizer/index.ts";
+import { charTokenizer } from "../tokenizer/char.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 
 let chosen: Backend | undefined;
 
 /**
  * The backend for generation: each op from the native addon where it has it (SIMD, threads),
- * else from the TypeScript reference, so generation works while native ops are still landing.
- * The name lists the ops that fell back.
+ * else from the TypeScript reference, so a build whose addon lacks an op (or has no addon at
+ * all: an unsupported platform) can still generate, slowly. The name lists the ops that fell
+ * back. Training does not use this: it needs the native backend (core/native.ts) or fails.
  */
 export function inferenceBackend(): Backend {
   if (chosen) return chosen;
@@ -56,6 +58,25 @@ export function loadDecodeModel(dir: string, backend: Backend = inferenceBackend
   return asDecodeModel({ config, params, backend });
 }
 
+/**
+ * The tokenizer of a model folder: its tokenizer.json (byte-level BPE, or character level),
+ * else, for a character-level checkpoint written before checkpoints carried a tokenizer.json,
+ * the characters its state.json records.
+ */
+export function modelTokenizer(dir: string): Tokenizer {
+  if (!existsSync(join(dir, "tokenizer.json")) && existsSync(join(dir, "state.json"))) {
+    let ref: unknown;
+    try {
+      ref = (JSON.parse(readFileSync(join(dir, "state.json"), "utf8")) as { tokenizer?: unknown }).tokenizer;
+    } catch (err) {
+      throw new Error(`model folder ${dir}: state.json is not valid JSON (${(err as Error).message})`);
+    }
+    const r = ref as { kind?: string; chars?: unknown } | null;
+    if (r?.kind === "char" && Array.isArray(r.chars) && r.chars.every((c) => typeof c === "string")) return charTokenizer(r.chars as string[]);
+  }
+  return loadModelTokenizer(dir);
+}
+
 /** A model folder with its tokenizer, ready to chat. */
 export function loadChatModel(dir: string, opts: { threads?: number; backend?: Backend } = {}): { model: DecodeModel; tokenizer: Tokenizer } {
   if (opts.threads !== undefined) {
@@ -66,7 +87,7 @@ export function loadChatModel(dir: string, opts: { threads?: number; backend?: B
     }
   }
   const model = loadDecodeModel(dir, opts.backend);
-  const tokenizer = loadTokenizer(dir);
+  const tokenizer = modelTokenizer(dir);
   if (tokenizer.vocabSize > model.config.vocabSize)
     throw new Error(`model folder ${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
   return { model, tokenizer };

@@ -68,10 +68,56 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, 
     const id = argmax(z);
     return { id, logprob: logSoftmaxAt(logits, id) };
   }
-  // Candidates sorted by logit, best first; top-k cuts the list.
-  let order = Array.from({ length: V }, (_, i) => i);
-  order.sort((a, b) => z[b] - z[a] || a - b);
-  if (o.topK > 0 && o.topK < V) order = order.slice(0, o.topK);
+  // Candidates in rank order (logit descending, lower id first on ties), found by partial
+  // selection instead of sorting the vocabulary: top-k keeps a k-element heap over one pass
+  // and sorts only those k; without top-k, a heap over the vocabulary is popped in rank order
+  // only as far as the nucleus (top-p) or the draw needs. The arithmetic (sums and the walk
+  // in rank order) is the full sort's, so a seed gives the same tokens as sorting would; the
+  // one difference is the no-top-k normaliser, summed in id order (a different rounding of
+  // the same total, which can move a draw only within ~1e-16 of a boundary).
+  if (o.topK > 0 && o.topK < V) return pickFrom(topKInOrder(z, o.topK), z, o, rng, logits);
+  return pickFromHeap(z, o, rng, logits);
+}
+
+/** a ranks before b: larger logit, then lower id. */
+const before = (z: ArrayLike<number>, a: number, b: number): boolean => z[a] > z[b] || (z[a] === z[b] && a < b);
+
+/** The k best ids in rank order: a min-heap (worst on top) of size k over one pass, then k log k. */
+function topKInOrder(z: ArrayLike<number>, k: number): number[] {
+  const h = new Int32Array(k);
+  let n = 0;
+  const down = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let w = i;
+      if (l < n && before(z, h[w], h[l])) w = l;
+      if (r < n && before(z, h[w], h[r])) w = r;
+      if (w === i) return;
+      const t = h[i]; h[i] = h[w]; h[w] = t;
+      i = w;
+    }
+  };
+  for (let id = 0; id < z.length; id++) {
+    if (n < k) {
+      // sift up: the worst stays on top
+      let i = n++;
+      h[i] = id;
+      while (i > 0) {
+        const p = (i - 1) >> 1;
+        if (!before(z, h[p], h[i])) break;
+        const t = h[i]; h[i] = h[p]; h[p] = t;
+        i = p;
+      }
+    } else if (before(z, id, h[0])) {
+      h[0] = id;
+      down(0);
+    }
+  }
+  return Array.from(h).sort((a, b) => (before(z, a, b) ? -1 : 1));
+}
+
+/** Top-p over candidates in rank order, then the draw (the full sort's arithmetic). */
+function pickFrom(order: number[], z: ArrayLike<number>, o: SamplingOptions, rng: Rng, logits: Float32Array): Sampled {
   const max = z[order[0]];
   const p = order.map((i) => Math.exp((z[i] - max) / o.temperature));
   let total = p.reduce((s, x) => s + x, 0);
@@ -85,6 +131,10 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, 
     p.length = keep;
     total = p.reduce((s, x) => s + x, 0);
   }
+  return draw(order, p, total, rng, logits);
+}
+
+function draw(order: number[], p: number[], total: number, rng: Rng, logits: Float32Array): Sampled {
   let u = rng.next() * total;
   let pick = order[order.length - 1];
   for (let j = 0; j < order.length; j++) {
@@ -92,4 +142,56 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, 
     if (u < 0) { pick = order[j]; break; }
   }
   return { id: pick, logprob: logSoftmaxAt(logits, pick) };
+}
+
+/** No top-k: a max-heap over the whole vocabulary (O(V) to build), popped in rank order as far as needed. */
+function pickFromHeap(z: ArrayLike<number>, o: SamplingOptions, rng: Rng, logits: Float32Array): Sampled {
+  const V = z.length;
+  const h = new Int32Array(V);
+  for (let i = 0; i < V; i++) h[i] = i;
+  let n = V;
+  const down = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let b = i;
+      if (l < n && before(z, h[l], h[b])) b = l;
+      if (r < n && before(z, h[r], h[b])) b = r;
+      if (b === i) return;
+      const t = h[i]; h[i] = h[b]; h[b] = t;
+      i = b;
+    }
+  };
+  for (let i = (V >> 1) - 1; i >= 0; i--) down(i);
+  const pop = (): number => {
+    const top = h[0];
+    h[0] = h[--n];
+    down(0);
+    return top;
+  };
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) if (z[i] > max) max = z[i];
+  let total = 0;
+  for (let i = 0; i < V; i++) total += Math.exp((z[i] - max) / o.temperature);
+  const order: number[] = [], p: number[] = [];
+  if (o.topP < 1) {
+    // The nucleus: pop until the kept probability reaches topP.
+    let cum = 0;
+    while (n > 0) {
+      const id = pop();
+      order.push(id);
+      p.push(Math.exp((z[id] - max) / o.temperature));
+      cum += p[p.length - 1] / total;
+      if (cum >= o.topP) break;
+    }
+    return draw(order, p, p.reduce((s, x) => s + x, 0), rng, logits);
+  }
+  // Whole vocabulary: walk in rank order until the draw is used up.
+  let u = rng.next() * total;
+  let last = -1;
+  while (n > 0) {
+    last = pop();
+    u -= Math.exp((z[last] - max) / o.temperature);
+    if (u < 0) break;
+  }
+  return { id: last, logprob: logSoftmaxAt(logits, last) };
 }

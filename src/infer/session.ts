@@ -8,7 +8,7 @@ import type { DecodeModel } from "../model/decode.ts";
 import { createCache } from "../model/decode.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { renderChat, type ChatMessage } from "../data/chat-template.ts";
-import { DEFAULT_GENERATE, generate, type GenerateOptions, type Generation, type ReusableCache } from "./generate.ts";
+import { checkGenerateOptions, DEFAULT_GENERATE, generate, generateAsync, type GenerateOptions, type Generation, type ReusableCache } from "./generate.ts";
 
 export interface ChatTurnResult {
   generation: Generation;
@@ -46,14 +46,48 @@ export function fitContext(tok: Tokenizer, messages: ChatMessage[], limit: numbe
   return { messages: [...messages.slice(0, nSystem), ...rest], ids: r.ids, dropped: r.dropped };
 }
 
+/**
+ * The text a model without chat turns (a character-level model trained on plain text) sees:
+ * the messages one after the other, each ending in a newline, the oldest dropped whole (the
+ * system text kept) until the ids fit `limit − reserve`. The reply continues the text and
+ * ends at a blank line (TEXT_MODE_STOP) or the length limit.
+ */
+export function fitTextContext(tok: Tokenizer, messages: ChatMessage[], limit: number, reserve: number): { messages: ChatMessage[]; ids: number[]; dropped: number } {
+  const nSystem = messages[0]?.role === "system" ? 1 : 0;
+  let rest = messages.slice(nSystem);
+  let dropped = 0;
+  for (;;) {
+    const ids = tok.encode([...messages.slice(0, nSystem), ...rest].map((m) => m.content + "\n").join(""));
+    if (ids.length <= Math.max(1, limit - reserve)) return { messages: [...messages.slice(0, nSystem), ...rest], ids, dropped };
+    const next = rest.findIndex((m, i) => i > 0 && m.role === "user");
+    if (next < 0) {
+      throw new Error(`chat: the system text and the last message take more than ${limit - reserve} tokens; with ${reserve} ` +
+        `kept for the reply they do not fit the ${limit}-token context window (shorten the message, or lower max new tokens)`);
+    }
+    rest = rest.slice(next);
+    dropped++;
+  }
+}
+
+/** Where a reply of a model without chat turns ends: a blank line. */
+export const TEXT_MODE_STOP = "\n\n";
+
 export class ChatSession {
   messages: ChatMessage[] = [];
   gen: GenerateOptions;
   private reuse: ReusableCache;
   private readonly limit: number;
 
+  /**
+   * "chat": the chat template with its special tokens; "text": the tokenizer has no chat
+   * special tokens (a character-level model), so the conversation is plain text (fitTextContext).
+   */
+  readonly mode: "chat" | "text";
+
   constructor(readonly model: DecodeModel, readonly tok: Tokenizer, opts: ChatSessionOptions = {}) {
+    this.mode = tok.special.has("<|im_start|>") && tok.special.has("<|im_end|>") ? "chat" : "text";
     this.gen = { ...DEFAULT_GENERATE, temperature: 0.7, topK: 40, topP: 0.95, maxNewTokens: 200, seed: Date.now() % 2 ** 31, ...opts.gen };
+    checkGenerateOptions(this.gen); // bad settings fail here, not at the first message
     this.limit = opts.contextTokens ?? model.config.seqLen;
     this.reuse = { cache: createCache(model, 1, this.limit), ids: [] };
     if (opts.system) this.messages.push({ role: "system", content: opts.system });
@@ -80,19 +114,37 @@ export class ChatSession {
    * reply is not fed back to the model).
    */
   send(user: string, onText?: (text: string) => void): ChatTurnResult {
+    const { fit, opts } = this.prepare(user, onText);
+    return this.finish(generate(this.model, this.tok, fit.ids, opts, this.reuse), fit);
+  }
+
+  /**
+   * send() that lets the event loop run while it generates (every ~15 ms), so that Ctrl-C can
+   * stop the reply through gen.shouldStop; the reply so far is kept, as for any stop.
+   */
+  async sendAsync(user: string, onText?: (text: string) => void): Promise<ChatTurnResult> {
+    const { fit, opts } = this.prepare(user, onText);
+    return this.finish(await generateAsync(this.model, this.tok, fit.ids, opts, this.reuse), fit);
+  }
+
+  private prepare(user: string, onText?: (text: string) => void): { fit: { messages: ChatMessage[]; ids: number[]; dropped: number }; opts: GenerateOptions } {
     this.messages.push({ role: "user", content: user });
     const reserve = Math.min(this.gen.maxNewTokens, Math.floor(this.limit / 2));
     let fit;
     try {
-      fit = fitContext(this.tok, this.messages, this.limit, reserve);
+      fit = (this.mode === "chat" ? fitContext : fitTextContext)(this.tok, this.messages, this.limit, reserve);
     } catch (err) {
       this.messages.pop();
       throw err;
     }
     this.messages = fit.messages;
+    const opts: GenerateOptions = { ...this.gen, maxNewTokens: Math.min(this.gen.maxNewTokens, this.limit - fit.ids.length), onText: onText ? (t) => onText(t) : undefined,
+      ...(this.mode === "text" ? { stopStrings: [...(this.gen.stopStrings ?? []), TEXT_MODE_STOP] } : {}) };
+    return { fit, opts };
+  }
+
+  private finish(generation: Generation, fit: { ids: number[]; dropped: number }): ChatTurnResult {
     // The seed advances per turn so that replies differ while the session stays reproducible.
-    const opts: GenerateOptions = { ...this.gen, maxNewTokens: Math.min(this.gen.maxNewTokens, this.limit - fit.ids.length), onText: onText ? (t) => onText(t) : undefined };
-    const generation = generate(this.model, this.tok, fit.ids, opts, this.reuse);
     this.gen.seed = (this.gen.seed + 1) % 2 ** 31;
     this.messages.push({ role: "assistant", content: generation.text });
     return { generation, dropped: fit.dropped, promptTokens: fit.ids.length };

@@ -1,7 +1,9 @@
 /**
  * Screening configuration: the rules every reply passes before it is shown. Loaded from a
  * JSON or YAML file (by extension) and merged over DEFAULT_SCREEN_CONFIG; every field is
- * checked, and a bad one is reported with the file and the field's path.
+ * checked, and a bad one is reported with the file and the field's path. Rules merge by
+ * name: a file adds its own rules and can change or switch off (`enabled: false`) a default
+ * one, so following the README's example never silently drops the built-in blocking rules.
  */
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
@@ -21,6 +23,11 @@ export interface ScreenRule {
   action: RuleAction;
   /** Text that replaces a redacted match (default "[REDACTED]"). */
   replacement?: string;
+  /**
+   * Regex rules: the longest text the pattern may need before it matches, held back while
+   * streaming so the start of a match is never shown early (default 64; see screen/stream.ts).
+   */
+  holdBack?: number;
 }
 
 export interface ScreenConfig {
@@ -65,8 +72,9 @@ function fail(where: string, field: string, msg: string): never {
   throw new Error(`screening config ${where}: field "${field}" ${msg}`);
 }
 
-function checkRule(r: unknown, i: number, where: string): ScreenRule {
-  const f = `rules[${i}]`;
+const RULE_FIELDS = new Set(["name", "type", "words", "pattern", "flags", "action", "replacement", "holdBack", "enabled"]);
+
+function checkRule(r: unknown, f: string, where: string): ScreenRule {
   if (typeof r !== "object" || r === null) fail(where, f, "must be an object");
   const o = r as Record<string, unknown>;
   if (typeof o.name !== "string" || !o.name) fail(where, `${f}.name`, "must be a non-empty string");
@@ -85,7 +93,46 @@ function checkRule(r: unknown, i: number, where: string): ScreenRule {
   }
   if (o.flags !== undefined && typeof o.flags !== "string") fail(where, `${f}.flags`, "must be a string");
   if (o.replacement !== undefined && typeof o.replacement !== "string") fail(where, `${f}.replacement`, "must be a string");
-  return o as unknown as ScreenRule;
+  if (o.holdBack !== undefined && (!Number.isInteger(o.holdBack) || (o.holdBack as number) < 0 || (o.holdBack as number) > 100_000))
+    fail(where, `${f}.holdBack`, `must be an integer in [0, 100000], got ${JSON.stringify(o.holdBack)}`);
+  const { enabled: _e, ...rule } = o;
+  return rule as unknown as ScreenRule;
+}
+
+/**
+ * Merges the file's `rules` over `base` by name. An entry whose name is new is a whole rule,
+ * appended in file order; an entry naming a base rule changes the fields it gives (the rule
+ * keeps its place), or with `enabled: false` removes it. Naming no base rule while disabling
+ * one, or naming one rule twice, is an error (a typo would otherwise switch nothing off).
+ */
+function mergeRules(base: ScreenRule[], entries: unknown[], where: string): ScreenRule[] {
+  const out: (ScreenRule | null)[] = base.map((r) => ({ ...r }));
+  const seen = new Set<string>();
+  entries.forEach((e, i) => {
+    const f = `rules[${i}]`;
+    if (typeof e !== "object" || e === null || Array.isArray(e)) fail(where, f, "must be an object");
+    const o = e as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (!RULE_FIELDS.has(k)) fail(where, `${f}.${k}`, `is not a known field (known: ${[...RULE_FIELDS].join(", ")})`);
+    if (typeof o.name !== "string" || !o.name) fail(where, `${f}.name`, "must be a non-empty string");
+    if (seen.has(o.name)) fail(where, `${f}.name`, `names rule ${JSON.stringify(o.name)} a second time`);
+    seen.add(o.name);
+    if (o.enabled !== undefined && typeof o.enabled !== "boolean") fail(where, `${f}.enabled`, "must be true or false");
+    const at = base.findIndex((r) => r.name === o.name);
+    if (o.enabled === false) {
+      if (at < 0) fail(where, `${f}.name`, `disables ${JSON.stringify(o.name)}, which is not a default rule (defaults: ${base.map((r) => r.name).join(", ") || "none"})`);
+      out[at] = null;
+      return;
+    }
+    if (at >= 0) {
+      // Changing a default: the given fields over the default's (a new type drops the old words/pattern).
+      const merged: Record<string, unknown> = { ...base[at] };
+      if (o.type !== undefined && o.type !== base[at].type) { delete merged.words; delete merged.pattern; delete merged.flags; }
+      out[at] = checkRule({ ...merged, ...o }, f, where);
+    } else {
+      out.push(checkRule(o, f, where));
+    }
+  });
+  return out.filter((r): r is ScreenRule => r !== null);
 }
 
 /** The flags a rule's regex is compiled with: its own (default "iu") plus g. */
@@ -95,23 +142,28 @@ export function ruleFlags(flags: string | undefined): string {
 }
 
 /**
- * Checks a parsed config object and merges it over the defaults. `rules` replaces the default
- * rules when given (set `rules: []` to have none); the other sections merge field by field.
+ * Checks a parsed config object and merges it over the defaults. `rules` merge by name over
+ * the default rules (see mergeRules; `defaultRules: false` starts from none); the other
+ * sections merge field by field.
  */
 export function resolveScreenConfig(raw: unknown, where = "(object)"): ScreenConfig {
   if (raw === null || raw === undefined) return structuredClone(DEFAULT_SCREEN_CONFIG);
   if (typeof raw !== "object" || Array.isArray(raw)) fail(where, "(root)", "must be an object");
   const o = raw as Record<string, unknown>;
-  const known = new Set(["refusal", "rules", "pii", "degeneration", "confidence"]);
+  const known = new Set(["refusal", "defaultRules", "rules", "pii", "degeneration", "confidence"]);
   for (const k of Object.keys(o)) if (!known.has(k)) fail(where, k, `is not a known field (known: ${[...known].join(", ")})`);
   const cfg = structuredClone(DEFAULT_SCREEN_CONFIG);
   if (o.refusal !== undefined) {
     if (typeof o.refusal !== "string") fail(where, "refusal", "must be a string");
     cfg.refusal = o.refusal;
   }
+  if (o.defaultRules !== undefined) {
+    if (typeof o.defaultRules !== "boolean") fail(where, "defaultRules", "must be true or false");
+    if (!o.defaultRules) cfg.rules = [];
+  }
   if (o.rules !== undefined) {
     if (!Array.isArray(o.rules)) fail(where, "rules", "must be a list");
-    cfg.rules = o.rules.map((r, i) => checkRule(r, i, where));
+    cfg.rules = mergeRules(cfg.rules, o.rules, where);
   }
   const section = <K extends "pii" | "degeneration" | "confidence">(key: K): void => {
     const v = o[key];

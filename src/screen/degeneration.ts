@@ -76,3 +76,53 @@ export function cutRunaway(text: string, maxChars: number): string | null {
   const ws = Math.max(chars.lastIndexOf(" "), chars.lastIndexOf("\n"));
   return ws >= chars.length * 0.8 ? chars.slice(0, ws) : chars;
 }
+
+/**
+ * findLoop for a growing text, one character at a time: for every period p ≤ maxPeriod it
+ * keeps how long text[j] = text[j − p] has held up to the end, so a character costs
+ * O(maxPeriod) however long the text is (findLoop over the whole text each time would cost
+ * O(n · maxPeriod) per character). A loop is reported when a run ending at the current end
+ * first qualifies — p-periodic over ≥ minChars characters with ≥ minCopies whole copies, its
+ * unit holding a letter or digit — which is when findLoop on the text so far first finds one.
+ */
+export class LoopWatcher {
+  private readonly ring: Uint16Array; // the last maxPeriod + 1 code units
+  private readonly run: Int32Array; // run[p]: consecutive j up to the end with text[j] = text[j − p]
+  private n = 0;
+  found = false;
+
+  constructor(private readonly opts: LoopOptions = DEFAULT_LOOP) {
+    this.ring = new Uint16Array(opts.maxPeriod + 1);
+    this.run = new Int32Array(opts.maxPeriod + 1);
+  }
+
+  private at(j: number): number {
+    return this.ring[j % this.ring.length];
+  }
+
+  /** Adds text; returns true once a loop has been seen. */
+  push(text: string): boolean {
+    const { maxPeriod, minCopies, minChars } = this.opts;
+    for (let i = 0; i < text.length && !this.found; i++) {
+      const c = text.charCodeAt(i), j = this.n;
+      for (let p = 1; p <= maxPeriod; p++) {
+        if (j - p < 0) { this.run[p] = 0; continue; }
+        this.run[p] = this.at(j - p) === c ? this.run[p] + 1 : 0;
+      }
+      this.ring[j % this.ring.length] = c;
+      this.n++;
+      for (let p = 1; p <= maxPeriod; p++) {
+        const span = this.run[p] + p; // the periodic run covers the last run + p characters
+        if (this.run[p] === 0 || span < minChars || Math.floor(span / p) < minCopies) continue;
+        // The unit (any p consecutive characters of the run) must hold a letter or digit.
+        let unit = "";
+        for (let k = this.n - p; k < this.n; k++) unit += String.fromCharCode(this.at(k));
+        if (/[\p{L}\p{N}]/u.test(unit)) {
+          this.found = true;
+          break;
+        }
+      }
+    }
+    return this.found;
+  }
+}

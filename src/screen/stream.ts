@@ -1,50 +1,139 @@
 /**
- * Screening while streaming: the reply is screened again as it grows, and only the part of
- * the screened text that is settled is shown — everything but the last `holdBack`
- * characters, and only while the screened text still extends what was shown. A match that
- * needs more text (a phone number half generated) is therefore redacted before it is shown.
- * When the final screening disagrees with what was already shown (a block rule fired late, a
- * loop was cut), `end` reports it so the caller can say so and show the final text.
+ * Screening while streaming, incrementally. The reply is cut into chunks that are screened
+ * once each and then shown: a chunk ends at a cut point that is
+ *   - at least `holdBack` characters before the end of what has been generated, where
+ *     holdBack (streamHoldBack) is the longest text any detector may need before it matches
+ *     (an e-mail address's local part, @ and first label; a phone or card number; the longest
+ *     blocklist phrase; a regex rule's `holdBack`), so a match still being generated is never
+ *     split and its start never shown before it is redacted;
+ *   - before every match that reaches past it (a match that may still grow, like a URL), and
+ *   - right after a character that cannot continue a word, number or address (a space,
+ *     punctuation), so a detector's look-behind sees at a chunk's start what it would see in
+ *     the whole reply.
+ * Each token therefore costs screening of about holdBack characters, not of the whole reply;
+ * the loop detector advances one character at a time (LoopWatcher, O(maxPeriod) a
+ * character). `end` screens the whole reply once: when that disagrees with what was shown (a
+ * block rule fired late, a loop was cut), it says so, so the caller can show the final text.
  */
 import type { ScreenConfig } from "./config.ts";
-import { screenReply, type ReplyInfo, type ScreenResult } from "./screen.ts";
+import { LoopWatcher } from "./degeneration.ts";
+import { findPii } from "./pii.ts";
+import { ruleRegex, screenReply, type ReplyInfo, type ScreenResult } from "./screen.ts";
 
 export interface ScreenedStream {
   /** Adds generated text; shows whatever became settled. */
   push(text: string): void;
-  /** True once screening found something that ends the reply early (block or loop). */
+  /** True once screening found something that ends the reply early (block, loop, runaway length). */
   readonly stopEarly: boolean;
   /** Finishes: screens the whole reply, shows the rest. `diverged` when the shown prefix was retracted. */
   end(info?: ReplyInfo): { result: ScreenResult; diverged: boolean };
+  /** Characters screened so far (the cost; about holdBack per pushed piece, however long the reply). */
+  readonly screenedChars: number;
 }
 
-/** Characters held back while streaming: longer than any PII match or blocklist phrase we expect. */
-export const STREAM_HOLD_BACK = 48;
+// The longest text each PII detector can need before it matches (src/screen/pii.ts's patterns):
+// e-mail: local part (≤ 64) + "@" + first label (≤ 63) + "." + 1 letter; phones: "+CCC" and six
+// groups "(dddd)" with separators; cards: 19 digits with 18 separators; Chinese IDs: 18.
+const PII_HOLD_BACK = { email: 64 + 1 + 63 + 2, phone: 4 + 6 * 7, card: 19 + 18, cn_id: 18 } as const;
 
-export function screenedStream(cfg: ScreenConfig, show: (text: string) => void, holdBack = STREAM_HOLD_BACK): ScreenedStream {
+/** What a regex rule may need before it matches, when the rule does not say (`holdBack`). */
+export const DEFAULT_RULE_HOLD_BACK = 64;
+
+/** Characters held back while streaming under `cfg`: the longest text any of its detectors may need. */
+export function streamHoldBack(cfg: ScreenConfig): number {
+  let h = 1; // look-ahead of one character (e.g. "not followed by a digit")
+  if (cfg.pii.enabled) for (const k of cfg.pii.kinds) h = Math.max(h, PII_HOLD_BACK[k] + 1);
+  for (const r of cfg.rules) {
+    // Blocklist phrases match with any run of whitespace between words: allow double length.
+    if (r.type === "blocklist") for (const w of r.words ?? []) h = Math.max(h, 2 * [...w].length + 1);
+    else h = Math.max(h, (r.holdBack ?? DEFAULT_RULE_HOLD_BACK) + 1);
+  }
+  return h;
+}
+
+/** A cut may follow this character: it cannot continue a word, a number or an address. */
+const BOUNDARY = /[^\p{L}\p{N}\p{M}_+\-.@%'’()]/u;
+
+export function screenedStream(cfg: ScreenConfig, show: (text: string) => void, holdBack = streamHoldBack(cfg)): ScreenedStream {
+  // Chunks are screened by rules and PII only; degeneration is watched incrementally here and
+  // applied once by `end`, confidence needs the whole reply.
+  const chunkCfg: ScreenConfig = { ...cfg, degeneration: { ...cfg.degeneration, enabled: false }, confidence: { ...cfg.confidence, enabled: false } };
+  const regexes = cfg.rules.map(ruleRegex);
+  const piiKinds = new Set(cfg.pii.enabled ? cfg.pii.kinds : []);
+  const loops = cfg.degeneration.enabled ? new LoopWatcher(cfg.degeneration) : null;
   let raw = "";
+  let done = 0; // raw[0, done) has been screened chunk by chunk and shown
   let shown = "";
+  let chars = 0; // code points of raw, for the runaway-length limit
   let stop = false;
+  let work = 0;
+
+  /** Start of the earliest match in `text` that ends after `cut` (a match that may still grow), else cut. */
+  const beforeMatches = (text: string, cut: number): number => {
+    let c = cut;
+    for (const re of regexes) {
+      re.lastIndex = 0;
+      for (let m = re.exec(text); m; m = re.exec(text)) {
+        if (m[0].length === 0) { re.lastIndex++; continue; }
+        if (m.index + m[0].length > c && m.index < c) c = m.index;
+      }
+    }
+    if (piiKinds.size > 0) for (const s of findPii(text, piiKinds)) if (s.end > c && s.start < c) c = s.start;
+    return c;
+  };
+
   return {
     push(text: string): void {
       raw += text;
       if (stop) return;
-      const r = screenReply(raw, {}, { ...cfg, confidence: { ...cfg.confidence, enabled: false } });
-      if (r.verdict === "blocked" || r.events.some((e) => e.rule === "degeneration:loop")) {
+      for (const _ of text) chars++;
+      if (loops?.push(text) || (cfg.degeneration.enabled && chars > cfg.degeneration.maxChars)) {
         stop = true;
         return;
       }
-      const settled = r.text.slice(0, Math.max(0, r.text.length - holdBack));
-      if (settled.length > shown.length && settled.startsWith(shown)) {
-        show(settled.slice(shown.length));
-        shown = settled;
+      // A block anywhere in the unshown text ends generation now, even before a chunk is due.
+      const pending = raw.slice(done);
+      work += pending.length;
+      if (screenReply(pending, {}, chunkCfg).verdict === "blocked") {
+        stop = true;
+        return;
+      }
+      if (pending.length <= holdBack) return;
+      // The cut: holdBack from the end, before any match reaching past it, after a boundary character.
+      const safe = beforeMatches(pending, pending.length - holdBack);
+      // Back to a boundary; that may land inside a match ("+1 415 555 |0100"), so again before it.
+      let cut = safe;
+      for (let prev = -1; cut !== prev && cut > 0; ) {
+        prev = cut;
+        while (cut > 0 && !BOUNDARY.test(pending[cut - 1])) cut--;
+        cut = beforeMatches(pending, cut);
+      }
+      // Text with no boundary for long (a run of letters): cut anyway, so the cost stays bounded
+      // (`end` still screens the whole reply and reports any difference).
+      if (cut === 0 && pending.length > 4 * holdBack) cut = safe;
+      if (cut === 0) return;
+      const chunk = pending.slice(0, cut);
+      work += chunk.length;
+      const c = screenReply(chunk, {}, chunkCfg);
+      if (c.verdict === "blocked") {
+        stop = true;
+        return;
+      }
+      done += cut;
+      if (c.text) {
+        show(c.text);
+        shown += c.text;
       }
     },
     get stopEarly(): boolean {
       return stop;
     },
+    get screenedChars(): number {
+      return work;
+    },
     end(info: ReplyInfo = {}) {
       const result = screenReply(raw, info, cfg);
+      work += raw.length;
       const diverged = !result.text.startsWith(shown);
       if (!diverged) show(result.text.slice(shown.length));
       shown = result.text;

@@ -40,6 +40,11 @@ export interface SpeedrunOptions {
   only?: readonly StageName[];
   /** Progress lines for people. */
   log: (line: string) => void;
+  /**
+   * Ctrl-C: a training stage stops after its current step and saves a checkpoint
+   * (RUN/<stage>-checkpoint); the run ends there, unfinished, and `--stage <stage> ...` resumes it.
+   */
+  signal?: AbortSignal;
 }
 
 export interface SpeedrunResult {
@@ -47,6 +52,8 @@ export interface SpeedrunResult {
   modelDir: string;
   evaluation?: Evaluation;
   report?: string;
+  /** The stage Ctrl-C stopped (its checkpoint is kept; later stages did not run). */
+  interrupted?: StageName;
 }
 
 function writeJsonl(path: string, rows: readonly unknown[]): void {
@@ -83,11 +90,19 @@ export async function runSpeedrun(o: SpeedrunOptions): Promise<SpeedrunResult> {
   const want = new Set(o.only ?? STAGES);
   const skills = speedrunSkills({ digits: p.digits });
   const save = (): void => writeAtomic(statePath, JSON.stringify(state, null, 2) + "\n");
+  let interrupted: StageName | undefined;
   const stage = async (name: StageName, fn: () => Promise<string> | string): Promise<void> => {
-    if (!want.has(name)) return;
+    if (!want.has(name) || interrupted) return;
+    if (o.signal?.aborted) { interrupted = name; return; }
     log(`\n== ${name} ==`);
     const t0 = performance.now();
     const note = await fn();
+    if (o.signal?.aborted) {
+      // Not finished: not recorded, and no later stage runs on its partial output.
+      interrupted = name;
+      log(`${name}: interrupted; resume with \`mynah speedrun --run-dir ${o.runDir} --stage ${STAGES.slice(STAGES.indexOf(name)).join(" ")}\``);
+      return;
+    }
     const seconds = (performance.now() - t0) / 1000;
     state.stages[name] = { stage: name, seconds, note, finished: new Date().toISOString() };
     save();
@@ -121,14 +136,15 @@ export async function runSpeedrun(o: SpeedrunOptions): Promise<SpeedrunResult> {
     const convs = readJsonl<Conversation>(join(d.corpus, "train.jsonl"));
     const facts = readFileSync(join(d.corpus, "facts.txt"), "utf8").split("\n").filter(Boolean);
     return trainStage({ kind: "pretrain", plan: p, tokenizer: tok, conversations: convs.map((c) => c.messages), texts: facts,
-      outDir: d.pretrain, seconds: p.pretrainSeconds, log });
+      outDir: d.pretrain, seconds: p.pretrainSeconds, log, signal: o.signal });
   });
 
   await stage("sft", async () => {
     const tok = loadTokenizer(d.tokenizer);
     const convs = readJsonl<{ messages: ChatMessage[] }>(join(d.corpus, "sft.jsonl"));
     const note = await trainStage({ kind: "sft", plan: p, tokenizer: tok, conversations: convs.map((c) => c.messages), texts: [],
-      outDir: d.sft, initFrom: d.pretrain, seconds: p.sftSeconds, log });
+      outDir: d.sft, initFrom: d.pretrain, seconds: p.sftSeconds, log, signal: o.signal });
+    if (o.signal?.aborted) return note;
     saveTokenizer(d.sft, tok as Parameters<typeof saveTokenizer>[1], { chatTemplate: CHAT_TEMPLATE });
     return note;
   });
@@ -155,6 +171,7 @@ export async function runSpeedrun(o: SpeedrunOptions): Promise<SpeedrunResult> {
     return `${held.length} questions, ${good} skill(s) at ≥ 90 %, validation loss ${e.valLoss.toFixed(3)}`;
   });
 
+  if (interrupted) return { ...result, interrupted };
   // The report card, from whatever evaluation is on disk.
   if (existsSync(join(d.eval, "eval.json")) && existsSync(join(d.eval, "answers.jsonl"))) {
     const ev = result.evaluation ?? { ...JSON.parse(readFileSync(join(d.eval, "eval.json"), "utf8")), answers: readJsonl(join(d.eval, "answers.jsonl")) };

@@ -8,7 +8,7 @@
  * Training runs through the one training loop (src/train/loop.ts), in resumed segments so that
  * a cosine schedule fits a wall-clock budget (see below).
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import type { ChatMessage } from "../data/chat-template.ts";
 import { renderExamples, openChatSource, type ChatExample } from "../data/chat-batches.ts";
 import { configFromPreset, parameterCount, type ModelConfig } from "../model/config.ts";
@@ -16,9 +16,11 @@ import { createGPT } from "../model/gpt.ts";
 import { loadModelFolder, saveModelFolder } from "../model/weights.ts";
 import { DEFAULT_OPTIMIZER } from "../train/optim.ts";
 import { trainLoop, type LoopResult, type LoopSnapshot, type ResumeFrom } from "../train/loop.ts";
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from "../train/checkpoint.ts";
 import type { StoredTensor } from "../core/safetensors.ts";
+import type { Backend } from "../core/backend.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { inferenceBackend } from "../infer/load.ts";
+import { nativeBackend } from "../core/native.ts";
 import type { SpeedrunPlan } from "./plan.ts";
 
 export interface TrainStageOptions {
@@ -33,6 +35,26 @@ export interface TrainStageOptions {
   initFrom?: string;
   seconds: number;
   log: (line: string) => void;
+  /** Compute backend (default: the native one; tests may pass the TypeScript reference). */
+  backend?: Backend;
+  /** Ctrl-C: stop after the current step, save a checkpoint, return (the stage is then unfinished). */
+  signal?: AbortSignal;
+}
+
+/** Where a training stage keeps its checkpoint while it runs (removed when the stage finishes). */
+export function stageCheckpointDir(outDir: string): string {
+  return `${outDir}-checkpoint`;
+}
+
+/** What a stage's checkpoint must match to be resumed. */
+interface StageCheckpointOptions {
+  kind: string;
+  config: ModelConfig;
+  seed: number;
+  seconds: number;
+  examples: number;
+  /** Seconds of training done when it was saved (the wall-clock budget continues from there). */
+  elapsed: number;
 }
 
 /** The model config of a plan for a tokenizer. */
@@ -69,10 +91,27 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
     const reps = Math.max(1, Math.round(o.conversations.length / 7 / Math.max(1, o.texts.length)));
     for (let r = 0; r < reps; r++) for (const t of o.texts) examples.push(fullLoss({ ids: Int32Array.from([eot, ...tok.encode(t)].slice(0, T + 1)), mask: new Uint8Array(0) }));
   }
-  const backend = inferenceBackend();
+  // Training needs the native kernels: nativeBackend() throws, saying how to build them, when
+  // they are missing (the TypeScript reference would train hundreds of times slower, silently).
+  const backend = o.backend ?? nativeBackend();
   let config: ModelConfig;
   let model;
-  if (o.initFrom) {
+  // An interrupted run of this stage left a checkpoint: continue from it when it matches.
+  const ckptDir = stageCheckpointDir(o.outDir);
+  let saved: LoadedCheckpoint | undefined;
+  const latest = existsSync(ckptDir) ? latestCheckpoint(ckptDir) : null;
+  if (latest) {
+    const c = loadCheckpoint(latest);
+    const so = c.state.options as unknown as StageCheckpointOptions;
+    const fresh = o.initFrom ? loadModelFolder(o.initFrom).config : speedrunModelConfig(p, tok.vocabSize);
+    if (so.kind === o.kind && so.seed === p.seed && so.seconds === o.seconds && so.examples === examples.length &&
+        JSON.stringify(so.config) === JSON.stringify(fresh)) saved = c;
+    else o.log(`${o.kind}: ${latest} is from other settings; starting the stage afresh`);
+  }
+  if (saved) {
+    config = saved.config;
+    model = createGPT(config, backend, { params: saved.params });
+  } else if (o.initFrom) {
     const loaded = loadModelFolder(o.initFrom);
     config = loaded.config;
     model = createGPT(config, backend, { params: loaded.params });
@@ -89,9 +128,21 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
   // after each, the total is re-estimated from the measured step time and the next segment
   // resumes (optimizer state, data position, step) with the new total. The last segment runs
   // to the end of the schedule.
-  const t0 = performance.now();
+  const before = saved ? (saved.state.options as unknown as StageCheckpointOptions).elapsed : 0;
+  const t0 = performance.now() - before * 1000;
   const elapsed = (): number => (performance.now() - t0) / 1000;
-  let resume: ResumeFrom | undefined;
+  let resume: ResumeFrom | undefined = saved
+    ? { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data, file: saved.dir }
+    : undefined;
+  if (saved) o.log(`${o.kind}: resuming from ${saved.dir} at step ${saved.state.step} (${before.toFixed(0)} of ${o.seconds} s done)`);
+  // A checkpoint after every segment (about every 20 s) and when Ctrl-C stops the stage.
+  const checkpoint = (snap: LoopSnapshot): void => {
+    const options: StageCheckpointOptions = { kind: o.kind, config, seed: p.seed, seconds: o.seconds, examples: examples.length, elapsed: elapsed() };
+    saveCheckpoint(ckptDir, model.params, snap.optimizer.stateTensors(), {
+      format: 1, step: snap.step, tokens: snap.tokens, data: snap.data, rng: snap.rng, tokenizer: null,
+      options: options as unknown as Record<string, unknown>,
+    }, 1);
+  };
   let r: LoopResult | undefined;
   let lastLog = t0, lossAvg = NaN, total = 0;
   const warmupFor = (steps: number): number => Math.min(o.kind === "pretrain" ? 30 : 10, Math.floor(steps / 10));
@@ -106,6 +157,9 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
     const last = done > 0 && left <= 30;
     const stop = new AbortController();
     const timer = setTimeout(() => stop.abort(), (last ? left * 1.25 + 5 : Math.min(20, done > 0 ? left - 10 : Math.max(2, left * 0.25))) * 1000);
+    const onUser = (): void => stop.abort();
+    o.signal?.addEventListener("abort", onUser);
+    if (o.signal?.aborted) stop.abort();
     let snap: LoopSnapshot | undefined;
     r = await trainLoop(model, src, {
       steps: total, batchSize: B, seqLen: T, gradAccum: 1, schedule: "cosine", warmup: warmupFor(total),
@@ -125,6 +179,13 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
       },
     }, resume);
     clearTimeout(timer);
+    o.signal?.removeEventListener("abort", onUser);
+    if (snap) checkpoint(snap);
+    if (o.signal?.aborted) {
+      const at = snap?.step ?? resume?.step ?? 0;
+      o.log(`${o.kind}: stopped at step ${at}; checkpoint in ${ckptDir}`);
+      return `interrupted at step ${at}`;
+    }
     if (r.status === "done" || last || !snap) break;
     const opt = new Map<string, StoredTensor>(snap.optimizer.stateTensors().map(([n, t]) => [n, { dtype: "F32" as const, shape: t.shape, data: Float32Array.from(t.data) }]));
     resume = { step: snap.step, tokens: snap.tokens, optimizer: opt, rng: snap.rng, data: snap.data, file: `${o.kind} segment ${segment}` };
@@ -132,6 +193,7 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
   const step = r!.step, tokens = r!.tokens;
   mkdirSync(o.outDir, { recursive: true });
   saveModelFolder(o.outDir, model.params, { mynah: { stage: o.kind, steps: step, tokens, loss: lossAvg } });
+  rmSync(ckptDir, { recursive: true, force: true }); // finished: a later --stage starts afresh
   const s = (performance.now() - t0) / 1000;
   return `${r!.status === "stopped" ? "stopped at the time limit after " : ""}${step} steps, ${tokens.toLocaleString("en")} tokens (${(tokens / s).toFixed(0)} tok/s), final loss ${lossAvg.toFixed(3)}`;
 }

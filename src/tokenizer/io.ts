@@ -9,6 +9,8 @@ import { basename, join } from "node:path";
 import type { BpeTokenizer } from "./bpe.ts";
 import { fromHfTokenizerJson, toHfTokenizerJson } from "./hf.ts";
 import { parseTiktokenFile, parseTiktokenJson } from "./tiktoken.ts";
+import { charTokenizerFromJson, isCharTokenizerJson } from "./char.ts";
+import type { Tokenizer } from "./types.ts";
 
 export interface SaveOptions {
   /** Jinja chat template for tokenizer_config.json. */
@@ -104,5 +106,24 @@ export function loadTokenizer(path: string): BpeTokenizer {
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
   }
   if (typeof json === "object" && json !== null && "bpe_ranks" in json) return parseTiktokenJson(json, file);
+  if (isCharTokenizerJson(json)) throw new Error(`${file}: is a character-level tokenizer (from \`mynah train --data FILE.txt\`); this needs a byte-level BPE tokenizer (\`mynah tokenizer train\`)`);
   return fromHfTokenizerJson(json, file);
+}
+
+/**
+ * The tokenizer of a model folder (or a tokenizer path): a character-level tokenizer.json
+ * (tokenizer/char.ts) gives a character-level tokenizer, anything else what loadTokenizer reads.
+ */
+export function loadModelTokenizer(path: string): Tokenizer {
+  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, "tokenizer.json") : path;
+  if (file.endsWith(".json") && existsSync(file)) {
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(file, "utf8"));
+    } catch {
+      json = undefined; // loadTokenizer reports it
+    }
+    if (isCharTokenizerJson(json)) return charTokenizerFromJson(json, file);
+  }
+  return loadTokenizer(path);
 }

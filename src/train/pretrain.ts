@@ -12,14 +12,15 @@ import { openShardSource } from "../data/loader.ts";
 import { loadPreparedTokenizer, readManifest } from "../data/prepare.ts";
 import type { BatchSource } from "../data/types.ts";
 import { configFromPreset, parameterCount, ModelConfigError, type ModelConfig } from "../model/config.ts";
-import { createGPT } from "../model/gpt.ts";
-import { charTokenizer } from "../tokenizer/char.ts";
+import { createGPT, type GPT } from "../model/gpt.ts";
+import { charTokenizer, charTokenizerConfig, charTokenizerJson } from "../tokenizer/char.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { clearRun, latestCheckpoint, loadCheckpoint, resumeBackendNote, runFiles, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
-import { evaluate, sampleTokens, tokenByteLengths, type EvalResult } from "./eval.ts";
+import { evaluate, tokenByteLengths, type EvalResult } from "./eval.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
 import { createReporter } from "./report.ts";
+import { SettingsError } from "../core/errors.ts";
 
 /** Nominal FP32 peak of the reference machine (2 cores), used when no measurement is available. */
 export const NOMINAL_PEAK_GFLOPS = 224;
@@ -49,6 +50,11 @@ export interface PretrainOptions {
   evalBatches: number;
   /** Tokens per sample (0: no samples). */
   sampleTokens: number;
+  /**
+   * Draws a sample of up to n tokens after `prompt` with `seed` (the CLI passes the chat's
+   * engine, src/infer/train-sample.ts; train does not import infer). Needed when sampleTokens > 0.
+   */
+  sampler?: (model: GPT, tok: Tokenizer, prompt: readonly number[], n: number, seed: number) => number[];
   /** Run folder (checkpoints, metrics.jsonl). */
   out: string;
   /** Continue from RUN/latest. */
@@ -67,8 +73,8 @@ export interface PretrainOptions {
   onEval?: (step: number, loss: number, bpb: number | null) => void;
 }
 
-/** A setting refused before training starts; the message names the flag. */
-export class PretrainSettingsError extends Error {
+/** A pretraining setting refused before training starts; the message names the flag. */
+export class PretrainSettingsError extends SettingsError {
   constructor(message: string) {
     super(message);
     this.name = "PretrainSettingsError";
@@ -135,11 +141,12 @@ function openData(paths: string[], valFraction: number, seed: number, savedRef: 
  * refused, unless --force, which removes that run's files once every setting has been checked
  * (`replace()`): a folder never mixes two runs' metrics.jsonl, checkpoints and `latest`.
  */
-export function claimRunFolder(out: string, resume: boolean, force: boolean): { replace: () => void } {
+export function claimRunFolder(out: string, resume: boolean, force: boolean,
+  Err: new (message: string) => SettingsError = PretrainSettingsError): { replace: () => void } {
   const old = resume ? [] : runFiles(out);
   if (old.length > 0 && !force) {
     const shown = old.length > 4 ? [...old.slice(0, 4), `… ${old.length - 4} more`] : old;
-    throw new PretrainSettingsError(`--out ${out} already holds a run (${shown.join(", ")}); continue it with --resume, choose another --out, or pass --force to replace it`);
+    throw new Err(`--out ${out} already holds a run (${shown.join(", ")}); continue it with --resume, choose another --out, or pass --force to replace it`);
   }
   return { replace: () => { if (old.length > 0) clearRun(out); } };
 }
@@ -162,18 +169,18 @@ export function modelConfigFor(m: ModelShapeOptions, vocabSize: number, seqLen: 
   }
 }
 
-/** Checks the loop settings; throws naming the flag. */
-export function checkLoopOptions(o: Omit<LoopOptions, "peakFlops">): void {
+/** Checks the loop settings; throws `Err` (the calling stage's settings error) naming the flag. */
+export function checkLoopOptions(o: Omit<LoopOptions, "peakFlops">, Err: new (message: string) => SettingsError = PretrainSettingsError): void {
   const int = (flag: string, v: number, min: number): void => {
-    if (!Number.isInteger(v) || v < min) throw new PretrainSettingsError(`--${flag} must be an integer ≥ ${min}, got ${v}`);
+    if (!Number.isInteger(v) || v < min) throw new Err(`--${flag} must be an integer ≥ ${min}, got ${v}`);
   };
   int("steps", o.steps, 1); int("batch-size", o.batchSize, 1); int("seq-len", o.seqLen, 1); int("grad-accum", o.gradAccum, 1);
   int("warmup", o.warmup, 0); int("eval-every", o.evalEvery, 0); int("sample-every", o.sampleEvery, 0); int("checkpoint-every", o.checkpointEvery, 0);
-  if (!(o.optimizer.lr > 0)) throw new PretrainSettingsError(`--lr must be positive, got ${o.optimizer.lr}`);
-  if (!(o.minLrRatio >= 0 && o.minLrRatio <= 1)) throw new PretrainSettingsError(`--min-lr must be between 0 and --lr`);
-  if (o.schedule !== "cosine" && o.schedule !== "wsd") throw new PretrainSettingsError(`--schedule must be cosine or wsd, got ${o.schedule}`);
-  if (o.optimizer.kind !== "adamw" && o.optimizer.kind !== "muon") throw new PretrainSettingsError(`--optimizer must be adamw or muon, got ${o.optimizer.kind}`);
-  if (!(o.clip >= 0)) throw new PretrainSettingsError(`--clip must be ≥ 0 (0 = off), got ${o.clip}`);
+  if (!(o.optimizer.lr > 0)) throw new Err(`--lr must be positive, got ${o.optimizer.lr}`);
+  if (!(o.minLrRatio >= 0 && o.minLrRatio <= 1)) throw new Err(`--min-lr must be between 0 and --lr`);
+  if (o.schedule !== "cosine" && o.schedule !== "wsd") throw new Err(`--schedule must be cosine or wsd, got ${o.schedule}`);
+  if (o.optimizer.kind !== "adamw" && o.optimizer.kind !== "muon") throw new Err(`--optimizer must be adamw or muon, got ${o.optimizer.kind}`);
+  if (!(o.clip >= 0)) throw new Err(`--clip must be ≥ 0 (0 = off), got ${o.clip}`);
 }
 
 /** Measured machine peak FLOP/s (one core's best FMA rate × threads), else the nominal figure. */
@@ -246,8 +253,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     evaluate: data.val && o.evalBatches > 0
       ? (m): EvalResult => evaluate(m, data.val!, o.evalBatches, loop.batchSize, loop.seqLen, bytes)
       : undefined,
-    sample: o.sampleTokens > 0
-      ? (m, rng): string => data.tokenizer.decode(sampleTokens(m, [samplePrompt(data.tokenizer)], o.sampleTokens, rng))
+    sample: o.sampleTokens > 0 && o.sampler
+      ? (m, rng): string => data.tokenizer.decode(o.sampler!(m, data.tokenizer, [samplePrompt(data.tokenizer)], o.sampleTokens, rng.int(2 ** 31)))
       : undefined,
     onStep: (m) => {
       losses.push(m.loss);
@@ -274,7 +281,11 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
 
 /** A run's tokenizer files (tokenizer.json, tokenizer_config.json), copied into its checkpoints. */
 export function tokenizerFilesOf(ref: TokenizerRef): Record<string, Uint8Array> {
-  if (ref.kind !== "file") return {};
+  if (ref.kind === "char") {
+    // A character-level run gets a tokenizer.json too, so its checkpoints are model folders.
+    const utf8 = (o: object): Uint8Array => Buffer.from(JSON.stringify(o, null, 1) + "\n", "utf8");
+    return { "tokenizer.json": utf8(charTokenizerJson({ chars: ref.chars })), "tokenizer_config.json": utf8(charTokenizerConfig()) };
+  }
   const dir = statSync(ref.path).isDirectory() ? ref.path : dirname(ref.path);
   const out: Record<string, Uint8Array> = {};
   const main = statSync(ref.path).isDirectory() ? join(dir, "tokenizer.json") : ref.path;

@@ -17,13 +17,22 @@ import { parameterCount, type ModelConfig } from "../model/config.ts";
 import { createGPT } from "../model/gpt.ts";
 import { loadModelFolder } from "../model/weights.ts";
 import type { ParamSet } from "../model/params.ts";
-import { loadTokenizer } from "../tokenizer/io.ts";
+import { loadModelTokenizer as loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, resumeBackendNote, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
-import { checkLoopOptions, claimRunFolder, machinePeakFlops, PretrainSettingsError, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { checkLoopOptions, claimRunFolder, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { SettingsError } from "../core/errors.ts";
 import { createReporter } from "./report.ts";
 import { chatLoss, type ChatLoss } from "./sft-eval.ts";
+
+/** A fine-tuning setting refused before training starts; the message names the flag. */
+export class SftSettingsError extends SettingsError {
+  constructor(message: string) {
+    super(message);
+    this.name = "SftSettingsError";
+  }
+}
 
 export interface SftOptions {
   /** A checkpoint folder, a run folder (its latest checkpoint), or a model folder (with `tokenizer`). */
@@ -74,12 +83,12 @@ interface Start {
 
 /** The model and tokenizer SFT starts from. */
 function loadStart(from: string, tokenizerPath: string | undefined): Start {
-  if (!existsSync(from)) throw new PretrainSettingsError(`--from ${from}: no such checkpoint or model folder`);
+  if (!existsSync(from)) throw new SftSettingsError(`--from ${from}: no such checkpoint or model folder`);
   // The tokenizer: --tokenizer, else the copy inside the folder, else the one its state names.
   const tokFrom = (ref: TokenizerRef | null, where: string): { tokenizer: Tokenizer; ref: TokenizerRef } => {
     if (tokenizerPath) return { tokenizer: loadTokenizer(tokenizerPath), ref: { kind: "file", path: resolve(tokenizerPath) } };
     if (existsSync(join(where, "tokenizer.json"))) return { tokenizer: loadTokenizer(where), ref: { kind: "file", path: resolve(where) } };
-    if (!ref) throw new PretrainSettingsError(`--from ${where}: the folder holds no tokenizer.json and names no tokenizer; pass --tokenizer`);
+    if (!ref) throw new SftSettingsError(`--from ${where}: the folder holds no tokenizer.json and names no tokenizer; pass --tokenizer`);
     return { tokenizer: tokenizerFromRef(ref), ref };
   };
   const ckpt = existsSync(join(from, "state.json")) ? from : existsSync(join(from, "latest")) ? latestCheckpoint(from) : null;
@@ -93,26 +102,26 @@ function loadStart(from: string, tokenizerPath: string | undefined): Start {
 
 function checkChatTokenizer(tok: Tokenizer): number {
   for (const s of ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]) {
-    if (!tok.special.has(s)) throw new PretrainSettingsError(`the model's tokenizer has no ${s} special token: fine-tuning needs a BPE tokenizer from \`mynah tokenizer train\` (and a model pretrained with it via \`mynah data prepare\`)`);
+    if (!tok.special.has(s)) throw new SftSettingsError(`the model's tokenizer has no ${s} special token: fine-tuning needs a BPE tokenizer from \`mynah tokenizer train\` (and a model pretrained with it via \`mynah data prepare\`)`);
   }
   return tok.special.get("<|endoftext|>")!;
 }
 
 export async function sft(o: SftOptions): Promise<SftResult> {
-  checkLoopOptions({ ...o.loop, seqLen: o.loop.seqLen || 1 }); // seqLen 0 is resolved below, once the model is known
-  const run = claimRunFolder(o.out, o.resume, o.force ?? false);
+  checkLoopOptions({ ...o.loop, seqLen: o.loop.seqLen || 1 }, SftSettingsError); // seqLen 0 is resolved below, once the model is known
+  const run = claimRunFolder(o.out, o.resume, o.force ?? false, SftSettingsError);
   let loop = o.loop;
   let resume: ResumeFrom | undefined;
   let saved: ReturnType<typeof loadCheckpoint> | null = null;
   let savedBefore: ChatLoss | null = null;
   if (o.resume) {
     const dir = latestCheckpoint(o.out);
-    if (!dir) throw new PretrainSettingsError(`--resume: ${o.out} has no checkpoint to resume from`);
+    if (!dir) throw new SftSettingsError(`--resume: ${o.out} has no checkpoint to resume from`);
     saved = loadCheckpoint(dir);
     const prev = saved.state.options as { loop?: SftOptions["loop"]; before?: ChatLoss };
     if (prev.loop) loop = { ...prev.loop, steps: o.loop.steps, evalEvery: o.loop.evalEvery, sampleEvery: o.loop.sampleEvery, checkpointEvery: o.loop.checkpointEvery };
     savedBefore = prev.before ?? null;
-    if (saved.state.step >= loop.steps) throw new PretrainSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
+    if (saved.state.step >= loop.steps) throw new SftSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
   }
   const start: Start = saved
     ? {
@@ -123,8 +132,8 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   const pad = checkChatTokenizer(start.tokenizer);
   // No --seq-len: rows as long as the model's context.
   if (!loop.seqLen) loop = { ...loop, seqLen: start.config.contextLength };
-  if (loop.seqLen > start.config.contextLength) throw new PretrainSettingsError(`--seq-len ${loop.seqLen} is longer than the model's context ${start.config.contextLength}`);
-  if (start.tokenizer.vocabSize > start.config.vocabSize) throw new PretrainSettingsError(`the tokenizer has ${start.tokenizer.vocabSize} tokens, the model only ${start.config.vocabSize}`);
+  if (loop.seqLen > start.config.contextLength) throw new SftSettingsError(`--seq-len ${loop.seqLen} is longer than the model's context ${start.config.contextLength}`);
+  if (start.tokenizer.vocabSize > start.config.vocabSize) throw new SftSettingsError(`the tokenizer has ${start.tokenizer.vocabSize} tokens, the model only ${start.config.vocabSize}`);
 
   const convs = await loadConversations(o.data, { valFraction: o.valFraction, seed: loop.seed, format: o.format, skipBad: o.skipBad, onSkip: o.onSkip });
   const T = loop.seqLen;
@@ -133,8 +142,8 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   const train = renderExamples(start.tokenizer, convs.train, T);
   const valAll = renderExamples(start.tokenizer, convs.val, T).examples;
   const val: ChatExample[] = o.evalConversations > 0 ? valAll.slice(0, o.evalConversations) : valAll;
-  if (train.examples.length === 0) throw new PretrainSettingsError(`--data: no training conversations (${convs.train.length} read)`);
-  if (val.length === 0) throw new PretrainSettingsError(`--data: no held-out conversations; raise --val-fraction (now ${o.valFraction})`);
+  if (train.examples.length === 0) throw new SftSettingsError(`--data: no training conversations (${convs.train.length} read)`);
+  if (val.length === 0) throw new SftSettingsError(`--data: no held-out conversations; raise --val-fraction (now ${o.valFraction})`);
 
   const backend = o.backend ?? nativeBackend();
   const model = createGPT(start.config, backend, { params: start.params });

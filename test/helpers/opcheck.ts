@@ -7,7 +7,7 @@
  * Both throw with the largest difference, where it is, and the shapes when a check fails.
  */
 import type { Backend } from "../../src/core/backend.ts";
-import { difference, mulberry32 } from "../../src/core/tensor-utils.ts";
+import { difference, uniformSource } from "../../src/core/tensor-utils.ts";
 
 export type Tensor = Float32Array | Int32Array;
 export type Tensors = Record<string, Tensor>;
@@ -92,7 +92,7 @@ export function f64(a: Float64Array): Float32Array {
  * Returns the largest normalized difference seen.
  */
 export function gradCheck(c: GradCase): number {
-  const rng = mulberry32(c.seed ?? 7);
+  const rng = uniformSource(c.seed ?? 7);
   const out0 = c.forward(c.inputs);
   const r = new Float64Array(out0.length);
   for (let i = 0; i < r.length; i++) r[i] = 2 * rng() - 1;
