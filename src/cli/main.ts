@@ -9,6 +9,7 @@ import { registerData } from "./data.ts";
 import { registerSft } from "./sft.ts";
 import { registerChat } from "./chat.ts";
 import { registerSpeedrun } from "./speedrun.ts";
+import { registerDpo } from "./dpo.ts";
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerTokenizer(program);
   registerTrain(program);
   registerSft(program);
+  registerDpo(program);
   registerChat(program);
   return program;
 }

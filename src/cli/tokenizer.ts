@@ -61,7 +61,8 @@ export function registerTokenizer(program: Command): void {
       async function* texts(): AsyncGenerator<string> {
         for await (const doc of readFiles(files, { format: o.format as InputFormat, onBytes })) {
           if (doc.kind === "text") yield doc.text;
-          else for (const m of doc.messages) yield m.content;
+          else if (doc.kind === "chat") for (const m of doc.messages) yield m.content;
+          else for (const m of [...doc.prompt, ...doc.chosen, ...doc.rejected]) yield m.content;
         }
       }
       const tok = await trainBpeAsync(texts(), {

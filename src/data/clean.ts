@@ -6,7 +6,7 @@
  * the seed, so duplicates can never straddle the split and reruns agree.
  */
 import { createHash } from "node:crypto";
-import { conversationProblem, type ChatMessage } from "./chat.ts";
+import { conversationProblem, preferencePairProblem, type ChatMessage, type PreferencePair } from "./chat.ts";
 import { DataError, reportBad, type OnBad } from "./errors.ts";
 import type { Doc } from "./readers.ts";
 
@@ -71,10 +71,12 @@ export function splitOf(hashHex: string, valFraction: number, seed: number): Spl
 }
 
 /** The content hash of a cleaned document (the dedup key). */
-export function docHash(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] }): string {
+export function docHash(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] } | ({ kind: "preference" } & PreferencePair)): string {
   const h = createHash("sha1");
+  const msgs = (ms: ChatMessage[]): string => JSON.stringify(ms.map((m) => [m.role, m.content]));
   if (d.kind === "text") h.update("t\0").update(d.text);
-  else h.update("c\0").update(JSON.stringify(d.messages.map((m) => [m.role, m.content])));
+  else if (d.kind === "chat") h.update("c\0").update(msgs(d.messages));
+  else h.update("p\0").update(msgs(d.prompt)).update("\0").update(msgs(d.chosen)).update("\0").update(msgs(d.rejected));
   return h.digest("hex").slice(0, 24);
 }
 
@@ -108,6 +110,16 @@ export async function* cleanDocs(docs: AsyncIterable<Doc>, opts: CleanOptions, s
       const text = cleanText(d.text);
       chars = text.length;
       clean = { ...d, text, split: "train", hash: "" };
+    } else if (d.kind === "preference") {
+      const c = (ms: ChatMessage[]): ChatMessage[] => ms.map((m) => ({ role: m.role, content: cleanText(m.content) }));
+      const pair = { prompt: c(d.prompt), chosen: c(d.chosen), rejected: c(d.rejected) };
+      const problem = preferencePairProblem(pair);
+      if (problem) {
+        onBad(new DataError(d.file, d.line, problem, d.unit));
+        continue;
+      }
+      chars = [...pair.prompt, ...pair.chosen, ...pair.rejected].reduce((n, m) => n + m.content.length, 0);
+      clean = { ...d, ...pair, split: "train", hash: "" };
     } else {
       const messages = d.messages.map((m) => ({ role: m.role, content: cleanText(m.content) }));
       const problem = conversationProblem(messages);
@@ -130,7 +142,9 @@ export async function* cleanDocs(docs: AsyncIterable<Doc>, opts: CleanOptions, s
       }
       seen.add(clean.hash);
     }
-    clean.split = splitOf(clean.hash, valFraction, seed);
+    // Pairs split by their prompt: every pair on one prompt lands on the same side.
+    const splitKey = clean.kind === "preference" ? docHash({ kind: "chat", messages: clean.prompt }) : clean.hash;
+    clean.split = splitOf(splitKey, valFraction, seed);
     st.docs[clean.split]++;
     st.chars[clean.split] += chars;
     yield clean;

@@ -22,7 +22,7 @@ import { writeFileAtomic } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { cleanDocs, countingOnBad, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
 import { encodeDocs, eotId } from "./encode-docs.ts";
-import type { DataError, OnBad } from "./errors.ts";
+import { DataError, type OnBad } from "./errors.ts";
 import { expandInputs } from "./inputs.ts";
 import { readFiles, type ReadOptions } from "./readers.ts";
 import type { DocBody } from "./records.ts";
@@ -312,6 +312,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     for await (const d of docs) {
       // Resume: documents already inside finished shards are not tokenized again.
       if (seen[d.split]++ < state.splits[d.split].docs) continue;
+      if (d.kind === "preference") throw new DataError(d.file, d.line, "a preference pair (chosen/rejected) is data for `mynah dpo`, not for pretraining", d.unit);
       batch.push(d.kind === "text" ? { kind: "text", text: d.text } : { kind: "chat", messages: d.messages });
       meta.push({ split: d.split, file: d.file });
       chars += d.kind === "text" ? d.text.length : d.messages.reduce((n, m) => n + m.content.length, 0);
