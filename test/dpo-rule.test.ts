@@ -32,7 +32,7 @@ import { DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
 import { modelConfigFor } from "../src/train/pretrain.ts";
 import { sft } from "../src/train/sft.ts";
 import { chatLoss } from "../src/train/sft-eval.ts";
-import { engineSampler } from "../src/cli/dpo.ts";
+import { engineSampler } from "../src/cli/replies.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "mynah-dpo-rule-"));
 after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -6,13 +6,11 @@
  */
 import type { Command } from "commander";
 import { setThreads } from "../core/native.ts";
-import { generateBatch } from "../infer/generate.ts";
-import { GREEDY } from "../infer/sampling.ts";
-import { asDecodeModel } from "../model/gpt.ts";
 import { DPO_LOSSES, type DpoLossKind } from "../train/dpo-loss.ts";
-import { dpo, type ReplySampler } from "../train/dpo.ts";
+import { dpo } from "../train/dpo.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
+import { engineSampler } from "./replies.ts";
 import { runInterruptible } from "./run-training.ts";
 
 const int = (v: string): number => {
@@ -25,13 +23,6 @@ const num = (v: string): number => {
   if (!Number.isFinite(n)) throw new Error(`expected a number, got "${v}"`);
   return n;
 };
-
-/** Temperature-1 samples from the KV-cached engine (src/infer), stop token kept. */
-export const engineSampler: ReplySampler = (model, tok, prompts, o) =>
-  generateBatch(asDecodeModel(model), tok, prompts, { ...GREEDY, temperature: 1, maxNewTokens: o.maxNewTokens, seed: o.seed }).map((g) => {
-    const stop = g.finish === "stop" && g.stoppedBy !== undefined ? tok.special.get(g.stoppedBy) : undefined;
-    return stop === undefined ? g.ids : [...g.ids, stop];
-  });
 
 interface Flags {
   from: string; data: string[]; tokenizer?: string; loss: string; beta: number; labelSmoothing: number; rpoAlpha: number; lengthNorm: string;
