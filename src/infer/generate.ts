@@ -55,8 +55,8 @@ function heldBack(text: string, stops: readonly string[]): number {
   return best;
 }
 
-/** One sequence being generated. */
-class Sequence {
+/** One sequence being generated (also used by the continuous batcher, infer/batcher.ts). */
+export class Sequence {
   ids: number[] = [];
   logprobs: number[] = [];
   text = "";
