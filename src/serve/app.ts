@@ -12,7 +12,6 @@
  */
 import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
-import { bodyLimit } from "hono/body-limit";
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -97,6 +96,28 @@ function uiFiles(): Map<string, { body: Buffer; type: string }> {
   return files;
 }
 
+/**
+ * The request body as text, at most MAX_BODY_BYTES (else 413). An oversized body is still
+ * read to its end (up to DRAIN_LIMIT) before the answer, so the client sees the 413 rather
+ * than a connection reset in the middle of its upload.
+ */
+async function readBody(req: Request): Promise<string> {
+  const DRAIN_LIMIT = 64 * MAX_BODY_BYTES;
+  const declared = Number(req.headers.get("content-length") ?? NaN);
+  const tooLarge = (): ApiError => new ApiError(413, `the request body is larger than the server's limit of ${MAX_BODY_BYTES} bytes`, null, "request_too_large");
+  if (declared > DRAIN_LIMIT) throw tooLarge();
+  if (!req.body) return "";
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
+    n += chunk.length;
+    if (n <= MAX_BODY_BYTES) parts.push(chunk);
+    else if (n > DRAIN_LIMIT) break;
+  }
+  if (n > MAX_BODY_BYTES) throw tooLarge();
+  return Buffer.concat(parts).toString("utf8");
+}
+
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 function seedOf(s: number | undefined): number {
@@ -137,7 +158,12 @@ function completionLogprobs(tok: Tokenizer, tokens: TokenEvent[], offset0: numbe
   return {
     tokens: tokens.map((t) => tok.decode([t.id])),
     token_logprobs: tokens.map((t) => t.logprob),
-    top_logprobs: tokens.map((t) => Object.fromEntries((t.top ?? []).map((a) => [tok.decode([a.id]), a.logprob]))),
+    // Keyed by text as OpenAI does; two ids with the same text (partial UTF-8) keep the likelier.
+    top_logprobs: tokens.map((t) => {
+      const o: Record<string, number> = {};
+      for (const a of t.top ?? []) { const k = tok.decode([a.id]); if (!(k in o)) o[k] = a.logprob; }
+      return o;
+    }),
     text_offset,
   };
 }
@@ -161,8 +187,6 @@ export function createApp(o: AppOptions): Hono {
     metrics.countRequest(c.req.routePath === "/*" ? "other" : c.req.routePath, c.res.status);
   });
   if (o.cors) app.use("*", cors({ origin: o.cors, allowHeaders: ["Authorization", "Content-Type"], allowMethods: ["GET", "POST", "PATCH", "DELETE", "OPTIONS"] }));
-  const limit = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new ApiError(413, `the request body is larger than the server's limit of ${MAX_BODY_BYTES} bytes`, null, "request_too_large"); } });
-  for (const p of ["/v1/*", "/api/*"]) app.use(p, limit);
   if (o.apiKey) {
     const key = o.apiKey;
     const auth = async (c: Context, next: () => Promise<void>): Promise<void> => {
@@ -177,7 +201,7 @@ export function createApp(o: AppOptions): Hono {
   const needReady = (): void => {
     if (!engine.ready) throw new ApiError(503, "the model is still loading; try again shortly", null, "model_loading", "server_error", { "retry-after": String(RETRY_AFTER_S) });
   };
-  const readJson = async (c: Context): Promise<Record<string, unknown>> => parseBody(await c.req.text());
+  const readJson = async (c: Context): Promise<Record<string, unknown>> => parseBody(await readBody(c.req.raw));
 
   // ---- health, metrics, models ------------------------------------------------------------
   app.get("/health", (c) => engine.ready
