@@ -393,7 +393,7 @@ export function createApp(o: AppOptions): Hono {
     const parent = b.parent_id === null || b.parent_id === undefined ? null : str(b, "parent_id", 100)!;
     if (parent) {
       const p = store.getMessage(parent);
-      if (!p || p.conversation_id !== conv.id || p.role !== "assistant") throw invalid(`'parent_id' must be an assistant message of this conversation`, "parent_id", "invalid_value");
+      if (!p || p.conversation_id !== conv.id) throw invalid(`'parent_id' must be a message of this conversation`, "parent_id", "invalid_value");
     }
     if (conv.title === "New chat" && parent === null) store.updateConversation(conv.id, { title: content.trim().slice(0, 60) });
     return c.json(store.addMessage(conv.id, { parent_id: parent, role: "user", content, model: null, settings: null, finish_reason: null, screen_verdict: null,

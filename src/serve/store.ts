@@ -165,7 +165,8 @@ export class Store {
     const tx = this.db.transaction(() => {
       const cur = this.getConversation(id);
       if (!cur) return undefined;
-      const next = { ...cur, ...patch, updated_at: Date.now() };
+      const set = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
+      const next = { ...cur, ...set, updated_at: Date.now() };
       this.db.prepare("UPDATE conversations SET title = @title, system = @system, settings = @settings, leaf_id = @leaf_id, updated_at = @updated_at WHERE id = @id")
         .run({ ...next, settings: JSON.stringify(next.settings) });
       return next;
