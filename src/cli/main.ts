@@ -10,6 +10,9 @@ import { registerSft } from "./sft.ts";
 import { registerChat } from "./chat.ts";
 import { registerSpeedrun } from "./speedrun.ts";
 import { registerDpo } from "./dpo.ts";
+import { registerServe } from "./serve.ts";
+import { registerFeedback } from "./feedback.ts";
+import { registerImprove } from "./improve.ts";
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -25,6 +28,9 @@ export function buildProgram(): Command {
   registerSft(program);
   registerDpo(program);
   registerChat(program);
+  registerServe(program);
+  registerFeedback(program);
+  registerImprove(program);
   return program;
 }
 
