@@ -9,7 +9,8 @@
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nativeBackend, setThreads } from "../src/core/native.ts";
@@ -63,7 +64,14 @@ function greedy(dir: string, tok: Tokenizer, prompts: ChatMessage[][]): string[]
   return generateBatch(asDecodeModel(m), tok, ids, { ...GREEDY, maxNewTokens: 40, seed: 0 }).map((g) => g.text);
 }
 
-test("DPO raises the held-out greedy rule-following rate; held-out SFT loss stays put", { timeout: 300_000 }, async () => {
+const loop = (steps: number, lr: number, batchSize: number) => ({
+  steps, batchSize, seqLen: T, gradAccum: 1, schedule: "cosine" as const, warmup: 5, minLrRatio: 0.1,
+  optimizer: { ...DEFAULT_OPTIMIZER, kind: "adamw" as const, lr, weightDecay: 0 }, clip: 1,
+  evalEvery: 0, sampleEvery: 0, checkpointEvery: 0, seed: 3,
+});
+
+/** The data, the tokenizer and the SFT model both tests start from (built once). */
+async function buildFixture() {
   setThreads(1);
   const rng = seededRng(11);
   const sftRows: { messages: ChatMessage[] }[] = [];
@@ -99,18 +107,20 @@ test("DPO raises the held-out greedy rule-following rate; held-out SFT loss stay
   mkdirSync(initDir);
   saveModelFolder(initDir, params);
 
-  const loop = (steps: number, lr: number, batchSize: number) => ({
-    steps, batchSize, seqLen: T, gradAccum: 1, schedule: "cosine" as const, warmup: 5, minLrRatio: 0.1,
-    optimizer: { ...DEFAULT_OPTIMIZER, kind: "adamw" as const, lr, weightDecay: 0 }, clip: 1,
-    evalEvery: 0, sampleEvery: 0, checkpointEvery: 0, seed: 3,
-  });
   const t0 = performance.now();
   await sft({
     from: initDir, tokenizer: tokDir, data: [sftFile], valFraction: 0.1, evalConversations: 60, packing: "padded",
     loop: loop(300, 3e-3, 16), out: join(tmp, "sft"), resume: false, keep: 1, ...quiet,
   });
   const tSft = performance.now() - t0;
+  return { sftFile, prefFile, tok, tokDir, itemOf, tSft };
+}
+let fixture: ReturnType<typeof buildFixture> | null = null;
+const getFixture = (): ReturnType<typeof buildFixture> => (fixture ??= buildFixture());
 
+test("DPO raises the held-out greedy rule-following rate; held-out SFT loss stays put", { timeout: 300_000 }, async () => {
+  const { prefFile, sftFile, tok, itemOf, tSft } = await getFixture();
+  const t0 = performance.now();
   const opts: DpoOptions = {
     // rpo_alpha 1: plain DPO on this 0.1M-parameter model widens the margin while lowering
     // both replies' likelihood, and its greedy replies fall apart (see docs/dpo.md).
@@ -119,7 +129,7 @@ test("DPO raises the held-out greedy rule-following rate; held-out SFT loss stay
     loop: loop(100, 2e-4, 16), out: join(tmp, "dpo"), resume: false, keep: 1, ...quiet,
   };
   const r = await dpo(opts);
-  const tDpo = performance.now() - t0 - tSft;
+  const tDpo = performance.now() - t0;
 
   // Held-out prompts: the DPO run's own split (by prompt), the same for both models.
   const held = (await loadPreferences([prefFile], { valFraction: 0.1, seed: 3 })).val.map((p) => p.prompt);
@@ -159,4 +169,84 @@ test("DPO raises the held-out greedy rule-following rate; held-out SFT loss stay
   assert.ok(r.after.loss < r.before.loss, `held-out DPO loss ${r.before.loss} → ${r.after.loss}`);
   assert.ok(r.kl !== null && r.kl > 0, `KL ${r.kl}`);
   assert.ok(lDpo < lSft + 0.5, `held-out SFT loss ${lSft} → ${lDpo}`);
+});
+
+/**
+ * The loop end to end: a script plays users against the engine and stores what the chat
+ * server stores (a real SQLite database through src/serve/store.ts): for each question two
+ * sampled replies (a reply and its regeneration), thumbs up for one that follows the rule,
+ * thumbs down for one that breaks it, and a correction when both break it. Then
+ * `mynah improve --db` (the CLI, in a child process); the greedy rule-following rate on
+ * questions no user asked goes up.
+ */
+test("the loop: users rate replies in the chat database, mynah improve --db, the rule-following rate goes up", { timeout: 300_000 }, async () => {
+  const { tok, tokDir, itemOf } = await getFixture();
+  const { Store } = await import("../src/serve/store.ts");
+  const sftDir = latestCheckpoint(join(tmp, "sft"))!;
+  const questions = [...itemOf.keys()];
+  // Users ask two thirds of the questions; the rest measure the result.
+  const asked = questions.filter((_, i) => i % 3 !== 0), unseen = questions.filter((_, i) => i % 3 === 0).map((q) => [{ role: "user" as const, content: q }]);
+  const c = loadCheckpoint(sftDir);
+  const m = asDecodeModel(createGPT(c.config, nativeBackend(), { params: c.params }));
+  const promptIds = asked.map((q) => renderChat(tok, [{ role: "user", content: q }], { addGenerationPrompt: true }).ids);
+  const sample = (seed: number) => generateBatch(m, tok, promptIds, { ...GREEDY, temperature: 1, maxNewTokens: 40, seed }).map((g) => g.text);
+  const first = sample(100), second = sample(200);
+  const db = join(tmp, "chat.db");
+  const store = new Store(db);
+  const msg = (parent: string | null, role: "user" | "assistant", content: string) => ({
+    parent_id: parent, role, content, model: role === "assistant" ? "sft" : null, settings: null, finish_reason: role === "assistant" ? "stop" : null,
+    screen_verdict: null, screen: null, mean_logprob: null, prompt_tokens: null, completion_tokens: null, ttft_ms: null, duration_ms: null,
+  });
+  let ups = 0, downs = 0, corrections = 0;
+  asked.forEach((q, i) => {
+    const conv = store.createConversation({ title: q });
+    const u = store.addMessage(conv.id, msg(null, "user", q));
+    const replies = [first[i], second[i]].map((text) => store.addMessage(conv.id, msg(u.id, "assistant", text)));
+    const ok = replies.map((r) => follows(itemOf.get(q)!, r.content));
+    if (!ok[0] && !ok[1]) {
+      // Both break the rule: the user writes what the reply should have been.
+      const right = BLOCKED.includes(itemOf.get(q)!) ? REFUSAL : howTo(itemOf.get(q)!);
+      store.setFeedback(replies[1].id, { rating: -1, correction: right });
+      store.setFeedback(replies[0].id, { rating: -1 });
+      corrections++;
+      downs += 2;
+    } else {
+      replies.forEach((r, k) => store.setFeedback(r.id, { rating: ok[k] ? 1 : -1 }));
+      ups += ok.filter(Boolean).length;
+      downs += ok.filter((x) => !x).length;
+    }
+  });
+  store.close();
+  console.log(`users: ${asked.length} questions, 2 replies each: ${ups} thumbs up, ${downs} thumbs down, ${corrections} corrections`);
+
+  const out = join(tmp, "improve");
+  const run = spawnSync(process.execPath, ["--import", "tsx", "-e",
+    `import("./src/cli/main.ts").then((m) => m.main(process.argv.slice(0, 1).concat(["mynah"], process.argv.slice(1)))).catch((e) => { process.stderr.write("mynah: " + e.message + "\\n"); process.exit(1); })`,
+    "improve", "--db", db, "--from", join(tmp, "sft"), "--out", out, "--threads", "1", "--seq-len", String(T), "--batch-size", "16",
+    "--sft-steps", "60", "--sft-lr", "1e-3", "--dpo-steps", "100", "--dpo-lr", "2e-4", "--rpo-alpha", "1", "--seed", "3"],
+  { encoding: "utf8", cwd: new URL("..", import.meta.url).pathname });
+  assert.equal(run.status, 0, run.stderr + run.stdout);
+  for (const l of run.stdout.split("\n")) if (/^(exported|feedback|plan|—|  )/.test(l)) console.log(l);
+  const rate = (dir: string): number => {
+    const replies = greedy(latestCheckpoint(dir) ?? dir, tok, unseen);
+    return replies.filter((r, i) => follows(itemOf.get(unseen[i][0].content)!, r)).length / replies.length;
+  };
+  const before = rate(join(tmp, "sft")), after = rate(join(out, "dpo"));
+  console.log(`greedy rule-following on ${unseen.length} questions no user asked: ${(100 * before).toFixed(1)}% → ${(100 * after).toFixed(1)}%`);
+  assert.ok(existsSync(join(out, "feedback", "preferences.jsonl")) && existsSync(join(out, "sft")) && existsSync(join(out, "dpo")));
+  assert.ok(after >= 0.9 && after >= before + 0.3, `rule-following ${before} → ${after}`);
+
+  // Too little feedback: a clear refusal saying how much there is.
+  const thin = join(tmp, "thin.db");
+  const s2 = new Store(thin);
+  const conv = s2.createConversation({ title: "one" });
+  const u = s2.addMessage(conv.id, msg(null, "user", asked[0]));
+  s2.setFeedback(s2.addMessage(conv.id, msg(u.id, "assistant", "x")).id, { rating: -1, correction: REFUSAL });
+  s2.close();
+  const r2 = spawnSync(process.execPath, ["--import", "tsx", "-e",
+    `import("./src/cli/main.ts").then((m) => m.main(process.argv.slice(0, 1).concat(["mynah"], process.argv.slice(1))))`,
+    "improve", "--db", thin, "--from", join(tmp, "sft"), "--out", join(tmp, "thin")], { encoding: "utf8", cwd: new URL("..", import.meta.url).pathname });
+  assert.equal(r2.status, 2, r2.stderr);
+  assert.match(r2.stderr, /too little feedback to learn from .*: 1 conversations .* and 1 preference pairs/);
+  void tokDir;
 });

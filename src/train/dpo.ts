@@ -173,11 +173,13 @@ function evalPairs(model: GPT, examples: readonly RenderedPair[], ref: { c: Floa
  * mean over prompts of log π(y|x) − log π_ref(y|x) (the sequence-level k1 estimator, unbiased).
  */
 export function estimateKl(policy: GPT, reference: GPT, tok: Tokenizer, prompts: ChatMessage[][], sampler: ReplySampler, o: { maxNewTokens: number; seed: number; T: number }): number {
+  // Prompt (its last tokens) and reply together fit the T + 1 tokens the pairs were scored in.
+  const maxNew = Math.max(1, Math.min(o.maxNewTokens, Math.floor(o.T / 2)));
   const pids = prompts.map((p) => {
     const ids = renderChat(tok, p, { addGenerationPrompt: true }).ids;
-    return ids.slice(Math.max(0, ids.length - (o.T + 1 - o.maxNewTokens - 1)));
+    return ids.slice(Math.max(0, ids.length - (o.T - maxNew)));
   });
-  const gens = sampler(policy, tok, pids, { maxNewTokens: o.maxNewTokens, seed: o.seed });
+  const gens = sampler(policy, tok, pids, { maxNewTokens: maxNew, seed: o.seed });
   // Each sample as a "pair" whose both sides are the sampled reply (only the chosen half is read).
   const ex: RenderedPair[] = gens.map((reply, i) => {
     const ids = Int32Array.from([...pids[i], ...reply]);

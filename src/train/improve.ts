@@ -117,14 +117,14 @@ export async function improve(o: ImproveOptions): Promise<ImproveResult> {
   const doSft = convTrain.length >= o.minConversations && convs.val.length > 0;
   const doDpo = prefs.train.length >= o.minPairs && prefs.val.length > 0;
   if (!doSft && !doDpo) {
-    throw new NotEnoughFeedbackError(`too little feedback to learn from in ${o.feedback}: ${nConv} corrected conversations (${convTrain.length} for training; SFT needs ${o.minConversations}) ` +
+    throw new NotEnoughFeedbackError(`too little feedback to learn from in ${o.feedback}: ${nConv} conversations (${convTrain.length} for training; SFT needs ${o.minConversations}) ` +
       `and ${nPairs} preference pairs (${prefs.train.length} for training, ${prefs.val.length} held out; DPO needs ${o.minPairs} and at least one held out). ` +
       `Rate more replies (thumbs up/down on regenerated replies) or correct them in the chat, then export again.`);
   }
   mkdirSync(o.out, { recursive: true });
   const say = (s: string): void => o.write(s + "\n");
-  say(`feedback: ${nConv} corrected conversations, ${nPairs} preference pairs (${prefs.val.length} held out by prompt)`);
-  say(`plan: ${doSft ? `SFT on ${convTrain.length} conversations (${o.sftSteps} steps)` : "no SFT (too few corrected conversations)"}, ` +
+  say(`feedback: ${nConv} conversations (corrections applied), ${nPairs} preference pairs (${prefs.val.length} held out by prompt)`);
+  say(`plan: ${doSft ? `SFT on ${convTrain.length} conversations (${o.sftSteps} steps)` : "no SFT (too few conversations)"}, ` +
     `${doDpo ? `DPO on ${prefs.train.length} pairs (${o.dpoSteps} steps)` : "no DPO (too few pairs)"}`);
 
   const loop = (steps: number, lr: number): Omit<LoopOptions, "peakFlops"> => ({
@@ -186,7 +186,7 @@ export async function improve(o: ImproveOptions): Promise<ImproveResult> {
   const num = (x: number | null): string => (x === null ? "n/a" : x.toFixed(4));
   say(`— what changed (held out: ${pairEx.length} pairs, ${convEx.length} conversations)`);
   say(`  prefers the chosen reply: ${pct(before.prefersChosen)} → ${pct(after.prefersChosen)}`);
-  say(`  corrected-conversation loss: ${num(before.conversationLoss)} → ${num(after.conversationLoss)}`);
+  say(`  held-out conversation loss: ${num(before.conversationLoss)} → ${num(after.conversationLoss)}`);
   if (dpoResult) say(`  DPO reward accuracy (vs its reference): ${pct(dpoResult.before["rewards/accuracies"])} → ${pct(dpoResult.after["rewards/accuracies"])}` + (dpoResult.kl !== null ? `, KL ${dpoResult.kl.toFixed(3)}` : ""));
   for (const e of examples) say(`  "${e.prompt}"\n    before: ${JSON.stringify(e.before)}\n    after:  ${JSON.stringify(e.after)}`);
   say(`improved model: ${model}  (chat with: mynah chat --model ${model})`);
