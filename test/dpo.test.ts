@@ -152,19 +152,20 @@ test("DPO loss and its gradient w.r.t. the policy log-probs: float64 finite diff
 
 const torchOk = spawnSync("/usr/bin/python3", ["-c", "import torch"]).status === 0;
 test("DPO loss and its gradient match PyTorch autograd (float64, TRL's formulas)", { skip: torchOk ? false : "needs /usr/bin/python3 with python3-torch" }, () => {
-  for (const { x, o } of lossCases()) {
-    const r = dpoLoss(x, o);
-    const py = spawnSync("/usr/bin/python3", [new URL("./helpers/dpo_reference.py", import.meta.url).pathname], {
-      input: JSON.stringify({ kind: o.kind, beta: o.beta, label_smoothing: o.labelSmoothing, policy_chosen: x.policyChosen, policy_rejected: x.policyRejected, ref_chosen: x.refChosen, ref_rejected: x.refRejected }),
-      encoding: "utf8",
-    });
-    assert.equal(py.status, 0, py.stderr);
-    const t = JSON.parse(py.stdout) as { loss: number; d_chosen: number[]; d_rejected: number[] };
+  const cases = lossCases();
+  const py = spawnSync("/usr/bin/python3", [new URL("./helpers/dpo_reference.py", import.meta.url).pathname], {
+    input: JSON.stringify(cases.map(({ x, o }) => ({ kind: o.kind, beta: o.beta, label_smoothing: o.labelSmoothing, policy_chosen: x.policyChosen, policy_rejected: x.policyRejected, ref_chosen: x.refChosen, ref_rejected: x.refRejected }))),
+    encoding: "utf8",
+  });
+  assert.equal(py.status, 0, py.stderr);
+  const torch = JSON.parse(py.stdout) as { loss: number; d_chosen: number[]; d_rejected: number[] }[];
+  cases.forEach(({ x, o }, c) => {
+    const r = dpoLoss(x, o), t = torch[c];
     const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(b)), `${o.kind} ${what}: ${a} vs torch ${b}`);
     close(r.loss, t.loss, "loss");
     t.d_chosen.forEach((g, i) => close(r.dChosen[i], g, `dChosen[${i}]`));
     t.d_rejected.forEach((g, i) => close(r.dRejected[i], g, `dRejected[${i}]`));
-  }
+  });
 });
 
 test("DPO objective: the parameter gradient through the model matches finite differences (reference and native backends)", () => {
