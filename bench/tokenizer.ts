@@ -17,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { createRequire } from "node:module";
 import { loadTokenizer, trainBpe } from "../src/tokenizer/index.ts";
 import { readFiles } from "../src/data/readers.ts";
+import { docTexts } from "../src/data/records.ts";
 import { trainTokenizerOnInputs } from "../src/data/train-tokenizer.ts";
 import { EncoderPool, encodeLargeText } from "../src/tokenizer/parallel.ts";
 
@@ -77,7 +78,7 @@ export async function run(): Promise<unknown> {
     for (const f of files) {
       const docs: string[] = [];
       // Documents as mynah reads them: blank-line paragraphs of text files, each message of a conversation.
-      for await (const d of readFiles([f.path])) docs.push(...(d.kind === "text" ? [d.text] : d.messages.map((m) => m.content)));
+      for await (const d of readFiles([f.path])) docs.push(...docTexts(d));
       const cut = Math.floor(docs.length * 0.9);
       all.push(...docs);
       train.push(...docs.slice(0, cut));

@@ -25,7 +25,7 @@ async function collect(paths: string[], opts: ReadOptions = {}): Promise<Doc[]> 
   for await (const d of readFiles(paths, opts)) out.push(d);
   return out;
 }
-const texts = (ds: Doc[]): string[] => ds.map((d) => (d.kind === "text" ? d.text : JSON.stringify(d.messages)));
+const texts = (ds: Doc[]): string[] => ds.map((d) => (d.kind === "text" ? d.text : d.kind === "chat" ? JSON.stringify(d.messages) : JSON.stringify(d)));
 
 /** Writes a Parquet file with the given columns; `schema` for nested (list of struct) columns. */
 function writeParquet(name: string, columnData: { name: string; data: unknown[] }[], schema?: object[], rowGroupSize = 2): string {

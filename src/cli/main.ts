@@ -9,6 +9,10 @@ import { registerData } from "./data.ts";
 import { registerSft } from "./sft.ts";
 import { registerChat } from "./chat.ts";
 import { registerSpeedrun } from "./speedrun.ts";
+import { registerDpo } from "./dpo.ts";
+import { registerServe } from "./serve.ts";
+import { registerFeedback } from "./feedback.ts";
+import { registerImprove } from "./improve.ts";
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -22,7 +26,11 @@ export function buildProgram(): Command {
   registerTokenizer(program);
   registerTrain(program);
   registerSft(program);
+  registerDpo(program);
   registerChat(program);
+  registerServe(program);
+  registerFeedback(program);
+  registerImprove(program);
   return program;
 }
 

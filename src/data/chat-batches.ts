@@ -161,6 +161,7 @@ export async function loadConversations(
   const out: LoadedConversations = { train: [], val: [], stats: [], skipped: 0 };
   const docs = cleanDocs(refusePreferencePairs(readFiles(files, { format: opts.format, onBad: countingOnBad(stats, onBad) })), { valFraction: opts.valFraction, seed: opts.seed, onBad }, stats);
   for await (const d of docs) {
+    if (d.kind === "preference") throw new Error(`${d.file}:${d.line}: a preference pair (chosen/rejected): that is data for \`mynah dpo\`, not for SFT`);
     if (d.kind !== "chat") throw new Error(`${d.file}:${d.line}: a plain-text document; fine-tuning needs conversations (chat JSONL, ShareGPT, Alpaca or Parquet with messages)`);
     out[d.split].push(d.messages);
   }

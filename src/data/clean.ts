@@ -6,7 +6,7 @@
  * the seed, so duplicates can never straddle the split and reruns agree.
  */
 import { createHash } from "node:crypto";
-import { conversationProblem, type ChatMessage } from "./chat.ts";
+import { conversationProblem, preferencePairProblem, type ChatMessage, type PreferencePair } from "./chat.ts";
 import { DataError, reportBad, type OnBad } from "./errors.ts";
 import { HashSet96 } from "./hash-set.ts";
 import type { Doc } from "./readers.ts";
@@ -81,21 +81,23 @@ function splitOfWord(h: number, valFraction: number, seed: number): Split {
 }
 
 /** SHA-1 of a cleaned document's content (20 bytes; the first 12 are the dedup key). */
-export function docDigest(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] }): Buffer {
+export function docDigest(d: DocBody): Buffer {
   const h = createHash("sha1");
+  const msgs = (ms: ChatMessage[]): string => JSON.stringify(ms.map((m) => [m.role, m.content]));
   if (d.kind === "text") h.update("t\0").update(d.text);
-  else h.update("c\0").update(JSON.stringify(d.messages.map((m) => [m.role, m.content])));
+  else if (d.kind === "chat") h.update("c\0").update(msgs(d.messages));
+  else h.update("p\0").update(msgs(d.prompt)).update("\0").update(msgs(d.chosen)).update("\0").update(msgs(d.rejected));
   return h.digest();
 }
 
 /** The content hash of a cleaned document as hex (24 digits: the dedup key). */
-export function docHash(d: { kind: "text"; text: string } | { kind: "chat"; messages: ChatMessage[] }): string {
+export function docHash(d: DocBody): string {
   return docDigest(d).toString("hex", 0, 12);
 }
 
 /** One document after cleaning: kept (with its content digest), too short, or a bad conversation. */
 export type Cleaned =
-  | { status: "ok"; body: DocBody; chars: number; digest: Buffer }
+  | { status: "ok"; body: DocBody; chars: number; digest: Buffer; splitKey: Buffer }
   | { status: "short" }
   | { status: "bad"; problem: string };
 
@@ -111,6 +113,13 @@ export function cleanOne(d: DocBody, minChars: number): Cleaned {
     if (text.trim() === "") return { status: "short" };
     body = { kind: "text", text };
     chars = text.length;
+  } else if (d.kind === "preference") {
+    const c = (ms: ChatMessage[]): ChatMessage[] => ms.map((m) => ({ role: m.role, content: cleanText(m.content) }));
+    const pair = { prompt: c(d.prompt), chosen: c(d.chosen), rejected: c(d.rejected) };
+    const problem = preferencePairProblem(pair);
+    if (problem) return { status: "bad", problem };
+    body = { kind: "preference", ...pair };
+    chars = [...pair.prompt, ...pair.chosen, ...pair.rejected].reduce((n, m) => n + m.content.length, 0);
   } else {
     const messages = d.messages.map((m) => ({ role: m.role, content: cleanText(m.content) }));
     const problem = conversationProblem(messages);
@@ -119,7 +128,10 @@ export function cleanOne(d: DocBody, minChars: number): Cleaned {
     chars = messages.reduce((n, m) => n + m.content.length, 0);
   }
   if (chars < minChars) return { status: "short" };
-  return { status: "ok", body, chars, digest: docDigest(body) };
+  const digest = docDigest(body);
+  // Pairs split by their prompt: every pair on one prompt lands on the same side.
+  const splitKey = body.kind === "preference" ? docDigest({ kind: "chat", messages: body.prompt }) : digest;
+  return { status: "ok", body, chars, digest, splitKey };
 }
 
 /**
@@ -142,7 +154,8 @@ export class DocSorter {
    * Counts a cleaned document of `where.file`; returns its split, or null when it is dropped
    * (too short, duplicate, or bad: a DataError thrown, or passed to onBad with --skip-bad).
    */
-  accept(where: { file: string; line: number; unit: "line" | "row" }, status: Cleaned["status"], problem: string | undefined, digest: Uint8Array, chars: number): Split | null {
+  accept(where: { file: string; line: number; unit: "line" | "row" }, status: Cleaned["status"], problem: string | undefined, digest: Uint8Array, chars: number,
+    splitKey: Uint8Array = digest): Split | null {
     const st = this.statsOf(where.file);
     st.records++;
     if (status === "bad") {
@@ -158,7 +171,7 @@ export class DocSorter {
       st.duplicates++;
       return null;
     }
-    const split = splitOfDigest(digest, this.valFraction, this.opts.seed ?? 0);
+    const split = splitOfDigest(splitKey, this.valFraction, this.opts.seed ?? 0);
     st.docs[split]++;
     st.chars[split] += chars;
     return split;
@@ -174,7 +187,8 @@ export async function* cleanDocs(docs: AsyncIterable<Doc>, opts: CleanOptions, s
   const sorter = new DocSorter(opts, stats);
   for await (const d of docs) {
     const c = cleanOne(d, minChars);
-    const split = sorter.accept(d, c.status, c.status === "bad" ? c.problem : undefined, c.status === "ok" ? c.digest : EMPTY, c.status === "ok" ? c.chars : 0);
+    const split = sorter.accept(d, c.status, c.status === "bad" ? c.problem : undefined, c.status === "ok" ? c.digest : EMPTY, c.status === "ok" ? c.chars : 0,
+      c.status === "ok" ? c.splitKey : undefined);
     if (split === null || c.status !== "ok") continue;
     yield { ...d, ...c.body, split, hash: c.digest.toString("hex", 0, 12) } as CleanDoc;
   }

@@ -23,6 +23,7 @@ export function encodeDocs(tok: Tokenizer, docs: readonly DocBody[]): { ids: Uin
   let n = 0;
   docs.forEach((d, i) => {
     // Special-token text inside a document stays ordinary text: data cannot forge a boundary.
+    if (d.kind === "preference") throw new Error("encodeDocs: preference pairs are not pretraining documents");
     const body = d.kind === "text" ? tok.encode(d.text) : renderChat(tok, d.messages).ids;
     parts.push(body);
     lens[i] = body.length + 1;

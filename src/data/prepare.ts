@@ -25,7 +25,7 @@ import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { countingOnBad, DocSorter, noDocumentsMessage, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
 import { cleanEncode, eotId, STATUS_NAMES, type CleanEncoded } from "./encode-docs.ts";
-import type { DataError, OnBad } from "./errors.ts";
+import { DataError, type OnBad } from "./errors.ts";
 import { expandInputsDetailed, type SkippedInput } from "./inputs.ts";
 import { readFiles, type ReadOptions } from "./readers.ts";
 import type { DocBody } from "./records.ts";
@@ -372,6 +372,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
   };
   try {
     for await (const d of docs) {
+      if (d.kind === "preference") throw new DataError(d.file, d.line, "a preference pair (chosen/rejected) is data for `mynah dpo`, not for pretraining", d.unit);
       batch.push(d.kind === "text" ? { kind: "text", text: d.text } : { kind: "chat", messages: d.messages });
       meta.push({ file: d.file, line: d.line, unit: d.unit });
       chars += d.kind === "text" ? d.text.length : d.messages.reduce((n, m) => n + m.content.length, 0);

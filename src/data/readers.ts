@@ -125,7 +125,7 @@ function shapeFor(rec: unknown, opts: ReadOptions, path: string, line: number, u
   if (shape) return shape;
   const fields = typeof rec === "object" && rec !== null ? Object.keys(rec).join(", ") || "none" : typeof rec;
   throw new DataError(path, line,
-    `cannot tell the record format from its fields (${fields}); expected "${opts.textField ?? "text"}", "messages", "conversations" or "instruction"/"output" (use --format / --text-field)`, unit);
+    `cannot tell the record format from its fields (${fields}); expected "${opts.textField ?? "text"}", "messages", "conversations", "instruction"/"output" or "chosen"/"rejected" (use --format / --text-field)`, unit);
 }
 
 async function* readJsonl(path: string, opts: ReadOptions): AsyncGenerator<Doc> {

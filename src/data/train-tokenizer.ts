@@ -13,6 +13,7 @@ import { cleanDocs, countingOnBad, noDocumentsMessage, type SourceStats } from "
 import type { DataError, OnBad } from "./errors.ts";
 import { expandInputsDetailed, type SkippedInput } from "./inputs.ts";
 import { readFiles, type ReadOptions } from "./readers.ts";
+import { docTexts } from "./records.ts";
 
 export interface TrainTokenizerOptions {
   /** Files, folders (recursive) and globs. */
@@ -54,8 +55,7 @@ export async function trainTokenizerOnInputs(o: TrainTokenizerOptions): Promise<
   async function* texts(): AsyncGenerator<string> {
     for await (const d of docs) {
       used++;
-      if (d.kind === "text") yield d.text;
-      else for (const m of d.messages) yield m.content;
+      yield* docTexts(d);
     }
   }
   let tokenizer: BpeTokenizer;

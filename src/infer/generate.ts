@@ -55,8 +55,8 @@ function heldBack(text: string, stops: readonly string[]): number {
   return best;
 }
 
-/** One sequence being generated. */
-class Sequence {
+/** One sequence being generated (also used by the continuous batcher, infer/batcher.ts). */
+export class Sequence {
   ids: number[] = [];
   logprobs: number[] = [];
   text = "";
@@ -232,7 +232,7 @@ function* decodeSteps(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots:
     for (let r = 0; r < active.length; r++) {
       const s = seqs[active[r]];
       const row = logits.subarray(r * V, (r + 1) * V);
-      const { id, logprob } = sampleToken(row, opts, s.rng, s.context);
+      const { id, logprob } = sampleToken(row, opts, s.rng, s.context, s.ids);
       if (!s.accept(id, logprob)) continue;
       if (opts.shouldStop?.(active[r])) {
         s.end("stop", "caller");

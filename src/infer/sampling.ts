@@ -17,6 +17,13 @@ export interface SamplingOptions {
    * in the context, a positive logit is divided by it and a negative one multiplied (1 = off).
    */
   repetitionPenalty: number;
+  /**
+   * OpenAI's penalties (on the tokens generated so far, not the prompt), subtracted from the
+   * logits before temperature: z[j] −= frequencyPenalty · count[j] + presencePenalty · [count[j] > 0].
+   * 0 = off; OpenAI allows −2 … 2.
+   */
+  frequencyPenalty?: number;
+  presencePenalty?: number;
 }
 
 export const GREEDY: SamplingOptions = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1 };
@@ -27,6 +34,10 @@ export function checkSampling(o: SamplingOptions): void {
   if (!Number.isInteger(o.topK) || o.topK < 0) bad("topK", `must be an integer ≥ 0, got ${o.topK}`);
   if (!(o.topP > 0 && o.topP <= 1)) bad("topP", `must be in (0, 1], got ${o.topP}`);
   if (!(o.repetitionPenalty > 0) || !Number.isFinite(o.repetitionPenalty)) bad("repetitionPenalty", `must be > 0, got ${o.repetitionPenalty}`);
+  for (const f of ["frequencyPenalty", "presencePenalty"] as const) {
+    const v = o[f] ?? 0;
+    if (!Number.isFinite(v) || v < -2 || v > 2) bad(f, `must be in [-2, 2], got ${v}`);
+  }
 }
 
 /** log softmax(logits)[id], computed stably in float64. logits [V]. */
@@ -52,10 +63,34 @@ export interface Sampled {
 }
 
 /**
- * Picks the next token. logits [V] (not modified); `context` holds the ids the repetition
- * penalty applies to (prompt and generated so far).
+ * The k most likely tokens under the model (log softmax of the raw logits [V]), best first,
+ * ties by lower id: what OpenAI's `top_logprobs` reports.
  */
-export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, context: ArrayLike<number> = []): Sampled {
+export function topLogprobs(logits: ArrayLike<number>, k: number): Sampled[] {
+  if (k <= 0) return [];
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  const lse = max + Math.log(sum);
+  // k is small (≤ 20): keep a sorted list of the best k while scanning once.
+  const best: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    if (best.length === k && logits[i] <= logits[best[k - 1]]) continue;
+    let j = best.length < k ? best.length : k - 1;
+    while (j > 0 && logits[best[j - 1]] < logits[i]) { if (j < k) best[j] = best[j - 1]; j--; }
+    best[j] = i;
+  }
+  return best.map((id) => ({ id, logprob: logits[id] - lse }));
+}
+
+/**
+ * Picks the next token. logits [V] (not modified); `context` holds the ids the repetition
+ * penalty applies to (prompt and generated so far); `generated` the ids the frequency and
+ * presence penalties count (the reply so far).
+ */
+export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, context: ArrayLike<number> = [],
+                            generated: ArrayLike<number> = []): Sampled {
   const V = logits.length;
   let z: Float32Array | Float64Array = logits;
   if (o.repetitionPenalty !== 1 && context.length > 0) {
@@ -63,6 +98,12 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, 
     const seen = new Set<number>();
     for (let i = 0; i < context.length; i++) seen.add(context[i]);
     for (const id of seen) if (id >= 0 && id < V) z[id] = z[id] > 0 ? z[id] / o.repetitionPenalty : z[id] * o.repetitionPenalty;
+  }
+  if ((o.frequencyPenalty || o.presencePenalty) && generated.length > 0) {
+    if (z === logits) z = Float64Array.from(logits);
+    const count = new Map<number, number>();
+    for (let i = 0; i < generated.length; i++) count.set(generated[i], (count.get(generated[i]) ?? 0) + 1);
+    for (const [id, n] of count) if (id >= 0 && id < V) z[id] -= (o.frequencyPenalty ?? 0) * n + (o.presencePenalty ?? 0);
   }
   if (o.temperature === 0 || o.topK === 1) {
     const id = argmax(z);

@@ -213,8 +213,13 @@ export interface GPT {
    * computes logits.
    */
   forward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, opts?: ForwardOptions): number;
-  /** Adds ∂loss/∂θ of the last forward (which must have had targets and grad) into grads. */
-  backward(): void;
+  /**
+   * Adds ∂loss/∂θ of the last forward (which must have had targets and grad) into grads.
+   * rowScale [B·T] multiplies each position's ∂loss/∂logits first: with the forward's mean over
+   * `count` targets, rowScale[i] = count·w_i back-propagates Σ_i w_i·loss_i (DPO weighs each
+   * reply token by its pair's ∂L/∂log-prob).
+   */
+  backward(rowScale?: Float32Array): void;
   /** Logits [B·T, V] of the last forward (valid unless it prepared a backward). */
   logits(): Float32Array;
   zeroGrad(): void;
@@ -292,10 +297,14 @@ export function createGPT(config: ModelConfig, backend: Backend, opts: { params?
     return count > 0 ? sum / count : NaN;
   }
 
-  function backward(): void {
+  function backward(rowScale?: Float32Array): void {
     if (!last || !last.ready) throw new Error("backward: call forward with targets (and grad not false) first");
     const { ctx, s, L, inputs } = last;
     const be = backend, N = ctx.N, C = c.nEmbd, V = c.vocabSize;
+    if (rowScale) {
+      if (rowScale.length !== N) throw new Error(`backward: rowScale has ${rowScale.length} values, expected ${N}`);
+      for (let i = 0; i < N; i++) if (rowScale[i] !== 1) be.scale(s.logits.subarray(i * V, (i + 1) * V), V, rowScale[i]);
+    }
     last.ready = false; // the logits' gradient is consumed
     // Head: logits = hF·Headᵀ; s.logits holds dlogits.
     be.gemm(true, false, V, C, N, 1, s.logits, s.hF, 1, headWeight(grads)); // dHead += dlogitsᵀ·hF

@@ -12,6 +12,8 @@ export interface EvalResult {
   /** Bits per UTF-8 byte of the target text: Σ loss / (ln 2 · Σ bytes); null without byte counts. */
   bpb: number | null;
   tokens: number;
+  /** Objective-specific held-out metrics (DPO: rewards/accuracies, kl, …). */
+  extra?: Record<string, number | null>;
 }
 
 /** UTF-8 byte length of each token id (for bits per byte). */

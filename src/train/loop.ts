@@ -12,7 +12,7 @@
 import { setImmediate as yieldToEvents } from "node:timers/promises";
 import { seededRng, type RngState } from "../core/rng.ts";
 import type { StoredTensor } from "../core/safetensors.ts";
-import type { BatchSource } from "../data/types.ts";
+import type { Batch, BatchSource } from "../data/types.ts";
 import { flopsPerToken } from "../model/config.ts";
 import type { GPT } from "../model/gpt.ts";
 import type { EvalResult } from "./eval.ts";
@@ -43,6 +43,8 @@ export interface LoopOptions {
 
 export interface StepMetrics {
   step: number;
+  /** Objective-specific metrics averaged over the step's micro-batches (DPO: rewards/…). */
+  extra?: Record<string, number>;
   /** Mean loss over the step's micro-batches. */
   loss: number;
   lr: number;
@@ -65,7 +67,30 @@ export interface LoopSnapshot {
   data: unknown;
 }
 
+/** What one micro-batch's objective reports. */
+export interface MicroStep {
+  /** The micro-batch's loss (its gradient was added into model.grads). */
+  loss: number;
+  /** Tokens the forward ran on. */
+  tokens: number;
+  metrics?: Record<string, number>;
+}
+
+/**
+ * A training objective: forward and backward of one micro-batch, adding ∂loss/∂θ into
+ * model.grads. The default is next-token cross-entropy (pretraining, SFT); DPO passes its own.
+ */
+export type Objective = (model: GPT, batch: Batch, B: number, T: number) => MicroStep;
+
+export const crossEntropyObjective: Objective = (model, { inputs, targets }, B, T) => {
+  const loss = model.forward(inputs, targets, B, T);
+  model.backward();
+  return { loss, tokens: B * T };
+};
+
 export interface LoopHooks {
+  /** The micro-batch objective (default crossEntropyObjective). */
+  objective?: Objective;
   /** Validation; called every evalEvery steps and at the end. */
   evaluate?(model: GPT): EvalResult;
   /** A sample of text (the rng is the loop's, saved in checkpoints). */
@@ -103,6 +128,7 @@ export async function trainLoop(model: GPT, source: BatchSource, o: LoopOptions,
   const { batchSize: B, seqLen: T, gradAccum: A } = o;
   const optimizer = createOptimizer(be, model.params, o.optimizer);
   const rng = seededRng(o.seed ^ 0x5a17);
+  const objective = hooks.objective ?? crossEntropyObjective;
   let step = 0, tokens = 0;
   if (resume) {
     optimizer.loadState(resume.optimizer, resume.step, resume.file);
@@ -126,11 +152,16 @@ export async function trainLoop(model: GPT, source: BatchSource, o: LoopOptions,
     if (hooks.signal?.aborted) break;
     const t0 = performance.now();
     model.zeroGrad();
-    let lossSum = 0;
+    let lossSum = 0, stepTokens = 0;
+    let extra: Record<string, number> | undefined;
     for (let a = 0; a < A; a++) {
-      const { inputs, targets } = source.nextBatch(B, T);
-      lossSum += model.forward(inputs, targets, B, T);
-      model.backward();
+      const r = objective(model, source.nextBatch(B, T), B, T);
+      lossSum += r.loss;
+      stepTokens += r.tokens;
+      if (r.metrics) {
+        extra ??= {};
+        for (const [k, v] of Object.entries(r.metrics)) extra[k] = (extra[k] ?? 0) + v / A;
+      }
     }
     // Each micro-batch's gradient is of its mean loss: average them.
     if (A > 1) be.scale(model.grads.data, model.grads.data.length, 1 / A);
@@ -138,14 +169,14 @@ export async function trainLoop(model: GPT, source: BatchSource, o: LoopOptions,
     const mult = lrMultiplier(sched, step);
     optimizer.step(model.params, model.grads, mult);
     step++;
-    tokens += A * B * T;
+    tokens += stepTokens;
     lastLoss = lossSum / A;
     const ms = performance.now() - t0;
     // Exponential average of step time for the ETA (the first steps are slower: warm caches).
     avgMs = step - firstStep === 1 ? ms : 0.9 * avgMs + 0.1 * ms;
-    const tps = (A * B * T * 1000) / ms;
+    const tps = (stepTokens * 1000) / ms;
     hooks.onStep?.({
-      step, loss: lastLoss, lr: o.optimizer.lr * mult, gradNorm, ms, tokensPerSec: tps,
+      step, ...(extra ? { extra } : {}), loss: lastLoss, lr: o.optimizer.lr * mult, gradNorm, ms, tokensPerSec: tps,
       mfu: o.peakFlops > 0 ? (fpt * tps) / o.peakFlops : null, tokens, etaSec: ((o.steps - step) * avgMs) / 1000,
     });
     if (!Number.isFinite(lastLoss)) throw new Error(`training diverged: loss ${lastLoss} at step ${step} (try a lower --lr or --clip 1)`);

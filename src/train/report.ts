@@ -28,7 +28,13 @@ function formatRate(x: number): string {
   return x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0);
 }
 
-export function createReporter(opts: { write: (s: string) => void; tty: boolean; every: number; jsonl?: string }): Reporter {
+/**
+ * `show`: objective metrics (StepMetrics.extra, EvalResult.extra) shown on the progress line
+ * under a short label, e.g. {"rewards/accuracies": "acc"}; all of them go to metrics.jsonl.
+ */
+export function createReporter(opts: { write: (s: string) => void; tty: boolean; every: number; jsonl?: string; show?: Record<string, string> }): Reporter {
+  const shown = (x: Record<string, number | null> | undefined): string =>
+    Object.entries(opts.show ?? {}).filter(([k]) => typeof x?.[k] === "number").map(([k, label]) => ` | ${label} ${x![k]!.toFixed(3)}`).join("");
   let live = false;
   const line = (s: string): void => {
     if (live) opts.write("\n");
@@ -40,8 +46,9 @@ export function createReporter(opts: { write: (s: string) => void; tty: boolean;
   };
   return {
     step(m, total) {
-      log({ type: "step", ...m });
-      const text = `step ${m.step}/${total} | loss ${m.loss.toFixed(4)} | lr ${m.lr.toExponential(2)} | ` +
+      const { extra, ...rest } = m;
+      log({ type: "step", ...rest, ...extra });
+      const text = `step ${m.step}/${total} | loss ${m.loss.toFixed(4)}${shown(extra)} | lr ${m.lr.toExponential(2)} | ` +
         `${formatRate(m.tokensPerSec)} tok/s | ${m.ms.toFixed(0)} ms/step` +
         (m.mfu !== null ? ` | MFU ${(100 * m.mfu).toFixed(1)}%` : "") + ` | ETA ${formatDuration(m.etaSec)}`;
       if (opts.tty) {
@@ -50,8 +57,8 @@ export function createReporter(opts: { write: (s: string) => void; tty: boolean;
       } else if (m.step % opts.every === 0 || m.step === total || m.step === 1) line(text);
     },
     eval(step, r) {
-      log({ type: "eval", step, valLoss: r.loss, valBpb: r.bpb, tokens: r.tokens });
-      line(`step ${step} | val loss ${r.loss.toFixed(4)}` + (r.bpb !== null ? ` | val bpb ${r.bpb.toFixed(4)}` : ""));
+      log({ type: "eval", step, valLoss: r.loss, valBpb: r.bpb, tokens: r.tokens, ...r.extra });
+      line(`step ${step} | val loss ${r.loss.toFixed(4)}` + (r.bpb !== null ? ` | val bpb ${r.bpb.toFixed(4)}` : "") + shown(r.extra));
     },
     sample(step, text) {
       log({ type: "sample", step, text });

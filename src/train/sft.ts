@@ -73,7 +73,7 @@ export interface SftResult extends LoopResult {
   conversations: { train: number; val: number; skipped: number; truncated: number };
 }
 
-interface Start {
+export interface Start {
   config: ModelConfig;
   params: ParamSet;
   tokenizer: Tokenizer;
@@ -82,7 +82,7 @@ interface Start {
 }
 
 /** The model and tokenizer SFT starts from. */
-function loadStart(from: string, tokenizerPath: string | undefined): Start {
+export function loadStart(from: string, tokenizerPath: string | undefined): Start {
   if (!existsSync(from)) throw new SftSettingsError(`--from ${from}: no such checkpoint or model folder`);
   // The tokenizer: --tokenizer, else the copy inside the folder, else the one its state names.
   const tokFrom = (ref: TokenizerRef | null, where: string): { tokenizer: Tokenizer; ref: TokenizerRef } => {
@@ -100,7 +100,7 @@ function loadStart(from: string, tokenizerPath: string | undefined): Start {
   return { config: m.config, params: m.params, ...tokFrom(null, from), describe: from };
 }
 
-function checkChatTokenizer(tok: Tokenizer): number {
+export function checkChatTokenizer(tok: Tokenizer): number {
   for (const s of ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]) {
     if (!tok.special.has(s)) throw new SftSettingsError(`the model's tokenizer has no ${s} special token: fine-tuning needs a BPE tokenizer from \`mynah tokenizer train\` (and a model pretrained with it via \`mynah data prepare\`)`);
   }

@@ -1,0 +1,68 @@
+/**
+ * `mynah serve --model DIR`: the OpenAI-compatible API and the web chat UI on one port, with
+ * conversations and feedback stored in SQLite. Parses and checks flags, calls startServer().
+ */
+import type { Command } from "commander";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { DEFAULT_SCREEN_CONFIG, loadScreenConfig } from "../screen/index.ts";
+import { defaultDb, startServer } from "../serve/http.ts";
+import { latestCheckpoint } from "../train/checkpoint.ts";
+
+interface Flags {
+  model: string; host: string; port: string; apiKey?: string; db?: string; parallel: string; queue: string;
+  screen?: string; threads: string; cors?: string; context?: string;
+}
+
+function intFlag(v: string, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command("serve")
+    .description("Serve a model: OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models), web chat UI at /, /health, /metrics")
+    .requiredOption("--model <dir>", "model folder (a checkpoint with its tokenizer), or a run folder (its latest checkpoint)")
+    .option("--host <addr>", "address to listen on (a non-loopback address needs --api-key)", "127.0.0.1")
+    .option("--port <n>", "port (0 = any free port)", "8080")
+    .option("--api-key <key>", "require 'Authorization: Bearer KEY' on the API and UI data (default: $MYNAH_API_KEY)")
+    .option("--db <file>", "SQLite file for conversations and feedback (default: mynah.db next to the model; :memory: keeps nothing)")
+    .option("--parallel <n>", "generations decoded together (KV cache slots)", "4")
+    .option("--queue <n>", "requests that may wait for a slot before the server answers 429", "64")
+    .option("--screen <file>", "screening rules, JSON or YAML (default: built-in rules)")
+    .option("--threads <n>", "compute threads of the generation worker (0 = all CPUs)", "0")
+    .option("--cors <origin>", "allow browser requests from this origin (e.g. http://localhost:3000, or *)")
+    .option("--context <n>", "context window in tokens (default: the model's)")
+    .action(async (o: Flags) => {
+      let model = o.model;
+      if (!existsSync(model)) throw new Error(`--model ${o.model}: no such folder`);
+      if (!existsSync(join(model, "config.json"))) model = latestCheckpoint(model) ?? model;
+      for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
+        if (!existsSync(join(model, f))) throw new Error(`--model ${o.model}: ${f} is missing in ${model} (give a model or checkpoint folder with its tokenizer)`);
+      }
+      const port = intFlag(o.port, "--port", 0, 65535);
+      const parallel = intFlag(o.parallel, "--parallel", 1, 256);
+      const queue = intFlag(o.queue, "--queue", 0, 100000);
+      const threads = intFlag(o.threads, "--threads", 0, 1024);
+      const contextTokens = o.context === undefined ? undefined : intFlag(o.context, "--context", 2);
+      const apiKey = o.apiKey ?? process.env.MYNAH_API_KEY ?? undefined;
+      if (apiKey !== undefined && apiKey.length < 8) throw new Error("--api-key must be at least 8 characters");
+      const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
+      const db = o.db ?? defaultDb(model);
+      const server = await startServer({ model, host: o.host, port, apiKey, db, parallel, queue, screen, threads, cors: o.cors, contextTokens });
+      process.stderr.write(`mynah serve: loading ${model} (${parallel} slots, queue ${queue}, database ${db})\n`);
+      const stop = (): void => { void server.close().then(() => process.exit(0)); };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      try {
+        await server.loaded;
+      } catch (err) {
+        await server.close();
+        throw new Error(`--model ${o.model}: ${(err as Error).message}`);
+      }
+      process.stderr.write(`mynah serve: ready (backend ${server.engine.backend}, context ${server.engine.maxT} tokens)\n`);
+      process.stdout.write(`Open the chat UI at ${server.url}/  ·  OpenAI API at ${server.url}/v1${apiKey ? "  (API key required)" : ""}\n`);
+    });
+}

@@ -1,0 +1,59 @@
+/**
+ * The generation worker: the only thread that loads the model and the native addon (so the
+ * HTTP event loop never runs a forward pass and the native pool has one user). It runs a
+ * ContinuousBatcher: while any request is running or waiting it calls `step()`, and between
+ * steps it yields to its own event loop (setImmediate) so that new requests and cancellations
+ * posted by the HTTP side are taken in at the next step.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { loadChatModel } from "../infer/load.ts";
+import { ContinuousBatcher } from "../infer/batcher.ts";
+import type { ToWorker, FromWorker, EngineInit } from "./engine.ts";
+
+const port = parentPort!;
+const init = workerData as EngineInit;
+const post = (m: FromWorker): void => port.postMessage(m);
+
+let batcher: ContinuousBatcher;
+try {
+  const { model, tokenizer } = loadChatModel(init.modelDir, { threads: init.threads });
+  batcher = new ContinuousBatcher(model, tokenizer, init.parallel, init.contextTokens ?? model.config.seqLen);
+  post({ t: "ready", backend: model.backend.name, maxT: batcher.maxT });
+} catch (err) {
+  post({ t: "fatal", message: (err as Error).message });
+  process.exit(1);
+}
+
+const handles = new Map<string, number>();
+let pumping = false;
+function pump(): void {
+  if (!batcher.busy) { pumping = false; return; }
+  batcher.step();
+  post({ t: "stats", active: batcher.activeCount, pending: batcher.pendingCount });
+  setImmediate(pump);
+}
+
+port.on("message", (m: ToWorker) => {
+  if (m.t === "cancel") {
+    const h = handles.get(m.id);
+    if (h !== undefined) batcher.cancel(h);
+    return;
+  }
+  const { id } = m;
+  try {
+    const h = batcher.add({
+      prompt: m.prompt,
+      opts: m.opts,
+      topLogprobs: m.topLogprobs,
+      onStart: () => post({ t: "start", id }),
+      onStep: (text, tokens) => post({ t: "step", id, text, tokens }),
+      onDone: (g) => { handles.delete(id); post({ t: "done", id, generation: g }); },
+      onError: (err) => { handles.delete(id); post({ t: "error", id, message: err.message }); },
+    });
+    handles.set(id, h);
+  } catch (err) {
+    post({ t: "error", id, message: (err as Error).message });
+    return;
+  }
+  if (!pumping) { pumping = true; setImmediate(pump); }
+});
