@@ -12,24 +12,15 @@ import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { engineSampler } from "./replies.ts";
 import { runInterruptible } from "./run-training.ts";
+import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 
-const int = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`expected an integer, got "${v}"`);
-  return n;
-};
-const num = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`expected a number, got "${v}"`);
-  return n;
-};
 
 interface Flags {
   from: string; data: string[]; tokenizer?: string; loss: string; beta: number; labelSmoothing: number; rpoAlpha: number; lengthNorm: string;
   valFraction: number; evalPairs: number; klPrompts: number; klMaxTokens: number;
   batchSize: number; seqLen?: number; steps: number; lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number;
   clip: number; optimizer: string; muonLr: number; weightDecay: number; evalEvery: number; checkpointEvery: number; keep: number;
-  out: string; resume?: boolean; seed: number; threads?: number; logEvery: number; skipBad?: boolean;
+  out: string; resume?: boolean; seed: number; threads: number; logEvery: number; skipBad?: boolean;
 }
 
 export function registerDpo(program: Command): void {
@@ -39,41 +30,41 @@ export function registerDpo(program: Command): void {
     .requiredOption("--from <dir>", "SFT checkpoint folder, run folder (its latest checkpoint), or model folder (with --tokenizer)")
     .requiredOption("--data <paths...>", "preference files, folders or globs (TRL prompt/chosen/rejected, Anthropic HH, feedback export)")
     .option("--tokenizer <dir>", "tokenizer folder, when --from does not record one")
-    .option("--loss <kind>", `DPO loss: ${DPO_LOSSES.join(", ")}`, "sigmoid")
-    .option("--beta <x>", "strength of the pull towards the reference (β)", num, 0.1)
-    .option("--label-smoothing <x>", "assumed fraction of flipped labels (sigmoid loss only; conservative DPO)", num, 0)
-    .option("--rpo-alpha <x>", "add this times the chosen replies' NLL to the loss (TRL's rpo_alpha; keeps chosen replies likely)", num, 0)
-    .option("--length-norm <mode>", "mean instead of summed reply log-probs: on, off, or auto (on for ipo)", "auto")
-    .option("--val-fraction <f>", "prompts held out (by content) for the before/after figures", num, 0.1)
-    .option("--eval-pairs <n>", "held-out pairs scored per evaluation (0 = all)", int, 200)
-    .option("--kl-prompts <n>", "held-out prompts for the KL-to-reference estimate at the end (0 = skip)", int, 32)
-    .option("--kl-max-tokens <n>", "longest sampled reply for the KL estimate", int, 64)
-    .option("--batch-size <n>", "preference pairs per micro-batch (two rows each)", int, 8)
-    .option("--seq-len <n>", "most tokens per prompt + reply (longer prompts lose their oldest turns; default: the model's context)", int)
-    .option("--steps <n>", "optimizer steps", int, 200)
-    .option("--lr <x>", "peak learning rate", num, 1e-4)
-    .option("--min-lr <x>", "final learning rate (default: lr / 10)", num)
-    .option("--warmup <n>", "linear warmup steps", int, 10)
-    .option("--schedule <kind>", "cosine or wsd", "cosine")
-    .option("--grad-accum <n>", "micro-batches per optimizer step", int, 1)
-    .option("--clip <x>", "global gradient-norm clip (0 = off)", num, 1)
-    .option("--optimizer <kind>", "adamw or muon", "adamw")
-    .option("--muon-lr <x>", "peak Muon learning rate", num, DEFAULT_OPTIMIZER.muonLr)
-    .option("--weight-decay <x>", "decoupled weight decay", num, 0)
-    .option("--eval-every <n>", "held-out figures every n steps (0 = only at the end)", int, 50)
-    .option("--checkpoint-every <n>", "checkpoint every n steps (0 = only at the end)", int, 100)
-    .option("--keep <n>", "checkpoints kept (0 = all)", int, 3)
+    .addOption(choiceOption("--loss <kind>", `DPO loss: ${DPO_LOSSES.join(", ")}`, DPO_LOSSES, "sigmoid"))
+    .addOption(numOption("--beta <x>", "strength of the pull towards the reference (β)", { min: 0, minExclusive: true }, 0.1))
+    .addOption(numOption("--label-smoothing <x>", "assumed fraction of flipped labels (sigmoid loss only; conservative DPO)", { min: 0, max: 0.5 }, 0))
+    .addOption(numOption("--rpo-alpha <x>", "add this times the chosen replies' NLL to the loss (TRL's rpo_alpha; keeps chosen replies likely)", { min: 0 }, 0))
+    .addOption(choiceOption("--length-norm <mode>", "mean instead of summed reply log-probs: on, off, or auto (on for ipo)", ["on", "off", "auto"], "auto"))
+    .addOption(numOption("--val-fraction <x>", "prompts held out (by content) for the before/after figures", { min: 0, max: 0.5 }, 0.1))
+    .addOption(intOption("--eval-pairs <n>", "held-out pairs scored per evaluation (0 = all)", { min: 0 }, 200))
+    .addOption(intOption("--kl-prompts <n>", "held-out prompts for the KL-to-reference estimate at the end (0 = skip)", { min: 0 }, 32))
+    .addOption(intOption("--kl-max-tokens <n>", "longest sampled reply for the KL estimate", { min: 1 }, 64))
+    .addOption(intOption("--batch-size <n>", "preference pairs per micro-batch (two rows each)", { min: 1 }, 8))
+    .addOption(intOption("--seq-len <n>", "most tokens per prompt + reply (longer prompts lose their oldest turns; default: the model's context)", { min: 1 }))
+    .addOption(intOption("--steps <n>", "optimizer steps", { min: 1 }, 200))
+    .addOption(numOption("--lr <x>", "peak learning rate", { min: 0, minExclusive: true }, 1e-4))
+    .addOption(numOption("--min-lr <x>", "final learning rate (default: lr / 10)", { min: 0 }))
+    .addOption(intOption("--warmup <n>", "linear warmup steps", { min: 0 }, 10))
+    .addOption(choiceOption("--schedule <kind>", "cosine or wsd", ["cosine", "wsd"], "cosine"))
+    .addOption(intOption("--grad-accum <n>", "micro-batches per optimizer step", { min: 1 }, 1))
+    .addOption(numOption("--clip <x>", "global gradient-norm clip (0 = off)", { min: 0 }, 1))
+    .addOption(choiceOption("--optimizer <kind>", "adamw or muon", ["adamw", "muon"], "adamw"))
+    .addOption(numOption("--muon-lr <x>", "peak Muon learning rate", { min: 0, minExclusive: true }, DEFAULT_OPTIMIZER.muonLr))
+    .addOption(numOption("--weight-decay <x>", "decoupled weight decay", { min: 0 }, 0))
+    .addOption(intOption("--eval-every <n>", "held-out figures every n steps (0 = only at the end)", { min: 0 }, 50))
+    .addOption(intOption("--checkpoint-every <n>", "checkpoint every n steps (0 = only at the end)", { min: 0 }, 100))
+    .addOption(intOption("--keep <n>", "checkpoints kept (0 = all)", { min: 0 }, 3))
     .option("--out <dir>", "run folder: checkpoints, reference-logps.json, metrics.jsonl", "runs/dpo")
     .option("--resume", "continue from the run folder's latest checkpoint")
-    .option("--seed <n>", "random seed (split, order)", int, 1337)
-    .option("--threads <n>", "compute threads (default: MYNAH_THREADS or every CPU)", int)
-    .option("--log-every <n>", "when not on a terminal, print a line every n steps", int, 10)
+    .addOption(intOption("--seed <n>", "random seed (split, order)", { min: 0, max: 2 ** 32 - 1 }, 1337))
+    .addOption(threadsOption())
+    .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 10))
     .option("--skip-bad", "skip and count bad records instead of stopping at the first")
     .action(async (f: Flags) => {
       if (!DPO_LOSSES.includes(f.loss as DpoLossKind)) throw new Error(`--loss: ${f.loss} is not one of ${DPO_LOSSES.join(", ")}`);
       if (!["on", "off", "auto"].includes(f.lengthNorm)) throw new Error(`--length-norm: ${f.lengthNorm} is not on, off or auto`);
       if (f.klMaxTokens < 1) throw new Error(`--kl-max-tokens must be at least 1, got ${f.klMaxTokens}`);
-      setThreads(f.threads ?? (process.env.MYNAH_THREADS ? int(process.env.MYNAH_THREADS) : 0));
+      setThreads(f.threads);
       let shown = 0;
       await runInterruptible("dpo", async (signal) => {
         await dpo({

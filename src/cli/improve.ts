@@ -13,22 +13,13 @@ import { DPO_LOSSES, type DpoLossKind } from "../train/dpo-loss.ts";
 import { improve } from "../train/improve.ts";
 import { engineGreedy, engineSampler } from "./replies.ts";
 import { runInterruptible } from "./run-training.ts";
+import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 
-const int = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`expected an integer, got "${v}"`);
-  return n;
-};
-const num = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`expected a number, got "${v}"`);
-  return n;
-};
 
 interface Flags {
   db?: string; feedback?: string; from: string; out: string; tokenizer?: string; minConversations: number; minPairs: number; valFraction: number;
   sftSteps: number; sftLr: number; dpoSteps: number; dpoLr: number; batchSize: number; seqLen?: number; loss: string; beta: number; rpoAlpha: number;
-  seed: number; threads?: number; logEvery: number;
+  seed: number; threads: number; logEvery: number;
 }
 
 export function registerImprove(program: Command): void {
@@ -40,28 +31,28 @@ export function registerImprove(program: Command): void {
     .requiredOption("--from <dir>", "the model the feedback was collected on (checkpoint, run or model folder)")
     .requiredOption("--out <dir>", "run folder: feedback/, sft/, dpo/, improve-summary.json")
     .option("--tokenizer <dir>", "tokenizer folder, when --from does not record one")
-    .option("--min-conversations <n>", "fewest corrected conversations worth an SFT stage", int, 20)
-    .option("--min-pairs <n>", "fewest preference pairs worth a DPO stage", int, 20)
-    .option("--val-fraction <f>", "prompts held out for the before/after comparison", num, 0.15)
-    .option("--sft-steps <n>", "SFT optimizer steps", int, 100)
-    .option("--sft-lr <x>", "SFT peak learning rate", num, 3e-4)
-    .option("--dpo-steps <n>", "DPO optimizer steps", int, 100)
-    .option("--dpo-lr <x>", "DPO peak learning rate", num, 1e-4)
-    .option("--batch-size <n>", "conversations (SFT) or pairs (DPO) per step", int, 8)
-    .option("--seq-len <n>", "most tokens per row (default: the model's context)", int)
-    .option("--loss <kind>", `DPO loss: ${DPO_LOSSES.join(", ")}`, "sigmoid")
-    .option("--beta <x>", "DPO β", num, 0.1)
-    .option("--rpo-alpha <x>", "weight of the chosen replies' NLL in the DPO loss (0 = plain DPO)", num, 1)
-    .option("--seed <n>", "random seed (split, order)", int, 1337)
-    .option("--threads <n>", "compute threads (default: MYNAH_THREADS or every CPU)", int)
-    .option("--log-every <n>", "when not on a terminal, print a line every n steps", int, 25)
+    .addOption(intOption("--min-conversations <n>", "fewest corrected conversations worth an SFT stage", { min: 1 }, 20))
+    .addOption(intOption("--min-pairs <n>", "fewest preference pairs worth a DPO stage", { min: 1 }, 20))
+    .addOption(numOption("--val-fraction <x>", "prompts held out for the before/after comparison", { min: 0, max: 0.5 }, 0.15))
+    .addOption(intOption("--sft-steps <n>", "SFT optimizer steps", { min: 1 }, 100))
+    .addOption(numOption("--sft-lr <x>", "SFT peak learning rate", { min: 0, minExclusive: true }, 3e-4))
+    .addOption(intOption("--dpo-steps <n>", "DPO optimizer steps", { min: 1 }, 100))
+    .addOption(numOption("--dpo-lr <x>", "DPO peak learning rate", { min: 0, minExclusive: true }, 1e-4))
+    .addOption(intOption("--batch-size <n>", "conversations (SFT) or pairs (DPO) per step", { min: 1 }, 8))
+    .addOption(intOption("--seq-len <n>", "most tokens per row (default: the model's context)", { min: 1 }))
+    .addOption(choiceOption("--loss <kind>", `DPO loss: ${DPO_LOSSES.join(", ")}`, DPO_LOSSES, "sigmoid"))
+    .addOption(numOption("--beta <x>", "DPO β", { min: 0, minExclusive: true }, 0.1))
+    .addOption(numOption("--rpo-alpha <x>", "weight of the chosen replies' NLL in the DPO loss (0 = plain DPO)", { min: 0 }, 1))
+    .addOption(intOption("--seed <n>", "random seed (split, order)", { min: 0, max: 2 ** 32 - 1 }, 1337))
+    .addOption(threadsOption())
+    .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 25))
     .action(async (f: Flags) => {
       if ((f.db === undefined) === (f.feedback === undefined)) throw new Error("give one of --db (the chat server's database) or --feedback (an exported folder)");
       if (!DPO_LOSSES.includes(f.loss as DpoLossKind)) throw new Error(`--loss: ${f.loss} is not one of ${DPO_LOSSES.join(", ")}`);
       for (const [flag, v] of [["--min-conversations", f.minConversations], ["--min-pairs", f.minPairs], ["--sft-steps", f.sftSteps], ["--dpo-steps", f.dpoSteps], ["--batch-size", f.batchSize]] as const) {
         if (v < 1) throw new Error(`${flag} must be at least 1, got ${v}`);
       }
-      setThreads(f.threads ?? (process.env.MYNAH_THREADS ? int(process.env.MYNAH_THREADS) : 0));
+      setThreads(f.threads);
       let feedback = f.feedback!;
       if (f.db !== undefined) {
         feedback = join(f.out, "feedback");

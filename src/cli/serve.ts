@@ -8,16 +8,11 @@ import { join } from "node:path";
 import { DEFAULT_SCREEN_CONFIG, loadScreenConfig } from "../screen/index.ts";
 import { defaultDb, startServer } from "../serve/http.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
+import { intOption, threadsOption } from "./options.ts";
 
 interface Flags {
-  model: string; host: string; port: string; apiKey?: string; db?: string; parallel: string; queue: string;
-  screen?: string; threads: string; cors?: string; context?: string;
-}
-
-function intFlag(v: string, flag: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-  return n;
+  model: string; host: string; port: number; apiKey?: string; db?: string; parallel: number; queue: number;
+  screen?: string; threads: number; cors?: string; context?: number;
 }
 
 export function registerServe(program: Command): void {
@@ -26,15 +21,15 @@ export function registerServe(program: Command): void {
     .description("Serve a model: OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models), web chat UI at /, /health, /metrics")
     .requiredOption("--model <dir>", "model folder (a checkpoint with its tokenizer), or a run folder (its latest checkpoint)")
     .option("--host <addr>", "address to listen on (a non-loopback address needs --api-key)", "127.0.0.1")
-    .option("--port <n>", "port (0 = any free port)", "8080")
+    .addOption(intOption("--port <n>", "port (0 = any free port)", { min: 0, max: 65535 }, 8080))
     .option("--api-key <key>", "require 'Authorization: Bearer KEY' on the API and UI data (default: $MYNAH_API_KEY)")
     .option("--db <file>", "SQLite file for conversations and feedback (default: mynah.db next to the model; :memory: keeps nothing)")
-    .option("--parallel <n>", "generations decoded together (KV cache slots)", "4")
-    .option("--queue <n>", "requests that may wait for a slot before the server answers 429", "64")
+    .addOption(intOption("--parallel <n>", "generations decoded together (KV cache slots)", { min: 1, max: 256 }, 4))
+    .addOption(intOption("--queue <n>", "requests that may wait for a slot before the server answers 429", { min: 0, max: 100000 }, 64))
     .option("--screen <file>", "screening rules, JSON or YAML (default: built-in rules)")
-    .option("--threads <n>", "compute threads of the generation worker (0 = all CPUs)", "0")
+    .addOption(threadsOption())
     .option("--cors <origin>", "allow browser requests from this origin (e.g. http://localhost:3000, or *)")
-    .option("--context <n>", "context window in tokens (default: the model's)")
+    .addOption(intOption("--context <n>", "context window in tokens (default: the model's)", { min: 2 }))
     .action(async (o: Flags) => {
       let model = o.model;
       if (!existsSync(model)) throw new Error(`--model ${o.model}: no such folder`);
@@ -42,11 +37,7 @@ export function registerServe(program: Command): void {
       for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
         if (!existsSync(join(model, f))) throw new Error(`--model ${o.model}: ${f} is missing in ${model} (give a model or checkpoint folder with its tokenizer)`);
       }
-      const port = intFlag(o.port, "--port", 0, 65535);
-      const parallel = intFlag(o.parallel, "--parallel", 1, 256);
-      const queue = intFlag(o.queue, "--queue", 0, 100000);
-      const threads = intFlag(o.threads, "--threads", 0, 1024);
-      const contextTokens = o.context === undefined ? undefined : intFlag(o.context, "--context", 2);
+      const { port, parallel, queue, threads, context: contextTokens } = o;
       const apiKey = o.apiKey ?? process.env.MYNAH_API_KEY ?? undefined;
       if (apiKey !== undefined && apiKey.length < 8) throw new Error("--api-key must be at least 8 characters");
       const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
