@@ -236,3 +236,69 @@ async function* readParquet(path: string, opts: ReadOptions): AsyncGenerator<Doc
     row += n;
   }
 }
+
+/** A raw JSON record (a JSONL line, an element of a JSON array, a Parquet row) and where it is. */
+export interface RawRecord {
+  rec: Record<string, unknown>;
+  file: string;
+  line: number;
+  unit: "line" | "row";
+}
+
+/**
+ * The records of a JSONL / JSON-array / Parquet file as they are, for readers of other shapes
+ * than documents (evaluation task files). Malformed JSON, invalid UTF-8 and non-objects throw
+ * a DataError naming the file and line.
+ */
+export async function* readRecords(path: string): AsyncGenerator<RawRecord> {
+  const container = containerOf(path);
+  const obj = (rec: unknown, line: number, unit: "line" | "row"): Record<string, unknown> => {
+    if (typeof rec !== "object" || rec === null || Array.isArray(rec))
+      throw new DataError(path, line, `expected a JSON object, got ${Array.isArray(rec) ? "an array" : rec === null ? "null" : typeof rec}`, unit);
+    return rec as Record<string, unknown>;
+  };
+  if (container === "text") throw new Error(`${path}: expected JSON lines (.jsonl), a JSON array (.json) or Parquet (.parquet)`);
+  if (container === "parquet") {
+    if (/\.gz$/i.test(path)) throw new Error(`${path}: gzipped Parquet is not supported (Parquet compresses its own pages)`);
+    let file, metadata;
+    try {
+      file = await asyncBufferFromFile(path);
+      metadata = await parquetMetadataAsync(file);
+    } catch (err) {
+      throw new Error(`${path}: not a readable Parquet file (${(err as Error).message})`);
+    }
+    const compressors = parquetCompressors();
+    let row = 0;
+    for (const rg of metadata.row_groups) {
+      const n = Number(rg.num_rows);
+      const rows = await parquetReadObjects({ file, metadata, rowStart: row, rowEnd: row + n, compressors });
+      for (let i = 0; i < rows.length; i++) yield { rec: obj(rows[i], row + i + 1, "row"), file: path, line: row + i + 1, unit: "row" };
+      row += n;
+    }
+    return;
+  }
+  if (startsWithBracket(path)) {
+    let rows: unknown;
+    try {
+      rows = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(path)));
+    } catch (err) {
+      throw new DataError(path, 1, `not a valid UTF-8 JSON array (${(err as Error).message})`);
+    }
+    if (!Array.isArray(rows)) throw new DataError(path, 1, "expected a JSON array of records");
+    for (let i = 0; i < rows.length; i++) yield { rec: obj(rows[i], i + 1, "row"), file: path, line: i + 1, unit: "row" };
+    return;
+  }
+  for await (const batch of readLines(path)) {
+    for (const l of batch) {
+      if (l.text === null) throw new DataError(path, l.no, "invalid UTF-8");
+      if (l.text.trim() === "") continue;
+      let rec: unknown;
+      try {
+        rec = JSON.parse(l.text);
+      } catch (err) {
+        throw new DataError(path, l.no, `malformed JSON (${(err as Error).message})`);
+      }
+      yield { rec: obj(rec, l.no, "line"), file: path, line: l.no, unit: "line" };
+    }
+  }
+}
