@@ -10,6 +10,7 @@ import { registerSft } from "./sft.ts";
 import { registerChat } from "./chat.ts";
 import { registerSpeedrun } from "./speedrun.ts";
 import { registerEval } from "./eval.ts";
+import { registerReport } from "./report.ts";
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerSft(program);
   registerChat(program);
   registerEval(program);
+  registerReport(program);
   return program;
 }
 

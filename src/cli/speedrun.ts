@@ -10,6 +10,7 @@ import { DEFAULT_SCREEN_CONFIG } from "../screen/index.ts";
 import { runChatRepl } from "./chat-repl.ts";
 import { setThreads } from "../core/native.ts";
 import { join } from "node:path";
+import { writeReport } from "../eval/report.ts";
 
 export function registerSpeedrun(program: Command): void {
   program
@@ -38,7 +39,13 @@ export function registerSpeedrun(program: Command): void {
       };
       const plan = planFor(minutes, seed);
       log(`mynah speedrun: ${minutes} minute budget, run folder ${o.runDir}`);
-      const r = await runSpeedrun({ runDir: o.runDir, plan, only: o.stage as StageName[] | undefined, log });
+      const r = await runSpeedrun({
+        runDir: o.runDir, plan, only: o.stage as StageName[] | undefined, log,
+        writeRunReport: async (dir) => {
+          await writeReport({ runs: [dir], out: join(dir, "run-report.html"), title: "mynah speedrun" });
+          return "run-report.html";
+        },
+      });
       if (r.report) process.stdout.write("\n" + r.report);
       const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       if (!o.chat || !tty) {

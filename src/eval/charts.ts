@@ -10,6 +10,8 @@ export interface Point {
   series: string;
   x: number;
   y: number;
+  /** Drawn dashed (validation curves). */
+  dashed?: boolean;
 }
 
 export interface ChartOptions {
@@ -29,14 +31,14 @@ export function lineSpec(points: readonly Point[], o: ChartOptions): TopLevelSpe
     title: o.title,
     width: o.width ?? 480,
     height: o.height ?? 220,
-    data: { values: points.map((p) => ({ series: p.series, [o.x]: p.x, [o.y]: p.y })) },
+    data: { values: points.map((p) => ({ series: p.series, line: p.dashed ? "dashed" : "solid", [o.x]: p.x, [o.y]: p.y })) },
     mark: { type: "line", strokeWidth: 1.5, clip: true },
     encoding: {
       x: { field: o.x, type: "quantitative", title: o.x },
       y: { field: o.y, type: "quantitative", title: o.y, scale: o.logY && positive ? { type: "log" } : { zero: false } },
       color: { field: "series", type: "nominal", title: null, legend: { orient: "bottom", columns: 2, labelLimit: 360 } },
       // Validation series are dashed, so train and validation of one run read apart.
-      strokeDash: { condition: { test: "indexof(datum.series, 'validation') >= 0", value: [5, 3] }, value: [1, 0] },
+      strokeDash: { field: "line", type: "nominal", legend: null, scale: { domain: ["solid", "dashed"], range: [[1, 0], [6, 3]] } },
     },
     config: { font: "system-ui, sans-serif", view: { stroke: "#ccd" } },
   } as TopLevelSpec;

@@ -152,7 +152,7 @@ export function seriesSummary(s: RunSeries): Record<string, string> {
     "tok/s": last ? fmtInt(meanTail((x) => x.tokensPerSec)) : "–",
     MFU: last && last.mfu !== null ? `${(100 * meanTail((x) => x.mfu ?? 0)).toFixed(1)}%` : "–",
     machine: info.cpus ? `${info.threads ?? "?"} threads of ${info.cpus} CPUs, ${info.simd ?? "?"}${info.cpuModel ? `, ${info.cpuModel}` : ""}` : "–",
-    command: Array.isArray(info.argv) ? shellJoin(["mynah", ...(info.argv as string[]).slice(2)]) : "–",
+    command: Array.isArray(info.argv) ? shellJoin(["mynah", ...(info.argv as string[]).slice(1)]) : "–",
   };
 }
 
@@ -174,9 +174,9 @@ export async function runCharts(series: readonly RunSeries[]): Promise<{ title: 
     series.flatMap((s) => thin(s.steps).flatMap((x) => { const v = f(x); return v === null || !Number.isFinite(v) ? [] : [{ series: s.name, x: x.step, y: v }]; }));
   const loss: Point[] = [
     ...steps((x) => x.loss).map((p) => ({ ...p, series: `${p.series} train` })),
-    ...series.flatMap((s) => s.evals.filter((e) => Number.isFinite(e.valLoss)).map((e) => ({ series: `${s.name} validation`, x: e.step, y: e.valLoss }))),
+    ...series.flatMap((s) => s.evals.filter((e) => Number.isFinite(e.valLoss)).map((e) => ({ series: `${s.name} validation`, x: e.step, y: e.valLoss, dashed: true }))),
   ];
-  await add("loss (nats/token)", "loss", loss, { logY: true });
+  await add("loss (nats/token; validation dashed)", "loss", loss);
   await add("validation bits per byte", "bpb", series.flatMap((s) => s.evals.filter((e) => e.valBpb !== null).map((e) => ({ series: s.name, x: e.step, y: e.valBpb! }))));
   await add("learning rate", "lr", steps((x) => x.lr));
   await add("gradient norm (before clipping)", "grad norm", steps((x) => x.gradNorm), { logY: true });

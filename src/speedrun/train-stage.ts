@@ -8,7 +8,8 @@
  * Training runs through the one training loop (src/train/loop.ts), in resumed segments so that
  * a cosine schedule fits a wall-clock budget (see below).
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { ChatMessage } from "../data/chat-template.ts";
 import { renderExamples, openChatSource, type ChatExample } from "../data/chat-batches.ts";
 import { configFromPreset, parameterCount, type ModelConfig } from "../model/config.ts";
@@ -19,6 +20,7 @@ import { trainLoop, type LoopResult, type LoopSnapshot, type ResumeFrom } from "
 import type { StoredTensor } from "../core/safetensors.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { inferenceBackend } from "../infer/load.ts";
+import { createReporter } from "../train/report.ts";
 import type { SpeedrunPlan } from "./plan.ts";
 
 export interface TrainStageOptions {
@@ -70,6 +72,12 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
     config = speedrunModelConfig(p, tok.vocabSize);
     model = createGPT(config, backend, { seed: p.seed });
   }
+  // metrics.jsonl in the stage's folder, as `mynah train` writes it (for `mynah report`); a re-run starts it afresh.
+  mkdirSync(o.outDir, { recursive: true });
+  const metrics = join(o.outDir, "metrics.jsonl");
+  rmSync(metrics, { force: true });
+  const rep = createReporter({ write: () => {}, tty: false, every: Number.MAX_SAFE_INTEGER, jsonl: metrics });
+  rep.run({ kind: `speedrun-${o.kind}`, params: parameterCount(config), backend: backend.name, seconds: o.seconds });
   const src = openChatSource(examples, { seed: p.seed + (o.kind === "sft" ? 17 : 0), packing: "packed", pad: eot });
   const lr = o.kind === "pretrain" ? 3e-3 : 1e-3;
   o.log(`${o.kind}: ${examples.length} examples, model ${parameterCount(config).toLocaleString("en")} parameters ` +
@@ -105,6 +113,7 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
       signal: stop.signal,
       save: (s) => { snap = s; },
       onStep(m) {
+        rep.step(m, total);
         lossAvg = Number.isNaN(lossAvg) ? m.loss : 0.95 * lossAvg + 0.05 * m.loss;
         const now = performance.now();
         if (now - lastLog > 10_000) {
