@@ -12,6 +12,8 @@ export interface Point {
   y: number;
   /** Drawn dashed (validation curves). */
   dashed?: boolean;
+  /** Colour group (default: the series): a run's train and validation lines share a colour. */
+  group?: string;
 }
 
 export interface ChartOptions {
@@ -31,12 +33,14 @@ export function lineSpec(points: readonly Point[], o: ChartOptions): TopLevelSpe
     title: o.title,
     width: o.width ?? 480,
     height: o.height ?? 220,
-    data: { values: points.map((p) => ({ series: p.series, line: p.dashed ? "dashed" : "solid", [o.x]: p.x, [o.y]: p.y })) },
+    data: { values: points.map((p) => ({ series: p.series, group: p.group ?? p.series, line: p.dashed ? "dashed" : "solid", [o.x]: p.x, [o.y]: p.y })) },
     mark: { type: "line", strokeWidth: 1.5, clip: true },
     encoding: {
-      x: { field: o.x, type: "quantitative", title: o.x },
+      x: { field: o.x, type: "quantitative", title: o.x, axis: { tickMinStep: 1, format: "d" } },
       y: { field: o.y, type: "quantitative", title: o.y, scale: o.logY && positive ? { type: "log" } : { zero: false } },
-      color: { field: "series", type: "nominal", title: null, legend: { orient: "bottom", columns: 2, labelLimit: 360 } },
+      color: { field: "group", type: "nominal", title: null, legend: { orient: "bottom", columns: 2, labelLimit: 360 } },
+      // One line per series (a run's train and validation curves are two series of one colour).
+      detail: { field: "series", type: "nominal" },
       // Validation series are dashed, so train and validation of one run read apart.
       strokeDash: { field: "line", type: "nominal", legend: null, scale: { domain: ["solid", "dashed"], range: [[1, 0], [6, 3]] } },
     },

@@ -152,8 +152,14 @@ export function seriesSummary(s: RunSeries): Record<string, string> {
     "tok/s": last ? fmtInt(meanTail((x) => x.tokensPerSec)) : "–",
     MFU: last && last.mfu !== null ? `${(100 * meanTail((x) => x.mfu ?? 0)).toFixed(1)}%` : "–",
     machine: info.cpus ? `${info.threads ?? "?"} threads of ${info.cpus} CPUs, ${info.simd ?? "?"}${info.cpuModel ? `, ${info.cpuModel}` : ""}` : "–",
-    command: Array.isArray(info.argv) ? shellJoin(["mynah", ...(info.argv as string[]).slice(1)]) : "–",
+    command: Array.isArray(info.argv) ? commandLine(info.argv as string[]) : "–",
   };
+}
+
+/** A run record's argv (script first) as the user would type it: `mynah …` for the mynah command, else the script and its arguments. */
+export function commandLine(argv: readonly string[]): string {
+  if (argv.length === 0) return "–";
+  return /mynah[^/]*$|src\/cli\/main\.ts$/.test(argv[0]) ? shellJoin(["mynah", ...argv.slice(1)]) : shellJoin(["node", ...argv]);
 }
 
 export function shellJoin(args: readonly string[]): string {
@@ -173,8 +179,8 @@ export async function runCharts(series: readonly RunSeries[]): Promise<{ title: 
   const steps = (f: (x: RunSeries["steps"][number]) => number | null): Point[] =>
     series.flatMap((s) => thin(s.steps).flatMap((x) => { const v = f(x); return v === null || !Number.isFinite(v) ? [] : [{ series: s.name, x: x.step, y: v }]; }));
   const loss: Point[] = [
-    ...steps((x) => x.loss).map((p) => ({ ...p, series: `${p.series} train` })),
-    ...series.flatMap((s) => s.evals.filter((e) => Number.isFinite(e.valLoss)).map((e) => ({ series: `${s.name} validation`, x: e.step, y: e.valLoss, dashed: true }))),
+    ...steps((x) => x.loss).map((p) => ({ ...p, group: p.series, series: `${p.series} train` })),
+    ...series.flatMap((s) => s.evals.filter((e) => Number.isFinite(e.valLoss)).map((e) => ({ series: `${s.name} validation`, group: s.name, x: e.step, y: e.valLoss, dashed: true }))),
   ];
   await add("loss (nats/token; validation dashed)", "loss", loss);
   await add("validation bits per byte", "bpb", series.flatMap((s) => s.evals.filter((e) => e.valBpb !== null).map((e) => ({ series: s.name, x: e.step, y: e.valBpb! }))));
