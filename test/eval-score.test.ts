@@ -81,18 +81,14 @@ test("scoreItems: Σ log p of the scored tokens equals the table's, batched with
   });
   const got = scoreItems(model, items, { batch: 4 });
   items.forEach((it, k) => {
-    let want = 0, n = 0, greedy = true;
+    let want = 0, n = 0;
     for (let t = it.start; t < it.ids.length; t++) {
       if (it.mask && !it.mask[t]) continue;
       want += logp(L, V, it.ids[t - 1], it.ids[t]);
       n++;
-      let best = 0;
-      for (let j = 1; j < V; j++) if (L[j * V + it.ids[t - 1]] > L[best * V + it.ids[t - 1]]) best = j;
-      greedy &&= best === it.ids[t];
     }
     assert.equal(got[k].tokens, n);
     assert.ok(Math.abs(got[k].logprob - want) < 2e-5 * Math.max(1, n), `item ${k}: ${got[k].logprob} vs ${want}`);
-    assert.equal(got[k].greedy, greedy);
   });
   // The same items one at a time give the same sums.
   const single = scoreItems(model, items, { batch: 1 });

@@ -174,6 +174,8 @@ export interface McScores {
   perByte: number[][];
   /** Per question (lettered ones): log p of each letter; null otherwise. */
   letter: (number[] | null)[];
+  /** Choices longer than the context: only their last tokens were scored. */
+  truncated: number;
 }
 
 /** Scores every choice (and letter) of the questions on the model. */
@@ -183,9 +185,12 @@ export function scoreMc(model: DecodeModel, tok: Tokenizer, qs: readonly McQuest
   const items: ScoreItem[] = [];
   const bytes: number[] = [];
   const prompts = qs.map((q) => mcPrompts(q, tok, chat));
+  let truncated = 0;
   for (const p of prompts) {
     for (const c of [...p.choice, ...(p.letter ?? [])]) {
-      items.push(continuationItem(c.context, tok.encode(c.text), maxT));
+      const it = continuationItem(c.context, tok.encode(c.text), maxT);
+      if (it.truncated) truncated++;
+      items.push(it);
       bytes.push(Buffer.byteLength(c.text, "utf8"));
     }
   }
@@ -200,7 +205,7 @@ export function scoreMc(model: DecodeModel, tok: Tokenizer, qs: readonly McQuest
       progress?.(q, qs.length);
     },
   });
-  const out: McScores = { loglik: [], perByte: [], letter: [] };
+  const out: McScores = { loglik: [], perByte: [], letter: [], truncated };
   prompts.forEach((p, qi) => {
     const s = starts[qi], n = p.choice.length;
     out.loglik.push(scored.slice(s, s + n).map((x) => x.logprob));
@@ -238,7 +243,7 @@ export async function runMc(spec: TaskSpec, ctx: TaskContext): Promise<TaskRun> 
     questions: n, shape: qs[0].shape, mode: chat && qs[0].shape !== "hellaswag" ? "chat" : "text",
     accuracy: a.acc, accuracyLo: a.lo, accuracyHi: a.hi,
     accuracyNorm: b.acc, accuracyNormLo: b.lo, accuracyNormHi: b.hi,
-    random: random / n,
+    random: random / n, truncatedChoices: s.truncated,
   };
   if (lettered) {
     const c = accuracy(letter, lettered);
