@@ -21,6 +21,7 @@ import type { StoredTensor } from "../core/safetensors.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { inferenceBackend } from "../infer/load.ts";
 import { createReporter } from "../train/report.ts";
+import { machinePeakFlops } from "../train/pretrain.ts";
 import type { SpeedrunPlan } from "./plan.ts";
 
 export interface TrainStageOptions {
@@ -77,6 +78,7 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
   const metrics = join(o.outDir, "metrics.jsonl");
   rmSync(metrics, { force: true });
   const rep = createReporter({ write: () => {}, tty: false, every: Number.MAX_SAFE_INTEGER, jsonl: metrics });
+  const peak = machinePeakFlops().flops; // for the MFU column of metrics.jsonl
   rep.run({ kind: `speedrun-${o.kind}`, params: parameterCount(config), backend: backend.name, seconds: o.seconds });
   const src = openChatSource(examples, { seed: p.seed + (o.kind === "sft" ? 17 : 0), packing: "packed", pad: eot });
   const lr = o.kind === "pretrain" ? 3e-3 : 1e-3;
@@ -108,7 +110,7 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
     r = await trainLoop(model, src, {
       steps: total, batchSize: B, seqLen: T, gradAccum: 1, schedule: "cosine", warmup: warmupFor(total),
       minLrRatio: 0.1, optimizer: { ...DEFAULT_OPTIMIZER, lr, weightDecay: 0 }, clip: 1, evalEvery: 0, sampleEvery: 0,
-      checkpointEvery: 0, seed: p.seed, peakFlops: 0,
+      checkpointEvery: 0, seed: p.seed, peakFlops: peak,
     }, {
       signal: stop.signal,
       save: (s) => { snap = s; },
