@@ -102,6 +102,8 @@ test("mynah eval: a bad task file is refused with its line before any model runs
     assert.equal(x.status, 1);
     assert.match(x.stderr, re);
   }
+  const od = cli(["--model", m1, "--task", `mc:${files.mc}`, "--out", join(tmp, "no-such-dir", "r.json")]);
+  assert.match(od.stderr, /--out .*r\.json: folder .*no-such-dir does not exist/);
   const nm = cli(["--model", join(tmp, "nope"), "--task", `mc:${files.mc}`]);
   assert.match(nm.stderr, /--model .*nope: no such folder/);
 });

@@ -11,7 +11,7 @@
  * run, several runs overlaid. The page has no script and loads nothing: it opens offline.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { basename, dirname, join, relative, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { writeAtomic } from "../core/atomic-write.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { parameterCount } from "../model/config.ts";
@@ -39,7 +39,7 @@ export interface LoadedRun {
   kind: "train" | "speedrun" | "eval";
   series: RunSeries[];
   /** Speedrun extras. */
-  speedrun?: { plan: Record<string, unknown>; stages: { stage: string; seconds: number; note: string }[]; scores: { skill: string; correct: number; asked: number; accuracy: number; description: string }[]; valLoss?: number; reportCard: string | null };
+  speedrun?: { plan: Record<string, unknown>; stages: { stage: string; seconds: number; note: string }[]; scores: { skill: string; correct: number; asked: number; accuracy: number; description: string }[]; valLoss?: number };
   eval?: EvalResults;
 }
 
@@ -106,8 +106,7 @@ export function loadRun(arg: string): LoadedRun {
     const ev = existsSync(evalFile) ? (JSON.parse(readFileSync(evalFile, "utf8")) as { scores: NonNullable<LoadedRun["speedrun"]>["scores"]; valLoss: number }) : null;
     return {
       arg, name, kind: "speedrun", series,
-      speedrun: { plan: st.plan, stages: Object.values(st.stages), scores: ev?.scores ?? [], valLoss: ev?.valLoss,
-        reportCard: existsSync(join(arg, "report.md")) ? readFileSync(join(arg, "report.md"), "utf8") : null },
+      speedrun: { plan: st.plan, stages: Object.values(st.stages), scores: ev?.scores ?? [], valLoss: ev?.valLoss },
     };
   }
   if (existsSync(join(arg, "metrics.jsonl"))) return { arg, name, kind: "train", series: [loadSeries(arg, name)] };
@@ -313,9 +312,4 @@ export async function writeReport(o: ReportOptions): Promise<Report & { htmlPath
   writeAtomic(o.out, rep.html);
   writeAtomic(mdPath, rep.markdown);
   return { ...rep, htmlPath: o.out, mdPath };
-}
-
-/** A path to show in a report card: relative to the card's folder. */
-export function linkFrom(dir: string, path: string): string {
-  return relative(dir, path) || basename(path);
 }

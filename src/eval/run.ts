@@ -6,7 +6,8 @@
  * Results file (written atomically): the models (path, SHA-256 of the weights, size), the
  * tasks (spec, files with SHA-256), the settings, the machine, and one entry per model × task.
  */
-import { basename } from "node:path";
+import { existsSync, statSync } from "node:fs";
+import { basename, dirname, resolve } from "node:path";
 import { writeAtomic } from "../core/atomic-write.ts";
 import { fileDigest, loadExact, loadMc, type FileDigest, type TaskSpec } from "./tasks.ts";
 import { describeModel, loadModel, machineInfo, type MachineInfo, type ModelInfo } from "./models.ts";
@@ -66,6 +67,11 @@ function settingsRecord(s: EvalSettings): Record<string, unknown> {
 export async function checkEval(o: EvalOptions): Promise<{ models: ModelInfo[]; tasks: TaskInfo[] }> {
   if (o.models.length === 0) throw new Error("--model: at least one model folder is needed");
   if (o.tasks.length === 0) throw new Error("--task: at least one task is needed (e.g. --task mc:arc.jsonl bpb:val.txt)");
+  if (o.out) {
+    const dir = dirname(resolve(o.out));
+    if (!existsSync(dir)) throw new Error(`--out ${o.out}: folder ${dir} does not exist`);
+    if (existsSync(o.out) && statSync(o.out).isDirectory()) throw new Error(`--out ${o.out}: is a folder; name the results file (e.g. results.json)`);
+  }
   const models = o.models.map(describeModel);
   for (const t of o.tasks) {
     // Parse the question files now: a bad line fails before any model runs.
