@@ -15,7 +15,7 @@ import type { DecodeModel } from "../src/model/decode.ts";
 import { charTokenizer } from "../src/tokenizer/char.ts";
 import { seededRng } from "../src/core/rng.ts";
 import { scoreItems, windowItems } from "../src/eval/score.ts";
-import { runBpb, runMc, type EvalSettings, type TaskContext } from "../src/eval/tasks-run.ts";
+import { runBpb, runExact, runMc, type EvalSettings, type TaskContext } from "../src/eval/tasks-run.ts";
 import { parseTaskSpec } from "../src/eval/tasks.ts";
 import { wilson } from "../src/eval/stats.ts";
 import { DEFAULT_SCREEN_CONFIG } from "../src/screen/index.ts";
@@ -50,7 +50,7 @@ const seqLogp = (L: Float64Array, V: number, ctx: number[], cont: number[]): num
   return s;
 };
 
-const ALPHABET = [...new Set([..."Question: Answer\nABCD. abcdefghijklmnopqrstuvwxyz?,'"])].sort();
+const ALPHABET = [...new Set([..."Question: Answer\nABCD. abcdefghijklmnopqrstuvwxyz?,'0123456789+#"])].sort();
 if (ALPHABET.length % 2) ALPHABET.push("#"); // an even width (rope needs D/2)
 const V = ALPHABET.length;
 const tok = charTokenizer(ALPHABET);
@@ -191,4 +191,25 @@ test("bpb: Σ −log p over every predicted token / (ln 2 · bytes), across wind
   assert.equal(r.metrics.bytes, bytes);
   assert.ok(Math.abs(Number(r.metrics.bpb) - nats / (Math.LN2 * bytes)) < 1e-6, `${r.metrics.bpb} vs ${nats / (Math.LN2 * bytes)}`);
   assert.ok(Math.abs(Number(r.metrics.loss) - nats / tokens) < 1e-6);
+});
+
+test("exact: a table that makes the model answer 4 after \"Answer:\" scores GSM8K's #### 4 right, greedy and sampled", async () => {
+  const L = new Float64Array(V * V);
+  const id = (c: string): number => ALPHABET.indexOf(c);
+  // After ":" comes " ", after " " comes "4", after "4" a newline, after a newline "Q": the reply is " 4\nQ…"
+  // until the stop string "\nQuestion:" could start; the answer extracted is 4 (the last number).
+  L[id(" ") * V + id(":")] = 30;
+  L[id("4") * V + id(" ")] = 30;
+  L[id("\n") * V + id("4")] = 30;
+  const model = bigramModel(V, L, 64);
+  const file = join(dir, "gsm.jsonl");
+  writeFileSync(file, [{ question: "what is 2 + 2?", answer: "2 + 2 = 4\n#### 4" }, { question: "what is 3 + 3?", answer: "#### 6" }].map((r) => JSON.stringify(r)).join("\n"));
+  const r = await runExact(parseTaskSpec(`exact:${file}`), { ...ctxOf(model), settings: { ...settings, maxNewTokens: 3 } });
+  assert.equal(r.metrics.mode, "text");
+  assert.equal(r.metrics.accuracy, 0.5); // 4 is right for the first question only
+  assert.equal(r.metrics.extracted, 1);
+  // Sampling at temperature 1: "4" after " " has probability e^30 / (e^30 + V − 1) ≈ 1, so every sample is right on the first question.
+  const s = await runExact(parseTaskSpec(`exact:${file}`), { ...ctxOf(model), settings: { ...settings, maxNewTokens: 3, samples: 3, temperature: 1 } });
+  assert.equal(s.metrics.passAt1, 0.5);
+  assert.equal(s.metrics.passAt3, 0.5);
 });
