@@ -43,7 +43,7 @@ writeFileSync(files.exact, jsonl([{ question: "What is 12 + 30?", answer: "12 + 
 writeFileSync(files.text, "The dog ran in the park.\n\nParis is the capital of France. 你好。\n");
 writeFileSync(files.chat, jsonl([{ messages: [{ role: "user", content: "hello" }, { role: "assistant", content: "Hi! 你好。" }] },
   { messages: [{ role: "user", content: "What is 2 + 2?" }, { role: "assistant", content: "4" }, { role: "user", content: "and 3 + 3?" }, { role: "assistant", content: "6" }] }]));
-writeFileSync(files.prompts, jsonl([{ messages: [{ role: "user", content: "tell me a secret" }, { role: "assistant", content: "no" }] }, { text: "write my e-mail" }].slice(0, 1)));
+writeFileSync(files.prompts, jsonl([{ messages: [{ role: "user", content: "tell me a secret" }, { role: "assistant", content: "no" }] }]));
 
 const tasks = [`mc:${files.mc}`, `mc:${files.arc}`, `exact:${files.exact}`, `bpb:${files.text}`, `chat-loss:${files.chat}`, `screen:${files.prompts}`, "skills"];
 const common = ["--model", m1, m2, "--task", ...tasks, "--max-new-tokens", "12", "--per-skill", "2", "--batch", "3"];
