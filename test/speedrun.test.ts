@@ -15,13 +15,19 @@ import { stepsEstimate } from "../src/speedrun/train-stage.ts";
 import { loadChatModel } from "../src/infer/load.ts";
 import { renderChat } from "../src/data/chat-template.ts";
 import { generate, DEFAULT_GENERATE } from "../src/infer/generate.ts";
+import { writeReport } from "../src/eval/report.ts";
 
 test("speedrun at a tiny size: all stages, real evaluation", { timeout: 240_000 }, async () => {
   const runDir = mkdtempSync(join(tmpdir(), "mynah-speedrun-"));
   const plan = { ...planFor(1, 7), conversations: 3000, sftConversations: 1500, pretrainSeconds: 25, sftSeconds: 15, evalPerSkill: 6 };
   const lines: string[] = [];
-  const r = await runSpeedrun({ runDir, plan, log: (l) => lines.push(l) });
-  for (const f of ["corpus/train.jsonl", "corpus/sft.jsonl", "corpus/heldout.jsonl", "tokenizer/tokenizer.json", "eval/answers.jsonl", "eval/eval.json", "report.md", "speedrun.json"]) {
+  // The run report as `mynah speedrun` writes it (the CLI passes mynah report's writer in).
+  const writeRunReport = async (dir: string): Promise<string> => {
+    await writeReport({ runs: [dir], out: join(dir, "run-report.html"), title: "mynah speedrun" });
+    return "run-report.html";
+  };
+  const r = await runSpeedrun({ runDir, plan, log: (l) => lines.push(l), writeRunReport });
+  for (const f of ["pretrain/metrics.jsonl", "sft/metrics.jsonl", "run-report.html", "run-report.md", "corpus/train.jsonl", "corpus/sft.jsonl", "corpus/heldout.jsonl", "tokenizer/tokenizer.json", "eval/answers.jsonl", "eval/eval.json", "report.md", "speedrun.json"]) {
     assert.ok(existsSync(join(runDir, f)), `${f} is missing`);
   }
   assert.ok(lines.some((l) => l.includes("pretrain")) && lines.some((l) => l.includes("sft")));
@@ -49,6 +55,10 @@ test("speedrun at a tiny size: all stages, real evaluation", { timeout: 240_000 
   const ids = renderChat(tokenizer, [{ role: "user", content: a.question }], { addGenerationPrompt: true }).ids;
   assert.equal(generate(model, tokenizer, ids, { ...DEFAULT_GENERATE, maxNewTokens: 48 }).text, a.generated);
   assert.match(r.report!, /report card/);
+  assert.match(readFileSync(join(runDir, "report.md"), "utf8"), /Full report \(training curves, tables\): \[run-report\.html\]\(run-report\.html\)/);
+  const page = readFileSync(join(runDir, "run-report.html"), "utf8");
+  assert.match(page, /held-out skills/);
+  assert.equal((page.match(/<figure class="chart"/g) ?? []).length, 5); // loss, lr, grad norm, tok/s, MFU (no val bpb in the speedrun)
 });
 
 test("speedrun progress: the step estimate comes from the measured pace, also in the first (measuring) segment", () => {

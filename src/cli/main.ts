@@ -13,6 +13,8 @@ import { registerDpo } from "./dpo.ts";
 import { registerServe } from "./serve.ts";
 import { registerFeedback } from "./feedback.ts";
 import { registerImprove } from "./improve.ts";
+import { registerEval } from "./eval.ts";
+import { registerReport } from "./report.ts";
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -31,6 +33,8 @@ export function buildProgram(): Command {
   registerServe(program);
   registerFeedback(program);
   registerImprove(program);
+  registerEval(program);
+  registerReport(program);
   return program;
 }
 

@@ -12,6 +12,7 @@ import { runInterruptible } from "./run-training.ts";
 import { intOption, numOption, threadsOption } from "./options.ts";
 import { setThreads } from "../core/native.ts";
 import { join } from "node:path";
+import { writeReport } from "../eval/report.ts";
 
 export function registerSpeedrun(program: Command): void {
   program
@@ -37,7 +38,13 @@ export function registerSpeedrun(program: Command): void {
       // as in `mynah train`; `--stage` resumes it.
       let r: Awaited<ReturnType<typeof runSpeedrun>> | undefined;
       await runInterruptible("speedrun", async (signal) => {
-        r = await runSpeedrun({ runDir: o.runDir, plan, only: o.stage, log, signal });
+        r = await runSpeedrun({
+          runDir: o.runDir, plan, only: o.stage, log, signal,
+          writeRunReport: async (dir) => {
+            await writeReport({ runs: [dir], out: join(dir, "run-report.html"), title: "mynah speedrun" });
+            return "run-report.html";
+          },
+        });
       });
       if (!r) return;
       if (r.interrupted) {

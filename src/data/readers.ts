@@ -69,8 +69,7 @@ export async function* readFile(path: string, opts: ReadOptions = {}): AsyncGene
   if (container === "text") {
     if (format !== "auto" && format !== "text") throw new Error(`${path}: --format ${format} needs JSON lines or Parquet, but this is a plain text file`);
     yield* readTextFile(path, opts);
-  } else if (container === "jsonl") yield* ((await startsWithBracket(path)) ? readJsonArray(path, opts) : readJsonl(path, opts));
-  else yield* readParquet(path, opts);
+  } else yield* readRecordFile(path, opts);
 }
 
 /** Documents of many files, in order. */
@@ -128,9 +127,27 @@ function shapeFor(rec: unknown, opts: ReadOptions, path: string, line: number, u
     `cannot tell the record format from its fields (${fields}); expected "${opts.textField ?? "text"}", "messages", "conversations", "instruction"/"output" or "chosen"/"rejected" (use --format / --text-field)`, unit);
 }
 
-async function* readJsonl(path: string, opts: ReadOptions): AsyncGenerator<Doc> {
-  let shape: RecordShape | null = null;
-  const textField = opts.textField ?? "text";
+/**
+ * The records of a JSON-lines, JSON-array or Parquet file as parsed JSON values, with where
+ * each is (line of a JSONL file, row of an array or table). Lines that are not JSON (or not
+ * UTF-8) go to onBad (thrown unless --skip-bad), so every reader of records reports them alike.
+ */
+async function* rawRecords(path: string, opts: { onBad?: OnBad; onBytes?: (n: number) => void }): AsyncGenerator<{ rec: unknown; line: number; unit: "line" | "row" }> {
+  if (containerOf(path) === "parquet") {
+    yield* parquetRows(path, opts.onBytes);
+    return;
+  }
+  if (await startsWithBracket(path)) {
+    for await (const { row, bytes } of jsonArrayElements(path, opts.onBytes)) {
+      try {
+        yield { rec: JSON.parse(utf8.decode(bytes)), line: row, unit: "row" };
+      } catch (err) {
+        const why = err instanceof TypeError ? "invalid UTF-8" : `malformed JSON (${(err as Error).message})`;
+        reportBad(new DataError(path, row, why, "row"), opts.onBad);
+      }
+    }
+    return;
+  }
   for await (const batch of readLines(path, opts.onBytes)) {
     for (const l of batch) {
       if (l.text === null) {
@@ -145,14 +162,23 @@ async function* readJsonl(path: string, opts: ReadOptions): AsyncGenerator<Doc> 
         reportBad(new DataError(path, l.no, `malformed JSON (${(err as Error).message})`), opts.onBad);
         continue;
       }
-      try {
-        shape ??= shapeFor(rec, opts, path, l.no, "line");
-        yield docOf(rec, shape, textField, path, l.no, "line");
-      } catch (err) {
-        if (err instanceof RecordError) reportBad(new DataError(path, l.no, err.message), opts.onBad);
-        else if (err instanceof DataError) reportBad(err, opts.onBad);
-        else throw err;
-      }
+      yield { rec, line: l.no, unit: "line" };
+    }
+  }
+}
+
+/** Documents of a JSONL / JSON-array / Parquet file: each record in the file's shape (detected from the first, or --format). */
+async function* readRecordFile(path: string, opts: ReadOptions): AsyncGenerator<Doc> {
+  let shape: RecordShape | null = null;
+  const textField = opts.textField ?? "text";
+  for await (const { rec, line, unit } of rawRecords(path, opts)) {
+    try {
+      shape ??= shapeFor(rec, opts, path, line, unit);
+      yield docOf(rec, shape, textField, path, line, unit);
+    } catch (err) {
+      if (err instanceof RecordError) reportBad(new DataError(path, line, err.message, unit), opts.onBad);
+      else if (err instanceof DataError) reportBad(err, opts.onBad);
+      else throw err;
     }
   }
 }
@@ -265,29 +291,6 @@ function isBlank(b: Uint8Array): boolean {
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-async function* readJsonArray(path: string, opts: ReadOptions): AsyncGenerator<Doc> {
-  const textField = opts.textField ?? "text";
-  let shape: RecordShape | null = null;
-  for await (const { row, bytes } of jsonArrayElements(path, opts.onBytes)) {
-    let rec: unknown;
-    try {
-      rec = JSON.parse(utf8.decode(bytes));
-    } catch (err) {
-      const why = err instanceof TypeError ? "invalid UTF-8" : `malformed JSON (${(err as Error).message})`;
-      reportBad(new DataError(path, row, why, "row"), opts.onBad);
-      continue;
-    }
-    try {
-      shape ??= shapeFor(rec, opts, path, row, "row");
-      yield docOf(rec, shape, textField, path, row, "row");
-    } catch (err) {
-      if (err instanceof RecordError) reportBad(new DataError(path, row, err.message, "row"), opts.onBad);
-      else if (err instanceof DataError) reportBad(err, opts.onBad);
-      else throw err;
-    }
-  }
-}
-
 type Decompress = (input: Uint8Array, outputLength: number) => Uint8Array;
 
 /** Codecs beyond hyparquet's built-in Snappy, from node:zlib (ZSTD where this Node has it). */
@@ -301,7 +304,8 @@ function parquetCompressors(): Record<string, Decompress> {
   return c;
 }
 
-async function* readParquet(path: string, opts: ReadOptions): AsyncGenerator<Doc> {
+/** The rows of a Parquet file, one row group at a time. */
+async function* parquetRows(path: string, onBytes?: (n: number) => void): AsyncGenerator<{ rec: unknown; line: number; unit: "row" }> {
   if (/\.gz$/i.test(path)) throw new Error(`${path}: gzipped Parquet is not supported (Parquet compresses its own pages)`);
   let file, metadata;
   try {
@@ -311,8 +315,6 @@ async function* readParquet(path: string, opts: ReadOptions): AsyncGenerator<Doc
     throw new Error(`${path}: not a readable Parquet file (${(err as Error).message})`);
   }
   const compressors = parquetCompressors();
-  const textField = opts.textField ?? "text";
-  let shape: RecordShape | null = null;
   let row = 0;
   for (const rg of metadata.row_groups) {
     const n = Number(rg.num_rows);
@@ -322,18 +324,30 @@ async function* readParquet(path: string, opts: ReadOptions): AsyncGenerator<Doc
     } catch (err) {
       throw new Error(`${path}: rows ${row + 1}..${row + n}: cannot decode (${(err as Error).message})`);
     }
-    opts.onBytes?.(Number(rg.total_byte_size));
-    for (let i = 0; i < rows.length; i++) {
-      const no = row + i + 1;
-      try {
-        shape ??= shapeFor(rows[i], opts, path, no, "row");
-        yield docOf(rows[i], shape, textField, path, no, "row");
-      } catch (err) {
-        if (err instanceof RecordError) reportBad(new DataError(path, no, err.message, "row"), opts.onBad);
-        else if (err instanceof DataError) reportBad(err, opts.onBad);
-        else throw err;
-      }
-    }
+    onBytes?.(Number(rg.total_byte_size));
+    for (let i = 0; i < rows.length; i++) yield { rec: rows[i], line: row + i + 1, unit: "row" };
     row += n;
+  }
+}
+
+/** A raw JSON record (a JSONL line, an element of a JSON array, a Parquet row) and where it is. */
+export interface RawRecord {
+  rec: Record<string, unknown>;
+  file: string;
+  line: number;
+  unit: "line" | "row";
+}
+
+/**
+ * The records of a JSONL / JSON-array / Parquet file as they are, for readers of other shapes
+ * than documents (evaluation task files). Malformed JSON, invalid UTF-8 and non-objects throw
+ * a DataError naming the file and line.
+ */
+export async function* readRecords(path: string): AsyncGenerator<RawRecord> {
+  if (containerOf(path) === "text") throw new Error(`${path}: expected JSON lines (.jsonl), a JSON array (.json) or Parquet (.parquet)`);
+  for await (const { rec, line, unit } of rawRecords(path, {})) {
+    if (typeof rec !== "object" || rec === null || Array.isArray(rec))
+      throw new DataError(path, line, `expected a JSON object, got ${Array.isArray(rec) ? "an array" : rec === null ? "null" : typeof rec}`, unit);
+    yield { rec: rec as Record<string, unknown>, file: path, line, unit };
   }
 }

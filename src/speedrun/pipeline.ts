@@ -45,6 +45,12 @@ export interface SpeedrunOptions {
    * (RUN/<stage>-checkpoint); the run ends there, unfinished, and `--stage <stage> ...` resumes it.
    */
   signal?: AbortSignal;
+  /**
+   * Writes the run's full report (curves, tables) into the run folder and returns its file
+   * name, which the report card links. Passed in by the caller (the CLI gives `mynah report`'s
+   * writer), since the report lives in a layer above the speedrun.
+   */
+  writeRunReport?: (runDir: string) => Promise<string>;
 }
 
 export interface SpeedrunResult {
@@ -176,12 +182,21 @@ export async function runSpeedrun(o: SpeedrunOptions): Promise<SpeedrunResult> {
   if (existsSync(join(d.eval, "eval.json")) && existsSync(join(d.eval, "answers.jsonl"))) {
     const ev = result.evaluation ?? { ...JSON.parse(readFileSync(join(d.eval, "eval.json"), "utf8")), answers: readJsonl(join(d.eval, "answers.jsonl")) };
     const m = p.model;
+    let fullReport: string | undefined;
+    if (o.writeRunReport) {
+      try {
+        fullReport = await o.writeRunReport(o.runDir);
+      } catch (err) {
+        log(`run report: not written (${(err as Error).message})`);
+      }
+    }
     result.report = reportCard({
       evaluation: ev,
       stages: STAGES.filter((s) => state.stages[s]).map((s) => state.stages[s]),
       model: `${m.nLayer} layers × ${m.nEmbd} wide, ${m.nHead} heads (${m.nKvHead} KV), context ${m.seqLen}, vocabulary ${p.vocabSize}`,
       runDir: o.runDir,
       passAt: 0.9,
+      fullReport,
     });
     writeAtomic(join(o.runDir, "report.md"), result.report);
   }

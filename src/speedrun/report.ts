@@ -14,6 +14,8 @@ export interface ReportInput {
   runDir: string;
   /** Accuracy a skill needs to count as learned. */
   passAt: number;
+  /** File name of the full run report (curves, tables) beside the card, when one was written. */
+  fullReport?: string;
 }
 
 const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
@@ -44,6 +46,7 @@ export function reportCard(r: ReportInput): string {
     "",
     "Some answers (✓ right, ✗ wrong):",
     ...sampleAnswers(e),
+    ...(r.fullReport ? ["", `Full report (training curves, tables): [${r.fullReport}](${r.fullReport})`] : []),
   ];
   return lines.join("\n") + "\n";
 }

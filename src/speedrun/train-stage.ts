@@ -9,6 +9,7 @@
  * a cosine schedule fits a wall-clock budget (see below).
  */
 import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { ChatMessage } from "../data/chat-template.ts";
 import { renderExamples, openChatSource, type ChatExample } from "../data/chat-batches.ts";
 import { configFromPreset, parameterCount, type ModelConfig } from "../model/config.ts";
@@ -21,6 +22,8 @@ import type { StoredTensor } from "../core/safetensors.ts";
 import type { Backend } from "../core/backend.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { nativeBackend } from "../core/native.ts";
+import { createReporter } from "../train/report.ts";
+import { machinePeakFlops } from "../train/pretrain.ts";
 import type { SpeedrunPlan } from "./plan.ts";
 
 export interface TrainStageOptions {
@@ -119,6 +122,13 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
     config = speedrunModelConfig(p, tok.vocabSize);
     model = createGPT(config, backend, { seed: p.seed });
   }
+  // metrics.jsonl in the stage's folder, as `mynah train` writes it (for `mynah report`); a re-run starts it afresh.
+  mkdirSync(o.outDir, { recursive: true });
+  const metrics = join(o.outDir, "metrics.jsonl");
+  rmSync(metrics, { force: true });
+  const rep = createReporter({ write: () => {}, tty: false, every: Number.MAX_SAFE_INTEGER, jsonl: metrics });
+  const peak = machinePeakFlops().flops; // for the MFU column of metrics.jsonl
+  rep.run({ kind: `speedrun-${o.kind}`, params: parameterCount(config), backend: backend.name, seconds: o.seconds });
   const src = openChatSource(examples, { seed: p.seed + (o.kind === "sft" ? 17 : 0), packing: "packed", pad: eot });
   const lr = o.kind === "pretrain" ? 3e-3 : 1e-3;
   o.log(`${o.kind}: ${examples.length} examples, model ${parameterCount(config).toLocaleString("en")} parameters ` +
@@ -164,11 +174,12 @@ export async function trainStage(o: TrainStageOptions): Promise<string> {
     r = await trainLoop(model, src, {
       steps: total, batchSize: B, seqLen: T, gradAccum: 1, schedule: "cosine", warmup: warmupFor(total),
       minLrRatio: 0.1, optimizer: { ...DEFAULT_OPTIMIZER, lr, weightDecay: 0 }, clip: 1, evalEvery: 0, sampleEvery: 0,
-      checkpointEvery: 0, seed: p.seed, peakFlops: 0,
+      checkpointEvery: 0, seed: p.seed, peakFlops: peak,
     }, {
       signal: stop.signal,
       save: (s) => { snap = s; },
       onStep(m) {
+        rep.step(m, total);
         lossAvg = Number.isNaN(lossAvg) ? m.loss : 0.95 * lossAvg + 0.05 * m.loss;
         const now = performance.now();
         if (now - lastLog > 10_000) {

@@ -236,6 +236,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const peak = machinePeakFlops();
   const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
   rep.note(`data: ${data.describe}`);
+  rep.run({ kind: "pretrain", params: parameterCount(config), backend: backend.name, ...(saved ? { resumedAt: saved.state.step } : {}) });
   rep.note(`model: ${config.nLayer} layers, ${config.nHead} heads (${config.nKvHead} kv), width ${config.nEmbd}, MLP ${config.ffnHidden}, ` +
     `context ${config.contextLength}, ${(parameterCount(config) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
   rep.note(`training: ${loop.steps} steps of ${loop.gradAccum}×${loop.batchSize}×${loop.seqLen} tokens, ${loop.optimizer.kind}, lr ${loop.optimizer.lr}` +

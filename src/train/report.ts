@@ -3,6 +3,8 @@
  * `every` steps otherwise (logs, CI); every step's metrics appended to a JSONL file.
  */
 import { appendFileSync } from "node:fs";
+import { cpus, hostname } from "node:os";
+import { loadNative } from "../core/native.ts";
 import type { StepMetrics } from "./loop.ts";
 import type { EvalResult } from "./eval.ts";
 
@@ -10,6 +12,8 @@ export interface Reporter {
   step(m: StepMetrics, totalSteps: number): void;
   eval(step: number, r: EvalResult): void;
   sample(step: number, text: string): void;
+  /** The run's start: command line, machine, threads and `info` (parameters, kind), as a "run" record for `mynah report`. */
+  run(info: Record<string, unknown>): void;
   /** A message on its own line (ends any live line first). */
   note(text: string): void;
   /** Ends a live line. */
@@ -64,10 +68,25 @@ export function createReporter(opts: { write: (s: string) => void; tty: boolean;
       log({ type: "sample", step, text });
       line(`--- sample at step ${step} ---\n${text}\n---`);
     },
+    run(info) {
+      log({ type: "run", argv: process.argv.slice(1), cwd: process.cwd(), ...machineRecord(), ...info });
+    },
     note: (t) => line(t),
     done() {
       if (live) opts.write("\n");
       live = false;
     },
   };
+}
+
+/** The machine a run is on: host, CPU model, CPUs and compute threads, SIMD level of the kernels. */
+export function machineRecord(): Record<string, unknown> {
+  const m: Record<string, unknown> = { host: hostname(), cpuModel: cpus()[0]?.model ?? "?", node: process.version };
+  try {
+    const a = loadNative();
+    Object.assign(m, { cpus: a.cpus(), threads: a.threads(), simd: a.simd() });
+  } catch {
+    Object.assign(m, { cpus: cpus().length, threads: 1, simd: "reference" });
+  }
+  return m;
 }

@@ -156,6 +156,7 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   mkdirSync(o.out, { recursive: true });
   const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
   const c = start.config;
+  rep.run({ kind: "sft", params: parameterCount(c), backend: backend.name, ...(saved ? { resumedAt: saved.state.step } : {}) });
   rep.note(`model: ${start.describe}: ${c.nLayer} layers, width ${c.nEmbd}, context ${c.contextLength}, ${(parameterCount(c) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
   const backendNote = saved && resumeBackendNote(saved.state, backend.name);
   if (backendNote) rep.note(`note: ${backendNote}`);
