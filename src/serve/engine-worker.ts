@@ -28,7 +28,12 @@ const handles = new Map<string, number>();
 let pumping = false;
 function pump(): void {
   if (!batcher.busy) { pumping = false; return; }
-  batcher.step();
+  try {
+    batcher.step();
+  } catch (err) {
+    // step() reports per-request failures itself; anything else must not kill the worker.
+    console.error(`[mynah serve] generation step failed: ${(err as Error).stack ?? err}`);
+  }
   post({ t: "stats", active: batcher.activeCount, pending: batcher.pendingCount });
   setImmediate(pump);
 }
