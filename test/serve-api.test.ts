@@ -156,6 +156,9 @@ test("errors arrive as the client's APIError subclasses", async () => {
     assert.equal(e.headers?.get("retry-after"), "1");
     assert.equal(e.status, 429);
   }
+  const streamed = await post("/v1/chat/completions", { messages: [{ role: "user", content: "more" }], max_tokens: 5, stream: true });
+  assert.equal(streamed.status, 429);
+  assert.equal((await streamed.json()).error.type, "rate_limit_error");
   for (const r of held) await r.cancel();
   for (let i = 0; i < 100 && server.engine.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(server.engine.inFlight, 0);
