@@ -7,7 +7,8 @@
  * side: screening holds back the last 48 characters while streaming), errors, peak RSS.
  *
  * The peer, side by side in the same run: the same server with --parallel 1 (one generation
- * at a time, no batching) at 16 clients. Models: random weights of the speedrun's shape
+ * at a time, no batching) at 16 clients; and the generation worker with 1 compute thread
+ * instead of all (worker threads start on their creator's CPU: measure, don't assume). Models: random weights of the speedrun's shape
  * (4 layers × 128, 4 heads, 2 kv heads, context 256, V = 1024) and of a 6 × 384 model; random
  * weights decode at the same speed as trained ones, and their replies run to max_tokens.
  * Greedy decoding: sampling with temperature currently sorts the whole vocabulary per token
@@ -21,7 +22,7 @@ import { DEFAULT_SCREEN_CONFIG } from "../src/screen/index.ts";
 const CLIENTS = [1, 4, 16, 32];
 const REQUESTS = 2, MAX_TOKENS = 64, PARALLEL = 16, THREADS = 0;
 
-interface Row { model: string; parallel: number; clients: number; tokens: number; seconds: number; tokPerS: number; vsOne?: number;
+interface Row { model: string; parallel: number; threads: number; clients: number; tokens: number; seconds: number; tokPerS: number; vsOne?: number;
   ttftP50: number; ttftP99: number; firstTextP50: number; firstTextP99: number; errors: number }
 
 const pct = (xs: number[], p: number): number => {
@@ -54,8 +55,8 @@ async function oneRequest(url: string, i: number): Promise<{ tokens: number; ttf
   return { tokens, ttft, firstText, ok };
 }
 
-async function measure(model: string, name: string, parallel: number, clients: number): Promise<Row> {
-  const server = await startServer({ model, port: 0, db: ":memory:", parallel, queue: 64, threads: THREADS,
+async function measure(model: string, name: string, parallel: number, clients: number, threads: number): Promise<Row> {
+  const server = await startServer({ model, port: 0, db: ":memory:", parallel, queue: 64, threads,
     screen: { ...DEFAULT_SCREEN_CONFIG, degeneration: { ...DEFAULT_SCREEN_CONFIG.degeneration, enabled: false } } });
   try {
     await server.loaded;
@@ -73,7 +74,7 @@ async function measure(model: string, name: string, parallel: number, clients: n
       }
     }));
     const seconds = (performance.now() - t0) / 1000;
-    return { model: name, parallel, clients, tokens, seconds, tokPerS: tokens / seconds, ttftP50: pct(ttfts, 50), ttftP99: pct(ttfts, 99),
+    return { model: name, parallel, threads, clients, tokens, seconds, tokPerS: tokens / seconds, ttftP50: pct(ttfts, 50), ttftP99: pct(ttfts, 99),
       firstTextP50: pct(texts, 50), firstTextP99: pct(texts, 99), errors };
   } finally {
     await server.close();
@@ -89,17 +90,20 @@ export async function run(): Promise<unknown> {
   const load = loadavg()[0];
   console.log(`${REQUESTS} streamed requests of ${MAX_TOKENS} tokens per client; --parallel ${PARALLEL}, --threads ${THREADS} (all CPUs); ` +
     `load average ${load.toFixed(1)} on ${availableParallelism()} CPUs at the start (a shared machine makes these figures noisy)`);
-  console.log("| model | parallel | clients | tokens | aggregate tok/s | × 1 client | TTFT p50 / p99 (ms) | first text p50 / p99 (ms) | errors |");
-  console.log("|---|---|---|---|---|---|---|---|---|");
+  console.log("| model | parallel | threads | clients | tokens | aggregate tok/s | × 1 client | TTFT p50 / p99 (ms) | first text p50 / p99 (ms) | errors |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
   for (const m of models) {
     let one = NaN;
-    const runs: [number, number][] = [...CLIENTS.map((c) => [PARALLEL, c] as [number, number]), [1, 16]];
-    for (const [parallel, clients] of runs) {
-      const r = await measure(m.dir, m.name, parallel, clients);
-      if (parallel === PARALLEL && clients === 1) one = r.tokPerS;
+    // The sweep, then the peer (no batching), then one compute thread instead of all
+    // (the generation worker shares its CPU with the HTTP thread; the pool pins the others).
+    const runs: [number, number, number][] = [...CLIENTS.map((c) => [PARALLEL, c, THREADS] as [number, number, number]), [1, 16, THREADS], [PARALLEL, 1, 1],
+      ...(m.dir === models[0].dir ? [[PARALLEL, 16, 1] as [number, number, number]] : [])];
+    for (const [parallel, clients, threads] of runs) {
+      const r = await measure(m.dir, m.name, parallel, clients, threads);
+      if (parallel === PARALLEL && clients === 1 && threads === THREADS) one = r.tokPerS;
       r.vsOne = r.tokPerS / one;
       rows.push(r);
-      console.log(`| ${m.name} | ${parallel}${parallel === 1 ? " (peer: no batching)" : ""} | ${clients} | ${r.tokens} | ${r.tokPerS.toFixed(0)} | ${r.vsOne.toFixed(2)} | ` +
+      console.log(`| ${m.name} | ${parallel}${parallel === 1 ? " (peer: no batching)" : ""} | ${threads === 0 ? "all" : threads} | ${clients} | ${r.tokens} | ${r.tokPerS.toFixed(0)} | ${r.vsOne.toFixed(2)} | ` +
         `${r.ttftP50.toFixed(0)} / ${r.ttftP99.toFixed(0)} | ${r.firstTextP50.toFixed(0)} / ${r.firstTextP99.toFixed(0)} | ${r.errors} |`);
     }
   }
