@@ -15,6 +15,7 @@ const BENCHES: Record<string, string> = {
   decode: "./decode.ts",
   ops: "./ops.ts",
   eval: "./eval.ts",
+  serve: "./serve.ts",
 };
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -156,6 +156,9 @@ test("errors arrive as the client's APIError subclasses", async () => {
     assert.equal(e.headers?.get("retry-after"), "1");
     assert.equal(e.status, 429);
   }
+  const streamed = await post("/v1/chat/completions", { messages: [{ role: "user", content: "more" }], max_tokens: 5, stream: true });
+  assert.equal(streamed.status, 429);
+  assert.equal((await streamed.json()).error.type, "rate_limit_error");
   for (const r of held) await r.cancel();
   for (let i = 0; i < 100 && server.engine.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(server.engine.inFlight, 0);
@@ -176,6 +179,19 @@ test("a client that disconnects cancels its generation", async () => {
   assert.equal(server.engine.inFlight, 0);
   const generated = (await metrics()) - t0;
   assert.ok(generated < 500, `the generation ran on after the disconnect: ${generated} tokens`);
+  // Non-streamed: the connection closes while the reply is being generated.
+  const t1 = await metrics();
+  const gone = new AbortController();
+  const pending = fetch(server.url + "/v1/chat/completions", { method: "POST", signal: gone.signal,
+    headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ messages: [{ role: "user", content: "go on" }], max_tokens: 1000, temperature: 0 }) }).catch((e: Error) => e);
+  for (let i = 0; i < 100 && server.engine.inFlight === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  gone.abort();
+  assert.ok((await pending) instanceof Error);
+  for (let i = 0; i < 100 && server.engine.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(server.engine.inFlight, 0);
+  const generated2 = (await metrics()) - t1;
+  assert.ok(generated2 < 500, `the non-streamed generation ran on after the disconnect: ${generated2} tokens`);
 });
 
 test("continuous batching: concurrent requests give the tokens each gives alone (seeded sampling)", async () => {

@@ -8,8 +8,9 @@ import { join } from "node:path";
 import { trainBpe, saveTokenizer } from "../src/tokenizer/index.ts";
 import { createParams, headWeight, initParams } from "../src/model/params.ts";
 import { writeFileSync } from "node:fs";
+import { makeRng } from "../src/infer/rng.ts";
 import { DEFAULT_SCREEN_CONFIG, loadScreenConfig } from "../src/screen/index.ts";
-import { validateConfig, type ModelConfig } from "../src/model/config.ts";
+import { defaultFfnHidden, validateConfig, type ModelConfig } from "../src/model/config.ts";
 import { saveModelFolder } from "../src/model/weights.ts";
 import { startServer, type RunningServer, type ServeOptions } from "../src/serve/http.ts";
 
@@ -21,13 +22,18 @@ const TEXT = [
 ];
 
 /** Writes DIR/model (config.json, model.safetensors, tokenizer files); returns the folder. */
-export function makeModelFolder(opts: { seqLen?: number; nLayer?: number; nEmbd?: number; seed?: number } = {}): string {
+export function makeModelFolder(opts: { seqLen?: number; nLayer?: number; nEmbd?: number; nHead?: number; nKvHead?: number; vocabSize?: number; seed?: number } = {}): string {
   const root = mkdtempSync(join(tmpdir(), "mynah-serve-"));
   const dir = join(root, "model");
-  const tok = trainBpe(TEXT, { vocabSize: 300 });
+  // A bigger vocabulary needs more distinct text: add pseudo-random words.
+  const rng = makeRng(opts.seed ?? 7);
+  const words = Array.from({ length: opts.vocabSize && opts.vocabSize > 300 ? 6000 : 0 }, () =>
+    Array.from({ length: 2 + rng.int(7) }, () => "etaoinshrdlucmfwypvbgkjqxz"[Math.min(25, Math.floor(-Math.log(1 - rng.next()) * 5))]).join(""));
+  const tok = trainBpe([...TEXT, words.join(" ")], { vocabSize: Math.max(300, opts.vocabSize ?? 300) });
   saveTokenizer(dir, tok);
   const config: ModelConfig = validateConfig({
-    nLayer: opts.nLayer ?? 2, nHead: 4, nKvHead: 2, nEmbd: opts.nEmbd ?? 64, ffnHidden: 128, vocabSize: tok.vocabSize,
+    nLayer: opts.nLayer ?? 2, nHead: opts.nHead ?? 4, nKvHead: opts.nKvHead ?? 2, nEmbd: opts.nEmbd ?? 64, ffnHidden: defaultFfnHidden(opts.nEmbd ?? 64),
+    vocabSize: Math.max(opts.vocabSize ?? 0, tok.vocabSize),
     contextLength: opts.seqLen ?? 128, ropeTheta: 10000, normEps: 1e-5, tiedEmbeddings: false, qkNorm: false,
   });
   const params = createParams(config);
@@ -38,7 +44,7 @@ export function makeModelFolder(opts: { seqLen?: number; nLayer?: number; nEmbd?
   const head = headWeight(params), C = config.nEmbd;
   const specials = new Set(tok.special.values());
   for (let id = 0; id < config.vocabSize; id++) {
-    if (specials.has(id) || !/^[\x20-\x7e]+$/.test(tok.decode([id]))) head.fill(0, id * C, (id + 1) * C);
+    if (id >= tok.vocabSize || specials.has(id) || !/^[\x20-\x7e]+$/.test(tok.decode([id]))) head.fill(0, id * C, (id + 1) * C);
   }
   saveModelFolder(dir, params);
   // Screening without the loop detector: a random model's greedy text loops, and the tests

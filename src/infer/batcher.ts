@@ -155,24 +155,37 @@ export class ContinuousBatcher {
     }
     this.steps++;
     for (let i = 0; i < batch.length; i++) {
-      const r = batch[i], s = r.seq;
-      const row = logits.subarray(i * V, (i + 1) * V);
-      const { id, logprob } = sampleToken(row, r.req.opts, s.rng, s.context, s.ids);
-      const k = r.req.topLogprobs ?? 0;
-      const before = s.ids.length;
-      const live = s.accept(id, logprob);
-      // A stop token is not part of the reply (accept does not keep it), so it is not reported.
-      if (s.ids.length > before) r.tokens.push(k > 0 ? { id, logprob, top: topLogprobs(row, k) } : { id, logprob });
-      let ended = !live;
-      if (live && r.req.opts.shouldStop?.(0)) { s.end("stop", "caller"); ended = true; }
-      if (live && !ended && this.cache.length[r.slot] + 1 > this.maxT) { s.end("context"); ended = true; }
-      if (ended) { this.finish(r); continue; }
-      r.feed = [id];
-      if (r.text || r.tokens.length) {
-        r.req.onStep?.(r.text, r.tokens);
-        r.text = "";
-        r.tokens = [];
+      const r = batch[i];
+      try {
+        this.advance(r, logits.subarray(i * V, (i + 1) * V));
+      } catch (err) {
+        // One request's failure (a sampler or decoder error) ends that request only.
+        this.running.delete(r.handle);
+        resetSlot(this.cache, r.slot);
+        this.free.push(r.slot);
+        r.req.onError?.(err as Error);
       }
+    }
+  }
+
+  /** Samples the next token of one running request from its logits row [V]. */
+  private advance(r: Running, row: Float32Array): void {
+    const s = r.seq;
+    const { id, logprob } = sampleToken(row, r.req.opts, s.rng, s.context, s.ids);
+    const k = r.req.topLogprobs ?? 0;
+    const before = s.ids.length;
+    const live = s.accept(id, logprob);
+    // A stop token is not part of the reply (accept does not keep it), so it is not reported.
+    if (s.ids.length > before) r.tokens.push(k > 0 ? { id, logprob, top: topLogprobs(row, k) } : { id, logprob });
+    let ended = !live;
+    if (live && r.req.opts.shouldStop?.(0)) { s.end("stop", "caller"); ended = true; }
+    if (live && !ended && this.cache.length[r.slot] + 1 > this.maxT) { s.end("context"); ended = true; }
+    if (ended) { this.finish(r); return; }
+    r.feed = [id];
+    if (r.text || r.tokens.length) {
+      r.req.onStep?.(r.text, r.tokens);
+      r.text = "";
+      r.tokens = [];
     }
   }
 }

@@ -201,6 +201,10 @@ export function createApp(o: AppOptions): Hono {
   const needReady = (): void => {
     if (!engine.ready) throw new ApiError(503, "the model is still loading; try again shortly", null, "model_loading", "server_error", { "retry-after": String(RETRY_AFTER_S) });
   };
+  /** Streams answer 429 up front: once the SSE response has started, its status is 200. */
+  const needRoom = (): void => {
+    if (engine.inFlight >= engine.parallel + engine.queueLimit) throw new QueueFullError(engine.inFlight);
+  };
   const readJson = async (c: Context): Promise<Record<string, unknown>> => parseBody(await readBody(c.req.raw));
 
   // ---- health, metrics, models ------------------------------------------------------------
@@ -266,6 +270,7 @@ export function createApp(o: AppOptions): Hono {
     }
     const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}): Record<string, unknown> =>
       ({ id, object: "chat.completion.chunk", created: createdAt, model, system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish, ...extra }] });
+    needRoom();
     let turn: ReturnType<typeof startTurn> | undefined;
     return sseResponse((send, close) => {
       send(chunk({ role: "assistant", content: "" }, null));
@@ -314,6 +319,7 @@ export function createApp(o: AppOptions): Hono {
         usage: usage(r), mynah: { screening: screeningInfo(r.screen, r.replaced) },
       });
     }
+    needRoom();
     let turn: ReturnType<typeof startTurn> | undefined;
     let offset = 0;
     return sseResponse((send, close) => {
@@ -423,6 +429,7 @@ export function createApp(o: AppOptions): Hono {
     try { fit = fitContext(tok, history, maxT, reserve); } catch (err) { throw invalid((err as Error).message, "content", "context_length_exceeded"); }
     const opts = wireOptions({ ...samplingReq, maxTokens: Math.min(samplingReq.maxTokens ?? 200, maxT - fit.ids.length) }, fit.ids.length, maxT, "conversation");
     const settings = { temperature: opts.temperature, top_p: opts.topP, top_k: opts.topK, max_tokens: opts.maxNewTokens, seed: opts.seed };
+    needRoom();
     let turn: ReturnType<typeof startTurn> | undefined;
     return sseResponse((send, close) => {
       turn = startTurn(engine, screen, fit.ids, opts, 0, { onDelta: (text) => { if (text) send({ type: "delta", text }); } }, metrics);

@@ -12,24 +12,39 @@ import type { ToWorker, FromWorker, EngineInit } from "./engine.ts";
 
 const port = parentPort!;
 const init = workerData as EngineInit;
-const post = (m: FromWorker): void => port.postMessage(m);
+// Events of one step go out as one message (16 streams = 1 postMessage per step, not 16).
+let outbox: FromWorker[] = [];
+const post = (m: FromWorker): void => { outbox.push(m); };
+const flush = (): void => {
+  if (outbox.length === 0) return;
+  port.postMessage(outbox.length === 1 ? outbox[0] : ({ t: "batch", events: outbox } satisfies FromWorker));
+  outbox = [];
+};
 
 let batcher: ContinuousBatcher;
 try {
   const { model, tokenizer } = loadChatModel(init.modelDir, { threads: init.threads });
   batcher = new ContinuousBatcher(model, tokenizer, init.parallel, init.contextTokens ?? model.config.seqLen);
   post({ t: "ready", backend: model.backend.name, maxT: batcher.maxT });
+  flush();
 } catch (err) {
   post({ t: "fatal", message: (err as Error).message });
+  flush();
   process.exit(1);
 }
 
 const handles = new Map<string, number>();
 let pumping = false;
 function pump(): void {
-  if (!batcher.busy) { pumping = false; return; }
-  batcher.step();
+  if (!batcher.busy) { pumping = false; flush(); return; }
+  try {
+    batcher.step();
+  } catch (err) {
+    // step() reports per-request failures itself; anything else must not kill the worker.
+    console.error(`[mynah serve] generation step failed: ${(err as Error).stack ?? err}`);
+  }
   post({ t: "stats", active: batcher.activeCount, pending: batcher.pendingCount });
+  flush();
   setImmediate(pump);
 }
 
@@ -53,6 +68,7 @@ port.on("message", (m: ToWorker) => {
     handles.set(id, h);
   } catch (err) {
     post({ t: "error", id, message: (err as Error).message });
+    flush();
     return;
   }
   if (!pumping) { pumping = true; setImmediate(pump); }

@@ -29,7 +29,8 @@ export type FromWorker =
   | { t: "start"; id: string }
   | { t: "step"; id: string; text: string; tokens: TokenEvent[] }
   | { t: "done"; id: string; generation: Generation }
-  | { t: "error"; id: string; message: string };
+  | { t: "error"; id: string; message: string }
+  | { t: "batch"; events: FromWorker[] };
 
 export interface GenerationHandlers {
   onStart?: () => void;
@@ -113,6 +114,7 @@ export class WorkerEngine implements GenerationEngine {
   }
 
   private onMessage(m: FromWorker): void {
+    if (m.t === "batch") { for (const e of m.events) this.onMessage(e); return; }
     if (m.t === "stats") { this.running = m.active; return; }
     if (!("id" in m)) return;
     const h = this.live.get(m.id);
