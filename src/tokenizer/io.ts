@@ -95,7 +95,8 @@ function chatTemplateOf(v: unknown, path: string): string | undefined {
 export function loadTokenizerConfig(dirOrFile: string): TokenizerConfig {
   const dir = existsSync(dirOrFile) && statSync(dirOrFile).isDirectory() ? dirOrFile : join(dirOrFile, "..");
   const path = join(dir, "tokenizer_config.json");
-  if (!existsSync(path)) return {};
+  const jinja = join(dir, "chat_template.jinja");
+  if (!existsSync(path)) return existsSync(jinja) ? { chatTemplate: readFileSync(jinja, "utf8") } : {};
   let j: Record<string, unknown>;
   try {
     j = JSON.parse(readFileSync(path, "utf8"));
@@ -109,7 +110,7 @@ export function loadTokenizerConfig(dirOrFile: string): TokenizerConfig {
     bosToken: tokenText(j.bos_token),
     eosToken: tokenText(j.eos_token),
     padToken: tokenText(j.pad_token),
-    chatTemplate: chatTemplateOf(j.chat_template, path) ?? (existsSync(join(dir, "chat_template.jinja")) ? readFileSync(join(dir, "chat_template.jinja"), "utf8") : undefined),
+    chatTemplate: chatTemplateOf(j.chat_template, path) ?? (existsSync(jinja) ? readFileSync(jinja, "utf8") : undefined),
   };
 }
 
