@@ -104,3 +104,23 @@ test("maxTokens drops the oldest turns whole with a model's template too", () =>
   assert.equal(r.truncated, false);
   assert.deepEqual(r.ids, renderChat(tok, [conv[0], ...conv.slice(3)]).ids);
 });
+
+test("the chat template is also read from chat_template.jinja, and from a list of named templates", async () => {
+  const { mkdtempSync, copyFileSync, writeFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const tmp = mkdtempSync(join(tmpdir(), "mynah-jinja-"));
+  try {
+    copyFileSync(join(models("qwen3"), "tokenizer.json"), join(tmp, "tokenizer.json"));
+    const tpl = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    writeFileSync(join(tmp, "chat_template.jinja"), tpl);
+    assert.equal(loadTokenizer(tmp).chat?.template, tpl);
+    writeFileSync(join(tmp, "tokenizer_config.json"), JSON.stringify({ eos_token: "<|im_end|>", chat_template: [{ name: "tool_use", template: "x" }, { name: "default", template: tpl + " " }] }));
+    const tok = loadTokenizer(tmp);
+    assert.equal(tok.chat?.template, tpl + " ");
+    assert.equal(renderTemplateText(tok, [{ role: "user", content: "hi" }], true), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n ");
+    writeFileSync(join(tmp, "tokenizer_config.json"), JSON.stringify({ chat_template: [{ name: "tool_use", template: "x" }] }));
+    assert.throws(() => loadTokenizer(tmp), /tokenizer_config\.json: field "chat_template" is a list without a "default" template/);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
