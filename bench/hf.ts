@@ -113,23 +113,24 @@ function torchDecode(name: string): { decode: number; prefill: number } | string
 export async function run(): Promise<unknown> {
   const names = (process.env.MYNAH_BENCH_HF_SHAPES ?? Object.keys(SHAPES).join(",")).split(",");
   const results: Record<string, unknown>[] = [];
-  console.log(`context ${T}, batch 1, ${THREADS} threads, ${ITERS} timed steps (median); machine shared with other work, so compare ratios`);
-  console.log("shape        params   mynah tok/s  PyTorch tok/s  ratio   mynah RSS   PyTorch RSS   mynah decode tok/s  PyTorch decode tok/s");
+  console.log(`SFT steps at context ${T}, batch 1, ${THREADS} threads, median of ${ITERS}; decoding at batch 1 (prompt ${PROMPT}, ${NEW} new).`);
+  console.log("The machine may be shared with other work: compare the ratios, measured in the same run.");
   for (const name of names) {
     if (!SHAPES[name]) throw new Error(`MYNAH_BENCH_HF_SHAPES: unknown shape ${name}; known: ${Object.keys(SHAPES).join(", ")}`);
+    const params = parameterCount(SHAPES[name]);
     const ours = inChild<ReturnType<typeof childMynah>>(name);
+    console.log(`${name} (${(params / 1e6).toFixed(0)}M) mynah:   SFT ${ours.tokensPerSec.toFixed(1)} tok/s (${(ours.msPerStep / 1000).toFixed(2)} s/step), ` +
+      `peak RSS ${(ours.peakRssMB / 1024).toFixed(2)} GB; decode ${ours.decodeTokPerSec.toFixed(1)} tok/s, prefill ${ours.prefillTokPerSec.toFixed(1)} tok/s`);
     const peer = torchTrain(name);
-    const dec = torchDecode(name);
     const p = peer && "tokensPerSec" in peer ? peer : null;
-    const row = {
-      shape: name, parameters: parameterCount(SHAPES[name]), mynah: ours, pytorch: peer, ratio: p ? ours.tokensPerSec / p.tokensPerSec : null,
-      pytorchDecode: dec,
-    };
-    results.push(row);
-    console.log(`${name.padEnd(12)} ${(row.parameters / 1e6).toFixed(0).padStart(5)}M ${ours.tokensPerSec.toFixed(0).padStart(12)} ` +
-      `${p ? p.tokensPerSec.toFixed(0).padStart(14) : String(peer && "error" in peer ? peer.error : "—").padStart(14)} ${row.ratio ? row.ratio.toFixed(2).padStart(6) + "×" : "     —"} ` +
-      `${(ours.peakRssMB / 1024).toFixed(2).padStart(8)} GB ${p ? (p.peakRssMB / 1024).toFixed(2).padStart(10) + " GB" : "          —  "} ` +
-      `${ours.decodeTokPerSec.toFixed(1).padStart(18)} ${typeof dec === "string" ? dec : dec.decode.toFixed(1).padStart(20)}`);
+    const ratio = p ? ours.tokensPerSec / p.tokensPerSec : null;
+    console.log(p ? `${name} (${(params / 1e6).toFixed(0)}M) PyTorch: SFT ${p.tokensPerSec.toFixed(1)} tok/s (${(p.msPerStep / 1000).toFixed(2)} s/step), ` +
+      `peak RSS ${(p.peakRssMB / 1024).toFixed(2)} GB; mynah/PyTorch SFT ${ratio!.toFixed(2)}×, RSS ${(ours.peakRssMB / p.peakRssMB).toFixed(2)}×`
+      : `${name} PyTorch SFT: ${peer ? (peer as { error: string }).error : "skipped"}`);
+    const dec = torchDecode(name);
+    console.log(typeof dec === "string" ? `${name} PyTorch decode: ${dec}`
+      : `${name} PyTorch decode ${dec.decode.toFixed(1)} tok/s, prefill ${dec.prefill.toFixed(1)} tok/s; mynah/PyTorch decode ${(ours.decodeTokPerSec / dec.decode).toFixed(2)}×`);
+    results.push({ shape: name, parameters: params, mynah: ours, pytorch: peer, ratio, pytorchDecode: dec });
   }
   return { threads: THREADS, seqLen: T, iters: ITERS, results };
 }
