@@ -16,6 +16,7 @@ const BENCHES: Record<string, string> = {
   ops: "./ops.ts",
   eval: "./eval.ts",
   serve: "./serve.ts",
+  hf: "./hf.ts",
 };
 
 const here = dirname(fileURLToPath(import.meta.url));

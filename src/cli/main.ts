@@ -15,6 +15,8 @@ import { registerFeedback } from "./feedback.ts";
 import { registerImprove } from "./improve.ts";
 import { registerEval } from "./eval.ts";
 import { registerReport } from "./report.ts";
+import { registerExport } from "./export.ts";
+import { registerImport } from "./import.ts";
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -35,6 +37,8 @@ export function buildProgram(): Command {
   registerImprove(program);
   registerEval(program);
   registerReport(program);
+  registerImport(program);
+  registerExport(program);
   return program;
 }
 

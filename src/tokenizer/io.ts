@@ -5,8 +5,9 @@
  */
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { writeAtomic } from "../core/atomic-write.ts";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { BpeTokenizer } from "./bpe.ts";
+import type { ChatFormat } from "./types.ts";
 import { fromHfTokenizerJson, toHfTokenizerJson } from "./hf.ts";
 import { parseTiktokenFile, parseTiktokenJson } from "./tiktoken.ts";
 import { charTokenizerFromJson, isCharTokenizerJson } from "./char.ts";
@@ -59,11 +60,27 @@ export interface TokenizerConfig {
   chatTemplate?: string;
 }
 
+/**
+ * The chat template of tokenizer_config.json: a string, or a list of {name, template} from
+ * which "default" is taken (newer transformers versions write chat_template.jinja instead,
+ * read by the caller).
+ */
+function chatTemplateOf(v: unknown, path: string): string | undefined {
+  if (typeof v === "string") return v;
+  if (Array.isArray(v)) {
+    const d = v.find((t) => typeof t === "object" && t && (t as { name?: unknown }).name === "default") as { template?: unknown } | undefined;
+    if (d && typeof d.template === "string") return d.template;
+    throw new Error(`${path}: field "chat_template" is a list without a "default" template`);
+  }
+  return undefined;
+}
+
 /** Reads tokenizer_config.json beside a tokenizer (empty when absent). */
 export function loadTokenizerConfig(dirOrFile: string): TokenizerConfig {
   const dir = existsSync(dirOrFile) && statSync(dirOrFile).isDirectory() ? dirOrFile : join(dirOrFile, "..");
   const path = join(dir, "tokenizer_config.json");
-  if (!existsSync(path)) return {};
+  const jinja = join(dir, "chat_template.jinja");
+  if (!existsSync(path)) return existsSync(jinja) ? { chatTemplate: readFileSync(jinja, "utf8") } : {};
   let j: Record<string, unknown>;
   try {
     j = JSON.parse(readFileSync(path, "utf8"));
@@ -77,7 +94,7 @@ export function loadTokenizerConfig(dirOrFile: string): TokenizerConfig {
     bosToken: tokenText(j.bos_token),
     eosToken: tokenText(j.eos_token),
     padToken: tokenText(j.pad_token),
-    chatTemplate: typeof j.chat_template === "string" ? j.chat_template : undefined,
+    chatTemplate: chatTemplateOf(j.chat_template, path) ?? (existsSync(jinja) ? readFileSync(jinja, "utf8") : undefined),
   };
 }
 
@@ -107,7 +124,15 @@ export function loadTokenizer(path: string): BpeTokenizer {
   }
   if (typeof json === "object" && json !== null && "bpe_ranks" in json) return parseTiktokenJson(json, file);
   if (isCharTokenizerJson(json)) throw new Error(`${file}: is a character-level tokenizer (from \`mynah train --data FILE.txt\`); this needs a byte-level BPE tokenizer (\`mynah tokenizer train\`)`);
-  return fromHfTokenizerJson(json, file);
+  const tok = fromHfTokenizerJson(json, file);
+  // The chat format beside it (tokenizer_config.json's chat_template and special tokens).
+  const cfg = loadTokenizerConfig(dirname(file));
+  if (cfg.chatTemplate === undefined) return tok;
+  const chat: ChatFormat = { template: cfg.chatTemplate };
+  if (cfg.bosToken !== undefined) chat.bosToken = cfg.bosToken;
+  if (cfg.eosToken !== undefined) chat.eosToken = cfg.eosToken;
+  if (cfg.padToken !== undefined) chat.padToken = cfg.padToken;
+  return { ...tok, chat };
 }
 
 /**
