@@ -9,6 +9,7 @@ import { registerData } from "./data.ts";
 import { registerSft } from "./sft.ts";
 import { registerChat } from "./chat.ts";
 import { registerSpeedrun } from "./speedrun.ts";
+import { registerExport } from "./export.ts";
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerTrain(program);
   registerSft(program);
   registerChat(program);
+  registerExport(program);
   return program;
 }
 

@@ -7,7 +7,7 @@ import { expandInputs } from "../data/inputs.ts";
 import { readFiles, INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
 import { encodeFile } from "../tokenizer/parallel.ts";
 import { CHAT_TEMPLATE } from "../data/chat-template.ts";
-import { loadTokenizer, saveTokenizer, writeBytesAtomic, trainBpeAsync, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
+import { loadTokenizer, saveTokenizer, writeBytesAtomic, trainBpeAsync, DEFAULT_SPECIAL_TOKENS, PATTERN_PRESETS, type PatternPreset, type TrainProgress } from "../tokenizer/index.ts";
 
 /**
  * Training progress on stderr with ETA: a bar redrawn at most 10 times a second on a
@@ -50,8 +50,13 @@ export function registerTokenizer(program: Command): void {
     .option("--chat-template <file>", "Jinja chat template file for tokenizer_config.json (default: mynah's ChatML template)")
     .option("--no-chat-template", "store no chat template")
     .option("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", "1")
-    .action(async (inputs: string[], o: { out: string; format: string; vocabSize: string; special: string; chatTemplate?: string | false; minPieceCount: string }) => {
+    .option("--pattern <name>", `pre-split regex: ${Object.keys(PATTERN_PRESETS).join(", ")} (mynah splits Chinese runs from Latin letters; ` +
+      "the others are reproduced exactly by llama.cpp after `mynah export --format gguf`; llama3 also emits whole-token pieces unmerged, as Llama 3 does)", "mynah")
+    .action(async (inputs: string[], o: { out: string; format: string; vocabSize: string; special: string; chatTemplate?: string | false; minPieceCount: string; pattern: string }) => {
       const t0 = Date.now();
+      if (!Object.hasOwn(PATTERN_PRESETS, o.pattern))
+        throw new Error(`--pattern: ${JSON.stringify(o.pattern)} is not one of ${Object.keys(PATTERN_PRESETS).join(", ")}`);
+      const preset = PATTERN_PRESETS[o.pattern as PatternPreset];
       const files = expandInputs(inputs);
       const total = files.reduce((sum, f) => sum + statSync(f).size, 0);
       const progress = progressBar(process.stderr.isTTY === true);
@@ -68,6 +73,8 @@ export function registerTokenizer(program: Command): void {
         vocabSize: Number(o.vocabSize),
         specialTokens: o.special.split(",").filter((s) => s !== ""),
         minPieceCount: Number(o.minPieceCount),
+        pattern: preset.pattern,
+        wholePieces: preset.wholePieces,
         onProgress: progress,
       });
       if (process.stderr.isTTY) process.stderr.write("\n");

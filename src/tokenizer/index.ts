@@ -13,6 +13,6 @@ export { trainBpe, trainBpeAsync, trainBpeFromCounts, PieceCounter, DEFAULT_SPEC
 export { trainTokenizerFromFiles, readTexts } from "./corpus.ts";
 export { saveTokenizer, loadTokenizer, loadTokenizerConfig, writeFileAtomic, writeBytesAtomic, type SaveOptions, type TokenizerConfig } from "./io.ts";
 export { parseTiktokenFile, parseTiktokenJson, ranksToMerges, TIKTOKEN_ENCODINGS } from "./tiktoken.ts";
-export { MYNAH_PATTERN, CL100K_PATTERN, O200K_PATTERN, GPT2_PATTERN } from "./pattern.ts";
+export { MYNAH_PATTERN, CL100K_PATTERN, O200K_PATTERN, GPT2_PATTERN, QWEN2_PATTERN, PATTERN_PRESETS, type PatternPreset } from "./pattern.ts";
 export { encodeFile, encodeLargeText, encodeBatch, EncoderPool, type ParallelOptions } from "./parallel.ts";
 export { BYTE_TO_CHAR, bytesToByteLevel, byteLevelToBytes } from "./bytes.ts";
