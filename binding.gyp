@@ -14,7 +14,8 @@
         "native/attention.c",
         "native/swiglu.c",
         "native/crossentropy.c",
-        "native/optim.c"
+        "native/optim.c",
+        "native/gemv_quant.c"
       ],
       "cflags!": ["-O2"],
       "cflags": ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function"],

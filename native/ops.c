@@ -6,6 +6,7 @@
 //   swiglu.c     SwiGLU activation
 //   crossentropy.c  fused softmax + cross-entropy + gradient
 //   optim.c      AdamW, Muon (Newton–Schulz on gemm()), sum of squares, scale
+//   gemv_quant.c decoding products with F16 / Q8_0 weights converted on the fly
 // This file only registers them with the addon.
 #include "ops_common.h"
 
@@ -17,4 +18,5 @@ void register_ops(napi_env env, napi_value exports) {
   register_swiglu(env, exports);
   register_crossentropy(env, exports);
   register_optim(env, exports);
+  register_gemv_quant(env, exports);
 }

@@ -109,3 +109,4 @@ void register_attention(napi_env env, napi_value exports);
 void register_swiglu(napi_env env, napi_value exports);
 void register_crossentropy(napi_env env, napi_value exports);
 void register_optim(napi_env env, napi_value exports);
+void register_gemv_quant(napi_env env, napi_value exports);

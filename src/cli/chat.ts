@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadChatModel } from "../infer/load.ts";
+import { parseWeightDtype } from "../infer/weight-dtype.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { ChatSession } from "../infer/session.ts";
 import { DEFAULT_GENERATE, generate, type GenerateOptions } from "../infer/generate.ts";
@@ -50,7 +51,8 @@ function addSamplingFlags(cmd: Command, temperature: string): Command {
     .option("--seed <n>", "random seed (default: from the clock)")
     .option("--screen <file>", "screening rules, JSON or YAML (default: built-in rules)")
     .option("--screen-log <file>", "append screening results here as JSON lines (default: DIR/screen-log.jsonl)")
-    .option("--threads <n>", "compute threads (0 = all CPUs)", "0");
+    .option("--threads <n>", "compute threads (0 = all CPUs)", "0")
+    .option("--dtype <dtype>", "weight storage for inference: f32, f16 or q8_0 (default: the model folder's mynah.dtype, else f32)");
 }
 
 export function registerChat(program: Command): void {
@@ -62,9 +64,10 @@ export function registerChat(program: Command): void {
       .option("--system <text>", "system prompt")
       .option("--context <n>", "context window in tokens (default: the model's)"),
     "0.7",
-  ).action(async (o: SamplingFlags & { model: string; system?: string; context?: string; screen?: string; screenLog?: string; threads: string }) => {
+  ).action(async (o: SamplingFlags & { model: string; system?: string; context?: string; screen?: string; screenLog?: string; threads: string; dtype?: string }) => {
     o.model = modelFolder(o.model);
-    const { model, tokenizer } = loadChatModel(o.model, { threads: Number(o.threads) });
+    const dtype = o.dtype === undefined ? undefined : parseWeightDtype(o.dtype);
+    const { model, tokenizer } = loadChatModel(o.model, { threads: Number(o.threads), dtype });
     const session = new ChatSession(model, tokenizer, {
       system: o.system,
       gen: samplingOptions(o),
@@ -90,9 +93,10 @@ export function registerChat(program: Command): void {
       .option("--system <text>", "system prompt (with --chat)")
       .option("--stop <text...>", "stop strings"),
     "0",
-  ).action((o: SamplingFlags & { model: string; prompt: string; chat?: boolean; system?: string; stop?: string[]; screen?: string; screenLog?: string; threads: string }) => {
+  ).action((o: SamplingFlags & { model: string; prompt: string; chat?: boolean; system?: string; stop?: string[]; screen?: string; screenLog?: string; threads: string; dtype?: string }) => {
     o.model = modelFolder(o.model);
-    const { model, tokenizer } = loadChatModel(o.model, { threads: Number(o.threads) });
+    const dtype = o.dtype === undefined ? undefined : parseWeightDtype(o.dtype);
+    const { model, tokenizer } = loadChatModel(o.model, { threads: Number(o.threads), dtype });
     const ids = o.chat
       ? renderChat(tokenizer, [...(o.system ? [{ role: "system" as const, content: o.system }] : []), { role: "user", content: o.prompt }], { addGenerationPrompt: true }).ids
       : tokenizer.encode(o.prompt);

@@ -12,6 +12,7 @@ import type { DecodeModel } from "../model/decode.ts";
 import { asDecodeModel } from "../model/gpt.ts";
 import { loadModelFolder } from "../model/weights.ts";
 import { loadTokenizer } from "../tokenizer/index.ts";
+import { parseWeightDtype, withWeightDtype, type WeightDtype } from "./weight-dtype.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 
 let chosen: Backend | undefined;
@@ -47,17 +48,23 @@ export function inferenceBackend(): Backend {
   return chosen;
 }
 
-/** Loads a model folder (config.json + model.safetensors) for generation. */
-export function loadDecodeModel(dir: string, backend: Backend = inferenceBackend()): DecodeModel {
+/**
+ * Loads a model folder (config.json + model.safetensors) for generation. The weight storage
+ * is `dtype` when given, else the folder's config.json `mynah.dtype` ("f32", "f16", "q8_0"),
+ * else f32 (src/infer/weight-dtype.ts).
+ */
+export function loadDecodeModel(dir: string, backend: Backend = inferenceBackend(), dtype?: WeightDtype): DecodeModel {
   for (const f of ["config.json", "model.safetensors"]) {
     if (!existsSync(join(dir, f))) throw new Error(`model folder ${dir}: ${f} is missing (is it a mynah model folder?)`);
   }
-  const { config, params } = loadModelFolder(dir);
-  return asDecodeModel({ config, params, backend });
+  const { config, params, json } = loadModelFolder(dir);
+  const own = (json.mynah ?? {}) as { dtype?: unknown };
+  const chosen = dtype ?? (own.dtype === undefined ? "f32" : parseWeightDtype(String(own.dtype), `${join(dir, "config.json")}: field "mynah.dtype"`));
+  return withWeightDtype(asDecodeModel({ config, params, backend }), chosen);
 }
 
 /** A model folder with its tokenizer, ready to chat. */
-export function loadChatModel(dir: string, opts: { threads?: number; backend?: Backend } = {}): { model: DecodeModel; tokenizer: Tokenizer } {
+export function loadChatModel(dir: string, opts: { threads?: number; backend?: Backend; dtype?: WeightDtype } = {}): { model: DecodeModel; tokenizer: Tokenizer } {
   if (opts.threads !== undefined) {
     try {
       setThreads(opts.threads);
@@ -65,7 +72,7 @@ export function loadChatModel(dir: string, opts: { threads?: number; backend?: B
       // No native build: the reference backend runs on this thread.
     }
   }
-  const model = loadDecodeModel(dir, opts.backend);
+  const model = loadDecodeModel(dir, opts.backend, opts.dtype);
   const tokenizer = loadTokenizer(dir);
   if (tokenizer.vocabSize > model.config.vocabSize)
     throw new Error(`model folder ${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
