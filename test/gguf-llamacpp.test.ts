@@ -100,8 +100,8 @@ test("the Q/K permutation turns half-split RoPE into interleaved RoPE (math chec
 });
 
 /** mynah's greedy continuation and the log-softmax rows along it. */
-function mynahGreedy(prompt: number[], n: number): { ids: number[]; logp: Float64Array[] } {
-  const m = loadDecodeModel(tiny.dir);
+function mynahGreedy(prompt: number[], n: number, dtype: GgufDtype = "f32", forced?: number[]): { ids: number[]; logp: Float64Array[] } {
+  const m = loadDecodeModel(tiny.dir, undefined, dtype);
   const V = m.config.vocabSize;
   const cache = createCache(m, 1, prompt.length + n + 1);
   let logits = forwardCached(m, cache, [0], [prompt.length], prompt);
@@ -112,8 +112,9 @@ function mynahGreedy(prompt: number[], n: number): { ids: number[]; logp: Float6
     let z = 0;
     for (let j = 0; j < V; j++) z += Math.exp(logits[j] - mx);
     logp.push(Float64Array.from(logits, (v) => v - mx - Math.log(z)));
-    ids.push(arg);
-    logits = forwardCached(m, cache, [0], [1], [arg]);
+    const next = forced ? forced[k] : arg;
+    ids.push(next);
+    logits = forwardCached(m, cache, [0], [1], [next]);
   }
   return { ids, logp };
 }
@@ -167,6 +168,14 @@ test("llama.cpp loads F32/F16/Q8_0; greedy continuation equals mynah's; log-prob
       assert.ok(diff <= LOGPROB_BOUND_F32, `F32 log-probabilities differ by ${diff} > ${LOGPROB_BOUND_F32}`);
     } else {
       assert.ok(diff <= LOGPROB_BOUND[dtype], `${dtype} log-probabilities differ by ${diff} > ${LOGPROB_BOUND[dtype]}`);
+      // mynah's own inference with the same storage (--dtype): weights rounded alike, activations kept in float32
+      const own = mynahGreedy(prompt, GREEDY, dtype, ours.ids);
+      let worst = 0;
+      for (let k = 0; k < GREEDY; k++) for (let j = 0; j < own.logp[k].length; j++) if (Math.exp(ours.logp[k][j]) >= 1e-4) worst = Math.max(worst, Math.abs(own.logp[k][j] - ours.logp[k][j]));
+      const ownGreedy = mynahGreedy(prompt, GREEDY, dtype).ids;
+      const agreeOwn = ownGreedy.findIndex((t, i) => t !== ours.ids[i]);
+      console.log(`  ${dtype}: mynah --dtype ${dtype} greedy equals its F32 for ${agreeOwn < 0 ? GREEDY : agreeOwn}/${GREEDY} tokens; largest |Δ log p| ${worst.toExponential(2)} (llama.cpp ${diff.toExponential(2)})`);
+      assert.ok(worst <= LOGPROB_BOUND[dtype], `mynah ${dtype} log-probabilities differ from F32 by ${worst}`);
     }
   }
 });
