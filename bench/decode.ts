@@ -2,8 +2,9 @@
  * Generation speed: prefill and decode tokens/s of the KV-cached engine (src/model/decode.ts)
  * at batch 1 and 8, on random-weight Llama models of the issue's shapes, beside PyTorch's
  * KV-cached greedy generation (../shared/bench/torch_reference.py decode) on the same configs
- * and thread count, with the ratio. llama.cpp's llama-bench figures on this machine (F32,
- * 2 threads) are printed as the bar for CPU generation.
+ * and thread count, with the ratio. Then batch 1 against llama.cpp (node-llama-cpp 3.21.1,
+ * its prebuilt CPU build): the same random weights exported by `mynah export --format gguf`
+ * at F32, F16 and Q8_0, run by both at the same thread count (mynah with --dtype alike).
  *
  * Same protocol as the peer: prompt of PROMPT random tokens prefilled in one pass (timed),
  * then NEW tokens generated greedily one at a time (timed), after an 8-token warm-up.
@@ -17,14 +18,22 @@ import { inferenceBackend } from "../src/infer/load.ts";
 import { setThreads } from "../src/core/native.ts";
 import { argmax } from "../src/infer/sampling.ts";
 import { makeRng } from "../src/infer/rng.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { validateConfig } from "../src/model/config.ts";
+import { createGPT } from "../src/model/gpt.ts";
+import { saveModelFolder } from "../src/model/weights.ts";
+import { loadDecodeModel } from "../src/infer/load.ts";
+import { exportGguf } from "../src/interop/gguf.ts";
+import { saveTokenizer, trainBpe, CL100K_PATTERN } from "../src/tokenizer/index.ts";
 
 const PROMPT = 128, NEW = 128, THREADS = 2;
 
-interface Shape { name: string; nLayer: number; nEmbd: number; nHead: number; vocabSize: number; llamaCpp: { prefill: number; decode: number } | null }
+interface Shape { name: string; nLayer: number; nEmbd: number; nHead: number; vocabSize: number }
 const SHAPES: Shape[] = [
-  { name: "4L×128, V=259", nLayer: 4, nEmbd: 128, nHead: 4, vocabSize: 259, llamaCpp: { prefill: 19000, decode: 4470 } },
-  { name: "6L×384, V=259", nLayer: 6, nEmbd: 384, nHead: 6, vocabSize: 259, llamaCpp: { prefill: 2770, decode: 528 } },
-  { name: "8L×512, V=32768", nLayer: 8, nEmbd: 512, nHead: 8, vocabSize: 32768, llamaCpp: { prefill: 2020, decode: 127 } },
+  { name: "4L×128, V=259", nLayer: 4, nEmbd: 128, nHead: 4, vocabSize: 259 },
+  { name: "6L×384, V=259", nLayer: 6, nEmbd: 384, nHead: 6, vocabSize: 259 },
+  { name: "8L×512, V=32768", nLayer: 8, nEmbd: 512, nHead: 8, vocabSize: 32768 },
 ];
 
 function ffn(C: number): number {
@@ -87,8 +96,8 @@ export async function run(): Promise<unknown> {
   const shapes = process.env.MYNAH_BENCH_QUICK ? SHAPES.slice(0, 2) : SHAPES;
   const rows = [];
   console.log(`backend ${backend.name}, ${THREADS} threads, prompt ${PROMPT}, ${NEW} new tokens (greedy); tokens/s`);
-  console.log("| model | batch | prefill mynah | prefill torch | ratio | decode mynah | decode torch | ratio | llama.cpp pre/dec (B=1) |");
-  console.log("|---|---|---|---|---|---|---|---|---|");
+  console.log("| model | batch | prefill mynah | prefill torch | ratio | decode mynah | decode torch | ratio |");
+  console.log("|---|---|---|---|---|---|---|---|");
   for (const s of shapes) {
     const m = randomModel(s);
     for (const B of [1, 8]) {
@@ -97,10 +106,81 @@ export async function run(): Promise<unknown> {
       const p = typeof peer === "string" ? null : peer;
       const f = (x: number | null | undefined): string => (x == null ? "—" : x.toFixed(0));
       const ratio = (a: number, b: number | null | undefined): string => (b ? `${(a / b).toFixed(2)}×` : "—");
-      console.log(`| ${s.name} | ${B} | ${f(ours.prefill)} | ${f(p?.prefill)} | ${ratio(ours.prefill, p?.prefill)} | ${f(ours.decode)} | ${f(p?.decode)} | ${ratio(ours.decode, p?.decode)} | ${B === 1 && s.llamaCpp ? `${s.llamaCpp.prefill} / ${s.llamaCpp.decode}` : ""} |`);
+      console.log(`| ${s.name} | ${B} | ${f(ours.prefill)} | ${f(p?.prefill)} | ${ratio(ours.prefill, p?.prefill)} | ${f(ours.decode)} | ${f(p?.decode)} | ${ratio(ours.decode, p?.decode)} |`);
       if (typeof peer === "string") console.log(`  (peer not run: ${peer})`);
-      rows.push({ model: s.name, batch: B, mynah: ours, pytorch: p, peerNote: typeof peer === "string" ? peer : undefined, llamaCpp: B === 1 ? s.llamaCpp : null });
+      rows.push({ model: s.name, batch: B, mynah: ours, pytorch: p, peerNote: typeof peer === "string" ? peer : undefined });
     }
   }
-  return { backend: backend.name, threads: THREADS, prompt: PROMPT, new: NEW, rows };
+  const llamaCpp = await llamaCppTable(shapes);
+  return { backend: backend.name, threads: THREADS, prompt: PROMPT, new: NEW, rows, llamaCpp };
+}
+
+// ---- batch 1 against llama.cpp, same GGUF, same thread count --------------------------------
+
+/** A model folder of random weights for a shape, with a byte-level tokenizer padded to V. */
+function randomFolder(s: Shape): string {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-bench-gguf-"));
+  const config = validateConfig({ nLayer: s.nLayer, nHead: s.nHead, nKvHead: s.nHead, nEmbd: s.nEmbd, ffnHidden: ffn(s.nEmbd),
+    vocabSize: s.vocabSize, contextLength: PROMPT + NEW, ropeTheta: 10000, normEps: 1e-5, tiedEmbeddings: false, qkNorm: false });
+  const g = createGPT(config, inferenceBackend(), { seed: 1 });
+  saveModelFolder(dir, g.params);
+  saveTokenizer(dir, trainBpe(["bench"], { vocabSize: 259, specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], pattern: CL100K_PATTERN }));
+  return dir;
+}
+
+export async function llamaCppTable(shapes: Shape[] = SHAPES): Promise<unknown> {
+  let llama;
+  try {
+    const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
+    llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  } catch (err) {
+    console.log(`\nllama.cpp not run: node-llama-cpp is unavailable (${(err as Error).message.split("\n")[0]})`);
+    return null;
+  }
+  const rng = makeRng(3);
+  const out = [];
+  console.log(`\nbatch 1 vs llama.cpp (node-llama-cpp 3.21.1, same GGUF, ${THREADS} threads both; prompt ${PROMPT}, ${NEW} greedy tokens); tokens/s`);
+  console.log("| model | weights | prefill mynah | prefill llama.cpp | ratio | decode mynah | decode llama.cpp | ratio | decode vs mynah F32 |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
+  for (const s of shapes) {
+    const dir = randomFolder(s);
+    let f32Decode = 0;
+    for (const dtype of ["f32", "f16", "q8_0"] as const) {
+      const file = exportGguf({ model: dir, out: join(dir, `m-${dtype}.gguf`), dtype }).file;
+      const ours = timeOurs(loadDecodeModel(dir, inferenceBackend(), dtype), 1);
+      if (dtype === "f32") f32Decode = ours.decode;
+      const prompt = Array.from({ length: PROMPT }, () => rng.int(s.vocabSize));
+      const threadList = dtype === "f32" && s === shapes[0] ? [1, THREADS] : [THREADS];
+      const peer: Record<number, { prefill: number; decode: number }> = {};
+      for (const t of threadList) peer[t] = await timeLlamaCpp(llama, file, prompt, t);
+      const p = peer[THREADS];
+      const r = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
+      console.log(`| ${s.name} | ${dtype} | ${ours.prefill.toFixed(0)} | ${p.prefill.toFixed(0)} | ${r(ours.prefill, p.prefill)} | ${ours.decode.toFixed(0)} | ${p.decode.toFixed(0)} | ${r(ours.decode, p.decode)} | ${r(ours.decode, f32Decode)} |`);
+      if (threadList.length > 1) console.log(`  (llama.cpp at 1 thread: prefill ${peer[1].prefill.toFixed(0)}, decode ${peer[1].decode.toFixed(0)}; at ${THREADS}: ${p.prefill.toFixed(0)}, ${p.decode.toFixed(0)})`);
+      out.push({ model: s.name, dtype, mynah: ours, llamaCpp: p, llamaCppByThreads: peer });
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+/** llama.cpp's prefill (one batch of PROMPT tokens) and greedy decode of NEW tokens. */
+async function timeLlamaCpp(llama: Awaited<ReturnType<typeof import("node-llama-cpp").getLlama>>, file: string, prompt: number[], threads: number): Promise<{ prefill: number; decode: number }> {
+  const model = await llama.loadModel({ modelPath: file });
+  const ctx = await model.createContext({ contextSize: PROMPT + NEW + 16, batchSize: PROMPT, threads, sequences: 1 });
+  try {
+    const seq = ctx.getSequence();
+    await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 8) as never); // warm-up
+    await seq.clearHistory();
+    const t0 = performance.now();
+    await seq.evaluateWithoutGeneratingNewTokens(prompt as never);
+    const t1 = performance.now();
+    let n = 0;
+    for await (const _ of seq.evaluate([prompt[PROMPT - 1]] as never, { temperature: 0 })) if (++n >= NEW) break;
+    const t2 = performance.now();
+    return { prefill: PROMPT / ((t1 - t0) / 1000), decode: NEW / ((t2 - t1) / 1000) };
+  } finally {
+    await ctx.dispose();
+    await model.dispose();
+  }
 }
