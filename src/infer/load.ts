@@ -10,7 +10,9 @@ import { loadNative, setThreads } from "../core/native.ts";
 import { referenceBackend } from "../core/reference.ts";
 import type { DecodeModel } from "../model/decode.ts";
 import { asDecodeModel } from "../model/gpt.ts";
-import { loadModelFolder } from "../model/weights.ts";
+import { loadModelFolder, readModelConfig } from "../model/weights.ts";
+import { paramSpecs } from "../model/params.ts";
+import { readSafetensors, SafetensorsError } from "../core/safetensors.ts";
 import { loadTokenizer } from "../tokenizer/index.ts";
 import { parseWeightDtype, withWeightDtype, type WeightDtype } from "./weight-dtype.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
@@ -57,10 +59,27 @@ export function loadDecodeModel(dir: string, backend: Backend = inferenceBackend
   for (const f of ["config.json", "model.safetensors"]) {
     if (!existsSync(join(dir, f))) throw new Error(`model folder ${dir}: ${f} is missing (is it a mynah model folder?)`);
   }
-  const { config, params, json } = loadModelFolder(dir);
+  const { config, json } = readModelConfig(dir);
   const own = (json.mynah ?? {}) as { dtype?: unknown };
   const chosen = dtype ?? (own.dtype === undefined ? "f32" : parseWeightDtype(String(own.dtype), `${join(dir, "config.json")}: field "mynah.dtype"`));
-  return withWeightDtype(asDecodeModel({ config, params, backend }), chosen);
+  if (chosen === "f32") {
+    const { params } = loadModelFolder(dir);
+    return asDecodeModel({ config, params, backend });
+  }
+  // F16 / Q8_0: quantize straight from the file's float32 views, keep only the embedding and
+  // norms in float32, and let the file's buffer go (no float32 copy of the matrices stays).
+  const file = join(dir, "model.safetensors");
+  const tensors = readSafetensors(file).tensors;
+  const specs = paramSpecs(config);
+  for (const s of specs) {
+    const t = tensors.get(s.name);
+    if (!t) throw new SafetensorsError(file, `tensor "${s.name}" is missing (the config needs it)`);
+    if (t.dtype !== "F32") throw new SafetensorsError(file, `tensor "${s.name}" is ${t.dtype}, expected F32`);
+    if (t.shape.join(",") !== s.shape.join(",")) throw new SafetensorsError(file, `tensor "${s.name}" has shape [${t.shape}], the config needs [${s.shape}]`);
+  }
+  for (const name of tensors.keys()) if (!specs.some((s) => s.name === name)) throw new SafetensorsError(file, `unexpected tensor "${name}" (not part of this config)`);
+  const view = asDecodeModel({ config, params: { get: (n: string) => tensors.get(n)!.data as Float32Array } as never, backend });
+  return withWeightDtype(view, chosen, { release: true });
 }
 
 /** A model folder with its tokenizer, ready to chat. */

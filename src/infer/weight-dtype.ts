@@ -74,11 +74,24 @@ function storedNames(m: DecodeModel): string[] {
   return names;
 }
 
+/** The float32 tensors a model keeps besides its stored matrices: the embedding and the norm gains. */
+function keptNames(m: DecodeModel): string[] {
+  const names = ["model.embed_tokens.weight", "model.norm.weight"];
+  for (let l = 0; l < m.config.nLayer; l++) {
+    const p = `model.layers.${l}.`;
+    names.push(p + "input_layernorm.weight", p + "post_attention_layernorm.weight");
+    if (m.config.qkNorm) names.push(p + "self_attn.q_norm.weight", p + "self_attn.k_norm.weight");
+  }
+  return names;
+}
+
 /**
- * The model with its matrices stored in `dtype` (f32 returns it unchanged). The float32
- * weights stay reachable through weight() for the embedding and norms.
+ * The model with its matrices stored in `dtype` (f32 returns it unchanged). With `release`,
+ * the returned model copies the float32 tensors it still needs (embedding, norms) and holds no
+ * reference to `model`'s weights, so their memory can be freed (the loader passes views of
+ * the file it read); weight() of a stored matrix then throws.
  */
-export function withWeightDtype(model: DecodeModel, dtype: WeightDtype): DecodeModel & { dtype: WeightDtype } {
+export function withWeightDtype(model: DecodeModel, dtype: WeightDtype, opts: { release?: boolean } = {}): DecodeModel & { dtype: WeightDtype } {
   if (dtype === "f32") return { ...model, dtype };
   const ops = nativeQuantOps();
   const mats = new Map<string, QuantMatrix>();
@@ -104,7 +117,14 @@ export function withWeightDtype(model: DecodeModel, dtype: WeightDtype): DecodeM
     model.backend.gemm(false, true, M, N, K, 1, x, w, accumulate ? 1 : 0, y);
     return true;
   };
-  return { ...model, linear, dtype };
+  if (!opts.release) return { ...model, linear, dtype };
+  const kept = new Map(keptNames(model).map((n) => [n, model.weight(n).slice()]));
+  const weight = (name: string): Float32Array => {
+    const w = kept.get(name);
+    if (w) return w;
+    throw new Error(mats.has(name) ? `weight "${name}" is stored as ${mats.get(name)!.dtype} (use linear())` : `model has no weight "${name}"`);
+  };
+  return { config: model.config, backend: model.backend, weight, linear, dtype };
 }
 
 /** Bytes of the matrices as stored (what one decoding step reads). */
