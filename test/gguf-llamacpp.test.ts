@@ -100,8 +100,8 @@ test("the Q/K permutation turns half-split RoPE into interleaved RoPE (math chec
 });
 
 /** mynah's greedy continuation and the log-softmax rows along it. */
-function mynahGreedy(prompt: number[], n: number, dtype: GgufDtype = "f32", forced?: number[]): { ids: number[]; logp: Float64Array[] } {
-  const m = loadDecodeModel(tiny.dir, undefined, dtype);
+function mynahGreedy(prompt: number[], n: number, dtype: GgufDtype = "f32", forced?: number[], dir = tiny.dir): { ids: number[]; logp: Float64Array[] } {
+  const m = loadDecodeModel(dir, undefined, dtype);
   const V = m.config.vocabSize;
   const cache = createCache(m, 1, prompt.length + n + 1);
   let logits = forwardCached(m, cache, [0], [prompt.length], prompt);
@@ -177,6 +177,23 @@ test("llama.cpp loads F32/F16/Q8_0; greedy continuation equals mynah's; log-prob
       console.log(`  ${dtype}: mynah --dtype ${dtype} greedy equals its F32 for ${agreeOwn < 0 ? GREEDY : agreeOwn}/${GREEDY} tokens; largest |Δ log p| ${worst.toExponential(2)} (llama.cpp ${diff.toExponential(2)})`);
       assert.ok(worst <= LOGPROB_BOUND[dtype], `mynah ${dtype} log-probabilities differ from F32 by ${worst}`);
     }
+  }
+});
+
+test("QK-norm models export as llama.cpp's qwen3 architecture and decode the same", { skip, timeout: 300_000 }, async () => {
+  const q3 = trainTiny({ pattern: CL100K_PATTERN, qkNorm: true, steps: 150 });
+  try {
+    const r = exportGguf({ model: q3.dir, out: join(q3.dir, "q3.gguf"), dtype: "f32" });
+    assert.equal(r.arch, "qwen3");
+    const prompt = q3.tokenizer.encode("ROMEO:\nWhat light through yonder window breaks? 床前明月光，");
+    const ours = mynahGreedy(prompt, 32, "f32", undefined, q3.dir);
+    const l = await llamaRun(r.file, prompt, ours.ids, 32);
+    const diff = maxLogprobDiff(ours.logp, l.probs);
+    console.log(`  qwen3: llama.cpp greedy equals mynah's for ${l.greedy.filter((t, i) => t === ours.ids[i]).length}/32 tokens; largest |Δ log p| ${diff.toExponential(2)}`);
+    assert.deepEqual(l.greedy, ours.ids);
+    assert.ok(diff <= LOGPROB_BOUND_F32, `qwen3 F32 log-probabilities differ by ${diff}`);
+  } finally {
+    rmSync(q3.dir, { recursive: true, force: true });
   }
 });
 
