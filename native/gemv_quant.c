@@ -146,7 +146,7 @@ QINLINE void q8_rows(const qgemv_args *a, int M, int JB, int j) {
       for (int r = 0; r < JB; r++) {
         qvf t = q[r][0] * xv[0];
         for (int v = 1; v < 32 / QV; v++) t += q[r][v] * xv[v];
-        acc[m][r] += (qvf){0} + d[r] * t;
+        acc[m][r] += d[r] * t;  // one multiply-add per block
       }
     }
   }
