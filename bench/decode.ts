@@ -8,10 +8,10 @@
  * alone per token: partial selection (what mynah runs) against sorting the whole vocabulary
  * (what it did before), both measured here.
  *
- * The llama.cpp figures are QUOTED, not measured by this benchmark: llama-bench (F32, 2 pinned
- * threads, random-weight GGUF of the same shape) on the 2-core AMD Zen 5 machine of
- * docs/benchmarks.md, as reported in issue 5 of this project. They are printed in a column
- * marked "quoted" and stored under `llamaCppQuoted` with that source.
+ * Then batch 1 against llama.cpp (node-llama-cpp 3.21.1, its prebuilt CPU build): the same
+ * random weights exported by `mynah export --format gguf` at F32, F16 and Q8_0, run by both at
+ * one thread (mynah with --dtype alike); then both at 2 threads once, which shows the thread
+ * trap in llama.cpp on this kind of machine.
  *
  * Same protocol as the peer: prompt of PROMPT random tokens prefilled in one pass (timed),
  * then NEW tokens generated greedily one at a time (timed), after an 8-token warm-up.
@@ -25,17 +25,24 @@ import { inferenceBackend } from "../src/infer/load.ts";
 import { setThreads } from "../src/core/native.ts";
 import { argmax, sampleToken, type SamplingOptions } from "../src/infer/sampling.ts";
 import { makeRng } from "../src/infer/rng.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { validateConfig } from "../src/model/config.ts";
+import { createGPT } from "../src/model/gpt.ts";
+import { saveModelFolder } from "../src/model/weights.ts";
+import { loadDecodeModel } from "../src/infer/load.ts";
+import { exportGguf } from "../src/interop/gguf.ts";
+import { saveTokenizer, trainBpe, CL100K_PATTERN } from "../src/tokenizer/index.ts";
 
 const PROMPT = 128, NEW = 128, THREADS = 2;
-const LLAMA_CPP_SOURCE = "quoted, not measured here: llama-bench F32, 2 pinned threads, random-weight GGUF of the same shape, on the 2-core AMD Zen 5 machine of docs/benchmarks.md (mynah issue 5)";
 /** The chat's default sampling (src/infer/session.ts, `mynah chat` flags). */
 const CHAT_SAMPLING: SamplingOptions = { temperature: 0.7, topK: 40, topP: 0.95, repetitionPenalty: 1 };
 
-interface Shape { name: string; nLayer: number; nEmbd: number; nHead: number; vocabSize: number; llamaCppQuoted: { prefill: number; decode: number } | null }
+interface Shape { name: string; nLayer: number; nEmbd: number; nHead: number; vocabSize: number }
 const SHAPES: Shape[] = [
-  { name: "4L×128, V=259", nLayer: 4, nEmbd: 128, nHead: 4, vocabSize: 259, llamaCppQuoted: { prefill: 19000, decode: 4470 } },
-  { name: "6L×384, V=259", nLayer: 6, nEmbd: 384, nHead: 6, vocabSize: 259, llamaCppQuoted: { prefill: 2770, decode: 528 } },
-  { name: "8L×512, V=32768", nLayer: 8, nEmbd: 512, nHead: 8, vocabSize: 32768, llamaCppQuoted: { prefill: 2020, decode: 127 } },
+  { name: "4L×128, V=259", nLayer: 4, nEmbd: 128, nHead: 4, vocabSize: 259 },
+  { name: "6L×384, V=259", nLayer: 6, nEmbd: 384, nHead: 6, vocabSize: 259 },
+  { name: "8L×512, V=32768", nLayer: 8, nEmbd: 512, nHead: 8, vocabSize: 32768 },
 ];
 
 function ffn(C: number): number {
@@ -149,8 +156,8 @@ export async function run(): Promise<unknown> {
   const shapes = process.env.MYNAH_BENCH_QUICK ? SHAPES.slice(0, 2) : SHAPES;
   const rows = [];
   console.log(`backend ${backend.name}, ${THREADS} threads, prompt ${PROMPT}, ${NEW} new tokens; tokens/s. "decode chat" = decoding with the chat's default sampler (T 0.7, top-k 40, top-p 0.95)`);
-  console.log("| model | batch | prefill mynah | prefill torch | ratio | decode mynah (greedy) | decode torch (greedy) | ratio | decode mynah (chat sampler) | llama.cpp pre/dec B=1 (quoted†) |");
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  console.log("| model | batch | prefill mynah | prefill torch | ratio | decode mynah (greedy) | decode torch (greedy) | ratio | decode mynah (chat sampler) |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const s of shapes) {
     const m = randomModel(s);
     for (const B of [1, 8]) {
@@ -159,13 +166,11 @@ export async function run(): Promise<unknown> {
       const p = typeof peer === "string" ? null : peer;
       const f = (x: number | null | undefined): string => (x == null ? "—" : x.toFixed(0));
       const ratio = (a: number, b: number | null | undefined): string => (b ? `${(a / b).toFixed(2)}×` : "—");
-      console.log(`| ${s.name} | ${B} | ${f(ours.prefill)} | ${f(p?.prefill)} | ${ratio(ours.prefill, p?.prefill)} | ${f(ours.decode)} | ${f(p?.decode)} | ${ratio(ours.decode, p?.decode)} | ${f(ours.decodeChatSampler)} | ${B === 1 && s.llamaCppQuoted ? `${s.llamaCppQuoted.prefill} / ${s.llamaCppQuoted.decode}` : ""} |`);
+      console.log(`| ${s.name} | ${B} | ${f(ours.prefill)} | ${f(p?.prefill)} | ${ratio(ours.prefill, p?.prefill)} | ${f(ours.decode)} | ${f(p?.decode)} | ${ratio(ours.decode, p?.decode)} | ${f(ours.decodeChatSampler)} |`);
       if (typeof peer === "string") console.log(`  (peer not run: ${peer})`);
-      rows.push({ model: s.name, batch: B, mynah: ours, pytorch: p, peerNote: typeof peer === "string" ? peer : undefined,
-                  llamaCppQuoted: B === 1 ? s.llamaCppQuoted : null });
+      rows.push({ model: s.name, batch: B, mynah: ours, pytorch: p, peerNote: typeof peer === "string" ? peer : undefined });
     }
   }
-  console.log(`† llama.cpp: ${LLAMA_CPP_SOURCE}.`);
   console.log("\nsampler alone, µs per token (chat defaults T 0.7, top-k 40, top-p 0.95; and top-p 0.95 without top-k), best of 3:");
   console.log("| vocabulary | sampling | partial selection (mynah) | full sort (before) | speed-up | same tokens |");
   console.log("|---|---|---|---|---|---|");
@@ -177,5 +182,98 @@ export async function run(): Promise<unknown> {
       sampler.push({ vocabSize: V, sampling: label, partialUs: t.partial, fullSortUs: t.fullSort, sameTokens: t.same });
     }
   }
-  return { backend: backend.name, threads: THREADS, prompt: PROMPT, new: NEW, rows, sampler, llamaCppSource: LLAMA_CPP_SOURCE };
+  const llamaCpp = await llamaCppTable(shapes);
+  return { backend: backend.name, threads: THREADS, prompt: PROMPT, new: NEW, rows, sampler, llamaCpp };
+}
+
+// ---- batch 1 against llama.cpp, same GGUF, same thread count --------------------------------
+
+/** A model folder of random weights for a shape, with a byte-level tokenizer padded to V. */
+function randomFolder(s: Shape): string {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-bench-gguf-"));
+  const config = validateConfig({ nLayer: s.nLayer, nHead: s.nHead, nKvHead: s.nHead, nEmbd: s.nEmbd, ffnHidden: ffn(s.nEmbd),
+    vocabSize: s.vocabSize, contextLength: PROMPT + NEW, ropeTheta: 10000, normEps: 1e-5, tiedEmbeddings: false, qkNorm: false });
+  const g = createGPT(config, inferenceBackend(), { seed: 1 });
+  saveModelFolder(dir, g.params);
+  saveTokenizer(dir, trainBpe(["bench"], { vocabSize: 259, specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], pattern: CL100K_PATTERN }));
+  return dir;
+}
+
+export async function llamaCppTable(shapes: Shape[] = SHAPES): Promise<unknown> {
+  let llama;
+  try {
+    const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
+    llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
+  } catch (err) {
+    console.log(`\nllama.cpp not run: node-llama-cpp is unavailable (${(err as Error).message.split("\n")[0]})`);
+    return null;
+  }
+  const rng = makeRng(3);
+  const out = [];
+  // The thread trap: ggml starts its worker threads for each graph from the evaluating thread,
+  // and here a new thread stays on its creator's CPU, so llama.cpp's 2 threads share one CPU
+  // and spin at each barrier. Measured once below at 1 and 2 threads; the table compares both
+  // engines at 1 thread (the same thread count, llama.cpp's best here).
+  const T = 1, REPS = Number(process.env.MYNAH_BENCH_REPS ?? 3);
+  setThreads(T);
+  console.log(`\nbatch 1 vs llama.cpp (node-llama-cpp 3.21.1, same GGUF, ${T} thread both; prompt ${PROMPT}, ${NEW} greedy tokens; best of ${REPS} alternated runs); tokens/s`);
+  console.log("| model | weights | prefill mynah | prefill llama.cpp | ratio | decode mynah | decode llama.cpp | ratio | decode vs mynah F32 |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
+  let trap: unknown = null;
+  for (const s of shapes) {
+    const dir = randomFolder(s);
+    let f32Decode = 0;
+    for (const dtype of ["f32", "f16", "q8_0"] as const) {
+      const file = exportGguf({ model: dir, out: join(dir, `m-${dtype}.gguf`), dtype }).file;
+      const m = loadDecodeModel(dir, inferenceBackend(), dtype);
+      const prompt = Array.from({ length: PROMPT }, () => rng.int(s.vocabSize));
+      // alternate the two engines REPS times and keep each one's best, so that a burst of load
+      // from other processes does not decide a ratio
+      let ours = { prefill: 0, decode: 0 }, p = { prefill: 0, decode: 0 };
+      for (let rep = 0; rep < REPS; rep++) {
+        const a = timeOurs(m, 1), b = await timeLlamaCpp(llama, file, prompt, T, NEW);
+        ours = { prefill: Math.max(ours.prefill, a.prefill), decode: Math.max(ours.decode, a.decode) };
+        p = { prefill: Math.max(p.prefill, b.prefill), decode: Math.max(p.decode, b.decode) };
+      }
+      if (dtype === "f32") f32Decode = ours.decode;
+      const r = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
+      console.log(`| ${s.name} | ${dtype} | ${ours.prefill.toFixed(0)} | ${p.prefill.toFixed(0)} | ${r(ours.prefill, p.prefill)} | ${ours.decode.toFixed(0)} | ${p.decode.toFixed(0)} | ${r(ours.decode, p.decode)} | ${r(ours.decode, f32Decode)} |`);
+      out.push({ model: s.name, dtype, threads: T, reps: REPS, mynah: ours, llamaCpp: p });
+      if (s === shapes[0] && dtype === "f32") {
+        // the trap, measured: both engines at 2 threads (llama.cpp on 16 new tokens: it is slow there)
+        setThreads(2);
+        const ours2 = timeOurs(m, 1);
+        setThreads(T);
+        const p2 = await timeLlamaCpp(llama, file, prompt, 2, 16);
+        trap = { model: s.name, dtype, mynah2: ours2, llamaCpp2: p2, mynah1: ours, llamaCpp1: p };
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const t = trap as { mynah2: { prefill: number; decode: number }; llamaCpp2: { prefill: number; decode: number } } | null;
+  if (t) console.log(`  at 2 threads (${shapes[0].name}, f32): mynah prefill ${t.mynah2.prefill.toFixed(0)}, decode ${t.mynah2.decode.toFixed(0)}; ` +
+    `llama.cpp prefill ${t.llamaCpp2.prefill.toFixed(0)}, decode ${t.llamaCpp2.decode.toFixed(0)} (its threads share one CPU: the thread trap)`);
+  setThreads(THREADS);
+  return { threads: T, rows: out, twoThreads: trap };
+}
+
+/** llama.cpp's prefill (one batch of PROMPT tokens) and greedy decode of NEW tokens. */
+async function timeLlamaCpp(llama: Awaited<ReturnType<typeof import("node-llama-cpp").getLlama>>, file: string, prompt: number[], threads: number, n: number): Promise<{ prefill: number; decode: number }> {
+  const model = await llama.loadModel({ modelPath: file });
+  const ctx = await model.createContext({ contextSize: PROMPT + NEW + 16, batchSize: PROMPT, threads, sequences: 1 });
+  try {
+    const seq = ctx.getSequence();
+    await seq.evaluateWithoutGeneratingNewTokens(prompt.slice(0, 8) as never); // warm-up
+    await seq.clearHistory();
+    const t0 = performance.now();
+    await seq.evaluateWithoutGeneratingNewTokens(prompt as never);
+    const t1 = performance.now();
+    let k = 0;
+    for await (const _ of seq.evaluate([prompt[PROMPT - 1]] as never, { temperature: 0 })) if (++k >= n) break;
+    const t2 = performance.now();
+    return { prefill: PROMPT / ((t1 - t0) / 1000), decode: n / ((t2 - t1) / 1000) };
+  } finally {
+    await ctx.dispose();
+    await model.dispose();
+  }
 }

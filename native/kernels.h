@@ -30,7 +30,8 @@
   X(attention)           \
   X(swiglu)              \
   X(crossentropy)        \
-  X(optim)
+  X(optim)               \
+  X(gemv_quant)
 
 #define MYNAH_STR2(x) #x
 #define MYNAH_STR(x) MYNAH_STR2(x)

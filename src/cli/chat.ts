@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadChatModel } from "../infer/load.ts";
+import { WEIGHT_DTYPES, type WeightDtype } from "../infer/weight-dtype.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { ChatSession } from "../infer/session.ts";
 import { DEFAULT_GENERATE, generate, type GenerateOptions } from "../infer/generate.ts";
@@ -13,7 +14,7 @@ import { renderChat } from "../data/chat-template.ts";
 import { DEFAULT_SCREEN_CONFIG, loadScreenConfig, logScreen } from "../screen/index.ts";
 import { screenedStream } from "../screen/stream.ts";
 import { runChatRepl, describeScreening } from "./chat-repl.ts";
-import { intOption, numberOption, SAMPLING_RULES, threadsOption } from "./options.ts";
+import { choiceOption, intOption, numberOption, SAMPLING_RULES, threadsOption } from "./options.ts";
 
 /** --model accepts a model or checkpoint folder, or a run folder (its latest checkpoint). */
 function modelFolder(dir: string): string {
@@ -43,7 +44,8 @@ function addSamplingFlags(cmd: Command, temperature: number): Command {
     .addOption(numberOption("--seed <n>", "random seed (default: from the clock)", SAMPLING_RULES.seed))
     .option("--screen <file>", "screening rules, JSON or YAML, merged over the built-in rules")
     .option("--screen-log <file>", "append screening results here as JSON lines (default: DIR/screen-log.jsonl)")
-    .addOption(threadsOption());
+    .addOption(threadsOption())
+    .addOption(choiceOption("--dtype <dtype>", "weight storage for inference (default: the model folder's mynah.dtype, else f32)", WEIGHT_DTYPES))
 }
 
 export function registerChat(program: Command): void {
@@ -55,10 +57,10 @@ export function registerChat(program: Command): void {
       .option("--system <text>", "system prompt")
       .addOption(intOption("--context <n>", "context window in tokens (default: the model's)", { min: 2 })),
     0.7,
-  ).action(async (o: SamplingFlags & { model: string; system?: string; context?: number; screen?: string; screenLog?: string }) => {
+  ).action(async (o: SamplingFlags & { model: string; system?: string; context?: number; screen?: string; screenLog?: string; dtype?: string }) => {
     o.model = modelFolder(o.model);
     const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
-    const { model, tokenizer } = loadChatModel(o.model, { threads: o.threads });
+    const { model, tokenizer } = loadChatModel(o.model, { threads: o.threads, dtype: o.dtype as WeightDtype | undefined });
     if (o.context !== undefined && o.context > model.config.seqLen)
       throw new Error(`--context ${o.context} is longer than the model's context window (${model.config.seqLen} tokens)`);
     const session = new ChatSession(model, tokenizer, {
@@ -86,10 +88,10 @@ export function registerChat(program: Command): void {
       .option("--system <text>", "system prompt (with --chat)")
       .option("--stop <text...>", "stop strings"),
     0,
-  ).action((o: SamplingFlags & { model: string; prompt: string; chat?: boolean; system?: string; stop?: string[]; screen?: string; screenLog?: string }) => {
+  ).action((o: SamplingFlags & { model: string; prompt: string; chat?: boolean; system?: string; stop?: string[]; screen?: string; screenLog?: string; dtype?: string }) => {
     o.model = modelFolder(o.model);
     const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
-    const { model, tokenizer } = loadChatModel(o.model, { threads: o.threads });
+    const { model, tokenizer } = loadChatModel(o.model, { threads: o.threads, dtype: o.dtype as WeightDtype | undefined });
     if (o.chat && !tokenizer.special.has("<|im_start|>"))
       throw new Error(`--chat: ${o.model} has no chat turns (its tokenizer has no <|im_start|> token, e.g. a character-level model); leave out --chat to continue the prompt as text`);
     const ids = o.chat

@@ -9,7 +9,7 @@ import { writeAtomic } from "../core/atomic-write.ts";
 import { encodeFile } from "../tokenizer/parallel.ts";
 import { choiceOption, intOption } from "./options.ts";
 import { CHAT_TEMPLATE } from "../data/chat-template.ts";
-import { loadTokenizer, saveTokenizer, DEFAULT_SPECIAL_TOKENS, type TrainProgress } from "../tokenizer/index.ts";
+import { loadTokenizer, saveTokenizer, DEFAULT_SPECIAL_TOKENS, PATTERN_PRESETS, type PatternPreset, type TrainProgress } from "../tokenizer/index.ts";
 
 /**
  * Training progress on stderr with ETA: a bar redrawn at most 10 times a second on a
@@ -40,7 +40,7 @@ function progressBar(tty: boolean): (p: TrainProgress) => void {
 
 interface TrainFlags {
   out: string; format: string; textField: string; docSplit: string; minChars: number; dedup: boolean; skipBad: boolean;
-  vocabSize: number; special: string; chatTemplate?: string | false; minPieceCount: number;
+  vocabSize: number; special: string; chatTemplate?: string | false; minPieceCount: number; pattern: string;
 }
 
 export function registerTokenizer(program: Command): void {
@@ -62,8 +62,11 @@ export function registerTokenizer(program: Command): void {
     .option("--chat-template <file>", "Jinja chat template file for tokenizer_config.json (default: mynah's ChatML template)")
     .option("--no-chat-template", "store no chat template")
     .addOption(intOption("--min-piece-count <n>", "ignore pre-split pieces seen fewer times", { min: 1 }, 1))
+    .addOption(choiceOption("--pattern <name>", "pre-split regex (mynah splits Chinese runs from Latin letters; " +
+      "the others are reproduced exactly by llama.cpp after `mynah export --format gguf`; llama3 also emits whole-token pieces unmerged, as Llama 3 does)", Object.keys(PATTERN_PRESETS), "mynah"))
     .action(async (inputs: string[], o: TrainFlags) => {
       const t0 = Date.now();
+      const preset = PATTERN_PRESETS[o.pattern as PatternPreset];
       const minChars = o.minChars;
       const progress = progressBar(process.stderr.isTTY === true);
       let shown = 0;
@@ -80,6 +83,8 @@ export function registerTokenizer(program: Command): void {
           vocabSize: o.vocabSize,
           specialTokens: o.special.split(",").filter((s) => s !== ""),
           minPieceCount: o.minPieceCount,
+          pattern: preset.pattern,
+          wholePieces: preset.wholePieces,
           onProgress: progress,
         },
       });

@@ -10,9 +10,10 @@ import { loadNative, setThreads } from "../core/native.ts";
 import { referenceBackend } from "../core/reference.ts";
 import type { DecodeModel } from "../model/decode.ts";
 import { asDecodeModel } from "../model/gpt.ts";
-import { loadModelFolder } from "../model/weights.ts";
+import { loadModelFolder, readModelConfig } from "../model/weights.ts";
 import { loadModelTokenizer } from "../tokenizer/index.ts";
 import { charTokenizer } from "../tokenizer/char.ts";
+import { parseWeightDtype, withWeightDtype, type WeightDtype } from "./weight-dtype.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 
 let chosen: Backend | undefined;
@@ -49,11 +50,20 @@ export function inferenceBackend(): Backend {
   return chosen;
 }
 
-/** Loads a model folder (config.json + model.safetensors) for generation. */
-export function loadDecodeModel(dir: string, backend: Backend = inferenceBackend()): DecodeModel {
+/**
+ * Loads a model folder (mynah's, or a Hugging Face one: config.json + safetensors) for
+ * generation. The weight storage is `dtype` when given, else the folder's config.json
+ * `mynah.dtype` ("f32", "f16", "q8_0"), else f32 (src/infer/weight-dtype.ts). At f16/q8_0 the
+ * matrices are converted once and the float32 copy is let go (only the embedding and norms stay
+ * float32).
+ */
+export function loadDecodeModel(dir: string, backend: Backend = inferenceBackend(), dtype?: WeightDtype): DecodeModel {
   if (!existsSync(join(dir, "config.json"))) throw new Error(`model folder ${dir}: config.json is missing (is it a mynah or Hugging Face model folder?)`);
+  const own = (readModelConfig(dir).json.mynah ?? {}) as { dtype?: unknown };
+  const chosen = dtype ?? (own.dtype === undefined ? "f32" : parseWeightDtype(String(own.dtype), `${join(dir, "config.json")}: field "mynah.dtype"`));
   const { config, params } = loadModelFolder(dir);
-  return asDecodeModel({ config, params, backend });
+  const model = asDecodeModel({ config, params, backend });
+  return chosen === "f32" ? model : withWeightDtype(model, chosen, { release: true });
 }
 
 /**
@@ -76,7 +86,7 @@ export function modelTokenizer(dir: string): Tokenizer {
 }
 
 /** A model folder with its tokenizer, ready to chat. */
-export function loadChatModel(dir: string, opts: { threads?: number; backend?: Backend } = {}): { model: DecodeModel; tokenizer: Tokenizer } {
+export function loadChatModel(dir: string, opts: { threads?: number; backend?: Backend; dtype?: WeightDtype } = {}): { model: DecodeModel; tokenizer: Tokenizer } {
   if (opts.threads !== undefined) {
     try {
       setThreads(opts.threads);
@@ -84,7 +94,7 @@ export function loadChatModel(dir: string, opts: { threads?: number; backend?: B
       // No native build: the reference backend runs on this thread.
     }
   }
-  const model = loadDecodeModel(dir, opts.backend);
+  const model = loadDecodeModel(dir, opts.backend, opts.dtype);
   const tokenizer = modelTokenizer(dir);
   if (tokenizer.vocabSize > model.config.vocabSize)
     throw new Error(`model folder ${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);

@@ -51,6 +51,18 @@ export interface DecodeModel {
   config: DecodeConfig;
   weight(name: string): Float32Array;
   backend: Backend;
+  /**
+   * Optional: y = x·Wᵀ (+ y when accumulate) for the matrix `name` [N, K], when the model
+   * keeps it in another storage (F16, Q8_0: src/infer/weight-dtype.ts); returns false to let
+   * the float32 GEMM on weight(name) do it.
+   */
+  linear?(name: string, M: number, N: number, K: number, x: Float32Array, accumulate: boolean, y: Float32Array): boolean;
+}
+
+/** y = x·Wᵀ (+ y): x [M, K], W [N, K] by name, y [M, N]. */
+function linear(model: DecodeModel, name: string, M: number, N: number, K: number, x: Float32Array, accumulate: boolean, y: Float32Array): void {
+  if (model.linear?.(name, M, N, K, x, accumulate, y)) return;
+  model.backend.gemm(false, true, M, N, K, 1, x, model.weight(name), accumulate ? 1 : 0, y);
 }
 
 export interface KvCache {
@@ -146,9 +158,9 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
   for (let l = 0; l < c.nLayer; l++) {
     const p = `model.layers.${l}.`;
     be.rmsnormForward(h, rstd, x, W(p + "input_layernorm.weight"), N, C, c.normEps);
-    be.gemm(false, true, N, Q, C, 1, h, W(p + "self_attn.q_proj.weight"), 0, q);
-    be.gemm(false, true, N, kvW, C, 1, h, W(p + "self_attn.k_proj.weight"), 0, k);
-    be.gemm(false, true, N, kvW, C, 1, h, W(p + "self_attn.v_proj.weight"), 0, v);
+    linear(model, p + "self_attn.q_proj.weight", N, Q, C, h, false, q);
+    linear(model, p + "self_attn.k_proj.weight", N, kvW, C, h, false, k);
+    linear(model, p + "self_attn.v_proj.weight", N, kvW, C, h, false, v);
     if (c.qkvBias) {
       // Qwen2: biases on q, k, v (added before rope, as in the training forward)
       for (const [y, b, w] of [[q, "q", Q], [k, "k", kvW], [v, "v", kvW]] as const) {
@@ -195,12 +207,12 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
       const span = n * cache.maxT * kvW;
       be.attentionCached(att, q, kc.subarray(base, base + span), vc.subarray(base, base + span), n, T, H, Hkv, D, pos0, cache.maxT);
     }
-    be.gemm(false, true, N, C, Q, 1, att, W(p + "self_attn.o_proj.weight"), 1, x); // x += att·Woᵀ
+    linear(model, p + "self_attn.o_proj.weight", N, C, Q, att, true, x); // x += att·Woᵀ
     be.rmsnormForward(h, rstd, x, W(p + "post_attention_layernorm.weight"), N, C, c.normEps);
-    be.gemm(false, true, N, Fh, C, 1, h, W(p + "mlp.gate_proj.weight"), 0, g);
-    be.gemm(false, true, N, Fh, C, 1, h, W(p + "mlp.up_proj.weight"), 0, u);
+    linear(model, p + "mlp.gate_proj.weight", N, Fh, C, h, false, g);
+    linear(model, p + "mlp.up_proj.weight", N, Fh, C, h, false, u);
     be.swigluForward(S.a.subarray(0, N * Fh), g, u, N * Fh);
-    be.gemm(false, true, N, C, Fh, 1, S.a.subarray(0, N * Fh), W(p + "mlp.down_proj.weight"), 1, x); // x += mlp·Wdᵀ
+    linear(model, p + "mlp.down_proj.weight", N, C, Fh, S.a.subarray(0, N * Fh), true, x); // x += mlp·Wdᵀ
   }
   for (let i = 0; i < slots.length; i++) cache.length[slots[i]] += counts[i];
 
@@ -218,6 +230,6 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
   const hn = new Float32Array(R * C), r2 = new Float32Array(R);
   be.rmsnormForward(hn, r2, xs, W("model.norm.weight"), R, C, c.normEps);
   const logits = new Float32Array(R * V);
-  be.gemm(false, true, R, V, C, 1, hn, W(c.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"), 0, logits);
+  linear(model, c.tiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight", R, V, C, hn, false, logits);
   return logits;
 }

@@ -46,6 +46,26 @@ export const MYNAH_PATTERN = [
 ].join("|");
 
 /**
+ * Qwen2 / Qwen2.5: GPT-4's pattern with single digits (`\p{N}` instead of `\p{N}{1,3}`).
+ */
+export const QWEN2_PATTERN = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+
+/**
+ * The pre-split choices of `mynah tokenizer train --pattern`. `wholePieces` is Llama 3's
+ * `ignore_merges` (a piece that is itself a token is emitted whole), which llama.cpp applies
+ * with its `llama-bpe` pre-tokenizer; the other presets merge every piece. Every choice but
+ * `mynah` is reproduced exactly by a llama.cpp pre-tokenizer (see src/interop/gguf.ts).
+ */
+export const PATTERN_PRESETS = {
+  mynah: { pattern: MYNAH_PATTERN, wholePieces: false },
+  cl100k: { pattern: CL100K_PATTERN, wholePieces: false },
+  llama3: { pattern: CL100K_PATTERN, wholePieces: true },
+  qwen2: { pattern: QWEN2_PATTERN, wholePieces: false },
+  gpt2: { pattern: GPT2_PATTERN, wholePieces: false },
+} as const;
+export type PatternPreset = keyof typeof PATTERN_PRESETS;
+
+/**
  * Translates a Rust-regex/Oniguruma pre-split pattern to a JavaScript RegExp (flags `gu`):
  * `(?i:...)` groups become explicit `[xX]` classes (Node 20 has no inline flags), and
  * `\s`/`\S` become `\p{White_Space}`/`\P{White_Space}` because JavaScript's `\s` differs

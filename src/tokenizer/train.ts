@@ -42,6 +42,11 @@ export interface TrainOptions {
   specialTokens?: readonly string[];
   /** Pre-split pattern (default MYNAH_PATTERN). */
   pattern?: string;
+  /**
+   * Encode a piece that is itself a token whole (Llama 3's `ignore_merges`); training is the
+   * same either way, only encoding differs. Default false.
+   */
+  wholePieces?: boolean;
   /** Pieces seen fewer times than this are dropped before merging (default 1 = keep all). */
   minPieceCount?: number;
   /** Bound on distinct pieces kept while counting; rare ones are pruned past it (default 4 M). */
@@ -223,7 +228,7 @@ export function trainBpeFromCounts(pieceCounts: Map<string, number>, opts: Train
     special[s] = all.length;
     all.push(null);
   });
-  return bpeTokenizer({ tokens: all, mode: "merges", merges, special, pattern });
+  return bpeTokenizer({ tokens: all, mode: "merges", merges, special, pattern, wholePieces: opts.wholePieces === true });
 }
 
 /**

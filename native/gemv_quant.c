@@ -1,0 +1,321 @@
+// Matrix products with 16-bit (F16) and 8-bit (Q8_0) weights for decoding: y = x·Wᵀ (+ y),
+// W stored compactly and converted to float32 in registers on the fly, x and y float32.
+//
+// Shapes: x (M, K), W (N, K) row-major (a Hugging Face projection [out, in]), y (M, N).
+// Batch-1 decoding reads every weight once per token, so its speed is the memory bandwidth
+// divided by the bytes per weight: F16 halves the bytes of F32, Q8_0 (34 bytes per 32
+// weights) nearly quarters them. Like gemm_small.c, nothing is packed: each thread streams its
+// own rows of W and uses each converted weight for all M ≤ 8 rows of x while it sits in a
+// register. Larger M (prefill) should dequantize W once (f16ToF32 / q8ToF32) and run the
+// float32 GEMM, where the conversion cost is spread over many rows.
+//
+// F16: IEEE half (AVX-512F vcvtph2ps on 16 lanes, F16C on 8, else bit manipulation).
+// Q8_0 (ggml's layout): blocks of 32 weights along a row, each an F16 scale d and 32 int8
+// q (34 bytes); w = d·q. Per block: t = Σ q·x (float32), then acc += d·t.
+//
+// Accuracy against the float32 reference on the same stored weights: only summation order
+// (float32 accumulators); against the original float32 weights, the rounding of the stored
+// weights: F16 |w̃ − w| ≤ 2⁻¹¹|w|; Q8_0 |w̃ − w| ≤ d/2 + 127·|d − f16(d)| ≤ 0.57·d per weight.
+#include "ops_common.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512F__)
+#define QV 16
+#elif defined(__AVX2__)
+#define QV 8
+#else
+#define QV 4
+#endif
+typedef float qvf __attribute__((vector_size(QV * 4), aligned(4)));
+#define QINLINE static inline __attribute__((always_inline))
+
+static float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
+  if (e == 0) {
+    if (m == 0) bits = sign;
+    else {  // subnormal: normalize
+      int shift = 0;
+      while (!(m & 0x400)) m <<= 1, shift++;
+      bits = sign | ((uint32_t)(113 - shift) << 23) | ((m & 0x3ff) << 13);
+    }
+  } else if (e == 0x1f) bits = sign | 0x7f800000 | (m << 13);
+  else bits = sign | ((e + 112) << 23) | (m << 13);
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+// QV halves → floats
+QINLINE qvf load_f16(const uint16_t *p) {
+#if defined(__AVX512F__)
+  return (qvf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+#elif defined(__AVX2__) && defined(__F16C__)
+  return (qvf)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+#else
+  qvf v;
+  for (int l = 0; l < QV; l++) v[l] = half_to_float(p[l]);
+  return v;
+#endif
+}
+
+// QV int8 → floats
+QINLINE qvf load_q8(const int8_t *p) {
+#if defined(__AVX512F__)
+  return (qvf)_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+#elif defined(__AVX2__)
+  return (qvf)_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+#else
+  qvf v;
+  for (int l = 0; l < QV; l++) v[l] = (float)p[l];
+  return v;
+#endif
+}
+
+QINLINE float qhsum(qvf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps((__m512)v);
+#else
+  float s = 0;
+  for (int l = 0; l < QV; l++) s += v[l];
+  return s;
+#endif
+}
+
+QINLINE qvf loadx(const float *p) {
+  qvf v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+typedef struct {
+  int M, N, K, ntasks, accumulate;
+  const float *x;
+  const void *w;
+  float *y;
+} qgemv_args;
+
+// F16: rows j..j+JB of W against all M rows of x.
+QINLINE void f16_rows(const qgemv_args *a, int M, int JB, int j) {
+  qvf acc[8][4];
+  for (int m = 0; m < M; m++)
+    for (int r = 0; r < JB; r++) acc[m][r] = (qvf){0};
+  const uint16_t *w = (const uint16_t *)a->w;
+  int K = a->K, k = 0;
+  for (; k + QV <= K; k += QV) {
+    qvf b[4];
+    for (int r = 0; r < JB; r++) b[r] = load_f16(w + (size_t)(j + r) * K + k);
+    for (int m = 0; m < M; m++) {
+      qvf xv = loadx(a->x + (size_t)m * K + k);
+      for (int r = 0; r < JB; r++) acc[m][r] += xv * b[r];
+    }
+  }
+  for (int m = 0; m < M; m++)
+    for (int r = 0; r < JB; r++) {
+      float t = qhsum(acc[m][r]);
+      for (int kk = k; kk < K; kk++) t += a->x[(size_t)m * K + kk] * half_to_float(w[(size_t)(j + r) * K + kk]);
+      float *y = &a->y[(size_t)m * a->N + j + r];
+      *y = a->accumulate ? *y + t : t;
+    }
+}
+
+// Q8_0: rows j..j+JB of W (K/32 blocks of 34 bytes each) against all M rows of x.
+QINLINE void q8_rows(const qgemv_args *a, int M, int JB, int j) {
+  qvf acc[8][4];
+  for (int m = 0; m < M; m++)
+    for (int r = 0; r < JB; r++) acc[m][r] = (qvf){0};
+  const uint8_t *w = (const uint8_t *)a->w;
+  int K = a->K, nb = K / 32;
+  size_t rowBytes = (size_t)nb * 34;
+  for (int b = 0; b < nb; b++) {
+    qvf q[4][32 / QV];
+    float d[4];
+    for (int r = 0; r < JB; r++) {
+      const uint8_t *blk = w + (size_t)(j + r) * rowBytes + (size_t)b * 34;
+      uint16_t h;
+      memcpy(&h, blk, 2);
+      d[r] = half_to_float(h);
+      for (int v = 0; v < 32 / QV; v++) q[r][v] = load_q8((const int8_t *)blk + 2 + v * QV);
+    }
+    for (int m = 0; m < M; m++) {
+      const float *xb = a->x + (size_t)m * K + (size_t)b * 32;
+      qvf xv[32 / QV];
+      for (int v = 0; v < 32 / QV; v++) xv[v] = loadx(xb + v * QV);
+      for (int r = 0; r < JB; r++) {
+        qvf t = q[r][0] * xv[0];
+        for (int v = 1; v < 32 / QV; v++) t += q[r][v] * xv[v];
+        acc[m][r] += d[r] * t;  // one multiply-add per block
+      }
+    }
+  }
+  for (int m = 0; m < M; m++)
+    for (int r = 0; r < JB; r++) {
+      float t = qhsum(acc[m][r]);
+      float *y = &a->y[(size_t)m * a->N + j + r];
+      *y = a->accumulate ? *y + t : t;
+    }
+}
+
+// JB rows of W at a time: independent accumulator chains for M = 1, registers for larger M.
+#define QROWS(fn, a, M, j0, j1)                                \
+  do {                                                         \
+    int JB = (M) == 1 ? 4 : (M) <= 2 ? 2 : 1, j = (j0);        \
+    if (JB == 4) for (; j + 4 <= (j1); j += 4) fn(a, M, 4, j); \
+    if (JB >= 2) for (; j + 2 <= (j1); j += 2) fn(a, M, 2, j); \
+    for (; j < (j1); j++) fn(a, M, 1, j);                      \
+  } while (0)
+
+#define QBY_M(fn, a, j0, j1)                         \
+  switch ((a)->M) {                                  \
+    case 1: QROWS(fn, a, 1, j0, j1); break;          \
+    case 2: QROWS(fn, a, 2, j0, j1); break;          \
+    case 3: QROWS(fn, a, 3, j0, j1); break;          \
+    case 4: QROWS(fn, a, 4, j0, j1); break;          \
+    case 5: QROWS(fn, a, 5, j0, j1); break;          \
+    case 6: QROWS(fn, a, 6, j0, j1); break;          \
+    case 7: QROWS(fn, a, 7, j0, j1); break;          \
+    default: QROWS(fn, a, 8, j0, j1); break;         \
+  }
+
+static void f16_task(void *ctx, int task, int thread) {
+  (void)thread;
+  const qgemv_args *a = ctx;
+  int64_t j0, j1;
+  chunk_range(a->N, a->ntasks, task, &j0, &j1);
+  QBY_M(f16_rows, a, (int)j0, (int)j1);
+}
+
+static void q8_task(void *ctx, int task, int thread) {
+  (void)thread;
+  const qgemv_args *a = ctx;
+  int64_t j0, j1;
+  chunk_range(a->N, a->ntasks, task, &j0, &j1);
+  QBY_M(q8_rows, a, (int)j0, (int)j1);
+}
+
+typedef struct {
+  const void *src;
+  float *dst;
+  int64_t n;  // values
+  int ntasks;
+} deq_args;
+
+static void f16_deq_task(void *ctx, int task, int thread) {
+  (void)thread;
+  const deq_args *a = ctx;
+  int64_t lo, hi;
+  chunk_range(a->n / QV, a->ntasks, task, &lo, &hi);
+  const uint16_t *s = a->src;
+  for (int64_t i = lo * QV; i < hi * QV; i += QV) {
+    qvf v = load_f16(s + i);
+    memcpy(a->dst + i, &v, sizeof v);
+  }
+  if (task == a->ntasks - 1)
+    for (int64_t i = a->n / QV * QV; i < a->n; i++) a->dst[i] = half_to_float(s[i]);
+}
+
+static void q8_deq_task(void *ctx, int task, int thread) {
+  (void)thread;
+  const deq_args *a = ctx;
+  int64_t lo, hi;
+  chunk_range(a->n / 32, a->ntasks, task, &lo, &hi);
+  const uint8_t *s = a->src;
+  for (int64_t b = lo; b < hi; b++) {
+    uint16_t h;
+    memcpy(&h, s + b * 34, 2);
+    qvf d = (qvf){0} + half_to_float(h);
+    for (int v = 0; v < 32 / QV; v++) {
+      qvf q = d * load_q8((const int8_t *)s + b * 34 + 2 + v * QV);
+      memcpy(a->dst + b * 32 + v * QV, &q, sizeof q);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- Node-API
+
+static int get_bytes(napi_env env, napi_value v, napi_typedarray_type want, int elem, const char *op, const char *name,
+                     int64_t need, void **p) {
+  bool is;
+  napi_typedarray_type t;
+  size_t len, off;
+  napi_value ab;
+  const char *what = want == napi_uint16_array ? "Uint16Array" : "Uint8Array";
+  char m[200];
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) {
+    snprintf(m, sizeof m, "%s must be a %s", name, what);
+    return throw_err(env, op, m);
+  }
+  napi_get_typedarray_info(env, v, &t, &len, p, &ab, &off);
+  if (t != want) {
+    snprintf(m, sizeof m, "%s must be a %s", name, what);
+    return throw_err(env, op, m);
+  }
+  if (need < 0 || (int64_t)len < need) {
+    if (need < 0) return throw_err(env, op, "the shapes overflow");
+    snprintf(m, sizeof m, "%s has %zu %d-byte elements, the shapes need %lld", name, len, elem, (long long)need);
+    return throw_err(env, op, m);
+  }
+  return 1;
+}
+
+// gemmF16(M, N, K, x, w, accumulate, y) / gemmQ8(M, N, K, x, w, accumulate, y): y (+)= x·Wᵀ
+static napi_value js_gemm_quant(napi_env env, napi_callback_info info, int q8) {
+  const char *OP = q8 ? "gemmQ8" : "gemmF16";
+  ARGS(OP, 7);
+  GET_DIM(0, "M", M);
+  GET_DIM(1, "N", N);
+  GET_DIM(2, "K", K);
+  if (M > 8) {
+    throw_err(env, OP, "M must be at most 8 (dequantize the weights for larger products)");
+    return NULL;
+  }
+  if (q8 && K % 32) {
+    throw_err(env, OP, "K must be a multiple of 32 (Q8_0 blocks)");
+    return NULL;
+  }
+  GET_F32(3, "x", MUL2(M, K), x);
+  void *w;
+  if (!get_bytes(env, argv[4], q8 ? napi_uint8_array : napi_uint16_array, q8 ? 1 : 2, OP, "w", q8 ? MUL3(N, K / 32, 34) : MUL2(N, K), &w))
+    return NULL;
+  bool accumulate;
+  if (!get_bool(env, argv[5], OP, "accumulate", &accumulate)) return NULL;
+  GET_F32(6, "y", MUL2(M, N), y);
+  if (M == 0 || N == 0) return NULL;
+  qgemv_args a = {(int)M, (int)N, (int)K, 1, accumulate, x, w, y};
+  // rows of W split into a few pieces per thread, claimed dynamically
+  a.ntasks = task_count(MUL2(N, K), 1 << 16);
+  if (a.ntasks > N) a.ntasks = (int)N;
+  pool_run(q8 ? q8_task : f16_task, &a, a.ntasks);
+  return NULL;
+}
+static napi_value js_gemm_f16(napi_env env, napi_callback_info info) { return js_gemm_quant(env, info, 0); }
+static napi_value js_gemm_q8(napi_env env, napi_callback_info info) { return js_gemm_quant(env, info, 1); }
+
+// f16ToF32(src, dst, n) / q8ToF32(src, dst, n): n values decoded to float32
+static napi_value js_dequant(napi_env env, napi_callback_info info, int q8) {
+  const char *OP = q8 ? "q8ToF32" : "f16ToF32";
+  ARGS(OP, 3);
+  GET_INT(2, "n", n);
+  if (n < 0 || (q8 && n % 32)) {
+    throw_err(env, OP, q8 ? "n must be a non-negative multiple of 32" : "n must be non-negative");
+    return NULL;
+  }
+  void *src;
+  if (!get_bytes(env, argv[0], q8 ? napi_uint8_array : napi_uint16_array, q8 ? 1 : 2, OP, "src", q8 ? MUL2(n / 32, 34) : n, &src)) return NULL;
+  GET_F32(1, "dst", n, dst);
+  if (n == 0) return NULL;
+  deq_args a = {src, dst, n, task_count(n, 1 << 16)};
+  pool_run(q8 ? q8_deq_task : f16_deq_task, &a, a.ntasks);
+  return NULL;
+}
+static napi_value js_f16_to_f32(napi_env env, napi_callback_info info) { return js_dequant(env, info, 0); }
+static napi_value js_q8_to_f32(napi_env env, napi_callback_info info) { return js_dequant(env, info, 1); }
+
+void register_gemv_quant(napi_env env, napi_value exports) {
+  export_fn(env, exports, "gemmF16", js_gemm_f16);
+  export_fn(env, exports, "gemmQ8", js_gemm_q8);
+  export_fn(env, exports, "f16ToF32", js_f16_to_f32);
+  export_fn(env, exports, "q8ToF32", js_q8_to_f32);
+}
