@@ -93,10 +93,10 @@ test("mynah eval: a bad task file is refused with its line before any model runs
   assert.match(r.stderr, /bad\.jsonl:3: malformed JSON/);
   assert.ok(!existsSync(out));
   for (const [flags, re] of [
-    [["--limit", "0"], /--limit must be an integer ≥ 1, got "0"/],
+    [["--limit", "0"], /option '--limit <n>' argument '0' is invalid\. expected an integer ≥ 1, got "0"/],
     [["--samples", "3", "--temperature", "0"], /--samples > 1 needs --temperature > 0/],
-    [["--chat", "maybe"], /--chat must be auto, on or off, got "maybe"/],
-    [["--top-p", "2"], /--top-p must be in \(0, 1\], got "2"/],
+    [["--chat", "maybe"], /option '--chat <mode>' argument 'maybe' is invalid\. Allowed choices are auto, on, off/],
+    [["--top-p", "2"], /option '--top-p <x>' argument '2' is invalid\. expected a number in \(0, 1\], got "2"/],
   ] as [string[], RegExp][]) {
     const x = cli(["--model", m1, "--task", `mc:${files.mc}`, ...flags]);
     assert.equal(x.status, 1);
