@@ -8,11 +8,12 @@ import { join } from "node:path";
 import { DEFAULT_SCREEN_CONFIG, loadScreenConfig } from "../screen/index.ts";
 import { defaultDb, startServer } from "../serve/http.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
-import { intOption, threadsOption } from "./options.ts";
+import { choiceOption, intOption, threadsOption } from "./options.ts";
+import { WEIGHT_DTYPES, type WeightDtype } from "../infer/weight-dtype.ts";
 
 interface Flags {
   model: string; host: string; port: number; apiKey?: string; db?: string; parallel: number; queue: number;
-  screen?: string; threads: number; cors?: string; context?: number;
+  screen?: string; threads: number; dtype?: WeightDtype; cors?: string; context?: number;
 }
 
 export function registerServe(program: Command): void {
@@ -28,6 +29,7 @@ export function registerServe(program: Command): void {
     .addOption(intOption("--queue <n>", "requests that may wait for a slot before the server answers 429", { min: 0, max: 100000 }, 64))
     .option("--screen <file>", "screening rules, JSON or YAML (default: built-in rules)")
     .addOption(threadsOption())
+    .addOption(choiceOption("--dtype <dtype>", "weight storage for decoding (default: the model folder's mynah.dtype, else f32)", WEIGHT_DTYPES))
     .option("--cors <origin>", "allow browser requests from this origin (e.g. http://localhost:3000, or *)")
     .addOption(intOption("--context <n>", "context window in tokens (default: the model's)", { min: 2 }))
     .action(async (o: Flags) => {
@@ -42,7 +44,7 @@ export function registerServe(program: Command): void {
       if (apiKey !== undefined && apiKey.length < 8) throw new Error("--api-key must be at least 8 characters");
       const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
       const db = o.db ?? defaultDb(model);
-      const server = await startServer({ model, host: o.host, port, apiKey, db, parallel, queue, screen, threads, cors: o.cors, contextTokens });
+      const server = await startServer({ model, host: o.host, port, apiKey, db, parallel, queue, screen, threads, dtype: o.dtype, cors: o.cors, contextTokens });
       process.stderr.write(`mynah serve: loading ${model} (${parallel} slots, queue ${queue}, database ${db})\n`);
       const stop = (): void => { void server.close().then(() => process.exit(0)); };
       process.once("SIGINT", stop);

@@ -23,7 +23,7 @@ const flush = (): void => {
 
 let batcher: ContinuousBatcher;
 try {
-  const { model, tokenizer } = loadChatModel(init.modelDir, { threads: init.threads });
+  const { model, tokenizer } = loadChatModel(init.modelDir, { threads: init.threads, dtype: init.dtype });
   batcher = new ContinuousBatcher(model, tokenizer, init.parallel, init.contextTokens ?? model.config.seqLen);
   post({ t: "ready", backend: model.backend.name, maxT: batcher.maxT });
   flush();

@@ -4,6 +4,7 @@
  * QueueFullError, which the API turns into 429), and routes the worker's events to each
  * request's callbacks. Nothing here loads the native addon.
  */
+import type { WeightDtype } from "../infer/weight-dtype.ts";
 import { Worker } from "node:worker_threads";
 import type { GenerateOptions, Generation } from "../infer/generate.ts";
 import type { TokenEvent } from "../infer/batcher.ts";
@@ -13,6 +14,8 @@ export interface EngineInit {
   parallel: number;
   threads: number;
   contextTokens?: number;
+  /** Weight storage for decoding (default: the model folder's mynah.dtype, else f32). */
+  dtype?: WeightDtype;
 }
 
 /** Options that cross the thread boundary (no callbacks). */
@@ -82,7 +85,7 @@ export class WorkerEngine implements GenerationEngine {
   constructor(init: EngineInit & { queue: number }) {
     this.parallel = init.parallel;
     this.queueLimit = init.queue;
-    const data: EngineInit = { modelDir: init.modelDir, parallel: init.parallel, threads: init.threads, contextTokens: init.contextTokens };
+    const data: EngineInit = { modelDir: init.modelDir, parallel: init.parallel, threads: init.threads, contextTokens: init.contextTokens, dtype: init.dtype };
     if (fromSource) {
       // From TypeScript sources the worker registers tsx first.
       const api = import.meta.resolve("tsx/esm/api");

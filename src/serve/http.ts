@@ -2,6 +2,7 @@
  * The thin node:http side: binds the app's `fetch` to a port (@hono/node-server) and starts
  * the generation worker. `startServer` is what `mynah serve`, the tests and the bench call.
  */
+import type { WeightDtype } from "../infer/weight-dtype.ts";
 import { serve, type ServerType } from "@hono/node-server";
 import type { AddressInfo } from "node:net";
 import { basename, dirname, join } from "node:path";
@@ -25,6 +26,8 @@ export interface ServeOptions {
   queue?: number;
   screen?: ScreenConfig;
   threads?: number;
+  /** Weight storage for decoding: f32, f16 or q8_0 (default: the model folder's mynah.dtype, else f32). */
+  dtype?: WeightDtype;
   cors?: string;
   /** Context window (default: the model's). */
   contextTokens?: number;
@@ -53,7 +56,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   }
   const tokenizer = loadTokenizer(o.model);
   const store = new Store(o.db ?? defaultDb(o.model));
-  const engine = new WorkerEngine({ modelDir: o.model, parallel: o.parallel ?? 4, queue: o.queue ?? 64, threads: o.threads ?? 0, contextTokens: o.contextTokens });
+  const engine = new WorkerEngine({ modelDir: o.model, parallel: o.parallel ?? 4, queue: o.queue ?? 64, threads: o.threads ?? 0, contextTokens: o.contextTokens, dtype: o.dtype });
   const metrics = new Metrics();
   const app = createApp({ engine, tokenizer, modelName: basename(o.model.replace(/\/+$/, "")), store, screen: o.screen ?? DEFAULT_SCREEN_CONFIG,
     apiKey: o.apiKey, cors: o.cors, metrics });
