@@ -156,8 +156,8 @@ test("CLI: mynah import a sharded BF16 Hugging Face folder, then export it; bad 
     assert.deepEqual(b.config, a.config);
     await assert.rejects(mynah("import", fix, "--out", join(tmp, "imported")), /--out .*imported: exists and is not empty/);
     await assert.rejects(mynah("export", "--model", join(tmp, "imported"), "--out", join(tmp, "x")), /--model .*imported: no tokenizer\.json \(pass --tokenizer/);
-    await assert.rejects(mynah("export", "--model", fix, "--out", join(tmp, "x"), "--dtype", "f8"), /--dtype f8: expected one of f32, bf16, f16/);
-    await assert.rejects(mynah("export", "--model", fix, "--out", join(tmp, "x"), "--format", "onnx"), /--format onnx: expected one of hf, gguf/);
+    await assert.rejects(mynah("export", "--model", fix, "--out", join(tmp, "x"), "--dtype", "f8"), /--dtype: "f8" is not one of f32, bf16, f16 \(for --format hf\)/);
+    await assert.rejects(mynah("export", "--model", fix, "--out", join(tmp, "x"), "--format", "onnx"), /option '--format <format>' argument 'onnx' is invalid\. Allowed choices are hf, gguf/);
     await assert.rejects(mynah("export", "--model", tmp, "--out", join(tmp, "x")), /no config\.json/);
     assert.ok(!existsSync(join(tmp, "x")), "nothing written on refusal");
   } finally {

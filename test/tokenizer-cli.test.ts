@@ -91,7 +91,7 @@ test("tokenizer train reads like data prepare: NFC, control characters, --text-f
     writeFileSync(join(dir, "lines.txt"), "same line\nsame line\nother line\n");
     assert.match(await mynah("tokenizer", "train", "--vocab-size", "270", "--special", special, "--out", join(dir, "t2"), "--doc-split", "line", join(dir, "lines.txt")),
       /read 2 documents from 1 files \(1 duplicates/);
-    await assert.rejects(mynah("tokenizer", "train", "--out", join(dir, "t3"), "--doc-split", "para", join(dir, "lines.txt")), /--doc-split: para is not one of blank, line, file/);
+    await assert.rejects(mynah("tokenizer", "train", "--out", join(dir, "t3"), "--doc-split", "para", join(dir, "lines.txt")), /option '--doc-split <mode>' argument 'para' is invalid\. Allowed choices are blank, line, file/);
     writeFileSync(join(dir, "empty.txt"), "\n\n");
     await assert.rejects(mynah("tokenizer", "train", "--vocab-size", "270", "--out", join(dir, "t4"), join(dir, "empty.txt")), /no documents to learn from:\n  .*empty\.txt: empty/);
   } finally {

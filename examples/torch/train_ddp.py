@@ -33,8 +33,8 @@ TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 def open_split(data_dir, split):
     """The split's shards as read-only memory maps (header checked as mynah does)."""
     man = json.load(open(os.path.join(data_dir, "manifest.json")))
-    if man.get("format") != "mynah-shards" or man.get("version") != 1:
-        raise SystemExit(f"{data_dir}/manifest.json: not a mynah-shards v1 manifest")
+    if man.get("format") != "mynah-shards" or man.get("version") != 2:
+        raise SystemExit(f"{data_dir}/manifest.json: not a mynah-shards v2 manifest (prepare it again with this mynah)")
     out = []
     for s in man["splits"][split]["shards"]:
         path = os.path.join(data_dir, s["file"])
@@ -44,7 +44,8 @@ def open_split(data_dir, split):
             raise SystemExit(f"{path}: not a mynah token shard (bad magic)")
         version, bpt = struct.unpack_from("<II", head, 8)
         ntok = struct.unpack_from("<Q", head, 16)[0]
-        if version != 1 or bpt not in (2, 4):
+        # version 2: the tokens, then the document index (uint64 starts), which is not needed here
+        if version != 2 or bpt not in (2, 4):
             raise SystemExit(f"{path}: shard format {version}, {bpt} bytes per token: not readable")
         if ntok:
             out.append(np.memmap(path, dtype=np.uint16 if bpt == 2 else np.uint32, mode="r", offset=32, shape=(ntok,)))
