@@ -14,6 +14,7 @@ const BENCHES: Record<string, string> = {
   data: "./data.ts",
   decode: "./decode.ts",
   ops: "./ops.ts",
+  hf: "./hf.ts",
 };
 
 const here = dirname(fileURLToPath(import.meta.url));

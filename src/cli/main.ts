@@ -9,6 +9,8 @@ import { registerData } from "./data.ts";
 import { registerSft } from "./sft.ts";
 import { registerChat } from "./chat.ts";
 import { registerSpeedrun } from "./speedrun.ts";
+import { registerExport } from "./export.ts";
+import { registerImport } from "./import.ts";
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -23,6 +25,8 @@ export function buildProgram(): Command {
   registerTrain(program);
   registerSft(program);
   registerChat(program);
+  registerImport(program);
+  registerExport(program);
   return program;
 }
 

@@ -76,17 +76,19 @@ export function normalizedMaxDiff(a: ArrayLike<number>, b: ArrayLike<number>): n
 
 /**
  * RoPE tables for positions 0..maxT−1: cos, sin [maxT, D/2] with
- * angle(p, i) = p · theta^(−2i/D), computed in float64 and rounded once to float32
+ * angle(p, i) = p · invFreq[i], invFreq[i] = theta^(−2i/D) unless given (a scaled RoPE passes its
+ * own, see model/config.ts ropeInvFreq), computed in float64 and rounded once to float32
  * (Hugging Face's inv_freq convention). D must be even.
  */
-export function ropeTables(maxT: number, D: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(maxT: number, D: number, theta: number, invFreq?: ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
   if (D % 2 !== 0) throw new Error(`ropeTables: head size D=${D} must be even`);
   const half = D / 2;
+  if (invFreq && invFreq.length !== half) throw new Error(`ropeTables: invFreq has ${invFreq.length} entries, expected D/2 = ${half}`);
   const cos = new Float32Array(maxT * half), sin = new Float32Array(maxT * half);
   for (let i = 0; i < half; i++) {
-    const invFreq = Math.pow(theta, (-2 * i) / D);
+    const f = invFreq ? invFreq[i] : Math.pow(theta, (-2 * i) / D);
     for (let p = 0; p < maxT; p++) {
-      const a = p * invFreq;
+      const a = p * f;
       cos[p * half + i] = Math.cos(a);
       sin[p * half + i] = Math.sin(a);
     }

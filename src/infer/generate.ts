@@ -7,6 +7,7 @@
  */
 import { createCache, forwardCached, type DecodeModel, type KvCache } from "../model/decode.ts";
 import type { StreamDecoder, Tokenizer } from "../tokenizer/types.ts";
+import { endOfTurnIds, usesOwnTemplate } from "../data/chat-template.ts";
 import { makeRng, type Rng } from "./rng.ts";
 import { checkSampling, GREEDY, sampleToken, type SamplingOptions } from "./sampling.ts";
 
@@ -39,9 +40,13 @@ export interface Generation {
   stoppedBy?: string;
 }
 
-/** The default stop tokens of a tokenizer: its end-of-turn and end-of-text specials. */
+/**
+ * The default stop tokens of a tokenizer: its end-of-turn and end-of-text specials (and, for a
+ * model with its own chat template, that family's end-of-turn tokens and its eos).
+ */
 export function defaultStopTokens(tok: Tokenizer): number[] {
-  return ["<|im_end|>", "<|endoftext|>"].map((s) => tok.special.get(s)).filter((x): x is number => x !== undefined);
+  const ids = ["<|im_end|>", "<|endoftext|>"].map((s) => tok.special.get(s)).filter((x): x is number => x !== undefined);
+  return usesOwnTemplate(tok) ? [...new Set([...ids, ...endOfTurnIds(tok)])] : ids;
 }
 
 /** Length of the longest suffix of `text` that is a proper prefix of some stop string. */
@@ -188,6 +193,8 @@ function decodeLoop(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots: n
     for (let r = 0; r < active.length; r++) {
       const s = seqs[active[r]];
       const row = logits.subarray(r * V, (r + 1) * V);
+      // Embedding rows past the tokenizer (Qwen pads its vocabulary to a multiple of 128) are no text.
+      if (tok.vocabSize < V) row.fill(-Infinity, tok.vocabSize);
       const { id, logprob } = sampleToken(row, opts, s.rng, s.context);
       if (!s.accept(id, logprob)) continue;
       if (opts.shouldStop?.(active[r])) {

@@ -49,9 +49,7 @@ export function inferenceBackend(): Backend {
 
 /** Loads a model folder (config.json + model.safetensors) for generation. */
 export function loadDecodeModel(dir: string, backend: Backend = inferenceBackend()): DecodeModel {
-  for (const f of ["config.json", "model.safetensors"]) {
-    if (!existsSync(join(dir, f))) throw new Error(`model folder ${dir}: ${f} is missing (is it a mynah model folder?)`);
-  }
+  if (!existsSync(join(dir, "config.json"))) throw new Error(`model folder ${dir}: config.json is missing (is it a mynah or Hugging Face model folder?)`);
   const { config, params } = loadModelFolder(dir);
   return asDecodeModel({ config, params, backend });
 }

@@ -25,6 +25,9 @@ export interface ChatSessionOptions {
   contextTokens?: number;
 }
 
+/** The longest context a chat session holds by default (its KV cache is allocated up front). */
+export const DEFAULT_CHAT_CONTEXT = 8192;
+
 /**
  * Renders the conversation for the next reply within `limit` tokens, `reserve` of them kept
  * for the reply: the chat template drops the oldest turns whole (the system prompt stays).
@@ -54,7 +57,9 @@ export class ChatSession {
 
   constructor(readonly model: DecodeModel, readonly tok: Tokenizer, opts: ChatSessionOptions = {}) {
     this.gen = { ...DEFAULT_GENERATE, temperature: 0.7, topK: 40, topP: 0.95, maxNewTokens: 200, seed: Date.now() % 2 ** 31, ...opts.gen };
-    this.limit = opts.contextTokens ?? model.config.seqLen;
+    // Imported models declare long contexts (Qwen3: 40,960; Llama 3.1: 131,072), whose full KV
+    // cache would take gigabytes; a chat keeps at most DEFAULT_CHAT_CONTEXT unless asked for more.
+    this.limit = opts.contextTokens ?? Math.min(model.config.seqLen, DEFAULT_CHAT_CONTEXT);
     this.reuse = { cache: createCache(model, 1, this.limit), ids: [] };
     if (opts.system) this.messages.push({ role: "system", content: opts.system });
   }

@@ -26,6 +26,57 @@ export interface ModelConfig {
   tiedEmbeddings: boolean;
   /** Qwen3-style RMSNorm of each query/key head (over D) before RoPE. */
   qkNorm: boolean;
+  /**
+   * Per-head width D when it is not nEmbd / nHead (Qwen3-0.6B: 16 heads × 128 = 2048 ≠ 1024).
+   * Queries are then [H·D] wide, o_proj maps H·D back to C. Absent: nEmbd / nHead.
+   */
+  headDim?: number;
+  /** q_proj, k_proj and v_proj add a bias (Qwen2). Absent: false. */
+  qkvBias?: boolean;
+  /** RoPE frequency scaling (Hugging Face rope_scaling). Absent or null: none. */
+  ropeScaling?: RopeScaling | null;
+}
+
+/**
+ * RoPE scaling as Hugging Face defines it (transformers' modeling_rope_utils):
+ *  - linear: every frequency divided by factor (positions stretched factor times);
+ *  - llama3 (Llama 3.1+): frequencies whose wavelength is longer than
+ *    original_max_position_embeddings / low_freq_factor are divided by factor, those shorter
+ *    than original / high_freq_factor kept, and the band between interpolated smoothly.
+ */
+export type RopeScaling =
+  | { type: "linear"; factor: number }
+  | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+
+/** The head size D: headDim when set, else nEmbd / nHead. */
+export function headDimOf(c: Pick<ModelConfig, "nEmbd" | "nHead" | "headDim">): number {
+  return c.headDim ?? c.nEmbd / c.nHead;
+}
+
+/**
+ * RoPE inverse frequencies [D/2] in float64: θ^(−2i/D), then the scaling's rule (above).
+ * Both the training forward and the decoder build their tables from this.
+ */
+export function ropeInvFreq(D: number, theta: number, scaling?: RopeScaling | null): Float64Array {
+  const half = D / 2;
+  const f = new Float64Array(half);
+  for (let i = 0; i < half; i++) f[i] = Math.pow(theta, (-2 * i) / D);
+  if (!scaling) return f;
+  if (scaling.type === "linear") {
+    for (let i = 0; i < half; i++) f[i] /= scaling.factor;
+    return f;
+  }
+  const { factor, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: old } = scaling;
+  const lowWavelen = old / lo, highWavelen = old / hi;
+  for (let i = 0; i < half; i++) {
+    const wavelen = (2 * Math.PI) / f[i];
+    if (wavelen > lowWavelen) f[i] /= factor;                 // long wavelengths: interpolated
+    else if (wavelen >= highWavelen) {                        // the band between: blended
+      const smooth = (old / wavelen - lo) / (hi - lo);
+      f[i] = (1 - smooth) * (f[i] / factor) + smooth * f[i];
+    }                                                         // short wavelengths: kept
+  }
+  return f;
 }
 
 /** Llama's MLP width rule (as torch_reference.py): 2/3 of 4C, rounded up to a multiple of 32. */
@@ -54,14 +105,22 @@ export function validateConfig(c: ModelConfig, where = "model config"): ModelCon
     if (typeof v !== "number" || !Number.isInteger(v) || v < 1) fail(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
   };
   for (const k of ["nLayer", "nHead", "nKvHead", "nEmbd", "ffnHidden", "vocabSize", "contextLength"] as const) positiveInt(k);
-  if (c.nEmbd % c.nHead !== 0) {
+  if (c.headDim !== undefined) positiveInt("headDim");
+  else if (c.nEmbd % c.nHead !== 0) {
     fail(`the width ${c.nEmbd} is not divisible by the number of heads ${c.nHead} (each head gets width/heads channels)`);
   }
   if (c.nHead % c.nKvHead !== 0) {
     fail(`the number of heads ${c.nHead} is not divisible by the number of key/value heads ${c.nKvHead}`);
   }
-  const D = c.nEmbd / c.nHead;
-  if (D % 2 !== 0) fail(`the head size ${c.nEmbd}/${c.nHead} = ${D} is odd; RoPE rotates channel pairs and needs an even head size`);
+  const D = headDimOf(c);
+  if (D % 2 !== 0) fail(`the head size ${c.headDim !== undefined ? `(headDim) ${D}` : `${c.nEmbd}/${c.nHead} = ${D}`} is odd; RoPE rotates channel pairs and needs an even head size`);
+  if (c.qkvBias !== undefined && typeof c.qkvBias !== "boolean") fail(`qkvBias must be true or false`);
+  const rs = c.ropeScaling;
+  if (rs) {
+    if (!(rs.factor > 0) || !Number.isFinite(rs.factor)) fail(`ropeScaling.factor must be a positive number, got ${rs.factor}`);
+    if (rs.type === "llama3" && !(rs.highFreqFactor > rs.lowFreqFactor && rs.lowFreqFactor > 0 && rs.originalMaxPositionEmbeddings > 0))
+      fail(`ropeScaling (llama3) needs 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0`);
+  }
   if (!(c.ropeTheta > 0) || !Number.isFinite(c.ropeTheta)) fail(`ropeTheta must be a positive number, got ${c.ropeTheta}`);
   if (!(c.normEps > 0) || !(c.normEps < 1)) fail(`normEps must be in (0, 1), got ${c.normEps}`);
   if (typeof c.tiedEmbeddings !== "boolean") fail(`tiedEmbeddings must be true or false`);
@@ -119,9 +178,9 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 
 /** Number of parameters (embedding included; lm_head counted once when tied). */
 export function parameterCount(c: ModelConfig): number {
-  const D = c.nEmbd / c.nHead;
-  const kv = c.nKvHead * D;
-  const perLayer = 2 * c.nEmbd + c.nEmbd * c.nEmbd * 2 + 2 * kv * c.nEmbd + 3 * c.nEmbd * c.ffnHidden + (c.qkNorm ? 2 * D : 0);
+  const D = headDimOf(c);
+  const kv = c.nKvHead * D, q = c.nHead * D;
+  const perLayer = 2 * c.nEmbd + c.nEmbd * q * 2 + 2 * kv * c.nEmbd + 3 * c.nEmbd * c.ffnHidden + (c.qkNorm ? 2 * D : 0) + (c.qkvBias ? q + 2 * kv : 0);
   return c.vocabSize * c.nEmbd * (c.tiedEmbeddings ? 1 : 2) + c.nLayer * perLayer + c.nEmbd;
 }
 
@@ -130,62 +189,103 @@ export function parameterCount(c: ModelConfig): number {
  * products, lm_head included, embedding lookup not) + 12·L·T·C for attention.
  */
 export function flopsPerToken(c: ModelConfig, T: number): number {
-  const D = c.nEmbd / c.nHead;
-  const kv = c.nKvHead * D;
-  const matmul = c.nLayer * (2 * c.nEmbd * c.nEmbd + 2 * kv * c.nEmbd + 3 * c.nEmbd * c.ffnHidden) + c.vocabSize * c.nEmbd;
-  return 6 * matmul + 12 * c.nLayer * T * c.nEmbd;
+  const D = headDimOf(c);
+  const kv = c.nKvHead * D, q = c.nHead * D;
+  const matmul = c.nLayer * (2 * q * c.nEmbd + 2 * kv * c.nEmbd + 3 * c.nEmbd * c.ffnHidden) + c.vocabSize * c.nEmbd;
+  return 6 * matmul + 12 * c.nLayer * T * q;
 }
 
-/** The Hugging Face config.json object for this model (LlamaForCausalLM, or Qwen3 with qkNorm). */
+/** The architectures mynah reads and writes, by Hugging Face class name → model_type. */
+export const HF_ARCHITECTURES = { LlamaForCausalLM: "llama", Qwen2ForCausalLM: "qwen2", Qwen3ForCausalLM: "qwen3" } as const;
+type HfArch = keyof typeof HF_ARCHITECTURES;
+
+/**
+ * The Hugging Face config.json object for this model: Qwen3ForCausalLM with QK-norm,
+ * Qwen2ForCausalLM with q/k/v biases, else LlamaForCausalLM.
+ */
 export function toHfConfig(c: ModelConfig): Record<string, unknown> {
-  const [arch, type] = c.qkNorm ? ["Qwen3ForCausalLM", "qwen3"] : ["LlamaForCausalLM", "llama"];
+  if (c.qkNorm && c.qkvBias) throw new ModelConfigError("model config: QK-norm together with q/k/v biases has no Hugging Face architecture");
+  const arch: HfArch = c.qkNorm ? "Qwen3ForCausalLM" : c.qkvBias ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+  const rs = c.ropeScaling;
   return {
     architectures: [arch],
-    model_type: type,
+    model_type: HF_ARCHITECTURES[arch],
     vocab_size: c.vocabSize,
     hidden_size: c.nEmbd,
     intermediate_size: c.ffnHidden,
     num_hidden_layers: c.nLayer,
     num_attention_heads: c.nHead,
     num_key_value_heads: c.nKvHead,
-    head_dim: c.nEmbd / c.nHead,
+    head_dim: headDimOf(c),
     hidden_act: "silu",
     max_position_embeddings: c.contextLength,
     rms_norm_eps: c.normEps,
     rope_theta: c.ropeTheta,
     tie_word_embeddings: c.tiedEmbeddings,
-    attention_bias: false,
-    mlp_bias: false,
+    ...(arch === "Qwen2ForCausalLM" ? { use_sliding_window: false } : { attention_bias: false, mlp_bias: false }),
+    ...(rs ? {
+      rope_scaling: rs.type === "linear" ? { rope_type: "linear", factor: rs.factor }
+        : { rope_type: "llama3", factor: rs.factor, low_freq_factor: rs.lowFreqFactor, high_freq_factor: rs.highFreqFactor,
+            original_max_position_embeddings: rs.originalMaxPositionEmbeddings },
+    } : {}),
     torch_dtype: "float32",
   };
 }
 
 /**
- * ModelConfig from a Hugging Face config.json object (Llama or Qwen3 fields). `file` names the
- * source in error messages. Refuses settings mynah does not implement (biases, other head
- * sizes, activations other than SiLU, RoPE scaling).
+ * ModelConfig from a Hugging Face config.json object (LlamaForCausalLM, Qwen2ForCausalLM,
+ * Qwen3ForCausalLM). `file` names the source in error messages. Anything that changes the
+ * math in a way mynah does not implement is refused naming the field and its value.
  */
 export function fromHfConfig(j: Record<string, unknown>, file = "config.json"): ModelConfig {
-  const num = (k: string, dflt?: number): number => {
-    const v = j[k] ?? dflt;
-    if (typeof v !== "number" || !Number.isFinite(v)) {
-      throw new ModelConfigError(`${file}: field "${k}" must be a number, got ${JSON.stringify(j[k])}`);
-    }
-    return v;
+  const fail = (msg: string): never => {
+    throw new ModelConfigError(`${file}: ${msg}`);
   };
-  const arch = String((j.architectures as string[] | undefined)?.[0] ?? j.model_type ?? "");
-  if (!/llama|qwen3/i.test(arch)) {
-    throw new ModelConfigError(`${file}: architecture "${arch}" is not supported (LlamaForCausalLM or Qwen3ForCausalLM)`);
+  const num = (k: string, dflt?: number, o: Record<string, unknown> = j, where = ""): number => {
+    const v = o[k] ?? dflt;
+    if (typeof v !== "number" || !Number.isFinite(v)) fail(`field "${where}${k}" must be a number, got ${JSON.stringify(o[k])}`);
+    return v as number;
+  };
+  const known = Object.keys(HF_ARCHITECTURES).join(", ");
+  let arch: HfArch;
+  if (j.architectures !== undefined && j.architectures !== null) {
+    const a = j.architectures;
+    if (!Array.isArray(a) || a.length !== 1 || !(String(a[0]) in HF_ARCHITECTURES))
+      fail(`field "architectures" is ${JSON.stringify(a)}; mynah reads ${known}`);
+    arch = (a as string[])[0] as HfArch;
+  } else {
+    const found = Object.entries(HF_ARCHITECTURES).find(([, t]) => t === j.model_type);
+    if (!found) fail(`field "model_type" is ${JSON.stringify(j.model_type)} and there is no "architectures"; mynah reads ${known}`);
+    arch = found![0] as HfArch;
+  }
+  const bad = (field: string, why: string): never => fail(`field "${field}" is ${JSON.stringify(j[field])}: ${why}`);
+  if (j.hidden_act !== undefined && j.hidden_act !== "silu") bad("hidden_act", "only silu (SwiGLU) is implemented");
+  if (j.mlp_bias === true) bad("mlp_bias", "MLP biases are not implemented");
+  if (arch !== "Qwen2ForCausalLM" && j.attention_bias === true) bad("attention_bias", `biases on every attention projection (o_proj too) are not implemented for ${arch}`);
+  if (j.use_sliding_window === true) bad("use_sliding_window", "sliding-window attention is not implemented");
+  if (j.quantization_config !== undefined && j.quantization_config !== null) bad("quantization_config", "quantized checkpoints are not read (use F32, F16 or BF16 weights)");
+  let ropeScaling: RopeScaling | null = null;
+  const rsj = j.rope_scaling;
+  if (rsj !== undefined && rsj !== null) {
+    if (typeof rsj !== "object" || Array.isArray(rsj)) bad("rope_scaling", "expected an object or null");
+    const r = rsj as Record<string, unknown>;
+    const type = r.rope_type ?? r.type;
+    if (type === "default") ropeScaling = null;
+    else if (type === "linear") ropeScaling = { type: "linear", factor: num("factor", undefined, r, "rope_scaling.") };
+    else if (type === "llama3") {
+      ropeScaling = {
+        type: "llama3", factor: num("factor", undefined, r, "rope_scaling."),
+        lowFreqFactor: num("low_freq_factor", undefined, r, "rope_scaling."), highFreqFactor: num("high_freq_factor", undefined, r, "rope_scaling."),
+        originalMaxPositionEmbeddings: num("original_max_position_embeddings", undefined, r, "rope_scaling."),
+      };
+    } else fail(`field "rope_scaling" has rope_type ${JSON.stringify(type)}; mynah implements "llama3" and "linear" RoPE scaling`);
   }
   const nHead = num("num_attention_heads");
   const nEmbd = num("hidden_size");
-  if (j.head_dim !== undefined && j.head_dim !== null && j.head_dim !== nEmbd / nHead) {
-    throw new ModelConfigError(`${file}: head_dim ${String(j.head_dim)} differs from hidden_size / num_attention_heads = ${nEmbd / nHead}; mynah needs them equal`);
-  }
-  if (j.attention_bias === true || j.mlp_bias === true) throw new ModelConfigError(`${file}: biases are not supported`);
-  if (j.hidden_act !== undefined && j.hidden_act !== "silu") throw new ModelConfigError(`${file}: hidden_act "${String(j.hidden_act)}" is not supported (silu only)`);
-  if (j.rope_scaling !== undefined && j.rope_scaling !== null) throw new ModelConfigError(`${file}: rope_scaling is not supported`);
-  return validateConfig({
+  const hd = j.head_dim;
+  if (hd !== undefined && hd !== null && typeof hd !== "number") bad("head_dim", "expected a number");
+  const headDim = typeof hd === "number" && hd !== nEmbd / nHead ? hd : undefined;
+  const c: ModelConfig = {
     nLayer: num("num_hidden_layers"),
     nHead,
     nKvHead: num("num_key_value_heads", nHead),
@@ -196,6 +296,10 @@ export function fromHfConfig(j: Record<string, unknown>, file = "config.json"): 
     ropeTheta: num("rope_theta", 10000),
     normEps: num("rms_norm_eps", 1e-6),
     tiedEmbeddings: Boolean(j.tie_word_embeddings ?? false),
-    qkNorm: /qwen3/i.test(arch),
-  }, file);
+    qkNorm: arch === "Qwen3ForCausalLM",
+  };
+  if (headDim !== undefined) c.headDim = headDim;
+  if (arch === "Qwen2ForCausalLM") c.qkvBias = true;
+  if (ropeScaling) c.ropeScaling = ropeScaling;
+  return validateConfig(c, file);
 }

@@ -4,7 +4,7 @@
  * Same math, same weights (read by Hugging Face name), same Backend ops as the training
  * forward in gpt.ts — so greedy decoding here gives exactly the tokens of full recomputation.
  *
- * Per layer (Llama):  h = rmsnorm(x)·w_in;  q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ;  [qk-norm];  rope(q,k)
+ * Per layer (Llama):  h = rmsnorm(x)·w_in;  q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ [+ b];  [qk-norm];  rope(q,k)
  *                     x += attn(q, cache k, cache v)·Woᵀ;  h = rmsnorm(x)·w_post;
  *                     x += (silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ
  * then logits = rmsnorm(x)·w_norm · lm_headᵀ (the embedding when tied).
@@ -12,10 +12,12 @@
  * The cache holds B independent sequences ("slots"), each with its own length, so a batch of
  * prompts of different lengths decodes together: the matrix products run over all active
  * slots at once (M = number of slots), rope and attention per slot at its own position.
- * Shapes: C model width, H query heads, Hkv key/value heads, D = C/H, F MLP width, V vocab.
+ * Shapes: C model width, H query heads, Hkv key/value heads, D head size (C/H unless headDim),
+ * Q = H·D, F MLP width, V vocab.
  */
 import type { Backend } from "../core/backend.ts";
 import { ropeTables } from "../core/tensor-utils.ts";
+import { ropeInvFreq, type RopeScaling } from "./config.ts";
 
 /** What decoding needs to know about the architecture. */
 export interface DecodeConfig {
@@ -31,6 +33,17 @@ export interface DecodeConfig {
   normEps: number;
   tiedEmbeddings: boolean;
   qkNorm: boolean;
+  /** Head size when not nEmbd / nHead (Qwen3). */
+  headDim?: number;
+  /** q/k/v projections carry biases (Qwen2). */
+  qkvBias?: boolean;
+  /** RoPE frequency scaling (llama3, linear). */
+  ropeScaling?: RopeScaling | null;
+}
+
+/** Head size D of a decode config. */
+function headSize(c: DecodeConfig): number {
+  return c.headDim ?? c.nEmbd / c.nHead;
 }
 
 /** A model ready to decode: config, weights by Hugging Face name, and the backend to run on. */
@@ -57,9 +70,9 @@ export interface KvCache {
 
 export function createCache(model: DecodeModel, B: number, maxT = model.config.seqLen): KvCache {
   const c = model.config;
-  const D = c.nEmbd / c.nHead;
+  const D = headSize(c);
   const per = B * maxT * c.nKvHead * D;
-  const { cos, sin } = ropeTables(maxT, D, c.ropeTheta);
+  const { cos, sin } = ropeTables(maxT, D, c.ropeTheta, ropeInvFreq(D, c.ropeTheta, c.ropeScaling));
   return {
     B, maxT,
     k: Array.from({ length: c.nLayer }, () => new Float32Array(per)),
@@ -85,12 +98,12 @@ function scratch(model: DecodeModel, N: number): Scratch {
   const s = scratchCache.get(model);
   if (s && s.N >= N) return s;
   const c = model.config;
-  const D = c.nEmbd / c.nHead, kv = c.nKvHead * D;
+  const D = headSize(c), kv = c.nKvHead * D, Q = c.nHead * D;
   const made: Scratch = {
     N,
     x: new Float32Array(N * c.nEmbd), h: new Float32Array(N * c.nEmbd), rstd: new Float32Array(N),
-    q: new Float32Array(N * c.nEmbd), k: new Float32Array(N * kv), v: new Float32Array(N * kv),
-    att: new Float32Array(N * c.nEmbd), g: new Float32Array(N * c.ffnHidden), u: new Float32Array(N * c.ffnHidden), a: new Float32Array(N * c.ffnHidden),
+    q: new Float32Array(N * Q), k: new Float32Array(N * kv), v: new Float32Array(N * kv),
+    att: new Float32Array(N * Q), g: new Float32Array(N * c.ffnHidden), u: new Float32Array(N * c.ffnHidden), a: new Float32Array(N * c.ffnHidden),
     qkRstd: new Float32Array(N * c.nHead),
   };
   scratchCache.set(model, made);
@@ -108,7 +121,7 @@ function scratch(model: DecodeModel, N: number): Scratch {
 export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonly number[], counts: readonly number[],
                               ids: ArrayLike<number>, allLogits = false): Float32Array {
   const c = model.config, be = model.backend;
-  const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = C / H, kvW = Hkv * D, Fh = c.ffnHidden, V = c.vocabSize;
+  const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = headSize(c), kvW = Hkv * D, Q = H * D, Fh = c.ffnHidden, V = c.vocabSize;
   const N = counts.reduce((a, b) => a + b, 0);
   if (slots.length !== counts.length) throw new Error(`forwardCached: ${slots.length} slots but ${counts.length} counts`);
   if (ids.length !== N) throw new Error(`forwardCached: counts add up to ${N} but ${ids.length} ids were given`);
@@ -125,17 +138,24 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
   const uniform = slots.length > 1 && slots.every((sl, i) => sl === slots[0] + i && counts[i] === counts[0] && cache.length[sl] === cache.length[slots[0]]);
   const S = scratch(model, N);
   const x = S.x.subarray(0, N * C), h = S.h.subarray(0, N * C), rstd = S.rstd.subarray(0, N);
-  const q = S.q.subarray(0, N * C), k = S.k.subarray(0, N * kvW), v = S.v.subarray(0, N * kvW);
-  const att = S.att.subarray(0, N * C), g = S.g.subarray(0, N * Fh), u = S.u.subarray(0, N * Fh);
+  const q = S.q.subarray(0, N * Q), k = S.k.subarray(0, N * kvW), v = S.v.subarray(0, N * kvW);
+  const att = S.att.subarray(0, N * Q), g = S.g.subarray(0, N * Fh), u = S.u.subarray(0, N * Fh);
   const W = (n: string): Float32Array => model.weight(n);
 
   be.embeddingForward(x, W("model.embed_tokens.weight"), ids32, N, C);
   for (let l = 0; l < c.nLayer; l++) {
     const p = `model.layers.${l}.`;
     be.rmsnormForward(h, rstd, x, W(p + "input_layernorm.weight"), N, C, c.normEps);
-    be.gemm(false, true, N, C, C, 1, h, W(p + "self_attn.q_proj.weight"), 0, q);
+    be.gemm(false, true, N, Q, C, 1, h, W(p + "self_attn.q_proj.weight"), 0, q);
     be.gemm(false, true, N, kvW, C, 1, h, W(p + "self_attn.k_proj.weight"), 0, k);
     be.gemm(false, true, N, kvW, C, 1, h, W(p + "self_attn.v_proj.weight"), 0, v);
+    if (c.qkvBias) {
+      // Qwen2: biases on q, k, v (added before rope, as in the training forward)
+      for (const [y, b, w] of [[q, "q", Q], [k, "k", kvW], [v, "v", kvW]] as const) {
+        const bias = W(p + `self_attn.${b}_proj.bias`);
+        for (let n = 0; n < N; n++) for (let j = 0; j < w; j++) y[n * w + j] += bias[j];
+      }
+    }
     if (c.qkNorm) {
       // RMSNorm over each head's D values, before rope (Qwen3).
       // (Normalized into scratch and copied back: ops are not promised to work in place.)
@@ -157,14 +177,14 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
       const s = slots[i], T = counts[i], pos0 = cache.length[s];
       const ks = k.subarray(row * kvW, (row + T) * kvW);
       if (!uniform) {
-        be.ropeForward(q.subarray(row * C, (row + T) * C), cache.cos, cache.sin, 1, T, H, D, pos0);
+        be.ropeForward(q.subarray(row * Q, (row + T) * Q), cache.cos, cache.sin, 1, T, H, D, pos0);
         be.ropeForward(ks, cache.cos, cache.sin, 1, T, Hkv, D, pos0);
       }
       const base = s * cache.maxT * kvW;
       kc.set(ks, base + pos0 * kvW);
       vc.set(v.subarray(row * kvW, (row + T) * kvW), base + pos0 * kvW);
       if (!uniform) {
-        be.attentionCached(att.subarray(row * C, (row + T) * C), q.subarray(row * C, (row + T) * C), kc.subarray(base, base + cache.maxT * kvW),
+        be.attentionCached(att.subarray(row * Q, (row + T) * Q), q.subarray(row * Q, (row + T) * Q), kc.subarray(base, base + cache.maxT * kvW),
           vc.subarray(base, base + cache.maxT * kvW), 1, T, H, Hkv, D, pos0, cache.maxT);
       }
       row += T;
@@ -175,7 +195,7 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
       const span = n * cache.maxT * kvW;
       be.attentionCached(att, q, kc.subarray(base, base + span), vc.subarray(base, base + span), n, T, H, Hkv, D, pos0, cache.maxT);
     }
-    be.gemm(false, true, N, C, C, 1, att, W(p + "self_attn.o_proj.weight"), 1, x); // x += att·Woᵀ
+    be.gemm(false, true, N, C, Q, 1, att, W(p + "self_attn.o_proj.weight"), 1, x); // x += att·Woᵀ
     be.rmsnormForward(h, rstd, x, W(p + "post_attention_layernorm.weight"), N, C, c.normEps);
     be.gemm(false, true, N, Fh, C, 1, h, W(p + "mlp.gate_proj.weight"), 0, g);
     be.gemm(false, true, N, Fh, C, 1, h, W(p + "mlp.up_proj.weight"), 0, u);

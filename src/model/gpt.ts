@@ -3,11 +3,14 @@
  *
  * Architecture choices (as Hugging Face's LlamaForCausalLM; Qwen3 when qkNorm):
  *  - token embedding only (no learned positions); RoPE (rotate_half, θ = ropeTheta) on q and k
- *  - pre-norm blocks with RMSNorm (no biases anywhere):
- *      x += o_proj(attention(rope(q), rope(k), v))      with q,k,v = proj(rmsnorm(x))
+ *  - pre-norm blocks with RMSNorm (no biases, except q/k/v biases in Qwen2: qkvBias):
+ *      x += o_proj(attention(rope(q), rope(k), v))      with q,k,v = proj(rmsnorm(x)) [+ bias]
  *      x += down_proj(silu(gate_proj(h)) ⊙ up_proj(h))   with h = rmsnorm(x)
  *  - optional QK-norm (Qwen3): RMSNorm over each head's D channels of q and k, before RoPE
- *  - grouped-query attention when nKvHead < nHead; causal; scale 1/sqrt(D)
+ *  - grouped-query attention when nKvHead < nHead; causal; scale 1/sqrt(D); the head size D
+ *    is C/H unless headDim says otherwise (Qwen3), then queries are H·D wide and o_proj maps
+ *    H·D back to C
+ *  - RoPE frequencies optionally scaled (Hugging Face rope_scaling: llama3, linear)
  *  - final RMSNorm, then lm_head (the embedding matrix when tiedEmbeddings)
  *  - loss: mean cross-entropy over targets ≠ −1
  *
@@ -17,11 +20,11 @@
  * costs (2C + F) floats per token per layer and saves ~6 % of a step. The cross-entropy runs
  * in place on the logits (their gradient replaces them).
  *
- * Shapes: B batch, T time, N = B·T, C width, H heads, Hkv kv heads, D = C/H, KV = Hkv·D,
- * F MLP width, V vocabulary. Every gemm is row-major; weights are [out, in] (y = x·Wᵀ).
+ * Shapes: B batch, T time, N = B·T, C width, H heads, Hkv kv heads, D head size (C/H unless
+ * headDim), Q = H·D, KV = Hkv·D, F MLP width, V vocabulary. Every gemm is row-major; weights are [out, in] (y = x·Wᵀ).
  */
 import type { Backend } from "../core/backend.ts";
-import type { ModelConfig } from "./config.ts";
+import { headDimOf, ropeInvFreq, type ModelConfig } from "./config.ts";
 import { createParams, headWeight, initParams, layerViews, type LayerViews, type ParamSet } from "./params.ts";
 import { ropeTables } from "../core/tensor-utils.ts";
 import type { DecodeConfig, DecodeModel } from "./decode.ts";
@@ -34,14 +37,14 @@ interface LayerActs {
   resid: Float32Array;   // [N, C] input of the block (residual stream)
   rstd1: Float32Array;   // [N]
   h1: Float32Array;      // [N, C] rmsnorm(resid)
-  qPre: Float32Array;    // [N, C] q before QK-norm (qkNorm only, else empty)
+  qPre: Float32Array;    // [N, Q] q before QK-norm (qkNorm only, else empty)
   kPre: Float32Array;    // [N, KV]
   qRstd: Float32Array;   // [N·H]
   kRstd: Float32Array;   // [N·Hkv]
-  q: Float32Array;       // [N, C]  = [B, T, H, D] after rope
+  q: Float32Array;       // [N, Q]  = [B, T, H, D] after rope
   k: Float32Array;       // [N, KV] = [B, T, Hkv, D] after rope
   v: Float32Array;       // [N, KV]
-  att: Float32Array;     // [N, C] attention output (before o_proj)
+  att: Float32Array;     // [N, Q] attention output (before o_proj)
   lse: Float32Array;     // [B, H, T]
   mid: Float32Array;     // [N, C] residual after attention
   rstd2: Float32Array;   // [N]
@@ -64,30 +67,32 @@ interface Acts {
   du: Float32Array;       // [N, F]
   dh: Float32Array;       // [N, C]
   dres: Float32Array;     // [N, C] gradient of the residual stream
-  dq: Float32Array;       // [N, C]
+  datt: Float32Array;     // [N, Q] gradient of the attention output (dh itself when Q = C)
+  dq: Float32Array;       // [N, Q]
   dk: Float32Array;       // [N, KV]
   dv: Float32Array;       // [N, KV]
-  dqPre: Float32Array;    // [N, C]
+  dqPre: Float32Array;    // [N, Q]
   dkPre: Float32Array;    // [N, KV]
 }
 
 function allocActs(c: ModelConfig, B: number, T: number): Acts {
-  const N = B * T, C = c.nEmbd, KV = c.nKvHead * (C / c.nHead), F = c.ffnHidden, V = c.vocabSize;
+  const N = B * T, C = c.nEmbd, D = headDimOf(c), KV = c.nKvHead * D, Q = c.nHead * D, F = c.ffnHidden, V = c.vocabSize;
   const f = (n: number): Float32Array => new Float32Array(n);
   const qk = c.qkNorm;
   const layers: LayerActs[] = [];
   for (let l = 0; l < c.nLayer; l++) {
     layers.push({
       resid: f(N * C), rstd1: f(N), h1: f(N * C),
-      qPre: f(qk ? N * C : 0), kPre: f(qk ? N * KV : 0), qRstd: f(qk ? N * c.nHead : 0), kRstd: f(qk ? N * c.nKvHead : 0),
-      q: f(N * C), k: f(N * KV), v: f(N * KV), att: f(N * C), lse: f(N * c.nHead),
+      qPre: f(qk ? N * Q : 0), kPre: f(qk ? N * KV : 0), qRstd: f(qk ? N * c.nHead : 0), kRstd: f(qk ? N * c.nKvHead : 0),
+      q: f(N * Q), k: f(N * KV), v: f(N * KV), att: f(N * Q), lse: f(N * c.nHead),
       mid: f(N * C), rstd2: f(N), h2: f(N * C), gate: f(N * F), up: f(N * F), act: f(N * F),
     });
   }
+  const dh = f(N * C);
   return {
     N, layers, out: f(N * C), rstdF: f(N), hF: f(N * C), logits: f(N * V),
-    a: f(N * F), dg: f(N * F), du: f(N * F), dh: f(N * C), dres: f(N * C),
-    dq: f(N * C), dk: f(N * KV), dv: f(N * KV), dqPre: f(qk ? N * C : 0), dkPre: f(qk ? N * KV : 0),
+    a: f(N * F), dg: f(N * F), du: f(N * F), dh, dres: f(N * C), datt: Q === C ? dh : f(N * Q),
+    dq: f(N * Q), dk: f(N * KV), dv: f(N * KV), dqPre: f(qk ? N * Q : 0), dkPre: f(qk ? N * KV : 0),
   };
 }
 
@@ -110,33 +115,47 @@ interface Ctx {
  */
 function attentionForward(x: Ctx, w: LayerViews, a: LayerActs): void {
   const { be, c, B, T, N } = x;
-  const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = C / H, KV = Hkv * D;
+  const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = headDimOf(c), KV = Hkv * D, Q = H * D;
   const h = a.h1;
   be.rmsnormForward(h, a.rstd1, a.resid, w.inNorm, N, C, c.normEps);
+  // Projections (+ bias), into q/k directly, or into qPre/kPre when QK-norm follows.
+  const q = c.qkNorm ? a.qPre : a.q, k = c.qkNorm ? a.kPre : a.k;
+  be.gemm(false, true, N, Q, C, 1, h, w.wq, 0, q);
+  be.gemm(false, true, N, KV, C, 1, h, w.wk, 0, k);
+  be.gemm(false, true, N, KV, C, 1, h, w.wv, 0, a.v);
+  if (w.bq) {
+    addBias(q, w.bq, N, Q);
+    addBias(k, w.bk!, N, KV);
+    addBias(a.v, w.bv!, N, KV);
+  }
   if (c.qkNorm) {
-    be.gemm(false, true, N, C, C, 1, h, w.wq, 0, a.qPre);
-    be.gemm(false, true, N, KV, C, 1, h, w.wk, 0, a.kPre);
     be.rmsnormForward(a.q, a.qRstd, a.qPre, w.qNorm!, N * H, D, c.normEps);
     be.rmsnormForward(a.k, a.kRstd, a.kPre, w.kNorm!, N * Hkv, D, c.normEps);
-  } else {
-    be.gemm(false, true, N, C, C, 1, h, w.wq, 0, a.q);
-    be.gemm(false, true, N, KV, C, 1, h, w.wk, 0, a.k);
   }
-  be.gemm(false, true, N, KV, C, 1, h, w.wv, 0, a.v);
   be.ropeForward(a.q, x.cos, x.sin, B, T, H, D, 0);
   be.ropeForward(a.k, x.cos, x.sin, B, T, Hkv, D, 0);
   be.attentionForward(a.att, a.lse, a.q, a.k, a.v, B, T, H, Hkv, D);
   a.mid.set(a.resid);
-  be.gemm(false, true, N, C, C, 1, a.att, w.wo, 1, a.mid); // mid += att·Woᵀ
+  be.gemm(false, true, N, C, Q, 1, a.att, w.wo, 1, a.mid); // mid += att·Woᵀ
+}
+
+/** y[n, :] += b for each of N rows of width W. y [N, W], b [W]. */
+function addBias(y: Float32Array, b: Float32Array, N: number, W: number): void {
+  for (let n = 0, o = 0; n < N; n++, o += W) for (let j = 0; j < W; j++) y[o + j] += b[j];
+}
+
+/** db += Σ_n dy[n, :] (the bias gradient: the bias is added to every row). dy [N, W], db [W]. */
+function biasBackward(db: Float32Array, dy: Float32Array, N: number, W: number): void {
+  for (let n = 0, o = 0; n < N; n++, o += W) for (let j = 0; j < W; j++) db[j] += dy[o + j];
 }
 
 /** Backward of attentionForward: dres [N, C] holds ∂L/∂mid on entry, ∂L/∂resid on exit. */
 function attentionBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s: Acts): void {
   const { be, c, B, T, N } = x;
-  const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = C / H, KV = Hkv * D;
-  const dres = s.dres, h = a.h1, datt = s.dh;
-  be.gemm(true, false, C, C, N, 1, dres, a.att, 1, g.wo);        // dWo += dresᵀ·att
-  be.gemm(false, false, N, C, C, 1, dres, w.wo, 0, datt);        // datt = dres·Wo
+  const C = c.nEmbd, H = c.nHead, Hkv = c.nKvHead, D = headDimOf(c), KV = Hkv * D, Q = H * D;
+  const dres = s.dres, h = a.h1, datt = s.datt;
+  be.gemm(true, false, C, Q, N, 1, dres, a.att, 1, g.wo);        // dWo += dresᵀ·att
+  be.gemm(false, false, N, Q, C, 1, dres, w.wo, 0, datt);        // datt = dres·Wo
   be.attentionBackward(s.dq, s.dk, s.dv, datt, a.q, a.k, a.v, a.att, a.lse, B, T, H, Hkv, D);
   be.ropeBackward(s.dq, x.cos, x.sin, B, T, H, D, 0);
   be.ropeBackward(s.dk, x.cos, x.sin, B, T, Hkv, D, 0);
@@ -149,11 +168,16 @@ function attentionBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s
     dq = s.dqPre;
     dk = s.dkPre;
   }
-  be.gemm(true, false, C, C, N, 1, dq, h, 1, g.wq);              // dWq += dqᵀ·h
+  if (g.bq) {                                                    // dq, dk, dv: gradients of the projections' outputs
+    biasBackward(g.bq, dq, N, Q);
+    biasBackward(g.bk!, dk, N, KV);
+    biasBackward(g.bv!, s.dv, N, KV);
+  }
+  be.gemm(true, false, Q, C, N, 1, dq, h, 1, g.wq);              // dWq += dqᵀ·h
   be.gemm(true, false, KV, C, N, 1, dk, h, 1, g.wk);
   be.gemm(true, false, KV, C, N, 1, s.dv, h, 1, g.wv);
   const dh = s.dh;                                               // datt is dead now
-  be.gemm(false, false, N, C, C, 1, dq, w.wq, 0, dh);            // dh = dq·Wq + dk·Wk + dv·Wv
+  be.gemm(false, false, N, C, Q, 1, dq, w.wq, 0, dh);            // dh = dq·Wq + dk·Wk + dv·Wv
   be.gemm(false, false, N, C, KV, 1, dk, w.wk, 1, dh);
   be.gemm(false, false, N, C, KV, 1, s.dv, w.wv, 1, dh);
   be.rmsnormBackward(dres, g.inNorm, dh, a.resid, w.inNorm, a.rstd1, N, C); // dres += norm backward
@@ -232,8 +256,8 @@ export function createGPT(config: ModelConfig, backend: Backend, opts: { params?
     throw new Error("createGPT: the parameters were made for a different config");
   }
   const grads = createParams(c);
-  const D = c.nEmbd / c.nHead;
-  const rope = ropeTables(c.contextLength, D, c.ropeTheta);
+  const D = headDimOf(c);
+  const rope = ropeTables(c.contextLength, D, c.ropeTheta, ropeInvFreq(D, c.ropeTheta, c.ropeScaling));
   const W = Array.from({ length: c.nLayer }, (_, l) => layerViews(params, l));
   const G = Array.from({ length: c.nLayer }, (_, l) => layerViews(grads, l));
   let acts: Acts | null = null;
@@ -246,17 +270,18 @@ export function createGPT(config: ModelConfig, backend: Backend, opts: { params?
     if (!acts || acts.N < N) acts = allocActs(c, B, T);
     if (acts.N === N) return { s: acts, L: acts.layers };
     const cut = (a: Float32Array, per: number): Float32Array => a.subarray(0, N * per);
-    const C = c.nEmbd, KV = c.nKvHead * D, F = c.ffnHidden, qk = c.qkNorm ? 1 : 0, H = c.nHead;
+    const C = c.nEmbd, KV = c.nKvHead * D, Q = c.nHead * D, F = c.ffnHidden, qk = c.qkNorm ? 1 : 0, H = c.nHead;
     const s0 = acts;
+    const dh = cut(s0.dh, C);
     const s: Acts = {
       N, layers: [], out: cut(s0.out, C), rstdF: cut(s0.rstdF, 1), hF: cut(s0.hF, C), logits: cut(s0.logits, c.vocabSize),
-      a: cut(s0.a, F), dg: cut(s0.dg, F), du: cut(s0.du, F), dh: cut(s0.dh, C), dres: cut(s0.dres, C),
-      dq: cut(s0.dq, C), dk: cut(s0.dk, KV), dv: cut(s0.dv, KV), dqPre: cut(s0.dqPre, C * qk), dkPre: cut(s0.dkPre, KV * qk),
+      a: cut(s0.a, F), dg: cut(s0.dg, F), du: cut(s0.du, F), dh, dres: cut(s0.dres, C), datt: Q === C ? dh : cut(s0.datt, Q),
+      dq: cut(s0.dq, Q), dk: cut(s0.dk, KV), dv: cut(s0.dv, KV), dqPre: cut(s0.dqPre, Q * qk), dkPre: cut(s0.dkPre, KV * qk),
     };
     const L = s0.layers.map((a) => ({
-      resid: cut(a.resid, C), rstd1: cut(a.rstd1, 1), h1: cut(a.h1, C), qPre: cut(a.qPre, C * qk), kPre: cut(a.kPre, KV * qk),
-      qRstd: cut(a.qRstd, H * qk), kRstd: cut(a.kRstd, c.nKvHead * qk), q: cut(a.q, C), k: cut(a.k, KV), v: cut(a.v, KV),
-      att: cut(a.att, C), lse: cut(a.lse, H), mid: cut(a.mid, C), rstd2: cut(a.rstd2, 1), h2: cut(a.h2, C),
+      resid: cut(a.resid, C), rstd1: cut(a.rstd1, 1), h1: cut(a.h1, C), qPre: cut(a.qPre, Q * qk), kPre: cut(a.kPre, KV * qk),
+      qRstd: cut(a.qRstd, H * qk), kRstd: cut(a.kRstd, c.nKvHead * qk), q: cut(a.q, Q), k: cut(a.k, KV), v: cut(a.v, KV),
+      att: cut(a.att, Q), lse: cut(a.lse, H), mid: cut(a.mid, C), rstd2: cut(a.rstd2, 1), h2: cut(a.h2, C),
       gate: cut(a.gate, F), up: cut(a.up, F), act: cut(a.act, F),
     }));
     return { s, L };
@@ -327,6 +352,9 @@ export function asDecodeModel(m: Pick<GPT, "config" | "params" | "backend">): De
   const config: DecodeConfig = {
     nLayer: c.nLayer, nHead: c.nHead, nKvHead: c.nKvHead, nEmbd: c.nEmbd, ffnHidden: c.ffnHidden, vocabSize: c.vocabSize,
     seqLen: c.contextLength, ropeTheta: c.ropeTheta, normEps: c.normEps, tiedEmbeddings: c.tiedEmbeddings, qkNorm: c.qkNorm,
+    ...(c.headDim !== undefined ? { headDim: c.headDim } : {}),
+    ...(c.qkvBias ? { qkvBias: true } : {}),
+    ...(c.ropeScaling ? { ropeScaling: c.ropeScaling } : {}),
   };
   return { config, weight: (n) => m.params.get(n), backend: m.backend };
 }

@@ -6,12 +6,15 @@
  *
  *   model.embed_tokens.weight                          [V, C]
  *   model.layers.N.input_layernorm.weight              [C]
- *   model.layers.N.self_attn.q_proj.weight             [C, C]
+ *   model.layers.N.self_attn.q_proj.weight             [H·D, C]   (H·D = C unless headDim is set)
+ *   model.layers.N.self_attn.q_proj.bias               [H·D]    (qkvBias only)
  *   model.layers.N.self_attn.k_proj.weight             [Hkv·D, C]
+ *   model.layers.N.self_attn.k_proj.bias               [Hkv·D]  (qkvBias only)
  *   model.layers.N.self_attn.v_proj.weight             [Hkv·D, C]
+ *   model.layers.N.self_attn.v_proj.bias               [Hkv·D]  (qkvBias only)
  *   model.layers.N.self_attn.q_norm.weight             [D]      (qkNorm only)
  *   model.layers.N.self_attn.k_norm.weight             [D]      (qkNorm only)
- *   model.layers.N.self_attn.o_proj.weight             [C, C]
+ *   model.layers.N.self_attn.o_proj.weight             [C, H·D]
  *   model.layers.N.post_attention_layernorm.weight     [C]
  *   model.layers.N.mlp.gate_proj.weight                [F, C]
  *   model.layers.N.mlp.up_proj.weight                  [F, C]
@@ -19,12 +22,12 @@
  *   model.norm.weight                                  [C]
  *   lm_head.weight                                     [V, C]   (absent when tied)
  */
-import type { ModelConfig } from "./config.ts";
+import { headDimOf, type ModelConfig } from "./config.ts";
 import { seededRng } from "../core/rng.ts";
 
 /**
  * What a tensor is, for the optimizer: "matrix" = a 2-D hidden projection (Muon may take it),
- * "embedding" = embed_tokens / lm_head, "norm" = a 1-D gain.
+ * "embedding" = embed_tokens / lm_head, "norm" = a 1-D gain or bias (no weight decay).
  */
 export type ParamKind = "matrix" | "embedding" | "norm";
 
@@ -54,6 +57,10 @@ export interface LayerViews {
   wq: Float32Array;
   wk: Float32Array;
   wv: Float32Array;
+  /** q/k/v biases (qkvBias), else null. */
+  bq: Float32Array | null;
+  bk: Float32Array | null;
+  bv: Float32Array | null;
   qNorm: Float32Array | null;
   kNorm: Float32Array | null;
   wo: Float32Array;
@@ -69,20 +76,25 @@ export interface LayerViews {
  * each group as one contiguous range (one call instead of one per tensor).
  */
 export function paramSpecs(c: ModelConfig): ParamSpec[] {
-  const C = c.nEmbd, V = c.vocabSize, F = c.ffnHidden, D = C / c.nHead, KV = c.nKvHead * D;
+  const C = c.nEmbd, V = c.vocabSize, F = c.ffnHidden, D = headDimOf(c), KV = c.nKvHead * D, Q = c.nHead * D;
   const mats: Omit<ParamSpec, "offset" | "size">[] = [], norms: Omit<ParamSpec, "offset" | "size">[] = [];
   mats.push({ name: "model.embed_tokens.weight", shape: [V, C], kind: "embedding" });
   for (let i = 0; i < c.nLayer; i++) {
     const p = `model.layers.${i}.`;
     norms.push({ name: p + "input_layernorm.weight", shape: [C], kind: "norm" });
-    mats.push({ name: p + "self_attn.q_proj.weight", shape: [C, C], kind: "matrix" });
+    mats.push({ name: p + "self_attn.q_proj.weight", shape: [Q, C], kind: "matrix" });
     mats.push({ name: p + "self_attn.k_proj.weight", shape: [KV, C], kind: "matrix" });
     mats.push({ name: p + "self_attn.v_proj.weight", shape: [KV, C], kind: "matrix" });
+    if (c.qkvBias) {
+      norms.push({ name: p + "self_attn.q_proj.bias", shape: [Q], kind: "norm" });
+      norms.push({ name: p + "self_attn.k_proj.bias", shape: [KV], kind: "norm" });
+      norms.push({ name: p + "self_attn.v_proj.bias", shape: [KV], kind: "norm" });
+    }
     if (c.qkNorm) {
       norms.push({ name: p + "self_attn.q_norm.weight", shape: [D], kind: "norm" });
       norms.push({ name: p + "self_attn.k_norm.weight", shape: [D], kind: "norm" });
     }
-    mats.push({ name: p + "self_attn.o_proj.weight", shape: [C, C], kind: "matrix" });
+    mats.push({ name: p + "self_attn.o_proj.weight", shape: [C, Q], kind: "matrix" });
     norms.push({ name: p + "post_attention_layernorm.weight", shape: [C], kind: "norm" });
     mats.push({ name: p + "mlp.gate_proj.weight", shape: [F, C], kind: "matrix" });
     mats.push({ name: p + "mlp.up_proj.weight", shape: [F, C], kind: "matrix" });
@@ -132,12 +144,15 @@ export function createLike(p: ParamSet): ParamSet {
 /** Views of block i's tensors. */
 export function layerViews(p: ParamSet, i: number): LayerViews {
   const g = (n: string): Float32Array => p.get(`model.layers.${i}.${n}`);
-  const qk = p.config.qkNorm;
+  const qk = p.config.qkNorm, bias = p.config.qkvBias === true;
   return {
     inNorm: g("input_layernorm.weight"),
     wq: g("self_attn.q_proj.weight"),
     wk: g("self_attn.k_proj.weight"),
     wv: g("self_attn.v_proj.weight"),
+    bq: bias ? g("self_attn.q_proj.bias") : null,
+    bk: bias ? g("self_attn.k_proj.bias") : null,
+    bv: bias ? g("self_attn.v_proj.bias") : null,
     qNorm: qk ? g("self_attn.q_norm.weight") : null,
     kNorm: qk ? g("self_attn.k_norm.weight") : null,
     wo: g("self_attn.o_proj.weight"),
@@ -166,7 +181,7 @@ export function initParams(p: ParamSet, seed: number): void {
   for (const s of p.specs) {
     const v = p.get(s.name);
     if (s.kind === "norm") {
-      v.fill(1);
+      v.fill(s.name.endsWith(".bias") ? 0 : 1);
       continue;
     }
     const std = /o_proj|down_proj/.test(s.name) ? 0.02 * residScale : 0.02;

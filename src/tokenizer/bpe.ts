@@ -33,6 +33,12 @@ export interface BpeSpec {
    * tokenizer.json says so with `ignore_merges: true`). Default: true for "ranks", else false.
    */
   wholePieces?: boolean;
+  /**
+   * Unicode normalization of ordinary text before pre-splitting (tokenizer.json's
+   * `normalizer: {"type": "NFC"}`, as Qwen2/3 ship). Special-token text is matched first,
+   * unnormalized, as Hugging Face does with added tokens.
+   */
+  normalize?: "NFC";
 }
 
 export interface BpeTokenizer extends Tokenizer {
@@ -268,6 +274,7 @@ export function bpeTokenizer(spec: BpeSpec): BpeTokenizer {
     // Lone surrogates cannot be UTF-8: encode them as U+FFFD, as TextEncoder (and tiktoken) do.
     const wf = text as unknown as { isWellFormed(): boolean; toWellFormed(): string }; // ES2024, in Node 20
     if (!wf.isWellFormed()) text = wf.toWellFormed();
+    if (spec.normalize === "NFC") text = text.normalize("NFC");
     const out: number[] = [];
     forEachPiece(re, text, (piece) => encodePiece(piece, out));
     return out;

@@ -4,7 +4,12 @@
  * Written layout: model BPE with the vocabulary and merges in GPT-2 byte-level characters
  * (see bytes.ts), special tokens as added_tokens, pre_tokenizer = Split(our pattern,
  * Isolated) then ByteLevel(use_regex false), decoder ByteLevel. Read: that layout, GPT-2's
- * (ByteLevel with use_regex true), and merges given as "a b" strings or ["a", "b"] pairs.
+ * (ByteLevel with use_regex true), and merges given as "a b" strings or ["a", "b"] pairs;
+ * with it the tokenizer.json files of Llama 3 (Split + ByteLevel, ignore_merges), Qwen2/Qwen3
+ * (NFC normalizer, Split + ByteLevel) and GPT-2/SmolLM (ByteLevel). Every added token (special
+ * or not, e.g. Qwen3's <think>) is a special token here: matched whole when allowedSpecial
+ * lets it, as Hugging Face matches added tokens. SentencePiece-style BPE (Llama 2, TinyLlama,
+ * Mistral: "▁" for spaces, byte_fallback) is refused with a message saying so.
  */
 import { bytesKey, bytesToByteLevel, byteLevelToBytes } from "./bytes.ts";
 import { bpeTokenizer, type BpeTokenizer } from "./bpe.ts";
@@ -30,7 +35,7 @@ export function toHfTokenizerJson(tok: BpeTokenizer): object {
     truncation: null,
     padding: null,
     added_tokens: added,
-    normalizer: null,
+    normalizer: spec.normalize === "NFC" ? { type: "NFC" } : null,
     pre_tokenizer: {
       type: "Sequence",
       pretokenizers: [
@@ -96,7 +101,14 @@ export function fromHfTokenizerJson(json: unknown, file: string): BpeTokenizer {
   const model = json.model;
   if (!isObj(model)) throw new Error(`${file}: field "model" is missing`);
   if (model.type !== undefined && model.type !== "BPE") throw new Error(`${file}: model.type is ${JSON.stringify(model.type)}, expected "BPE"`);
-  if (json.normalizer !== null && json.normalizer !== undefined) throw new Error(`${file}: a normalizer (${JSON.stringify((json.normalizer as Json).type)}) is not supported`);
+  if (model.byte_fallback === true) {
+    throw new Error(`${file}: model.byte_fallback is true: a SentencePiece-style BPE (Llama 2, TinyLlama, Mistral: "▁" for spaces, bytes as <0xNN> tokens) is not supported; mynah reads byte-level BPE (Llama 3, Qwen2/3, GPT-2, SmolLM)`);
+  }
+  let normalize: "NFC" | undefined;
+  const norm = json.normalizer;
+  if (isObj(norm) && norm.type === "NFC") normalize = "NFC";
+  else if (norm !== null && norm !== undefined) throw new Error(`${file}: field "normalizer" is ${JSON.stringify(norm).slice(0, 120)}: only none or NFC is supported`);
+  if (model.continuing_subword_prefix || model.end_of_word_suffix) throw new Error(`${file}: model.continuing_subword_prefix / end_of_word_suffix are not supported (byte-level BPE has none)`);
   if (!isObj(model.vocab)) throw new Error(`${file}: model.vocab is missing or not an object`);
   const tokens: (Uint8Array | null)[] = [];
   const idOf = new Map<string, number>();
@@ -134,7 +146,7 @@ export function fromHfTokenizerJson(json: unknown, file: string): BpeTokenizer {
   for (let i = 0; i < tokens.length; i++) tokens[i] ??= null;
   const pattern = patternOf(json.pre_tokenizer, file);
   try {
-    return bpeTokenizer({ tokens, mode: "merges", merges, special, pattern, wholePieces: model.ignore_merges === true });
+    return bpeTokenizer({ tokens, mode: "merges", merges, special, pattern, wholePieces: model.ignore_merges === true, ...(normalize ? { normalize } : {}) });
   } catch (err) {
     throw new Error(`${file}: ${(err as Error).message}`);
   }

@@ -4,8 +4,9 @@
  * atomically: temp file, fsync, rename.
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { BpeTokenizer } from "./bpe.ts";
+import type { ChatFormat } from "./types.ts";
 import { fromHfTokenizerJson, toHfTokenizerJson } from "./hf.ts";
 import { parseTiktokenFile, parseTiktokenJson } from "./tiktoken.ts";
 
@@ -75,11 +76,27 @@ export interface TokenizerConfig {
   chatTemplate?: string;
 }
 
+/**
+ * The chat template of tokenizer_config.json: a string, or a list of {name, template} from
+ * which "default" is taken (newer transformers versions write chat_template.jinja instead,
+ * read by the caller).
+ */
+function chatTemplateOf(v: unknown, path: string): string | undefined {
+  if (typeof v === "string") return v;
+  if (Array.isArray(v)) {
+    const d = v.find((t) => typeof t === "object" && t && (t as { name?: unknown }).name === "default") as { template?: unknown } | undefined;
+    if (d && typeof d.template === "string") return d.template;
+    throw new Error(`${path}: field "chat_template" is a list without a "default" template`);
+  }
+  return undefined;
+}
+
 /** Reads tokenizer_config.json beside a tokenizer (empty when absent). */
 export function loadTokenizerConfig(dirOrFile: string): TokenizerConfig {
   const dir = existsSync(dirOrFile) && statSync(dirOrFile).isDirectory() ? dirOrFile : join(dirOrFile, "..");
   const path = join(dir, "tokenizer_config.json");
-  if (!existsSync(path)) return {};
+  const jinja = join(dir, "chat_template.jinja");
+  if (!existsSync(path)) return existsSync(jinja) ? { chatTemplate: readFileSync(jinja, "utf8") } : {};
   let j: Record<string, unknown>;
   try {
     j = JSON.parse(readFileSync(path, "utf8"));
@@ -93,7 +110,7 @@ export function loadTokenizerConfig(dirOrFile: string): TokenizerConfig {
     bosToken: tokenText(j.bos_token),
     eosToken: tokenText(j.eos_token),
     padToken: tokenText(j.pad_token),
-    chatTemplate: typeof j.chat_template === "string" ? j.chat_template : undefined,
+    chatTemplate: chatTemplateOf(j.chat_template, path) ?? (existsSync(jinja) ? readFileSync(jinja, "utf8") : undefined),
   };
 }
 
@@ -122,5 +139,13 @@ export function loadTokenizer(path: string): BpeTokenizer {
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
   }
   if (typeof json === "object" && json !== null && "bpe_ranks" in json) return parseTiktokenJson(json, file);
-  return fromHfTokenizerJson(json, file);
+  const tok = fromHfTokenizerJson(json, file);
+  // The chat format beside it (tokenizer_config.json's chat_template and special tokens).
+  const cfg = loadTokenizerConfig(dirname(file));
+  if (cfg.chatTemplate === undefined) return tok;
+  const chat: ChatFormat = { template: cfg.chatTemplate };
+  if (cfg.bosToken !== undefined) chat.bosToken = cfg.bosToken;
+  if (cfg.eosToken !== undefined) chat.eosToken = cfg.eosToken;
+  if (cfg.padToken !== undefined) chat.padToken = cfg.padToken;
+  return { ...tok, chat };
 }

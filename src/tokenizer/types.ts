@@ -9,6 +9,18 @@ export interface StreamDecoder {
   flush(): string;
 }
 
+/**
+ * A model's own chat format, from the tokenizer_config.json beside its tokenizer.json: the
+ * Jinja `chat_template` and the special tokens the template refers to. The one chat-template
+ * function (src/data/chat-template.ts) renders with it when it is not mynah's ChatML.
+ */
+export interface ChatFormat {
+  template: string;
+  bosToken?: string;
+  eosToken?: string;
+  padToken?: string;
+}
+
 export interface Tokenizer {
   /** Number of ids, special tokens included: ids are in [0, vocabSize). */
   readonly vocabSize: number;
@@ -24,4 +36,6 @@ export interface Tokenizer {
   /** Ids → raw bytes. */
   decodeBytes(ids: ArrayLike<number>): Uint8Array;
   streamDecoder(): StreamDecoder;
+  /** The chat format of tokenizer_config.json, when the folder has one with a chat_template. */
+  readonly chat?: ChatFormat;
 }

@@ -14,7 +14,7 @@
  * and SHA-256, so a truncated or altered file is refused with a message naming it.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fsyncDir, writeAtomic } from "../core/atomic-write.ts";
 import { readSafetensors, writeSafetensors, type StoredTensor } from "../core/safetensors.ts";
@@ -64,8 +64,15 @@ export function checkpointName(step: number): string {
   return `ckpt-${String(step).padStart(6, "0")}`;
 }
 
+/** SHA-256 of a file, read in 16 MiB chunks (checkpoints of larger models pass 2 GiB). */
 function sha256(path: string): string {
-  return createHash("sha256").update(readFileSync(path)).digest("hex");
+  const h = createHash("sha256"), buf = Buffer.allocUnsafe(16 << 20), fd = openSync(path, "r");
+  try {
+    for (let pos = 0, n; (n = readSync(fd, buf, 0, buf.length, pos)) > 0; pos += n) h.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest("hex");
 }
 
 /**

@@ -256,6 +256,8 @@ export function tokenizerFilesOf(ref: TokenizerRef): Record<string, Uint8Array> 
   const main = statSync(ref.path).isDirectory() ? join(dir, "tokenizer.json") : ref.path;
   if (main.endsWith(".json")) out["tokenizer.json"] = readFileSync(main);
   if (existsSync(join(dir, "tokenizer_config.json"))) out["tokenizer_config.json"] = readFileSync(join(dir, "tokenizer_config.json"));
+  // Hugging Face folders saved by newer transformers keep the chat template in a file of its own.
+  if (existsSync(join(dir, "chat_template.jinja"))) out["chat_template.jinja"] = readFileSync(join(dir, "chat_template.jinja"));
   return out;
 }
 

@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import type { Backend } from "../core/backend.ts";
 import { nativeBackend } from "../core/native.ts";
 import { loadConversations, openChatSource, renderExamples, type ChatExample, type ChatPacking } from "../data/chat-batches.ts";
+import { chatPadId, usesOwnTemplate } from "../data/chat-template.ts";
 import type { DataError } from "../data/errors.ts";
 import type { InputFormat } from "../data/readers.ts";
 import { parameterCount, type ModelConfig } from "../model/config.ts";
@@ -90,6 +91,12 @@ function loadStart(from: string, tokenizerPath: string | undefined): Start {
 }
 
 function checkChatTokenizer(tok: Tokenizer): number {
+  if (usesOwnTemplate(tok)) {
+    // A model with its own chat template (tokenizer_config.json): rows are padded with its pad/eos token.
+    const pad = chatPadId(tok);
+    if (pad === undefined) throw new PretrainSettingsError(`the model's tokenizer_config.json names no pad_token or eos_token that is a special token; SFT needs one to pad rows`);
+    return pad;
+  }
   for (const s of ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]) {
     if (!tok.special.has(s)) throw new PretrainSettingsError(`the model's tokenizer has no ${s} special token: fine-tuning needs a BPE tokenizer from \`mynah tokenizer train\` (and a model pretrained with it via \`mynah data prepare\`)`);
   }
