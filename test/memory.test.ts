@@ -46,3 +46,55 @@ test("each step reports the process's peak RSS, never decreasing", { skip }, asy
   assert.ok(seen[2].peakRssMB >= seen[0].peakRssMB + 190, `ballast of 200 MiB not seen: ${seen.map((m) => m.peakRssMB)}`);
   assert.ok(seen[2].peakRssMB <= Math.ceil(process.resourceUsage().maxRSS / 1024));
 });
+
+/** max |a − b| / max |b| over a tensor. */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let d = 0, m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / Math.max(m, 1e-12);
+}
+
+/** A batch with some ignored targets (−1), as SFT masks give. */
+function batch(V: number, N: number): { inputs: Int32Array; targets: Int32Array } {
+  const inputs = Int32Array.from({ length: N }, (_, i) => (i * 7919 + 13) % V);
+  const targets = Int32Array.from({ length: N }, (_, i) => (i % 11 === 3 ? -1 : (i * 104729 + 5) % V));
+  return { inputs, targets };
+}
+
+for (const tied of [false, true]) {
+  test(`cross-entropy in row chunks: same loss, per-row losses and gradients as whole logits (${tied ? "tied" : "untied"} head)`, { skip }, () => {
+    const c = configFromPreset("tiny", { vocabSize: 300, contextLength: 16, tiedEmbeddings: tied, qkNorm: tied, nKvHead: tied ? 2 : 4 });
+    const B = 10, T = 16, N = B * T; // 160 rows: chunks of 64, 64, 32
+    const { inputs, targets } = batch(c.vocabSize, N);
+    const whole = createGPT(c, native()!, { seed: 4 });
+    const chunked = createGPT(c, native()!, { seed: 4, logitsChunk: 1 });
+    const la = new Float32Array(N), lb = new Float32Array(N);
+    // Twice, with grads accumulating, and zeroGrad between forward and backward the first time.
+    for (let rep = 0; rep < 2; rep++) {
+      const a = whole.forward(inputs, targets, B, T, { losses: la });
+      const b = chunked.forward(inputs, targets, B, T, { losses: lb });
+      if (rep === 0) {
+        whole.zeroGrad();
+        chunked.zeroGrad();
+      }
+      whole.backward();
+      chunked.backward();
+      assert.ok(Math.abs(a - b) <= 1e-6 * Math.abs(a), `loss ${a} vs ${b}`);
+      assert.deepEqual(lb, la, "per-row losses are computed row by row: identical");
+    }
+    for (const s of whole.params.specs) {
+      const e = relErr(chunked.grads.get(s.name), whole.grads.get(s.name));
+      // Only the order of the sums over rows differs: float32 rounding.
+      assert.ok(e <= 2e-6, `${s.name}: relative error ${e.toExponential(2)}`);
+    }
+    // Evaluation without kept logits gives the kept path's loss exactly (per-row losses, same sums).
+    const kept = whole.forward(inputs, targets, B, T, { grad: false });
+    const notKept = chunked.forward(inputs, targets, B, T, { grad: false, keepLogits: false });
+    assert.ok(Math.abs(kept - notKept) <= 1e-6 * kept, `${kept} vs ${notKept}`);
+    assert.throws(() => chunked.logits(), /keepLogits: false/);
+  });
+}
