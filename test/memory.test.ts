@@ -98,3 +98,25 @@ for (const tied of [false, true]) {
     assert.throws(() => chunked.logits(), /keepLogits: false/);
   });
 }
+
+for (const shape of ["multi-head", "qk-norm + grouped + tied", "qkv biases + head_dim"] as const) {
+  test(`--recompute: gradients bitwise identical to keeping every activation (${shape}, native)`, { skip }, () => {
+    const extra = shape === "multi-head" ? {} : shape === "qk-norm + grouped + tied"
+      ? { qkNorm: true, nKvHead: 2, tiedEmbeddings: true } : { qkvBias: true, headDim: 24 };
+    const c = configFromPreset("tiny", { vocabSize: 97, contextLength: 16, nLayer: 3, ...extra });
+    const B = 3, T = 16;
+    const { inputs, targets } = batch(c.vocabSize, B * T);
+    const keep = createGPT(c, native()!, { seed: 9 });
+    const redo = createGPT(c, native()!, { seed: 9, recompute: true });
+    for (let rep = 0; rep < 2; rep++) {
+      assert.equal(redo.forward(inputs, targets, B, T), keep.forward(inputs, targets, B, T));
+      keep.backward();
+      redo.backward();
+    }
+    for (const s of keep.params.specs) assert.deepEqual(redo.grads.get(s.name), keep.grads.get(s.name), s.name);
+    // Inference through the shared activations is unaffected too.
+    keep.forward(inputs, null, B, T);
+    redo.forward(inputs, null, B, T);
+    assert.deepEqual(redo.logits(), keep.logits());
+  });
+}

@@ -3,6 +3,7 @@
  * stop after the current step and save a checkpoint; a second Ctrl-C is ignored until then.
  * Settings refused before training print one line and exit with status 2.
  */
+import { parseMemorySize } from "../train/memory.ts";
 import { PretrainSettingsError } from "../train/pretrain.ts";
 
 export async function runInterruptible(command: string, run: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
@@ -26,5 +27,14 @@ export async function runInterruptible(command: string, run: (signal: AbortSigna
   } finally {
     process.off("SIGINT", onInt);
     process.off("SIGTERM", onInt);
+  }
+}
+
+/** `--max-memory SIZE` in bytes; a bad value is refused like any other setting (exit status 2). */
+export function memorySize(typed: string): number {
+  try {
+    return parseMemorySize(typed);
+  } catch (err) {
+    throw new PretrainSettingsError((err as Error).message);
   }
 }

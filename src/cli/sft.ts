@@ -9,7 +9,7 @@ import { INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { sft } from "../train/sft.ts";
-import { runInterruptible } from "./run-training.ts";
+import { memorySize, runInterruptible } from "./run-training.ts";
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -26,7 +26,7 @@ interface Flags {
   from: string; data: string[]; tokenizer?: string; format: string; valFraction: number; evalConversations: number; packing: string;
   batchSize: number; seqLen?: number; steps: number; lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number;
   clip: number; optimizer: string; muonLr: number; weightDecay: number; evalEvery: number; checkpointEvery: number; keep: number;
-  out: string; resume?: boolean; seed: number; threads?: number; logEvery: number; skipBad?: boolean;
+  out: string; resume?: boolean; seed: number; threads?: number; logEvery: number; recompute?: boolean; maxMemory?: string; skipBad?: boolean;
 }
 
 export function registerSft(program: Command): void {
@@ -60,6 +60,8 @@ export function registerSft(program: Command): void {
     .option("--seed <n>", "random seed (split, order)", int, 1337)
     .option("--threads <n>", "compute threads (default: MYNAH_THREADS or every CPU)", int)
     .option("--log-every <n>", "when not on a terminal, print a line every n steps", int, 10)
+    .option("--recompute", "keep only each block's input and recompute the block in the backward: much less activation memory for ~1/4 more time, same gradients")
+    .option("--max-memory <size>", "refuse to start when the estimated peak memory exceeds this (e.g. 8G, 512M)")
     .option("--skip-bad", "skip and count bad records instead of stopping at the first")
     .action(async (f: Flags) => {
       if (!INPUT_FORMATS.includes(f.format as InputFormat) || f.format === "text") throw new Error(`--format: ${f.format} is not a conversation format`);
@@ -67,6 +69,7 @@ export function registerSft(program: Command): void {
       setThreads(f.threads ?? (process.env.MYNAH_THREADS ? int(process.env.MYNAH_THREADS) : 0));
       let shown = 0;
       await runInterruptible("sft", async (signal) => {
+        const maxMemory = f.maxMemory === undefined ? undefined : { bytes: memorySize(f.maxMemory), typed: f.maxMemory };
         await sft({
           from: f.from, data: f.data, tokenizer: f.tokenizer, format: f.format as InputFormat, valFraction: f.valFraction,
           evalConversations: f.evalConversations, packing: f.packing as "packed" | "padded",
@@ -81,7 +84,7 @@ export function registerSft(program: Command): void {
             if (shown++ < 10) process.stderr.write(`skipped ${e.message}\n`);
           },
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
-          signal,
+          signal, recompute: Boolean(f.recompute), maxMemory,
         });
       });
     });

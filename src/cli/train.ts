@@ -8,7 +8,7 @@ import { PRESETS } from "../model/config.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import { pretrain } from "../train/pretrain.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
-import { runInterruptible } from "./run-training.ts";
+import { memorySize, runInterruptible } from "./run-training.ts";
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -26,7 +26,7 @@ interface Flags {
   ffn?: number; context?: number; qkNorm?: boolean; tied?: boolean; batchSize: number; seqLen: number; steps: number;
   lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number; clip: number; optimizer: string;
   muonLr: number; weightDecay: number; evalEvery: number; evalBatches: number; sampleEvery: number; sampleTokens: number;
-  checkpointEvery: number; keep: number; out: string; resume?: boolean; seed: number; threads?: number; logEvery: number;
+  checkpointEvery: number; keep: number; out: string; resume?: boolean; seed: number; threads?: number; logEvery: number; recompute?: boolean; maxMemory?: string;
 }
 
 export function registerTrain(program: Command): void {
@@ -67,10 +67,13 @@ export function registerTrain(program: Command): void {
     .option("--seed <n>", "random seed (weights, data order, samples)", int, 1337)
     .option("--threads <n>", "compute threads (default: MYNAH_THREADS or every CPU)", int)
     .option("--log-every <n>", "when not on a terminal, print a line every n steps", int, 10)
+    .option("--recompute", "keep only each block's input and recompute the block in the backward: much less activation memory for ~1/4 more time, same gradients")
+    .option("--max-memory <size>", "refuse to start when the estimated peak memory exceeds this (e.g. 8G, 512M)")
     .action(async (f: Flags) => {
       const threads = f.threads ?? (process.env.MYNAH_THREADS ? int(process.env.MYNAH_THREADS) : 0);
       setThreads(threads);
       await runInterruptible("train", async (signal) => {
+        const maxMemory = f.maxMemory === undefined ? undefined : { bytes: memorySize(f.maxMemory), typed: f.maxMemory };
         await pretrain({
           data: f.data ?? [], valFraction: f.valFraction,
           model: { preset: f.preset, layers: f.layers, heads: f.heads, kvHeads: f.kvHeads, width: f.width, ffn: f.ffn,
@@ -84,7 +87,7 @@ export function registerTrain(program: Command): void {
           evalBatches: f.evalBatches, sampleTokens: f.sampleEvery > 0 ? f.sampleTokens : 0,
           out: f.out, resume: Boolean(f.resume), keep: f.keep,
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
-          signal,
+          signal, recompute: Boolean(f.recompute), maxMemory,
         });
       });
     });

@@ -19,6 +19,11 @@
  * with grouped heads). The RMSNorm and SwiGLU outputs are kept rather than recomputed: that
  * costs (2C + F) floats per token per layer and saves ~6 % of a step.
  *
+ * Recompute (createGPT's `recompute`, `--recompute`): the layers keep only their input
+ * (C floats per token) and share one layer's saved values; the backward redoes each block's
+ * forward before its backward. That is one more forward (~1/3 of a step's block FLOPs) for
+ * (nLayer − 1)·(7C + 3F) fewer floats per token (multi-head, no QK-norm).
+ *
  * Logits: a training forward never holds more than `logitsChunk` floats of logits (16 Mi
  * floats = 64 MiB by default; at least 64 rows). When N·V fits, the cross-entropy replaces
  * the [N, V] logits by their gradient in place and backward() starts with the head, as
@@ -84,25 +89,42 @@ interface Acts {
   dkPre: Float32Array;    // [N, KV]
 }
 
-function allocActs(c: ModelConfig, B: number, T: number): Acts {
+/** With recompute, the layers share one set of saved values and keep only their own resid. */
+function allocActs(c: ModelConfig, B: number, T: number, recompute: boolean): Acts {
   const N = B * T, C = c.nEmbd, D = headDimOf(c), KV = c.nKvHead * D, Q = c.nHead * D, F = c.ffnHidden;
   const f = (n: number): Float32Array => new Float32Array(n);
   const qk = c.qkNorm;
+  const layerActs = (resid: Float32Array): LayerActs => ({
+    resid, rstd1: f(N), h1: f(N * C),
+    qPre: f(qk ? N * Q : 0), kPre: f(qk ? N * KV : 0), qRstd: f(qk ? N * c.nHead : 0), kRstd: f(qk ? N * c.nKvHead : 0),
+    q: f(N * Q), k: f(N * KV), v: f(N * KV), att: f(N * Q), lse: f(N * c.nHead),
+    mid: f(N * C), rstd2: f(N), h2: f(N * C), gate: f(N * F), up: f(N * F), act: f(N * F),
+  });
+  const shared = recompute ? layerActs(f(0)) : null;
   const layers: LayerActs[] = [];
-  for (let l = 0; l < c.nLayer; l++) {
-    layers.push({
-      resid: f(N * C), rstd1: f(N), h1: f(N * C),
-      qPre: f(qk ? N * Q : 0), kPre: f(qk ? N * KV : 0), qRstd: f(qk ? N * c.nHead : 0), kRstd: f(qk ? N * c.nKvHead : 0),
-      q: f(N * Q), k: f(N * KV), v: f(N * KV), att: f(N * Q), lse: f(N * c.nHead),
-      mid: f(N * C), rstd2: f(N), h2: f(N * C), gate: f(N * F), up: f(N * F), act: f(N * F),
-    });
-  }
+  for (let l = 0; l < c.nLayer; l++) layers.push(shared ? { ...shared, resid: f(N * C) } : layerActs(f(N * C)));
   const dh = f(N * C);
   return {
     N, layers, out: f(N * C), rstdF: f(N), hF: f(N * C),
     a: f(N * F), dg: f(N * F), du: f(N * F), dh, dres: f(N * C), datt: Q === C ? dh : f(N * Q),
     dq: f(N * Q), dk: f(N * KV), dv: f(N * KV), dqPre: f(qk ? N * Q : 0), dkPre: f(qk ? N * KV : 0),
   };
+}
+
+/**
+ * Floats allocActs and the logits chunk hold for N rows (for memory estimates; kept beside
+ * allocActs so the two agree): saved values per layer, the backward's scratch, and the
+ * logits (R rows of V, plus the [V, C] head gradient buffer when R < N).
+ */
+export function activationFloats(c: ModelConfig, N: number, recompute: boolean, logitsChunk = 1 << 24):
+    { layers: number; scratch: number; logits: number } {
+  const C = c.nEmbd, D = headDimOf(c), KV = c.nKvHead * D, Q = c.nHead * D, F = c.ffnHidden, V = c.vocabSize;
+  const qk = c.qkNorm ? 1 : 0;
+  const saved = N * (2 + 3 * C + qk * (Q + KV + c.nHead + c.nKvHead) + 2 * Q + 2 * KV + c.nHead + 3 * F); // all but resid
+  const layers = c.nLayer * N * C + (recompute ? saved : c.nLayer * saved);
+  const scratch = N * (1 + 2 * C) + N * (3 * F + 2 * C + (Q === C ? 0 : Q) + Q + 2 * KV + qk * (Q + KV));
+  const R = Math.min(N, Math.max(64, Math.floor(logitsChunk / V)));
+  return { layers, scratch, logits: R * V + (R < N ? V * C : 0) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,7 +285,7 @@ export interface GPT {
  * initialized from `seed` (see initParams).
  */
 export function createGPT(config: ModelConfig, backend: Backend,
-                          opts: { params?: ParamSet; seed?: number; logitsChunk?: number } = {}): GPT {
+                          opts: { params?: ParamSet; seed?: number; logitsChunk?: number; recompute?: boolean } = {}): GPT {
   const c = config;
   const params = opts.params ?? createParams(c);
   if (!opts.params) initParams(params, opts.seed ?? 1337);
@@ -271,6 +293,7 @@ export function createGPT(config: ModelConfig, backend: Backend,
     throw new Error("createGPT: the parameters were made for a different config");
   }
   const grads = createParams(c);
+  const recompute = opts.recompute ?? false;
   const D = headDimOf(c);
   const rope = ropeTables(c.contextLength, D, c.ropeTheta, ropeInvFreq(D, c.ropeTheta, c.ropeScaling));
   const W = Array.from({ length: c.nLayer }, (_, l) => layerViews(params, l));
@@ -287,7 +310,7 @@ export function createGPT(config: ModelConfig, backend: Backend,
   /** Views of the activations for N rows (reallocated only when N grows). */
   function actsFor(B: number, T: number): { s: Acts; L: LayerActs[] } {
     const N = B * T;
-    if (!acts || acts.N < N) acts = allocActs(c, B, T);
+    if (!acts || acts.N < N) acts = allocActs(c, B, T, recompute);
     if (acts.N === N) return { s: acts, L: acts.layers };
     const cut = (a: Float32Array, per: number): Float32Array => a.subarray(0, N * per);
     const C = c.nEmbd, KV = c.nKvHead * D, Q = c.nHead * D, F = c.ffnHidden, qk = c.qkNorm ? 1 : 0, H = c.nHead;
@@ -393,6 +416,14 @@ export function createGPT(config: ModelConfig, backend: Backend,
     s.dres.fill(0);
     be.rmsnormBackward(s.dres, grads.get("model.norm.weight"), s.dh, s.out, params.get("model.norm.weight"), s.rstdF, N, C);
     for (let l = c.nLayer - 1; l >= 0; l--) {
+      if (recompute && l < c.nLayer - 1) {
+        // The layers share one set of saved values, holding the last layer's after the
+        // forward: redo this block's forward from its kept input, with the same kernels on
+        // the same inputs, so its values (and the gradients) are bitwise those of a run
+        // that kept them. Its output equals L[l + 1].resid; s.dh is free scratch here.
+        attentionForward(ctx, W[l], L[l]);
+        mlpForward(ctx, W[l], L[l], s.dh);
+      }
       mlpBackward(ctx, W[l], G[l], L[l], s);
       attentionBackward(ctx, W[l], G[l], L[l], s);
     }
