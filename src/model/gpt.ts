@@ -214,8 +214,11 @@ function attentionBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s
   be.rmsnormBackward(dres, g.inNorm, dh, a.resid, w.inNorm, a.rstd1, N, C); // dres += norm backward
 }
 
-/** MLP block: out = mid + down_proj(silu(gate_proj(h)) ⊙ up_proj(h)), h = rmsnorm(mid). [N, C]. */
-function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array): void {
+/**
+ * MLP block: out = mid + down_proj(silu(gate_proj(h)) ⊙ up_proj(h)), h = rmsnorm(mid). [N, C].
+ * out null: only the values the backward needs (recompute: the block's output is known).
+ */
+function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array | null): void {
   const { be, c, N } = x;
   const C = c.nEmbd, F = c.ffnHidden;
   const h = a.h2, act = a.act;
@@ -223,6 +226,7 @@ function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array): voi
   be.gemm(false, true, N, F, C, 1, h, w.wGate, 0, a.gate);
   be.gemm(false, true, N, F, C, 1, h, w.wUp, 0, a.up);
   be.swigluForward(act, a.gate, a.up, N * F);
+  if (!out) return;
   out.set(a.mid);
   be.gemm(false, true, N, C, F, 1, act, w.wDown, 1, out);        // out += act·Wdᵀ
 }
@@ -420,9 +424,9 @@ export function createGPT(config: ModelConfig, backend: Backend,
         // The layers share one set of saved values, holding the last layer's after the
         // forward: redo this block's forward from its kept input, with the same kernels on
         // the same inputs, so its values (and the gradients) are bitwise those of a run
-        // that kept them. Its output equals L[l + 1].resid; s.dh is free scratch here.
+        // that kept them. Its output (L[l + 1].resid) is not needed: no down_proj.
         attentionForward(ctx, W[l], L[l]);
-        mlpForward(ctx, W[l], L[l], s.dh);
+        mlpForward(ctx, W[l], L[l], null);
       }
       mlpBackward(ctx, W[l], G[l], L[l], s);
       attentionBackward(ctx, W[l], G[l], L[l], s);
