@@ -15,6 +15,7 @@ const BENCHES: Record<string, string> = {
   decode: "./decode.ts",
   ops: "./ops.ts",
   hf: "./hf.ts",
+  memory: "./memory.ts",
 };
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -5,6 +5,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/core/backend.ts";
 import { nativeBackend } from "../src/core/native.ts";
 import { configFromPreset } from "../src/model/config.ts";
@@ -12,6 +17,9 @@ import { createGPT } from "../src/model/gpt.ts";
 import { openTextSource } from "../src/data/text.ts";
 import { trainLoop, type StepMetrics } from "../src/train/loop.ts";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
+import { estimateTrainingMemory, memoryRefusal, parseMemorySize } from "../src/train/memory.ts";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 function native(): Backend | null {
   try {
@@ -120,3 +128,78 @@ for (const shape of ["multi-head", "qk-norm + grouped + tied", "qkv biases + hea
     assert.deepEqual(redo.logits(), keep.logits());
   });
 }
+
+test("--max-memory sizes: binary units as typed, bad values named", () => {
+  assert.equal(parseMemorySize("8G"), 8 * 2 ** 30);
+  assert.equal(parseMemorySize("512m"), 512 * 2 ** 20);
+  assert.equal(parseMemorySize("1.5GB"), 1.5 * 2 ** 30);
+  assert.equal(parseMemorySize("2GiB"), 2 * 2 ** 30);
+  assert.equal(parseMemorySize("64k"), 65536);
+  assert.throws(() => parseMemorySize("8"), /--max-memory 8: expected a size with a unit, e.g. 8G/);
+  assert.throws(() => parseMemorySize("lots"), /--max-memory lots: expected a size/);
+  assert.throws(() => parseMemorySize("0G"), /--max-memory 0G: must be more than 0/);
+});
+
+test("the estimate counts every buffer the model allocates; --recompute and chunked logits shrink it", () => {
+  const c = configFromPreset("shakespeare", { vocabSize: 65, contextLength: 256 });
+  const keep = estimateTrainingMemory(c, 64, 256, { processBytes: 0 }), redo = estimateTrainingMemory(c, 64, 256, { recompute: true, processBytes: 0 });
+  assert.equal(keep.parameters, keep.gradients);
+  assert.equal(keep.optimizer, 2 * keep.parameters);
+  assert.ok(keep.activations / redo.activations >= 3, `${keep.activations} / ${redo.activations}`);
+  assert.equal(keep.total, keep.parameters + keep.gradients + keep.optimizer + keep.activations + keep.logits);
+  // A 150k vocabulary: 64 MiB of logits and one [V, C] head gradient, not [B·T, V].
+  const big = configFromPreset("small", { vocabSize: 151936, contextLength: 1024 });
+  const e = estimateTrainingMemory(big, 8, 1024, { processBytes: 0 });
+  assert.equal(e.logits, 4 * (110 * 151936 + 151936 * 128));
+  assert.match(memoryRefusal(e, 2 ** 30, "1G", false)!, /^--max-memory 1G: this run needs an estimated [\d.]+ GB \(parameters .* MB, gradients .*, optimizer state .*, activations .*, logits .*\); add --recompute, lower --batch-size/);
+  assert.equal(memoryRefusal(e, 2 ** 40, "1T", false), null);
+});
+
+const shakespeare = join(root, "..", "shared", "data", "text", "tinyshakespeare.txt");
+
+/** `mynah train` from source in a child process (2 threads). */
+function train(args: string[]) {
+  return spawnSync(process.execPath, ["--import", "tsx", "-e",
+    `import(${JSON.stringify(join(root, "src/cli/main.ts"))}).then((m) => m.main(["node", "mynah", "train", ...${JSON.stringify(args)}]))`],
+    { cwd: root, encoding: "utf8", env: { ...process.env, MYNAH_THREADS: "2" } });
+}
+
+for (const [name, flags] of [
+  ["small, B 32 × T 128", ["--preset", "small", "--batch-size", "32", "--seq-len", "128"]],
+  ["width 256, B 16 × T 256, --recompute", ["--preset", "small", "--width", "256", "--batch-size", "16", "--seq-len", "256", "--recompute"]],
+] as const) {
+  test(`the memory estimate is within 15 % of the measured peak RSS (${name})`, { skip, timeout: 120_000 }, (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "mynah-mem-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    let text = shakespeare;
+    if (!existsSync(text)) {
+      text = join(dir, "text.txt");
+      writeFileSync(text, Array.from({ length: 40000 }, (_, i) => "abcdefghij klmnop\n"[(i * 7) % 18]).join(""));
+    }
+    const out = join(dir, "run");
+    const r = train(["--data", text, ...flags, "--steps", "2", "--eval-every", "0", "--checkpoint-every", "0", "--out", out, "--log-every", "1"]);
+    assert.equal(r.status, 0, r.stderr);
+    const m = /memory: estimated peak ([\d.]+) (MB|GB) \(/.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    const est = Number(m[1]) * (m[2] === "GB" ? 1024 : 1);
+    const steps = readFileSync(join(out, "metrics.jsonl"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((o) => o.type === "step");
+    const peak = steps[steps.length - 1].peakRssMB as number;
+    console.log(`${name}: estimate ${est} MiB, peak RSS ${peak} MiB`);
+    assert.ok(Math.abs(est - peak) <= 0.15 * peak, `estimate ${est} MiB vs peak RSS ${peak} MiB`);
+  });
+}
+
+test("--max-memory refuses a run that will not fit, before writing anything, with the estimate", { skip, timeout: 60_000 }, (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-mem-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const text = join(dir, "text.txt");
+  writeFileSync(text, "to be or not to be, that is the question\n".repeat(200));
+  const out = join(dir, "run");
+  const r = train(["--data", text, "--preset", "shakespeare", "--batch-size", "64", "--seq-len", "256", "--max-memory", "1G", "--out", out]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /^mynah train: --max-memory 1G: this run needs an estimated [\d.]+ GB \(parameters \d+ MB, .*activations [\d.]+ GB, .*runtime and data \d+ MB\); add --recompute/);
+  assert.ok(!existsSync(out), "nothing written");
+  const bad = train(["--data", text, "--max-memory", "8", "--out", out]);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /mynah train: --max-memory 8: expected a size with a unit/);
+});
