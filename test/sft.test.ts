@@ -10,7 +10,7 @@ import { prepareData } from "../src/data/prepare.ts";
 import { loadConversations, renderExamples } from "../src/data/chat-batches.ts";
 import { createGPT } from "../src/model/gpt.ts";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
-import { pretrain } from "../src/train/pretrain.ts";
+import { pretrain, PretrainSettingsError } from "../src/train/pretrain.ts";
 import { latestCheckpoint, loadCheckpoint } from "../src/train/checkpoint.ts";
 import { sft, type SftOptions } from "../src/train/sft.ts";
 import { chatLoss } from "../src/train/sft-eval.ts";
@@ -82,9 +82,17 @@ test("sft stopped midway and resumed takes the same steps as an uninterrupted ru
   });
   assert.equal(first.status, "stopped");
   assert.equal(first.step, 3);
-  const rest = await sft({ ...sftOpts(out, 8, 16), resume: true });
+  // The second half with --recompute: the same gradients, so still the same losses.
+  const rest = await sft({ ...sftOpts(out, 8, 16), resume: true, recompute: true });
   assert.equal(rest.status, "done");
   assert.deepEqual([...first.losses, ...rest.losses], full.losses);
   assert.equal(rest.before.loss, full.before.loss);
   assert.equal(rest.after.loss, full.after.loss);
+});
+
+test("sft --max-memory refuses a run whose estimate exceeds it, before writing anything", { skip, timeout: 60_000 }, async () => {
+  const out = join(tmp, "too-big");
+  await assert.rejects(sft({ ...sftOpts(out, 8, 16), maxMemory: { bytes: 2 ** 20, typed: "1M" } }),
+    (e: Error) => e instanceof PretrainSettingsError && /^--max-memory 1M: this run needs an estimated .*\(gradients .*runtime and data/.test(e.message));
+  assert.ok(!existsSync(out));
 });
