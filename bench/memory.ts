@@ -53,7 +53,7 @@ export async function run(): Promise<unknown> {
   }
   const dir = mkdtempSync(join(tmpdir(), "mynah-bench-memory-"));
   try {
-    console.log(`mynah ${args.join(" ")} [--recompute], ${ROUNDS} interleaved rounds   (threads: ${process.env.MYNAH_THREADS ?? "all"}; machine shared)`);
+    console.log(`mynah ${args.join(" ").replace(SHAKESPEARE, "../shared/data/text/tinyshakespeare.txt")} [--recompute], ${ROUNDS} interleaved rounds   (threads: ${process.env.MYNAH_THREADS ?? "all"}; machine shared)`);
     let keep: Side | null = null, redo: Side | null = null;
     const best = (a: Side | null, b: Side): Side => (a && a.msPerStep <= b.msPerStep ? a : b);
     for (let r = 0; r < ROUNDS; r++) {
@@ -70,7 +70,9 @@ export async function run(): Promise<unknown> {
     const actRatio = keep.activationsMB / redo.activationsMB, timeRatio = redo.msPerStep / keep.msPerStep;
     console.log(`--recompute: ${actRatio.toFixed(2)}× less activation memory, ${(keep.peakRssMB / redo.peakRssMB).toFixed(2)}× less peak RSS, ` +
       `${(100 * (timeRatio - 1)).toFixed(0)} % more time per step`);
-    return { command: ["mynah", ...args], keep, recompute: redo, activationRatio: actRatio, peakRatio: keep.peakRssMB / redo.peakRssMB, timeRatio };
+    // The command as a user types it from the repository (no machine-specific absolute path).
+    const shown = args.map((a) => (a === SHAKESPEARE ? "../shared/data/text/tinyshakespeare.txt" : a));
+    return { command: ["mynah", ...shown, "[--recompute]"], threads: process.env.MYNAH_THREADS ?? "all", machine: "shared", keep, recompute: redo, activationRatio: actRatio, peakRatio: keep.peakRssMB / redo.peakRssMB, timeRatio };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
