@@ -17,6 +17,7 @@ const BENCHES: Record<string, string> = {
   eval: "./eval.ts",
   serve: "./serve.ts",
   hf: "./hf.ts",
+  memory: "./memory.ts",
 };
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -10,9 +10,9 @@ import { prepareData } from "../src/data/prepare.ts";
 import { loadConversations, renderExamples } from "../src/data/chat-batches.ts";
 import { createGPT } from "../src/model/gpt.ts";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
-import { pretrain } from "../src/train/pretrain.ts";
+import { pretrain, PretrainSettingsError } from "../src/train/pretrain.ts";
 import { latestCheckpoint, loadCheckpoint } from "../src/train/checkpoint.ts";
-import { sft, type SftOptions } from "../src/train/sft.ts";
+import { sft, SftSettingsError, type SftOptions } from "../src/train/sft.ts";
 import { chatLoss } from "../src/train/sft-eval.ts";
 
 const SHARED = (process.env.MYNAH_SHARED_DATA ?? new URL("../../shared/data", import.meta.url).pathname) + "/";
@@ -82,7 +82,8 @@ test("sft stopped midway and resumed takes the same steps as an uninterrupted ru
   });
   assert.equal(first.status, "stopped");
   assert.equal(first.step, 3);
-  const rest = await sft({ ...sftOpts(out, 8, 16), resume: true });
+  // The second half with --recompute: the same gradients, so still the same losses.
+  const rest = await sft({ ...sftOpts(out, 8, 16), resume: true, recompute: true });
   assert.equal(rest.status, "done");
   assert.deepEqual([...first.losses, ...rest.losses], full.losses);
   assert.equal(rest.before.loss, full.before.loss);
@@ -96,4 +97,11 @@ test("sft refuses bad settings with its own settings error (not pretraining's)",
   const check = (e: unknown): boolean => e instanceof SftSettingsError && e instanceof SettingsError && !(e instanceof PretrainSettingsError);
   await assert.rejects(sft({ ...sftOpts(join(tmp, "nowhere-out"), 1), from: join(tmp, "no-such-model") }), (e) => check(e) && /--from .*no-such-model: no such/.test((e as Error).message));
   await assert.rejects(sft({ ...sftOpts(join(tmp, "nowhere-out"), 1), loop: { ...loop(1), batchSize: 0 } }), (e) => check(e) && /--batch-size must be an integer ≥ 1/.test((e as Error).message));
+});
+
+test("sft --max-memory refuses a run whose estimate exceeds it, before writing anything", { skip, timeout: 60_000 }, async () => {
+  const out = join(tmp, "too-big");
+  await assert.rejects(sft({ ...sftOpts(out, 8, 16), maxMemory: { bytes: 2 ** 20, typed: "1M" } }),
+    (e: Error) => e instanceof SftSettingsError && /^--max-memory 1M: this run needs an estimated .*\(gradients .*runtime and data/.test(e.message));
+  assert.ok(!existsSync(out));
 });

@@ -197,6 +197,7 @@ test("mynah train: Ctrl-C (SIGINT) saves a checkpoint and exits cleanly", { skip
   assert.equal(r.code, 0, r.err);
   const m = /stopped at step (\d+); continue with --resume/.exec(r.out);
   assert.ok(m, r.out.slice(-500));
+  assert.match(r.out, /step 5\/100000 \|.* \| peak RSS \d+ MB \|/);
   const latest = readFileSync(join(run, "latest"), "utf8").trim();
   assert.equal(latest, `ckpt-${m[1].padStart(6, "0")}`);
 });

@@ -4,6 +4,7 @@
  * Settings refused before training print one line and exit with status 2.
  */
 import { SettingsError } from "../core/errors.ts";
+import { parseMemorySize } from "../train/memory.ts";
 
 export async function runInterruptible(command: string, run: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
   const ctl = new AbortController();
@@ -26,5 +27,14 @@ export async function runInterruptible(command: string, run: (signal: AbortSigna
   } finally {
     process.off("SIGINT", onInt);
     process.off("SIGTERM", onInt);
+  }
+}
+
+/** `--max-memory SIZE` in bytes; a bad value is refused like any other setting (exit status 2). */
+export function memorySize(typed: string): number {
+  try {
+    return parseMemorySize(typed);
+  } catch (err) {
+    throw new SettingsError((err as Error).message);
   }
 }

@@ -17,8 +17,24 @@
  * Memory: activations for N = B·T rows are allocated once (for the largest N seen) and reused;
  * per layer and token 8C + 3F floats are kept for the backward (multi-head; k, v are smaller
  * with grouped heads). The RMSNorm and SwiGLU outputs are kept rather than recomputed: that
- * costs (2C + F) floats per token per layer and saves ~6 % of a step. The cross-entropy runs
- * in place on the logits (their gradient replaces them).
+ * costs (2C + F) floats per token per layer and saves ~6 % of a step.
+ *
+ * Recompute (createGPT's `recompute`, `--recompute`): the layers keep only their input
+ * (C floats per token) and share one layer's saved values; the backward redoes each block's
+ * forward (without its down_proj, whose output is the next block's kept input) before its
+ * backward: 21 % more FLOPs per step on the "shakespeare" preset, for (nLayer − 1)·(7C + 3F)
+ * fewer floats per token (multi-head, no QK-norm), 3.2 × less activation memory there.
+ *
+ * Logits: a training forward never holds more than `logitsChunk` floats of logits (16 Mi
+ * floats = 64 MiB by default; at least 64 rows). When N·V fits, the cross-entropy replaces
+ * the [N, V] logits by their gradient in place and backward() starts with the head, as
+ * always. When it does not, the lm_head, the cross-entropy and the head's backward run in
+ * chunks of R rows during the forward: per chunk, logits = hF·Headᵀ, the cross-entropy turns
+ * them into dlogits, dHead_pending (+)= dlogitsᵀ·hF and dhF = dlogits·Head; backward() adds
+ * dHead_pending into grads (so zeroGrad() between forward and backward still works). That
+ * costs one [V, C] buffer instead of [N, V] (C ≪ N), and differs from the unchunked path
+ * only in the order the sums over rows are taken (float32 rounding; test/memory.test.ts).
+ * Whole logits are kept only when asked for (inference, or forward without grad by default).
  *
  * Shapes: B batch, T time, N = B·T, C width, H heads, Hkv kv heads, D head size (C/H unless
  * headDim), Q = H·D, KV = Hkv·D, F MLP width, V vocabulary. Every gemm is row-major; weights are [out, in] (y = x·Wᵀ).
@@ -60,7 +76,6 @@ interface Acts {
   out: Float32Array;      // [N, C] residual after the last block
   rstdF: Float32Array;    // [N]
   hF: Float32Array;       // [N, C] final normed
-  logits: Float32Array;   // [N, V] (the gradient after a training forward)
   // scratch for the backward, shared by the layers
   a: Float32Array;        // [N, F] gradient of the SwiGLU output
   dg: Float32Array;       // [N, F]
@@ -75,25 +90,42 @@ interface Acts {
   dkPre: Float32Array;    // [N, KV]
 }
 
-function allocActs(c: ModelConfig, B: number, T: number): Acts {
-  const N = B * T, C = c.nEmbd, D = headDimOf(c), KV = c.nKvHead * D, Q = c.nHead * D, F = c.ffnHidden, V = c.vocabSize;
+/** With recompute, the layers share one set of saved values and keep only their own resid. */
+function allocActs(c: ModelConfig, B: number, T: number, recompute: boolean): Acts {
+  const N = B * T, C = c.nEmbd, D = headDimOf(c), KV = c.nKvHead * D, Q = c.nHead * D, F = c.ffnHidden;
   const f = (n: number): Float32Array => new Float32Array(n);
   const qk = c.qkNorm;
+  const layerActs = (resid: Float32Array): LayerActs => ({
+    resid, rstd1: f(N), h1: f(N * C),
+    qPre: f(qk ? N * Q : 0), kPre: f(qk ? N * KV : 0), qRstd: f(qk ? N * c.nHead : 0), kRstd: f(qk ? N * c.nKvHead : 0),
+    q: f(N * Q), k: f(N * KV), v: f(N * KV), att: f(N * Q), lse: f(N * c.nHead),
+    mid: f(N * C), rstd2: f(N), h2: f(N * C), gate: f(N * F), up: f(N * F), act: f(N * F),
+  });
+  const shared = recompute ? layerActs(f(0)) : null;
   const layers: LayerActs[] = [];
-  for (let l = 0; l < c.nLayer; l++) {
-    layers.push({
-      resid: f(N * C), rstd1: f(N), h1: f(N * C),
-      qPre: f(qk ? N * Q : 0), kPre: f(qk ? N * KV : 0), qRstd: f(qk ? N * c.nHead : 0), kRstd: f(qk ? N * c.nKvHead : 0),
-      q: f(N * Q), k: f(N * KV), v: f(N * KV), att: f(N * Q), lse: f(N * c.nHead),
-      mid: f(N * C), rstd2: f(N), h2: f(N * C), gate: f(N * F), up: f(N * F), act: f(N * F),
-    });
-  }
+  for (let l = 0; l < c.nLayer; l++) layers.push(shared ? { ...shared, resid: f(N * C) } : layerActs(f(N * C)));
   const dh = f(N * C);
   return {
-    N, layers, out: f(N * C), rstdF: f(N), hF: f(N * C), logits: f(N * V),
+    N, layers, out: f(N * C), rstdF: f(N), hF: f(N * C),
     a: f(N * F), dg: f(N * F), du: f(N * F), dh, dres: f(N * C), datt: Q === C ? dh : f(N * Q),
     dq: f(N * Q), dk: f(N * KV), dv: f(N * KV), dqPre: f(qk ? N * Q : 0), dkPre: f(qk ? N * KV : 0),
   };
+}
+
+/**
+ * Floats allocActs and the logits chunk hold for N rows (for memory estimates; kept beside
+ * allocActs so the two agree): saved values per layer, the backward's scratch, and the
+ * logits (R rows of V, plus the [V, C] head gradient buffer when R < N).
+ */
+export function activationFloats(c: ModelConfig, N: number, recompute: boolean, logitsChunk = 1 << 24):
+    { layers: number; scratch: number; logits: number } {
+  const C = c.nEmbd, D = headDimOf(c), KV = c.nKvHead * D, Q = c.nHead * D, F = c.ffnHidden, V = c.vocabSize;
+  const qk = c.qkNorm ? 1 : 0;
+  const saved = N * (2 + 3 * C + qk * (Q + KV + c.nHead + c.nKvHead) + 2 * Q + 2 * KV + c.nHead + 3 * F); // all but resid
+  const layers = c.nLayer * N * C + (recompute ? saved : c.nLayer * saved);
+  const scratch = N * (1 + 2 * C) + N * (3 * F + 2 * C + (Q === C ? 0 : Q) + Q + 2 * KV + qk * (Q + KV));
+  const R = Math.min(N, Math.max(64, Math.floor(logitsChunk / V)));
+  return { layers, scratch, logits: R * V + (R < N ? V * C : 0) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,8 +215,11 @@ function attentionBackward(x: Ctx, w: LayerViews, g: LayerViews, a: LayerActs, s
   be.rmsnormBackward(dres, g.inNorm, dh, a.resid, w.inNorm, a.rstd1, N, C); // dres += norm backward
 }
 
-/** MLP block: out = mid + down_proj(silu(gate_proj(h)) ⊙ up_proj(h)), h = rmsnorm(mid). [N, C]. */
-function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array): void {
+/**
+ * MLP block: out = mid + down_proj(silu(gate_proj(h)) ⊙ up_proj(h)), h = rmsnorm(mid). [N, C].
+ * out null: only the values the backward needs (recompute: the block's output is known).
+ */
+function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array | null): void {
   const { be, c, N } = x;
   const C = c.nEmbd, F = c.ffnHidden;
   const h = a.h2, act = a.act;
@@ -192,6 +227,7 @@ function mlpForward(x: Ctx, w: LayerViews, a: LayerActs, out: Float32Array): voi
   be.gemm(false, true, N, F, C, 1, h, w.wGate, 0, a.gate);
   be.gemm(false, true, N, F, C, 1, h, w.wUp, 0, a.up);
   be.swigluForward(act, a.gate, a.up, N * F);
+  if (!out) return;
   out.set(a.mid);
   be.gemm(false, true, N, C, F, 1, act, w.wDown, 1, out);        // out += act·Wdᵀ
 }
@@ -223,6 +259,11 @@ export interface ForwardOptions {
   grad?: boolean;
   /** Receives each position's loss ([B·T], 0 where the target is −1). */
   losses?: Float32Array;
+  /**
+   * Keep the whole [B·T, V] logits for logits() (default: true unless grad). With false, a
+   * forward with targets computes the loss over row chunks of logits (evaluation).
+   */
+  keepLogits?: boolean;
 }
 
 export interface GPT {
@@ -244,7 +285,7 @@ export interface GPT {
    * reply token by its pair's ∂L/∂log-prob).
    */
   backward(rowScale?: Float32Array): void;
-  /** Logits [B·T, V] of the last forward (valid unless it prepared a backward). */
+  /** Logits [B·T, V] of the last forward (kept unless it prepared a backward or keepLogits was false). */
   logits(): Float32Array;
   zeroGrad(): void;
 }
@@ -253,7 +294,8 @@ export interface GPT {
  * A model on a backend. Weights come from `params` (e.g. loaded from a checkpoint) or are
  * initialized from `seed` (see initParams).
  */
-export function createGPT(config: ModelConfig, backend: Backend, opts: { params?: ParamSet; seed?: number } = {}): GPT {
+export function createGPT(config: ModelConfig, backend: Backend,
+                          opts: { params?: ParamSet; seed?: number; logitsChunk?: number; recompute?: boolean } = {}): GPT {
   const c = config;
   const params = opts.params ?? createParams(c);
   if (!opts.params) initParams(params, opts.seed ?? 1337);
@@ -261,25 +303,31 @@ export function createGPT(config: ModelConfig, backend: Backend, opts: { params?
     throw new Error("createGPT: the parameters were made for a different config");
   }
   const grads = createParams(c);
+  const recompute = opts.recompute ?? false;
   const D = headDimOf(c);
   const rope = ropeTables(c.contextLength, D, c.ropeTheta, ropeInvFreq(D, c.ropeTheta, c.ropeScaling));
   const W = Array.from({ length: c.nLayer }, (_, l) => layerViews(params, l));
   const G = Array.from({ length: c.nLayer }, (_, l) => layerViews(grads, l));
   let acts: Acts | null = null;
-  // The last forward: sizes, views and whether a backward may follow.
-  let last: { ctx: Ctx; s: Acts; L: LayerActs[]; inputs: Int32Array; ready: boolean } | null = null;
+  // Whole logits [N, V] (only when kept), one chunk of them [R, V] (loss and head backward),
+  // and the head's gradient from a chunked forward [V, C] (added into grads by backward).
+  let logitsAll: Float32Array | null = null, logitsChunk: Float32Array | null = null, dHeadPending: Float32Array | null = null;
+  // The last forward: sizes, views, whether a backward may follow, the kept logits, and
+  // dlogits [N, V] when one chunk held them all (else the head's backward already ran).
+  let last: { ctx: Ctx; s: Acts; L: LayerActs[]; inputs: Int32Array; targets: Int32Array; ready: boolean; logits: Float32Array | null;
+              dlogits: Float32Array | null } | null = null;
 
   /** Views of the activations for N rows (reallocated only when N grows). */
   function actsFor(B: number, T: number): { s: Acts; L: LayerActs[] } {
     const N = B * T;
-    if (!acts || acts.N < N) acts = allocActs(c, B, T);
+    if (!acts || acts.N < N) acts = allocActs(c, B, T, recompute);
     if (acts.N === N) return { s: acts, L: acts.layers };
     const cut = (a: Float32Array, per: number): Float32Array => a.subarray(0, N * per);
     const C = c.nEmbd, KV = c.nKvHead * D, Q = c.nHead * D, F = c.ffnHidden, qk = c.qkNorm ? 1 : 0, H = c.nHead;
     const s0 = acts;
     const dh = cut(s0.dh, C);
     const s: Acts = {
-      N, layers: [], out: cut(s0.out, C), rstdF: cut(s0.rstdF, 1), hF: cut(s0.hF, C), logits: cut(s0.logits, c.vocabSize),
+      N, layers: [], out: cut(s0.out, C), rstdF: cut(s0.rstdF, 1), hF: cut(s0.hF, C),
       a: cut(s0.a, F), dg: cut(s0.dg, F), du: cut(s0.du, F), dh, dres: cut(s0.dres, C), datt: Q === C ? dh : cut(s0.datt, Q),
       dq: cut(s0.dq, Q), dk: cut(s0.dk, KV), dv: cut(s0.dv, KV), dqPre: cut(s0.dqPre, Q * qk), dkPre: cut(s0.dkPre, KV * qk),
     };
@@ -310,15 +358,55 @@ export function createGPT(config: ModelConfig, backend: Backend, opts: { params?
       mlpForward(ctx, W[l], L[l], l + 1 < c.nLayer ? L[l + 1].resid : s.out);
     }
     be.rmsnormForward(s.hF, s.rstdF, s.out, params.get("model.norm.weight"), N, C, c.normEps);
-    be.gemm(false, true, N, V, C, 1, s.hF, headWeight(params), 0, s.logits);
     const grad = targets !== null && (o.grad ?? true);
-    last = { ctx, s, L, inputs, ready: grad };
-    if (!targets) return NaN;
-    let count = 0;
-    for (let i = 0; i < N; i++) if (targets[i] >= 0) count++;
+    const keep = !grad && (o.keepLogits ?? true);
+    last = { ctx, s, L, inputs, targets: targets ?? new Int32Array(0), ready: grad, logits: null, dlogits: null };
     if (o.losses && o.losses.length < N) throw new Error(`forward: losses has room for ${o.losses.length} values, need ${N}`);
+    if (keep) {
+      if (!logitsAll || logitsAll.length < N * V) logitsAll = new Float32Array(N * V);
+      const logits = logitsAll.subarray(0, N * V);
+      be.gemm(false, true, N, V, C, 1, s.hF, headWeight(params), 0, logits);
+      last.logits = logits;
+      if (!targets) return NaN;
+      const count = countTargets(targets);
+      return count > 0 ? be.crossEntropy(null, o.losses ?? null, logits, targets, N, V, 0) / count : NaN;
+    }
+    if (!targets) return NaN; // logits neither kept nor needed
+    return headLoss(s, N, targets, grad, o.losses ?? null);
+  }
+
+  /**
+   * lm_head + cross-entropy over row chunks of R rows. With grad and one chunk, dlogits [N, V]
+   * is left for backward(); with several, the head's backward runs per chunk: dHeadPending
+   * (+)= dlogitsᵀ·hF, dhF = dlogits·Head into s.dh. Returns the mean loss over targets ≠ −1.
+   * rowScale (backward of weighted rows) scales each row's dlogits before the head's backward.
+   */
+  function headLoss(s: Acts, N: number, targets: Int32Array, grad: boolean, losses: Float32Array | null, rowScale?: Float32Array): number {
+    const be = backend, C = c.nEmbd, V = c.vocabSize;
+    const R = Math.min(N, Math.max(64, Math.floor((opts.logitsChunk ?? 1 << 24) / V)));
+    if (!logitsChunk || logitsChunk.length < R * V) logitsChunk = new Float32Array(R * V);
+    const count = countTargets(targets);
     // Fused: the mean's 1/count goes into the gradient so backward needs no rescaling.
-    const sum = be.crossEntropy(grad ? s.logits : null, o.losses ?? null, s.logits, targets, N, V, count > 0 ? 1 / count : 0);
+    const scale = count > 0 ? 1 / count : 0;
+    const head = headWeight(params);
+    if (grad && R < N && !dHeadPending) dHeadPending = new Float32Array(V * C);
+    let sum = 0;
+    for (let r0 = 0; r0 < N; r0 += R) {
+      const n = Math.min(R, N - r0);
+      const logits = logitsChunk.subarray(0, n * V), hF = s.hF.subarray(r0 * C, (r0 + n) * C);
+      be.gemm(false, true, n, V, C, 1, hF, head, 0, logits);
+      sum += be.crossEntropy(grad ? logits : null, losses ? losses.subarray(r0, r0 + n) : null, logits,
+                             targets.subarray(r0, r0 + n), n, V, scale);
+      if (!grad) continue;
+      if (rowScale) for (let i = 0; i < n; i++) if (rowScale[r0 + i] !== 1) be.scale(logits.subarray(i * V, (i + 1) * V), V, rowScale[r0 + i]);
+      if (R >= N) {
+        last!.dlogits = logits; // one chunk: backward() does the head as the unchunked model did
+        break;
+      }
+      // logits now holds dlogits.
+      be.gemm(true, false, V, C, n, 1, logits, hF, r0 === 0 ? 0 : 1, dHeadPending!);          // dHead (+)= dlogitsᵀ·hF
+      be.gemm(false, false, n, C, V, 1, logits, head, 0, s.dh.subarray(r0 * C, (r0 + n) * C)); // dhF = dlogits·Head
+    }
     return count > 0 ? sum / count : NaN;
   }
 
@@ -326,17 +414,34 @@ export function createGPT(config: ModelConfig, backend: Backend, opts: { params?
     if (!last || !last.ready) throw new Error("backward: call forward with targets (and grad not false) first");
     const { ctx, s, L, inputs } = last;
     const be = backend, N = ctx.N, C = c.nEmbd, V = c.vocabSize;
-    if (rowScale) {
-      if (rowScale.length !== N) throw new Error(`backward: rowScale has ${rowScale.length} values, expected ${N}`);
-      for (let i = 0; i < N; i++) if (rowScale[i] !== 1) be.scale(s.logits.subarray(i * V, (i + 1) * V), V, rowScale[i]);
+    if (rowScale && rowScale.length !== N) throw new Error(`backward: rowScale has ${rowScale.length} values, expected ${N}`);
+    const scaled = rowScale !== undefined && rowScale.some((w) => w !== 1);
+    last.ready = false; // dlogits / dhF are consumed
+    const dHead = headWeight(grads);
+    if (last.dlogits) {
+      if (scaled) for (let i = 0; i < N; i++) if (rowScale![i] !== 1) be.scale(last.dlogits.subarray(i * V, (i + 1) * V), V, rowScale![i]);
+      // Head: logits = hF·Headᵀ; dlogits [N, V] from the cross-entropy.
+      be.gemm(true, false, V, C, N, 1, last.dlogits, s.hF, 1, dHead);         // dHead += dlogitsᵀ·hF
+      be.gemm(false, false, N, C, V, 1, last.dlogits, headWeight(params), 0, s.dh); // dhF = dlogits·Head
+    } else {
+      // The chunked forward ran the head's backward with weight 1 per row; weighted rows (DPO)
+      // need it again, chunk by chunk, with each row's dlogits scaled first.
+      if (scaled) headLoss(s, N, last.targets, true, null, rowScale);
+      // s.dh holds dhF, dHeadPending dHead.
+      const p = dHeadPending!;
+      for (let i = 0; i < p.length; i++) dHead[i] += p[i];
     }
-    last.ready = false; // the logits' gradient is consumed
-    // Head: logits = hF·Headᵀ; s.logits holds dlogits.
-    be.gemm(true, false, V, C, N, 1, s.logits, s.hF, 1, headWeight(grads)); // dHead += dlogitsᵀ·hF
-    be.gemm(false, false, N, C, V, 1, s.logits, headWeight(params), 0, s.dh); // dhF = dlogits·Head
     s.dres.fill(0);
     be.rmsnormBackward(s.dres, grads.get("model.norm.weight"), s.dh, s.out, params.get("model.norm.weight"), s.rstdF, N, C);
     for (let l = c.nLayer - 1; l >= 0; l--) {
+      if (recompute && l < c.nLayer - 1) {
+        // The layers share one set of saved values, holding the last layer's after the
+        // forward: redo this block's forward from its kept input, with the same kernels on
+        // the same inputs, so its values (and the gradients) are bitwise those of a run
+        // that kept them. Its output (L[l + 1].resid) is not needed: no down_proj.
+        attentionForward(ctx, W[l], L[l]);
+        mlpForward(ctx, W[l], L[l], null);
+      }
       mlpBackward(ctx, W[l], G[l], L[l], s);
       attentionBackward(ctx, W[l], G[l], L[l], s);
     }
@@ -348,11 +453,18 @@ export function createGPT(config: ModelConfig, backend: Backend, opts: { params?
     forward, backward,
     logits(): Float32Array {
       if (!last) throw new Error("logits: no forward has run");
-      if (last.ready) throw new Error("logits: the last forward prepared a backward, so its logits were replaced by their gradient (pass grad: false)");
-      return last.s.logits;
+      if (last.ready) throw new Error("logits: the last forward prepared a backward, so its logits were not kept (pass grad: false)");
+      if (!last.logits) throw new Error("logits: the last forward was asked not to keep them (keepLogits: false)");
+      return last.logits;
     },
     zeroGrad: () => grads.data.fill(0),
   };
+}
+
+function countTargets(targets: Int32Array): number {
+  let count = 0;
+  for (let i = 0; i < targets.length; i++) if (targets[i] >= 0) count++;
+  return count;
 }
 
 /** The view the generation engine (decode.ts) reads: same weights, by Hugging Face name. */

@@ -40,7 +40,7 @@ export function evaluate(model: GPT, source: BatchSource, batches: number, B: nu
       n++;
       if (bytes) nbytes += bytes[targets[j]];
     }
-    const loss = model.forward(inputs, targets, B, T, { grad: false });
+    const loss = model.forward(inputs, targets, B, T, { grad: false, keepLogits: false });
     if (n > 0) {
       sum += loss * n;
       count += n;

@@ -56,6 +56,13 @@ export interface StepMetrics {
   tokens: number;
   /** Estimated seconds to the end. */
   etaSec: number;
+  /** Peak resident memory of the process so far (getrusage maxrss), in MiB. */
+  peakRssMB: number;
+}
+
+/** Peak resident set size of this process so far, in MiB (the kernel's high-water mark). */
+export function peakRssMB(): number {
+  return process.resourceUsage().maxRSS / 1024; // maxRSS is in KiB
 }
 
 /** What a checkpoint needs from the loop. */
@@ -178,6 +185,7 @@ export async function trainLoop(model: GPT, source: BatchSource, o: LoopOptions,
     hooks.onStep?.({
       step, ...(extra ? { extra } : {}), loss: lastLoss, lr: o.optimizer.lr * mult, gradNorm, ms, tokensPerSec: tps,
       mfu: o.peakFlops > 0 ? (fpt * tps) / o.peakFlops : null, tokens, etaSec: ((o.steps - step) * avgMs) / 1000,
+      peakRssMB: Math.round(peakRssMB()),
     });
     if (!Number.isFinite(lastLoss)) throw new Error(`training diverged: loss ${lastLoss} at step ${step} (try a lower --lr or --clip 1)`);
     const last = step === o.steps;

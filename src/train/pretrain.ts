@@ -19,6 +19,7 @@ import type { Tokenizer } from "../tokenizer/types.ts";
 import { clearRun, latestCheckpoint, loadCheckpoint, resumeBackendNote, runFiles, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { evaluate, tokenByteLengths, type EvalResult } from "./eval.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
+import { describeEstimate, estimateTrainingMemory, memoryRefusal } from "./memory.ts";
 import { createReporter } from "./report.ts";
 import { SettingsError } from "../core/errors.ts";
 
@@ -71,6 +72,10 @@ export interface PretrainOptions {
   signal?: AbortSignal;
   /** Called after each validation (e.g. to stop at a target loss through `signal`). */
   onEval?: (step: number, loss: number, bpb: number | null) => void;
+  /** Keep only block inputs; recompute each block in the backward (`--recompute`). */
+  recompute?: boolean;
+  /** Refuse the run when its memory estimate exceeds this many bytes (`--max-memory`, as typed). */
+  maxMemory?: { bytes: number; typed: string };
 }
 
 /** A pretraining setting refused before training starts; the message names the flag. */
@@ -225,8 +230,11 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const config = saved ? saved.config : modelConfigFor(o.model, data.vocabSize, loop.seqLen);
   if (loop.seqLen > config.contextLength) throw new PretrainSettingsError(`--seq-len ${loop.seqLen} is longer than the model's context ${config.contextLength}`);
   if (config.vocabSize < data.vocabSize) throw new PretrainSettingsError(`the checkpoint's vocabulary (${config.vocabSize}) is smaller than the data's (${data.vocabSize})`);
+  const memory = estimateTrainingMemory(config, loop.batchSize, loop.seqLen, { recompute: o.recompute, paramsLoaded: Boolean(saved) });
+  const tooBig = memoryRefusal(memory, o.maxMemory?.bytes, o.maxMemory?.typed, Boolean(o.recompute));
+  if (tooBig) throw new PretrainSettingsError(tooBig);
   const backend = o.backend ?? nativeBackend();
-  const model = createGPT(config, backend, saved ? { params: saved.params } : { seed: loop.seed });
+  const model = createGPT(config, backend, { ...(saved ? { params: saved.params } : { seed: loop.seed }), recompute: o.recompute });
   if (saved) {
     resume = { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data,
                file: join(saved.dir, "optimizer.safetensors") };
@@ -245,6 +253,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     (saved ? `; resuming from ${saved.dir} at step ${saved.state.step}` : ""));
   const backendNote = saved && resumeBackendNote(saved.state, backend.name);
   if (backendNote) rep.note(`note: ${backendNote}`);
+  rep.note(`memory: estimated peak ${describeEstimate(memory)}${o.recompute ? "; --recompute" : ""}`);
 
   const bytes = tokenByteLengths(data.tokenizer);
   const tokenizerFiles = tokenizerFilesOf(data.ref);

@@ -32,6 +32,11 @@ function formatRate(x: number): string {
   return x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : x.toFixed(0);
 }
 
+/** MiB as "850 MB" or "2.9 GB" (1 GB = 1024 MiB, as the kernel counts). */
+export function formatMiB(mb: number): string {
+  return mb >= 1024 ? `${(mb / 1024).toFixed(1)} GB` : `${Math.round(mb)} MB`;
+}
+
 /**
  * `show`: objective metrics (StepMetrics.extra, EvalResult.extra) shown on the progress line
  * under a short label, e.g. {"rewards/accuracies": "acc"}; all of them go to metrics.jsonl.
@@ -54,7 +59,7 @@ export function createReporter(opts: { write: (s: string) => void; tty: boolean;
       log({ type: "step", ...rest, ...extra });
       const text = `step ${m.step}/${total} | loss ${m.loss.toFixed(4)}${shown(extra)} | lr ${m.lr.toExponential(2)} | ` +
         `${formatRate(m.tokensPerSec)} tok/s | ${m.ms.toFixed(0)} ms/step` +
-        (m.mfu !== null ? ` | MFU ${(100 * m.mfu).toFixed(1)}%` : "") + ` | ETA ${formatDuration(m.etaSec)}`;
+        (m.mfu !== null ? ` | MFU ${(100 * m.mfu).toFixed(1)}%` : "") + ` | peak RSS ${formatMiB(m.peakRssMB)} | ETA ${formatDuration(m.etaSec)}`;
       if (opts.tty) {
         opts.write(`\r\x1b[2K${text}`);
         live = true;

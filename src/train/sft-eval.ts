@@ -27,7 +27,7 @@ export function chatLoss(model: GPT, examples: ChatExample[], opts: { B: number;
     let count = 0;
     for (let i = 0; i < targets.length; i++) if (targets[i] >= 0) count++;
     if (count === 0) continue;
-    const mean = model.forward(inputs, targets, rows, T, { grad: false });
+    const mean = model.forward(inputs, targets, rows, T, { grad: false, keepLogits: false });
     sum += mean * count;
     tokens += count;
   }

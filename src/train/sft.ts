@@ -24,6 +24,7 @@ import { latestCheckpoint, loadCheckpoint, resumeBackendNote, saveCheckpoint, ty
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
 import { checkLoopOptions, claimRunFolder, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
 import { SettingsError } from "../core/errors.ts";
+import { describeEstimate, estimateTrainingMemory, memoryRefusal } from "./memory.ts";
 import { createReporter } from "./report.ts";
 import { chatLoss, type ChatLoss } from "./sft-eval.ts";
 
@@ -62,6 +63,10 @@ export interface SftOptions {
   tty: boolean;
   logEvery: number;
   signal?: AbortSignal;
+  /** Keep only block inputs; recompute each block in the backward (`--recompute`). */
+  recompute?: boolean;
+  /** Refuse the run when its memory estimate exceeds this many bytes (`--max-memory`, as typed). */
+  maxMemory?: { bytes: number; typed: string };
 }
 
 export interface SftResult extends LoopResult {
@@ -152,8 +157,12 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   if (train.examples.length === 0) throw new SftSettingsError(`--data: no training conversations (${convs.train.length} read)`);
   if (val.length === 0) throw new SftSettingsError(`--data: no held-out conversations; raise --val-fraction (now ${o.valFraction})`);
 
+  // The parameters are loaded already (part of the process's resident set).
+  const memory = estimateTrainingMemory(start.config, loop.batchSize, T, { recompute: o.recompute, paramsLoaded: true });
+  const tooBig = memoryRefusal(memory, o.maxMemory?.bytes, o.maxMemory?.typed, Boolean(o.recompute));
+  if (tooBig) throw new SftSettingsError(tooBig);
   const backend = o.backend ?? nativeBackend();
-  const model = createGPT(start.config, backend, { params: start.params });
+  const model = createGPT(start.config, backend, { params: start.params, recompute: o.recompute });
   const source = openChatSource(train.examples, { seed: loop.seed, packing: o.packing, pad });
   if (saved) {
     resume = { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data,
@@ -167,6 +176,7 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   rep.note(`model: ${start.describe}: ${c.nLayer} layers, width ${c.nEmbd}, context ${c.contextLength}, ${(parameterCount(c) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
   const backendNote = saved && resumeBackendNote(saved.state, backend.name);
   if (backendNote) rep.note(`note: ${backendNote}`);
+  rep.note(`memory: estimated peak ${describeEstimate(memory)}${o.recompute ? "; --recompute" : ""}`);
   rep.note(`data: ${train.examples.length} training conversations, ${val.length} held out` +
     (train.truncated ? `, ${train.truncated} cut to ${T + 1} tokens (oldest turns dropped)` : "") +
     (train.dropped ? `, ${train.dropped} left with no reply after cutting (skipped)` : "") +
