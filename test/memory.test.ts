@@ -107,6 +107,31 @@ for (const tied of [false, true]) {
   });
 }
 
+test("weighted rows (DPO's backward(rowScale)) give the same gradients with chunked logits as with whole ones", { skip }, () => {
+  const c = configFromPreset("tiny", { vocabSize: 300, contextLength: 16 });
+  const B = 10, T = 16, N = B * T; // chunks of 64, 64, 32
+  const { inputs, targets } = batch(c.vocabSize, N);
+  const rowScale = Float32Array.from({ length: N }, (_, i) => (i % 5 === 0 ? 1 : ((i * 37) % 17) / 4 - 2)); // some 1, some negative, some 0
+  const whole = createGPT(c, native()!, { seed: 4 });
+  const chunked = createGPT(c, native()!, { seed: 4, logitsChunk: 1 });
+  whole.zeroGrad();
+  chunked.zeroGrad();
+  whole.forward(inputs, targets, B, T);
+  chunked.forward(inputs, targets, B, T);
+  whole.backward(rowScale);
+  chunked.backward(rowScale);
+  for (const s of whole.params.specs) {
+    const e = relErr(chunked.grads.get(s.name), whole.grads.get(s.name));
+    assert.ok(e <= 2e-6, `${s.name}: relative error ${e.toExponential(2)}`);
+  }
+  // and the weights matter: unweighted gradients differ
+  const plain = createGPT(c, native()!, { seed: 4, logitsChunk: 1 });
+  plain.zeroGrad();
+  plain.forward(inputs, targets, B, T);
+  plain.backward();
+  assert.ok(relErr(plain.grads.get("lm_head.weight"), whole.grads.get("lm_head.weight")) > 1e-2);
+});
+
 for (const shape of ["multi-head", "qk-norm + grouped + tied", "qkv biases + head_dim"] as const) {
   test(`--recompute: gradients bitwise identical to keeping every activation (${shape}, native)`, { skip }, () => {
     const extra = shape === "multi-head" ? {} : shape === "qk-norm + grouped + tied"
