@@ -126,7 +126,7 @@ test("DPO raises the held-out greedy rule-following rate; held-out SFT loss stay
     // both replies' likelihood, and its greedy replies fall apart (see docs/dpo.md).
     from: join(tmp, "sft"), data: [prefFile], loss: "sigmoid", beta: 0.1, labelSmoothing: 0, rpoAlpha: 1, lengthNorm: false,
     valFraction: 0.1, evalPairs: 0, klPrompts: 16, klMaxTokens: 24, sampler: engineSampler,
-    loop: loop(100, 2e-4, 16), out: join(tmp, "dpo"), resume: false, keep: 1, ...quiet,
+    loop: loop(200, 2e-4, 16), out: join(tmp, "dpo"), resume: false, keep: 1, ...quiet,
   };
   const r = await dpo(opts);
   const tDpo = performance.now() - t0;
