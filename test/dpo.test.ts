@@ -20,7 +20,7 @@ import { createParams, initParams } from "../src/model/params.ts";
 import { saveModelFolder } from "../src/model/weights.ts";
 import { saveTokenizer, trainBpe } from "../src/tokenizer/index.ts";
 import { loadTokenizer } from "../src/tokenizer/io.ts";
-import { dpo, dpoObjective, REFERENCE_FILE, type DpoOptions } from "../src/train/dpo.ts";
+import { dpo, DpoSettingsError, dpoObjective, REFERENCE_FILE, type DpoOptions } from "../src/train/dpo.ts";
 import { DPO_LOSSES, dpoLoss, type DpoLossOptions } from "../src/train/dpo-loss.ts";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
 import { modelConfigFor } from "../src/train/pretrain.ts";
@@ -248,6 +248,14 @@ test("dpo: stopped midway and resumed takes the same steps; the reference log-pr
   const step = lines.find((l) => l.type === "step")!;
   for (const k of ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"]) assert.equal(typeof step[k], "number", k);
   assert.ok(lines.some((l) => l.type === "eval" && typeof l["rewards/accuracies"] === "number"));
+  // A run folder holds one run: without --resume or --force, a second run into it is refused
+  // before anything is written; --force replaces the run (and reuses the reference cache).
+  const before = readFileSync(join(out, "metrics.jsonl"), "utf8");
+  await assert.rejects(dpo(opts(out, 8)), (e: Error) => e instanceof DpoSettingsError && /--out .*part already holds a run .*--resume.*--force/.test(e.message));
+  assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8"), before, "metrics.jsonl untouched");
+  const again = await dpo({ ...opts(out, 8), force: true });
+  assert.deepEqual(again.losses, full.losses);
+  assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8").split("\n").filter((l) => l.includes('"type":"step"')).length, 8, "one run's steps only");
 });
 
 test("mynah dpo refuses bad settings before anything runs, naming the flag", () => {

@@ -20,7 +20,7 @@ interface Flags {
   valFraction: number; evalPairs: number; klPrompts: number; klMaxTokens: number;
   batchSize: number; seqLen?: number; steps: number; lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number;
   clip: number; optimizer: string; muonLr: number; weightDecay: number; evalEvery: number; checkpointEvery: number; keep: number;
-  out: string; resume?: boolean; seed: number; threads: number; logEvery: number; skipBad?: boolean;
+  out: string; resume?: boolean; force?: boolean; seed: number; threads: number; logEvery: number; skipBad?: boolean;
 }
 
 export function registerDpo(program: Command): void {
@@ -56,6 +56,7 @@ export function registerDpo(program: Command): void {
     .addOption(intOption("--keep <n>", "checkpoints kept (0 = all)", { min: 0 }, 3))
     .option("--out <dir>", "run folder: checkpoints, reference-logps.json, metrics.jsonl", "runs/dpo")
     .option("--resume", "continue from the run folder's latest checkpoint")
+    .option("--force", "without --resume: replace a run already in --out (its checkpoints and metrics.jsonl; the reference log-probs cache is kept, keyed by pair)")
     .addOption(intOption("--seed <n>", "random seed (split, order)", { min: 0, max: 2 ** 32 - 1 }, 1337))
     .addOption(threadsOption())
     .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 10))
@@ -77,7 +78,7 @@ export function registerDpo(program: Command): void {
             optimizer: { ...DEFAULT_OPTIMIZER, kind: f.optimizer as OptimizerKind, lr: f.lr, muonLr: f.muonLr, weightDecay: f.weightDecay },
             clip: f.clip, evalEvery: f.evalEvery, sampleEvery: 0, checkpointEvery: f.checkpointEvery, seed: f.seed,
           },
-          out: f.out, resume: Boolean(f.resume), keep: f.keep, skipBad: Boolean(f.skipBad),
+          out: f.out, resume: Boolean(f.resume), force: Boolean(f.force), keep: f.keep, skipBad: Boolean(f.skipBad),
           onSkip: (e) => {
             if (shown++ < 10) process.stderr.write(`skipped ${e.message}\n`);
           },

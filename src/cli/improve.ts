@@ -17,7 +17,7 @@ import { choiceOption, intOption, numOption, threadsOption } from "./options.ts"
 
 
 interface Flags {
-  db?: string; feedback?: string; from: string; out: string; tokenizer?: string; minConversations: number; minPairs: number; valFraction: number;
+  db?: string; feedback?: string; from: string; out: string; force?: boolean; tokenizer?: string; minConversations: number; minPairs: number; valFraction: number;
   sftSteps: number; sftLr: number; dpoSteps: number; dpoLr: number; batchSize: number; seqLen?: number; loss: string; beta: number; rpoAlpha: number;
   seed: number; threads: number; logEvery: number;
 }
@@ -30,6 +30,7 @@ export function registerImprove(program: Command): void {
     .option("--feedback <dir>", "an exported feedback folder (conversations.jsonl, preferences.jsonl) instead of --db")
     .requiredOption("--from <dir>", "the model the feedback was collected on (checkpoint, run or model folder)")
     .requiredOption("--out <dir>", "run folder: feedback/, sft/, dpo/, improve-summary.json")
+    .option("--force", "replace the sft/ and dpo/ runs of an earlier round in --out")
     .option("--tokenizer <dir>", "tokenizer folder, when --from does not record one")
     .addOption(intOption("--min-conversations <n>", "fewest corrected conversations worth an SFT stage", { min: 1 }, 20))
     .addOption(intOption("--min-pairs <n>", "fewest preference pairs worth a DPO stage", { min: 1 }, 20))
@@ -61,7 +62,7 @@ export function registerImprove(program: Command): void {
       }
       await runInterruptible("improve", async (signal) => {
         await improve({
-          feedback, from: f.from, tokenizer: f.tokenizer, out: f.out, minConversations: f.minConversations, minPairs: f.minPairs, valFraction: f.valFraction,
+          feedback, from: f.from, tokenizer: f.tokenizer, out: f.out, force: Boolean(f.force), minConversations: f.minConversations, minPairs: f.minPairs, valFraction: f.valFraction,
           sftSteps: f.sftSteps, sftLr: f.sftLr, dpoSteps: f.dpoSteps, dpoLr: f.dpoLr, batchSize: f.batchSize, seqLen: f.seqLen ?? 0,
           loss: f.loss as DpoLossKind, beta: f.beta, rpoAlpha: f.rpoAlpha, seed: f.seed, sampler: engineSampler, greedy: engineGreedy,
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery, signal,

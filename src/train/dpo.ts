@@ -27,7 +27,8 @@ import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState } from "./checkpoint.ts";
 import { checkDpoLoss, dpoLoss, type DpoLossKind, type DpoLossOptions, type DpoMetrics } from "./dpo-loss.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type MicroStep, type Objective, type ResumeFrom } from "./loop.ts";
-import { checkLoopOptions, machinePeakFlops, PretrainSettingsError, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { checkLoopOptions, claimRunFolder, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { SettingsError } from "../core/errors.ts";
 import { createReporter } from "./report.ts";
 import { checkChatTokenizer, loadStart, type Start } from "./sft.ts";
 
@@ -36,6 +37,14 @@ import { checkChatTokenizer, loadStart, type Start } from "./sft.ts";
  * it stopped) at temperature 1, for the KL estimate. The CLI passes infer's batched engine.
  */
 export type ReplySampler = (model: GPT, tok: Tokenizer, prompts: number[][], o: { maxNewTokens: number; seed: number }) => number[][];
+
+/** A bad `mynah dpo` setting (exit status 2), named as the user typed it. */
+export class DpoSettingsError extends SettingsError {
+  constructor(message: string) {
+    super(message);
+    this.name = "DpoSettingsError";
+  }
+}
 
 export interface DpoOptions {
   /** A checkpoint folder, a run folder (its latest checkpoint), or a model folder (with `tokenizer`). */
@@ -62,6 +71,8 @@ export interface DpoOptions {
   loop: Omit<LoopOptions, "peakFlops">;
   out: string;
   resume: boolean;
+  /** Without resume: replace a run already in `out` (its checkpoints and metrics.jsonl). */
+  force?: boolean;
   keep: number;
   skipBad?: boolean;
   onSkip?: (e: DataError) => void;
@@ -143,7 +154,7 @@ function readRefCache(path: string, from: string, seqLen: number): RefCache | nu
   try {
     c = JSON.parse(readFileSync(path, "utf8")) as RefCache;
   } catch (err) {
-    throw new PretrainSettingsError(`${path}: unreadable reference log-probs (${(err as Error).message}); delete it to recompute`);
+    throw new DpoSettingsError(`${path}: unreadable reference log-probs (${(err as Error).message}); delete it to recompute`);
   }
   if (c.format !== 1 || c.from !== from || c.seqLen !== seqLen) return null;
   return c;
@@ -196,13 +207,14 @@ export function estimateKl(policy: GPT, reference: GPT, tok: Tokenizer, prompts:
 }
 
 export async function dpo(o: DpoOptions): Promise<DpoResult> {
-  checkLoopOptions({ ...o.loop, seqLen: o.loop.seqLen || 1 });
+  checkLoopOptions({ ...o.loop, seqLen: o.loop.seqLen || 1 }, DpoSettingsError);
+  const run = claimRunFolder(o.out, o.resume, o.force ?? false, DpoSettingsError);
   const lossOpts: DpoLossOptions = { kind: o.loss, beta: o.beta, labelSmoothing: o.labelSmoothing };
   const bad = checkDpoLoss(lossOpts);
-  if (bad) throw new PretrainSettingsError(bad);
-  if (!(o.valFraction > 0 && o.valFraction < 1)) throw new PretrainSettingsError(`--val-fraction must be in (0, 1), got ${o.valFraction}`);
-  if (o.rpoAlpha !== undefined && !(o.rpoAlpha >= 0 && Number.isFinite(o.rpoAlpha))) throw new PretrainSettingsError(`--rpo-alpha must be a number ≥ 0, got ${o.rpoAlpha}`);
-  if (o.klPrompts < 0 || !Number.isInteger(o.klPrompts)) throw new PretrainSettingsError(`--kl-prompts must be a whole number ≥ 0, got ${o.klPrompts}`);
+  if (bad) throw new DpoSettingsError(bad);
+  if (!(o.valFraction > 0 && o.valFraction < 1)) throw new DpoSettingsError(`--val-fraction must be in (0, 1), got ${o.valFraction}`);
+  if (o.rpoAlpha !== undefined && !(o.rpoAlpha >= 0 && Number.isFinite(o.rpoAlpha))) throw new DpoSettingsError(`--rpo-alpha must be a number ≥ 0, got ${o.rpoAlpha}`);
+  if (o.klPrompts < 0 || !Number.isInteger(o.klPrompts)) throw new DpoSettingsError(`--kl-prompts must be a whole number ≥ 0, got ${o.klPrompts}`);
   const norm = o.lengthNorm === "auto" ? o.loss === "ipo" : o.lengthNorm;
   let loop = o.loop;
   let saved: ReturnType<typeof loadCheckpoint> | null = null;
@@ -211,14 +223,14 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
   let from = existsSync(o.from) ? resolve(startDir(o.from)) : resolve(o.from);
   if (o.resume) {
     const dir = latestCheckpoint(o.out);
-    if (!dir) throw new PretrainSettingsError(`--resume: ${o.out} has no checkpoint to resume from`);
+    if (!dir) throw new DpoSettingsError(`--resume: ${o.out} has no checkpoint to resume from`);
     saved = loadCheckpoint(dir);
     const prev = saved.state.options as { kind?: string; loop?: DpoOptions["loop"]; before?: DpoEval; from?: string };
-    if (prev.kind !== "dpo") throw new PretrainSettingsError(`--resume: ${dir} is not a DPO checkpoint`);
+    if (prev.kind !== "dpo") throw new DpoSettingsError(`--resume: ${dir} is not a DPO checkpoint`);
     if (prev.loop) loop = { ...prev.loop, steps: o.loop.steps, evalEvery: o.loop.evalEvery, sampleEvery: o.loop.sampleEvery, checkpointEvery: o.loop.checkpointEvery };
     if (prev.from) from = prev.from;
     savedBefore = prev.before ?? null;
-    if (saved.state.step >= loop.steps) throw new PretrainSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
+    if (saved.state.step >= loop.steps) throw new DpoSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
   }
   const start: Start = saved
     ? {
@@ -229,7 +241,7 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
   const pad = checkChatTokenizer(start.tokenizer);
   if (!loop.seqLen) loop = { ...loop, seqLen: start.config.contextLength };
   const T = loop.seqLen;
-  if (T > start.config.contextLength) throw new PretrainSettingsError(`--seq-len ${T} is longer than the model's context ${start.config.contextLength}`);
+  if (T > start.config.contextLength) throw new DpoSettingsError(`--seq-len ${T} is longer than the model's context ${start.config.contextLength}`);
 
   const prefs = await loadPreferences(o.data, { valFraction: o.valFraction, seed: loop.seed, skipBad: o.skipBad, onSkip: o.onSkip });
   let truncated = 0, dropped = 0;
@@ -252,10 +264,11 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
   const valAll = render(prefs.val);
   const nVal = o.evalPairs > 0 ? Math.min(o.evalPairs, valAll.ex.length) : valAll.ex.length;
   const val = { ex: valAll.ex.slice(0, nVal), keys: valAll.keys.slice(0, nVal), pairs: valAll.pairs.slice(0, nVal) };
-  if (train.ex.length === 0) throw new PretrainSettingsError(`--data: no training pairs (${prefs.train.length} read${dropped ? `, ${dropped} with no reply token left at --seq-len ${T}` : ""})`);
-  if (val.ex.length === 0) throw new PretrainSettingsError(`--data: no held-out pairs; raise --val-fraction (now ${o.valFraction}) or add pairs (${train.ex.length} for training)`);
+  if (train.ex.length === 0) throw new DpoSettingsError(`--data: no training pairs (${prefs.train.length} read${dropped ? `, ${dropped} with no reply token left at --seq-len ${T}` : ""})`);
+  if (val.ex.length === 0) throw new DpoSettingsError(`--data: no held-out pairs; raise --val-fraction (now ${o.valFraction}) or add pairs (${train.ex.length} for training)`);
 
   const backend = o.backend ?? nativeBackend();
+  run.replace();
   mkdirSync(o.out, { recursive: true });
   const rep = createReporter({
     write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl"),

@@ -26,7 +26,8 @@ import { dpo, scorePairs, type DpoOptions, type DpoResult, type ReplySampler } f
 import type { DpoLossKind } from "./dpo-loss.ts";
 import type { LoopOptions } from "./loop.ts";
 import { DEFAULT_OPTIMIZER } from "./optim.ts";
-import { PretrainSettingsError } from "./pretrain.ts";
+import { claimRunFolder } from "./pretrain.ts";
+import { SettingsError } from "../core/errors.ts";
 import { chatLoss } from "./sft-eval.ts";
 import { checkChatTokenizer, loadStart, sft, type SftResult } from "./sft.ts";
 
@@ -40,6 +41,8 @@ export interface ImproveOptions {
   from: string;
   tokenizer?: string;
   out: string;
+  /** Replace the SFT and DPO runs already in `out` (else such a folder is refused). */
+  force?: boolean;
   /** Fewer corrected conversations than this: no SFT stage. */
   minConversations: number;
   /** Fewer preference pairs than this: no DPO stage. */
@@ -86,8 +89,16 @@ export interface ImproveResult {
   examples: { prompt: string; before: string; after: string }[];
 }
 
+/** A bad `mynah improve` setting (exit status 2), named as the user typed it. */
+export class ImproveSettingsError extends SettingsError {
+  constructor(message: string) {
+    super(message);
+    this.name = "ImproveSettingsError";
+  }
+}
+
 /** Thrown when the feedback is too thin to learn from; the message says how much there is. */
-export class NotEnoughFeedbackError extends PretrainSettingsError {}
+export class NotEnoughFeedbackError extends ImproveSettingsError {}
 
 const key = (ms: readonly ChatMessage[]): string => JSON.stringify(ms.map((m) => [m.role, m.content]));
 
@@ -100,8 +111,10 @@ function modelAt(dir: string, backend: Backend): GPT {
 export async function improve(o: ImproveOptions): Promise<ImproveResult> {
   const convFile = join(o.feedback, "conversations.jsonl");
   const prefFile = join(o.feedback, "preferences.jsonl");
-  if (!existsSync(convFile) && !existsSync(prefFile)) throw new PretrainSettingsError(`--feedback ${o.feedback}: neither conversations.jsonl nor preferences.jsonl is there (write them with \`mynah feedback export\`)`);
-  if (!(o.valFraction > 0 && o.valFraction < 1)) throw new PretrainSettingsError(`--val-fraction must be in (0, 1), got ${o.valFraction}`);
+  if (!existsSync(convFile) && !existsSync(prefFile)) throw new ImproveSettingsError(`--feedback ${o.feedback}: neither conversations.jsonl nor preferences.jsonl is there (write them with \`mynah feedback export\`)`);
+  if (!(o.valFraction > 0 && o.valFraction < 1)) throw new ImproveSettingsError(`--val-fraction must be in (0, 1), got ${o.valFraction}`);
+  // One round per folder: the SFT and DPO runs of an earlier round are not mixed with this one's.
+  for (const stage of ["sft", "dpo"]) claimRunFolder(join(o.out, stage), false, o.force ?? false, ImproveSettingsError);
   const start = loadStart(o.from, o.tokenizer);
   checkChatTokenizer(start.tokenizer);
   const tok = start.tokenizer;
@@ -131,7 +144,7 @@ export async function improve(o: ImproveOptions): Promise<ImproveResult> {
     steps, batchSize: o.batchSize, seqLen: o.seqLen, gradAccum: 1, schedule: "cosine", warmup: Math.min(10, Math.floor(steps / 10)), minLrRatio: 0.1,
     optimizer: { ...DEFAULT_OPTIMIZER, kind: "adamw", lr, weightDecay: 0 }, clip: 1, evalEvery: 0, sampleEvery: 0, checkpointEvery: 0, seed: o.seed,
   });
-  const common = { resume: false, keep: 1, backend: o.backend, write: o.write, tty: o.tty, logEvery: o.logEvery, signal: o.signal, tokenizer: o.tokenizer };
+  const common = { resume: false, force: o.force, keep: 1, backend: o.backend, write: o.write, tty: o.tty, logEvery: o.logEvery, signal: o.signal, tokenizer: o.tokenizer };
   let model = resolve(o.from);
   let sftResult: SftResult | null = null;
   let dpoResult: DpoResult | null = null;
