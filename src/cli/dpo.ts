@@ -11,7 +11,7 @@ import { dpo } from "../train/dpo.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { engineSampler } from "./replies.ts";
-import { runInterruptible } from "./run-training.ts";
+import { addCheckpointFlags, addLoopFlags, runInterruptible } from "./run-training.ts";
 import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 
 
@@ -24,7 +24,7 @@ interface Flags {
 }
 
 export function registerDpo(program: Command): void {
-  program
+  const cmd = program
     .command("dpo")
     .description("Preference tuning (Direct Preference Optimization) of a fine-tuned model on chosen/rejected reply pairs")
     .requiredOption("--from <dir>", "SFT checkpoint folder, run folder (its latest checkpoint), or model folder (with --tokenizer)")
@@ -41,26 +41,15 @@ export function registerDpo(program: Command): void {
     .addOption(intOption("--kl-max-tokens <n>", "longest sampled reply for the KL estimate", { min: 1 }, 64))
     .addOption(intOption("--batch-size <n>", "preference pairs per micro-batch (two rows each)", { min: 1 }, 8))
     .addOption(intOption("--seq-len <n>", "most tokens per prompt + reply (longer prompts lose their oldest turns; default: the model's context)", { min: 1 }))
-    .addOption(intOption("--steps <n>", "optimizer steps", { min: 1 }, 200))
-    .addOption(numOption("--lr <x>", "peak learning rate", { min: 0, minExclusive: true }, 1e-4))
-    .addOption(numOption("--min-lr <x>", "final learning rate (default: lr / 10)", { min: 0 }))
-    .addOption(intOption("--warmup <n>", "linear warmup steps", { min: 0 }, 10))
-    .addOption(choiceOption("--schedule <kind>", "cosine or wsd", ["cosine", "wsd"], "cosine"))
-    .addOption(intOption("--grad-accum <n>", "micro-batches per optimizer step", { min: 1 }, 1))
-    .addOption(numOption("--clip <x>", "global gradient-norm clip (0 = off)", { min: 0 }, 1))
-    .addOption(choiceOption("--optimizer <kind>", "adamw or muon", ["adamw", "muon"], "adamw"))
-    .addOption(numOption("--muon-lr <x>", "peak Muon learning rate", { min: 0, minExclusive: true }, DEFAULT_OPTIMIZER.muonLr))
-    .addOption(numOption("--weight-decay <x>", "decoupled weight decay", { min: 0 }, 0))
     .addOption(intOption("--eval-every <n>", "held-out figures every n steps (0 = only at the end)", { min: 0 }, 50))
-    .addOption(intOption("--checkpoint-every <n>", "checkpoint every n steps (0 = only at the end)", { min: 0 }, 100))
-    .addOption(intOption("--keep <n>", "checkpoints kept (0 = all)", { min: 0 }, 3))
     .option("--out <dir>", "run folder: checkpoints, reference-logps.json, metrics.jsonl", "runs/dpo")
     .option("--resume", "continue from the run folder's latest checkpoint")
     .option("--force", "without --resume: replace a run already in --out (its checkpoints and metrics.jsonl; the reference log-probs cache is kept, keyed by pair)")
     .addOption(intOption("--seed <n>", "random seed (split, order)", { min: 0, max: 2 ** 32 - 1 }, 1337))
     .addOption(threadsOption())
     .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 10))
-    .option("--skip-bad", "skip and count bad records instead of stopping at the first")
+    .option("--skip-bad", "skip and count bad records instead of stopping at the first");
+  addCheckpointFlags(addLoopFlags(cmd, { steps: 200, lr: 1e-4, warmup: 10 }))
     .action(async (f: Flags) => {
       if (!DPO_LOSSES.includes(f.loss as DpoLossKind)) throw new Error(`--loss: ${f.loss} is not one of ${DPO_LOSSES.join(", ")}`);
       if (!["on", "off", "auto"].includes(f.lengthNorm)) throw new Error(`--length-norm: ${f.lengthNorm} is not on, off or auto`);

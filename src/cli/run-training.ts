@@ -3,8 +3,36 @@
  * stop after the current step and save a checkpoint; a second Ctrl-C is ignored until then.
  * Settings refused before training print one line and exit with status 2.
  */
+import type { Command } from "commander";
 import { SettingsError } from "../core/errors.ts";
 import { parseMemorySize } from "../train/memory.ts";
+import { DEFAULT_OPTIMIZER } from "../train/optim.ts";
+import { choiceOption, intOption, numOption } from "./options.ts";
+
+/**
+ * The optimizer, schedule and checkpoint flags that `sft` and `dpo` share (their defaults
+ * differ: steps, peak learning rate, warmup).
+ */
+export function addLoopFlags(cmd: Command, d: { steps: number; lr: number; warmup: number }): Command {
+  return cmd
+    .addOption(intOption("--steps <n>", "optimizer steps", { min: 1 }, d.steps))
+    .addOption(numOption("--lr <x>", "peak learning rate", { min: 0, minExclusive: true }, d.lr))
+    .addOption(numOption("--min-lr <x>", "final learning rate (default: lr / 10)", { min: 0 }))
+    .addOption(intOption("--warmup <n>", "linear warmup steps", { min: 0 }, d.warmup))
+    .addOption(choiceOption("--schedule <kind>", "learning-rate schedule", ["cosine", "wsd"], "cosine"))
+    .addOption(intOption("--grad-accum <n>", "micro-batches per optimizer step", { min: 1 }, 1))
+    .addOption(numOption("--clip <x>", "global gradient-norm clip (0 = off)", { min: 0 }, 1))
+    .addOption(choiceOption("--optimizer <kind>", "adamw or muon", ["adamw", "muon"], "adamw"))
+    .addOption(numOption("--muon-lr <x>", "peak Muon learning rate", { min: 0, minExclusive: true }, DEFAULT_OPTIMIZER.muonLr))
+    .addOption(numOption("--weight-decay <x>", "decoupled weight decay", { min: 0 }, 0));
+}
+
+/** `--checkpoint-every` and `--keep`, as `sft` and `dpo` have them. */
+export function addCheckpointFlags(cmd: Command): Command {
+  return cmd
+    .addOption(intOption("--checkpoint-every <n>", "checkpoint every n steps (0 = only at the end)", { min: 0 }, 100))
+    .addOption(intOption("--keep <n>", "checkpoints kept (0 = all)", { min: 0 }, 3));
+}
 
 export async function runInterruptible(command: string, run: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
   const ctl = new AbortController();

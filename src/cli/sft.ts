@@ -9,7 +9,7 @@ import { INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { sft } from "../train/sft.ts";
-import { memorySize, runInterruptible } from "./run-training.ts";
+import { addCheckpointFlags, addLoopFlags, memorySize, runInterruptible } from "./run-training.ts";
 import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 
 
@@ -21,7 +21,7 @@ interface Flags {
 }
 
 export function registerSft(program: Command): void {
-  program
+  const cmd = program
     .command("sft")
     .description("Fine-tune a pretrained checkpoint on conversations (chat JSONL, ShareGPT, Alpaca, Parquet); loss on assistant replies only")
     .requiredOption("--from <dir>", "checkpoint folder, run folder (its latest checkpoint), or model folder (with --tokenizer)")
@@ -33,19 +33,7 @@ export function registerSft(program: Command): void {
     .addOption(choiceOption("--packing <mode>", "packed (several conversations per row) or padded (one per row)", ["packed", "padded"], "packed"))
     .addOption(intOption("--batch-size <n>", "rows per micro-batch", { min: 1 }, 8))
     .addOption(intOption("--seq-len <n>", "tokens per row (conversations longer are cut by whole turns; default: the model's context)", { min: 1 }))
-    .addOption(intOption("--steps <n>", "optimizer steps", { min: 1 }, 300))
-    .addOption(numOption("--lr <x>", "peak learning rate", { min: 0, minExclusive: true }, 3e-4))
-    .addOption(numOption("--min-lr <x>", "final learning rate (default: lr / 10)", { min: 0 }))
-    .addOption(intOption("--warmup <n>", "linear warmup steps", { min: 0 }, 20))
-    .addOption(choiceOption("--schedule <kind>", "learning-rate schedule", ["cosine", "wsd"], "cosine"))
-    .addOption(intOption("--grad-accum <n>", "micro-batches per optimizer step", { min: 1 }, 1))
-    .addOption(numOption("--clip <x>", "global gradient-norm clip (0 = off)", { min: 0 }, 1))
-    .addOption(choiceOption("--optimizer <kind>", "adamw or muon", ["adamw", "muon"], "adamw"))
-    .addOption(numOption("--muon-lr <x>", "peak Muon learning rate", { min: 0, minExclusive: true }, DEFAULT_OPTIMIZER.muonLr))
-    .addOption(numOption("--weight-decay <x>", "decoupled weight decay", { min: 0 }, 0))
     .addOption(intOption("--eval-every <n>", "held-out loss every n steps (0 = only at the end)", { min: 0 }, 50))
-    .addOption(intOption("--checkpoint-every <n>", "checkpoint every n steps (0 = only at the end)", { min: 0 }, 100))
-    .addOption(intOption("--keep <n>", "checkpoints kept (0 = all)", { min: 0 }, 3))
     .option("--out <dir>", "run folder: checkpoints, metrics.jsonl", "runs/sft")
     .option("--resume", "continue from the run folder's latest checkpoint")
     .option("--force", "without --resume: replace a run already in --out (its checkpoints and metrics.jsonl)")
@@ -54,7 +42,8 @@ export function registerSft(program: Command): void {
     .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 10))
     .option("--recompute", "keep only each block's input and recompute the block in the backward: ~3× less activation memory for ~1/5 more arithmetic, same gradients")
     .option("--max-memory <size>", "refuse to start when the estimated peak memory exceeds this (e.g. 8G, 512M)")
-    .option("--skip-bad", "skip and count bad records instead of stopping at the first")
+    .option("--skip-bad", "skip and count bad records instead of stopping at the first");
+  addCheckpointFlags(addLoopFlags(cmd, { steps: 300, lr: 3e-4, warmup: 20 }))
     .action(async (f: Flags) => {
       setThreads(f.threads);
       let shown = 0;
