@@ -12,11 +12,9 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { writeAtomic } from "../core/atomic-write.ts";
-import type { Backend } from "../core/backend.ts";
 import { nativeBackend } from "../core/native.ts";
 import { renderChat } from "../data/chat-template.ts";
 import type { ChatMessage } from "../data/chat.ts";
-import type { DataError } from "../data/errors.ts";
 import { loadPreferences, openPairSource, pairBatch, renderPair, type KeyedPair, type PairBatch, type RenderedPair } from "../data/preferences.ts";
 import type { Batch } from "../data/types.ts";
 import { parameterCount, type ModelConfig } from "../model/config.ts";
@@ -26,11 +24,11 @@ import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState } from "./checkpoint.ts";
 import { checkDpoLoss, dpoLoss, type DpoLossKind, type DpoLossOptions, type DpoMetrics } from "./dpo-loss.ts";
-import { trainLoop, type LoopOptions, type LoopResult, type MicroStep, type Objective, type ResumeFrom } from "./loop.ts";
+import { trainLoop, type LoopResult, type MicroStep, type Objective, type ResumeFrom } from "./loop.ts";
 import { checkLoopOptions, claimRunFolder, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
 import { SettingsError } from "../core/errors.ts";
 import { createReporter } from "./report.ts";
-import { checkChatTokenizer, loadStart, type Start } from "./sft.ts";
+import { checkChatTokenizer, loadStart, type RunOptions, type Start } from "./sft.ts";
 
 /**
  * Samples one reply per prompt (ids after the generation prompt, the stop token included when
@@ -46,7 +44,8 @@ export class DpoSettingsError extends SettingsError {
   }
 }
 
-export interface DpoOptions {
+/** loop.batchSize = pairs per micro-batch (2 rows each). */
+export interface DpoOptions extends RunOptions {
   /** A checkpoint folder, a run folder (its latest checkpoint), or a model folder (with `tokenizer`). */
   from: string;
   /** Preference files, folders or globs. */
@@ -67,20 +66,6 @@ export interface DpoOptions {
   klPrompts: number;
   klMaxTokens: number;
   sampler?: ReplySampler;
-  /** batchSize = pairs per micro-batch (2 rows each); seqLen 0 = the model's context. */
-  loop: Omit<LoopOptions, "peakFlops">;
-  out: string;
-  resume: boolean;
-  /** Without resume: replace a run already in `out` (its checkpoints and metrics.jsonl). */
-  force?: boolean;
-  keep: number;
-  skipBad?: boolean;
-  onSkip?: (e: DataError) => void;
-  backend?: Backend;
-  write: (s: string) => void;
-  tty: boolean;
-  logEvery: number;
-  signal?: AbortSignal;
 }
 
 /** Held-out figures: the DPO loss and TRL's metrics over held-out pairs. */

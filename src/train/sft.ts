@@ -36,19 +36,8 @@ export class SftSettingsError extends SettingsError {
   }
 }
 
-export interface SftOptions {
-  /** A checkpoint folder, a run folder (its latest checkpoint), or a model folder (with `tokenizer`). */
-  from: string;
-  /** Conversation files, folders or globs. */
-  data: string[];
-  format?: InputFormat;
-  /** Tokenizer folder, when `from` does not name one (a bare model folder). */
-  tokenizer?: string;
-  /** Fraction of conversations held out (by content hash) for the before/after loss. */
-  valFraction: number;
-  /** Held-out conversations scored per evaluation (the first ones; 0 = all). */
-  evalConversations: number;
-  packing: ChatPacking;
+/** What a fine-tuning run (sft, dpo) takes besides its data and objective. */
+export interface RunOptions {
   /** Training loop settings; seqLen 0 = the model's context length. */
   loop: Omit<LoopOptions, "peakFlops">;
   out: string;
@@ -63,6 +52,21 @@ export interface SftOptions {
   tty: boolean;
   logEvery: number;
   signal?: AbortSignal;
+}
+
+export interface SftOptions extends RunOptions {
+  /** A checkpoint folder, a run folder (its latest checkpoint), or a model folder (with `tokenizer`). */
+  from: string;
+  /** Conversation files, folders or globs. */
+  data: string[];
+  format?: InputFormat;
+  /** Tokenizer folder, when `from` does not name one (a bare model folder). */
+  tokenizer?: string;
+  /** Fraction of conversations held out (by content hash) for the before/after loss. */
+  valFraction: number;
+  /** Held-out conversations scored per evaluation (the first ones; 0 = all). */
+  evalConversations: number;
+  packing: ChatPacking;
   /** Keep only block inputs; recompute each block in the backward (`--recompute`). */
   recompute?: boolean;
   /** Refuse the run when its memory estimate exceeds this many bytes (`--max-memory`, as typed). */
