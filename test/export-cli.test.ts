@@ -9,7 +9,6 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command } from "commander";
 import { registerExport } from "../src/cli/export.ts";
 import { registerTokenizer } from "../src/cli/tokenizer.ts";
 import { parseGguf } from "../src/interop/gguf.ts";
@@ -18,21 +17,10 @@ import { validateConfig } from "../src/model/config.ts";
 import { createParams } from "../src/model/params.ts";
 import { saveModelFolder } from "../src/model/weights.ts";
 import { CL100K_PATTERN } from "../src/tokenizer/pattern.ts";
+import { inProcessCli } from "./helpers/cli.ts";
 
-async function mynah(...args: string[]): Promise<string> {
-  const program = new Command().exitOverride();
-  registerExport(program);
-  registerTokenizer(program);
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (...a: unknown[]) => void lines.push(a.join(" "));
-  try {
-    await program.parseAsync(["node", "mynah", ...args]);
-  } finally {
-    console.log = log;
-  }
-  return lines.join("\n");
-}
+/** Runs `mynah <args>` in-process; returns what it printed. */
+const mynah = inProcessCli(registerExport, registerTokenizer);
 
 test("export CLI: bad flags are refused by name; gguf + Modelfile written; --check-text measures the mismatch", async () => {
   const dir = mkdtempSync(join(tmpdir(), "mynah-export-cli-"));

@@ -11,7 +11,6 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command } from "commander";
 import { referenceBackend } from "../src/core/reference.ts";
 import { toBf16, toF16 } from "../src/core/safetensors.ts";
 import type { ModelConfig } from "../src/model/config.ts";
@@ -25,6 +24,7 @@ import { exportHf } from "../src/interop/hf-export.ts";
 import { importHf } from "../src/interop/hf-import.ts";
 import { registerExport } from "../src/cli/export.ts";
 import { registerImport } from "../src/cli/import.ts";
+import { inProcessCli } from "./helpers/cli.ts";
 
 const torchOk = spawnSync("/usr/bin/python3", ["-c", "import torch"]).status === 0;
 const HFMODEL = join(import.meta.dirname, "..", "examples", "torch");
@@ -130,20 +130,7 @@ print(json.dumps(m(ids).flatten().tolist()))`, JSON.stringify([...ids])], { enco
 }
 
 /** Runs `mynah <args>` in-process; returns what it printed. */
-async function mynah(...args: string[]): Promise<string> {
-  const program = new Command().exitOverride();
-  registerExport(program);
-  registerImport(program);
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (...a: unknown[]) => void lines.push(a.join(" "));
-  try {
-    await program.parseAsync(["node", "mynah", ...args]);
-  } finally {
-    console.log = log;
-  }
-  return lines.join("\n");
-}
+const mynah = inProcessCli(registerExport, registerImport);
 
 test("CLI: mynah import a sharded BF16 Hugging Face folder, then export it; bad flags and folders are refused by name", async () => {
   const tmp = mkdtempSync(join(tmpdir(), "mynah-hfcli-"));

@@ -4,24 +4,12 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command } from "commander";
 import { registerTokenizer } from "../src/cli/tokenizer.ts";
 import { loadTokenizer, trainBpe } from "../src/tokenizer/index.ts";
+import { inProcessCli } from "./helpers/cli.ts";
 
-/** Runs `mynah <args>` and returns what it printed with console.log. */
-async function mynah(...args: string[]): Promise<string> {
-  const program = new Command().exitOverride();
-  registerTokenizer(program);
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (...a: unknown[]) => void lines.push(a.join(" "));
-  try {
-    await program.parseAsync(["node", "mynah", ...args]);
-  } finally {
-    console.log = log;
-  }
-  return lines.join("\n");
-}
+/** Runs `mynah <args>` in-process; returns what it printed. */
+const mynah = inProcessCli(registerTokenizer);
 
 test("tokenizer CLI: train, info, encode with special tokens, decode", async () => {
   const dir = mkdtempSync(join(tmpdir(), "mynah-tokcli-"));
