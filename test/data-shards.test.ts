@@ -158,10 +158,26 @@ test("2 threads (cleaning on the workers) write what 1 thread writes; an interru
   const many = Array.from({ length: 80 }, (_, k) => base.map((d) => `${k} ${d}`).join("\n\n")).join("\n\n");
   writeFileSync(noisy, many + "\n\nx\n\ndoc 3: again\u0007\n\n" + base.map((d) => `0 ${d}`).join("\n\n"));
   const opts = { inputs: [noisy], tokenizer: tokDir, shardTokens: 20_000, clean: { valFraction: 0.2, seed: 3, minChars: 2 } };
-  const one = await prepareData({ ...opts, out: join(tmp, "r1"), threads: 1 });
-  const two = await prepareData({ ...opts, out: join(tmp, "r2"), threads: 2 });
-  assert.deepEqual(two.splits, one.splits);
-  assert.deepEqual(two.sources, one.sources);
+  // Batches tokenized per thread, from the last progress report: [calling thread, worker 1, ...].
+  const run = async (out: string, threads: number, workersOnly = false): Promise<{ m: Manifest; on: number[] }> => {
+    let on: number[] = [];
+    const m = await prepareData({ ...opts, out: join(tmp, out), threads, workersOnly, onProgress: (p) => (on = p.encodedOn) });
+    return { m, on };
+  };
+  const { m: one, on: on1 } = await run("r1", 1);
+  assert.equal(on1.length, 1);
+  assert.ok(on1[0] >= 3, `batches ${on1}`);
+  // Every batch through the worker (cleaned and tokenized there), and spread over the calling thread and two workers.
+  const { m: two, on: on2 } = await run("r2", 2, true);
+  assert.deepEqual(on2, [0, on1[0]]);
+  const { m: mixed, on: on3 } = await run("r2b", 3);
+  assert.equal(on3.reduce((a, b) => a + b, 0), on1[0]);
+  for (const m of [two, mixed]) {
+    assert.deepEqual(m.splits, one.splits);
+    assert.deepEqual(m.sources, one.sources);
+    for (const s of [...one.splits.train.shards, ...one.splits.val.shards])
+      assert.ok(readFileSync(join(tmp, "r1", s.file)).equals(readFileSync(join(tmp, m === two ? "r2" : "r2b", s.file))), s.file);
+  }
   assert.equal(one.sources[0].duplicates, 120);
   assert.equal(one.sources[0].tooShort, 1);
   const out = join(tmp, "r3");

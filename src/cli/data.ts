@@ -30,7 +30,9 @@ function progressLine(p: PrepareProgress): void {
   const rate = p.seconds > 0 ? mb / p.seconds : 0;
   const frac = p.bytesTotal > 0 ? Math.min(1, p.bytesRead / p.bytesTotal) : 0;
   const eta = rate > 0 ? Math.max(0, (p.bytesTotal / 1e6 - mb) / rate) : NaN;
-  const line = `${(frac * 100).toFixed(0).padStart(3)}%  ${mb.toFixed(1)}/${(p.bytesTotal / 1e6).toFixed(1)} MB  ${rate.toFixed(1)} MB/s  ${(p.tokens / 1e6).toFixed(2)} M tokens  ETA ${Number.isFinite(eta) ? eta.toFixed(0) + " s" : "?"}`;
+  // At the end, how the batches were spread over the tokenizing threads (this one first).
+  const spread = p.done && p.encodedOn.length > 1 ? `  batches per thread ${p.encodedOn.join(" + ")}` : "";
+  const line = `${(frac * 100).toFixed(0).padStart(3)}%  ${mb.toFixed(1)}/${(p.bytesTotal / 1e6).toFixed(1)} MB  ${rate.toFixed(1)} MB/s  ${(p.tokens / 1e6).toFixed(2)} M tokens  ETA ${Number.isFinite(eta) ? eta.toFixed(0) + " s" : "?"}${spread}`;
   if (process.stderr.isTTY) process.stderr.write(`\r${line}   ${p.done ? "\n" : ""}`);
   else if (p.done) process.stderr.write(line + "\n");
 }

@@ -4,10 +4,11 @@
  * The main thread reads the files and keeps what needs input order: deduplication (a compact
  * hash set), the train/val split, per-file statistics, and writing shards. The per-document
  * work, cleaning (NFC, control characters, the conversation check, --min-chars), the content
- * digest and tokenizing, runs on worker_threads in batches whose results are taken in order,
- * so the shards are the same whatever the thread count, and the main thread's serial share is
- * small enough for the workers to scale. Memory stays bounded: a few batches in flight per
- * worker, one open shard per split streamed to disk, 12 bytes of digest per distinct document.
+ * digest and tokenizing, runs in batches on the tokenizing threads (encode-pool.ts: the main
+ * thread itself and threads − 1 worker threads), whose results are taken in order, so the
+ * shards are the same whatever the thread count or timing. Memory stays bounded: a few
+ * batches in flight per thread, one open shard per split streamed to disk, 12 bytes of digest
+ * per distinct document.
  *
  * Interrupted runs: a shard is a temp file until it is complete (then fsync + rename), and
  * after each shard `.prepare-state.json` records, per split, the documents already in
@@ -19,12 +20,12 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, mkdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
-import { Worker } from "node:worker_threads";
 import { writeAtomic } from "../core/atomic-write.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { countingOnBad, DocSorter, noDocumentsMessage, type CleanOptions, type SourceStats, type Split } from "./clean.ts";
-import { cleanEncode, eotId, STATUS_NAMES, type CleanEncoded } from "./encode-docs.ts";
+import { eotId, STATUS_NAMES } from "./encode-docs.ts";
+import { EncodePool, type Ticket } from "./encode-pool.ts";
 import { DataError, type OnBad } from "./errors.ts";
 import { expandInputsDetailed, type SkippedInput } from "./inputs.ts";
 import { readFiles, type ReadOptions } from "./readers.ts";
@@ -44,8 +45,13 @@ export interface PrepareOptions {
   tokenizer: string;
   read?: Pick<ReadOptions, "format" | "textField" | "docSplit">;
   clean?: Omit<CleanOptions, "onBad">;
-  /** Tokenizing threads (default: all cores); 1 tokenizes on the calling thread. */
+  /**
+   * Tokenizing threads (default: all cores): the calling thread and threads − 1 workers; 1
+   * tokenizes on the calling thread alone.
+   */
   threads?: number;
+  /** Testing: with workers, every batch is tokenized on one (the calling thread only reads and writes). */
+  workersOnly?: boolean;
   /** A shard is closed once it holds at least this many tokens (default 2^24). */
   shardTokens?: number;
   /** Count and report bad records instead of stopping at the first. */
@@ -67,6 +73,8 @@ export interface PrepareProgress {
   docs: number;
   seconds: number;
   done: boolean;
+  /** Batches tokenized so far by each thread: [the calling thread, worker 1, ...]. */
+  encodedOn: number[];
 }
 
 export interface ShardInfo {
@@ -114,17 +122,6 @@ interface PrepareState {
   splits: Record<Split, SplitState>;
 }
 
-/** Messages to and from prepare-worker.ts. */
-export interface WorkerJob {
-  seq: number;
-  docs: DocBody[];
-  /** --min-chars */
-  minChars: number;
-  /** False while resuming: clean and digest only (documents inside finished shards are not tokenized again). */
-  tokenize: boolean;
-}
-export type WorkerResult = { seq: number; error?: string } & Partial<CleanEncoded>;
-
 function tokenizerFile(path: string): string {
   return statSync(path).isDirectory() ? join(path, "tokenizer.json") : path;
 }
@@ -158,61 +155,6 @@ export function loadPreparedTokenizer(dir: string, m: Manifest = readManifest(di
   if (sha !== m.tokenizer.sha256)
     throw new Error(`${path}: SHA-256 ${sha.slice(0, 12)}… differs from the ${m.tokenizer.sha256.slice(0, 12)}… the shards were made with (the tokenizer changed after \`mynah data prepare\`); prepare the folder again with --force`);
   return { tokenizer: loadTokenizer(path), path };
-}
-
-const fromSource = import.meta.url.endsWith(".ts");
-const workerUrl = new URL(fromSource ? "./prepare-worker.ts" : "./prepare-worker.js", import.meta.url);
-
-/** Starts a tokenizing worker (from TypeScript sources the worker registers tsx first). */
-function startWorker(tokenizer: string): Worker {
-  if (!fromSource) return new Worker(workerUrl, { workerData: { tokenizer } });
-  const api = import.meta.resolve("tsx/esm/api");
-  const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); });`;
-  return new Worker(code, { eval: true, workerData: { tokenizer } });
-}
-
-/** Encodes batches in order: on N workers, or on this thread when threads = 1. */
-interface Encoder {
-  submit(job: WorkerJob): Promise<WorkerResult>;
-  close(): Promise<void>;
-}
-
-function localEncoder(tok: Tokenizer): Encoder {
-  return {
-    submit: async (job) => ({ seq: job.seq, ...cleanEncode(tok, job.docs, job.minChars, job.tokenize) }),
-    close: async () => {},
-  };
-}
-
-function workerEncoder(tokenizer: string, n: number): Encoder {
-  const workers = Array.from({ length: n }, () => startWorker(tokenizer));
-  const pending = new Map<number, { resolve: (r: WorkerResult) => void; reject: (e: Error) => void }>();
-  let failed: Error | null = null;
-  for (const w of workers) {
-    w.on("message", (r: WorkerResult) => {
-      const p = pending.get(r.seq)!;
-      pending.delete(r.seq);
-      if (r.error) p.reject(new Error(`tokenizing worker: ${r.error}`));
-      else p.resolve(r);
-    });
-    w.on("error", (e) => {
-      failed = e;
-      for (const p of pending.values()) p.reject(e);
-      pending.clear();
-    });
-  }
-  return {
-    submit(job) {
-      if (failed) return Promise.reject(failed);
-      return new Promise((resolve, reject) => {
-        pending.set(job.seq, { resolve, reject });
-        workers[job.seq % n].postMessage(job);
-      });
-    },
-    async close() {
-      await Promise.all(workers.map((w) => w.terminate()));
-    },
-  };
 }
 
 function emptyState(configKey: string): PrepareState {
@@ -318,29 +260,30 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     if (writers[s]!.tokens >= shardTokens) commit(s);
   };
 
-  const threads = Math.max(1, opts.threads ?? availableParallelism());
-  const encoder = threads === 1 ? localEncoder(tok) : workerEncoder(join(opts.out, tokFile), threads);
   type Meta = { file: string; line: number; unit: "line" | "row" };
   // A batch in flight: its documents (kept until its result is in, for resubmitting while resuming), where
   // they came from, and, for a resubmitted batch, the splits already decided.
-  interface InFlight { job: Promise<WorkerResult>; docs: DocBody[]; meta: Meta[]; decided?: Split[] }
+  interface InFlight { ticket: Ticket; docs: DocBody[]; meta: Meta[]; decided?: Split[] }
   const inFlight: InFlight[] = [];
   // Resuming: documents inside finished shards are cleaned (for dedup and the split) but not tokenized.
   let resuming = done.train + done.val > 0;
-  let seq = 0;
   let lastReport = 0;
   const report = (final: boolean): void => {
     const now = Date.now();
     if (!opts.onProgress || (!final && now - lastReport < (opts.progressIntervalMs ?? 200))) return;
     lastReport = now;
-    opts.onProgress({ bytesRead, bytesTotal, tokens: tokensOut, docs: docsOut, seconds: (now - t0) / 1000, done: final });
+    opts.onProgress({ bytesRead, bytesTotal, tokens: tokensOut, docs: docsOut, seconds: (now - t0) / 1000, done: final, encodedOn: [...pool.encodedOn] });
   };
   const submit = (d: DocBody[], meta: Meta[], tokenize: boolean, decided?: Split[]): InFlight => ({
-    job: encoder.submit({ seq: seq++, docs: d, minChars: clean.minChars, tokenize }), docs: d, meta, decided,
+    // A resubmitted batch is needed before everything queued after it.
+    ticket: pool.submit({ docs: d, minChars: clean.minChars, tokenize }, decided !== undefined), docs: d, meta, decided,
   });
   const drainOne = async (): Promise<void> => {
     const f = inFlight.shift()!;
-    const r = await f.job;
+    // Rather than wait, this thread encodes what no worker has taken (everything with 1 thread), and
+    // between two batches lets the workers' replies in so they are handed more work at once.
+    while (!f.ticket.settled && pool.runOne()) await new Promise((r) => setImmediate(r));
+    const r = await f.ticket.promise;
     let o = 0;
     const redo: { doc: DocBody; meta: Meta; split: Split }[] = [];
     f.meta.forEach((m, i) => {
@@ -348,7 +291,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
       const ids = r.ids?.subarray(o, o + n);
       o += n;
       // A resubmitted batch was deduplicated and split the first time round.
-      const split = f.decided ? f.decided[i] : sorter.accept(m, STATUS_NAMES[r.status![i]], r.problems![i], r.digests!.subarray(12 * i, 12 * i + 12), r.chars![i]);
+      const split = f.decided ? f.decided[i] : sorter.accept(m, STATUS_NAMES[r.status[i]], r.problems[i], r.digests.subarray(12 * i, 12 * i + 12), r.chars[i]);
       if (split === null) return;
       if (!f.decided && seen[split]++ < done[split]) return; // inside a finished shard
       if (ids) write(split, m.file, ids);
@@ -359,6 +302,12 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     if (redo.length) inFlight.unshift(submit(redo.map((x) => x.doc), redo.map((x) => x.meta), true, redo.map((x) => x.split)));
     report(false);
   };
+  // The tokenizing threads: this one and threads − 1 workers, which start now, so their start-up
+  // overlaps reading (and this thread encoding) the first batches.
+  const threads = Math.max(1, opts.threads ?? availableParallelism());
+  const pool = new EncodePool(tok, join(opts.out, tokFile), { threads, workersOnly: opts.workersOnly });
+  // Batches read ahead: enough to keep every worker's two full, with some left for this thread.
+  const maxInFlight = 2 * threads + 1;
   let batch: DocBody[] = [];
   let meta: Meta[] = [];
   let chars = 0;
@@ -368,7 +317,7 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     batch = [];
     meta = [];
     chars = 0;
-    while (inFlight.length >= 2 * threads) await drainOne();
+    while (inFlight.length >= maxInFlight) await drainOne();
   };
   try {
     for await (const d of docs) {
@@ -383,11 +332,9 @@ export async function prepareData(opts: PrepareOptions): Promise<Manifest> {
     for (const s of SPLITS) commit(s);
   } catch (err) {
     for (const s of SPLITS) writers[s]?.abort();
-    // Let in-flight jobs settle so no rejection goes unhandled.
-    await Promise.allSettled(inFlight.map((x) => x.job));
-    throw err;
+    throw err; // the batches still in flight are dropped by pool.close()
   } finally {
-    await encoder.close();
+    await pool.close();
   }
   report(true);
   if (SPLITS.every((sp) => state!.splits[sp].docs === 0)) throw new Error(noDocumentsMessage("no documents to write; nothing was prepared", files, stats, clean));
