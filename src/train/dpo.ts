@@ -20,15 +20,14 @@ import type { Batch } from "../data/types.ts";
 import { parameterCount, type ModelConfig } from "../model/config.ts";
 import { createGPT, type GPT } from "../model/gpt.ts";
 import { loadModelFolder } from "../model/weights.ts";
-import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState } from "./checkpoint.ts";
 import { checkDpoLoss, dpoLoss, type DpoLossKind, type DpoLossOptions, type DpoMetrics } from "./dpo-loss.ts";
-import { trainLoop, type LoopResult, type MicroStep, type Objective, type ResumeFrom } from "./loop.ts";
-import { checkLoopOptions, claimRunFolder, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { trainLoop, type LoopResult, type MicroStep, type Objective } from "./loop.ts";
+import { checkLoopOptions, machinePeakFlops, resumePoint, startRun, tokenizerFilesOf } from "./pretrain.ts";
 import { SettingsError } from "../core/errors.ts";
 import { createReporter } from "./report.ts";
-import { checkChatTokenizer, loadStart, type RunOptions, type Start } from "./sft.ts";
+import { checkChatTokenizer, fineTuneStart, type RunOptions } from "./sft.ts";
 
 /**
  * Samples one reply per prompt (ids after the generation prompt, the stop token included when
@@ -193,7 +192,11 @@ export function estimateKl(policy: GPT, reference: GPT, tok: Tokenizer, prompts:
 
 export async function dpo(o: DpoOptions): Promise<DpoResult> {
   checkLoopOptions({ ...o.loop, seqLen: o.loop.seqLen || 1 }, DpoSettingsError);
-  const run = claimRunFolder(o.out, o.resume, o.force ?? false, DpoSettingsError);
+  const begun = startRun(o, DpoSettingsError, (prev, dir) => {
+    if (prev.kind !== "dpo") throw new DpoSettingsError(`--resume: ${dir} is not a DPO checkpoint`);
+  });
+  const { run, saved } = begun;
+  let loop = begun.loop;
   const lossOpts: DpoLossOptions = { kind: o.loss, beta: o.beta, labelSmoothing: o.labelSmoothing };
   const bad = checkDpoLoss(lossOpts);
   if (bad) throw new DpoSettingsError(bad);
@@ -201,28 +204,11 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
   if (o.rpoAlpha !== undefined && !(o.rpoAlpha >= 0 && Number.isFinite(o.rpoAlpha))) throw new DpoSettingsError(`--rpo-alpha must be a number ≥ 0, got ${o.rpoAlpha}`);
   if (o.klPrompts < 0 || !Number.isInteger(o.klPrompts)) throw new DpoSettingsError(`--kl-prompts must be a whole number ≥ 0, got ${o.klPrompts}`);
   const norm = o.lengthNorm === "auto" ? o.loss === "ipo" : o.lengthNorm;
-  let loop = o.loop;
-  let saved: ReturnType<typeof loadCheckpoint> | null = null;
-  let savedBefore: DpoEval | null = null;
+  const prev = begun.prev as { before?: DpoEval; from?: string };
+  const savedBefore = prev.before ?? null;
   // The reference is the starting checkpoint itself (not a run folder's "latest", which may move).
-  let from = existsSync(o.from) ? resolve(startDir(o.from)) : resolve(o.from);
-  if (o.resume) {
-    const dir = latestCheckpoint(o.out);
-    if (!dir) throw new DpoSettingsError(`--resume: ${o.out} has no checkpoint to resume from`);
-    saved = loadCheckpoint(dir);
-    const prev = saved.state.options as { kind?: string; loop?: DpoOptions["loop"]; before?: DpoEval; from?: string };
-    if (prev.kind !== "dpo") throw new DpoSettingsError(`--resume: ${dir} is not a DPO checkpoint`);
-    if (prev.loop) loop = { ...prev.loop, steps: o.loop.steps, evalEvery: o.loop.evalEvery, sampleEvery: o.loop.sampleEvery, checkpointEvery: o.loop.checkpointEvery };
-    if (prev.from) from = prev.from;
-    savedBefore = prev.before ?? null;
-    if (saved.state.step >= loop.steps) throw new DpoSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
-  }
-  const start: Start = saved
-    ? {
-        config: saved.config, params: saved.params, ref: saved.state.tokenizer!, describe: `${saved.dir} (resuming)`,
-        tokenizer: existsSync(join(saved.dir, "tokenizer.json")) ? loadTokenizer(saved.dir) : tokenizerFromRef(saved.state.tokenizer!),
-      }
-    : loadStart(o.from, o.tokenizer);
+  const from = prev.from ?? (existsSync(o.from) ? resolve(startDir(o.from)) : resolve(o.from));
+  const start = fineTuneStart(saved, o.from, o.tokenizer);
   const pad = checkChatTokenizer(start.tokenizer);
   if (!loop.seqLen) loop = { ...loop, seqLen: start.config.contextLength };
   const T = loop.seqLen;
@@ -294,9 +280,7 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
 
   const objective = dpoObjective(trainRef, lossOpts, norm, o.rpoAlpha ?? 0);
   const source = openPairSource(train.ex, { seed: loop.seed, pad });
-  const resume: ResumeFrom | undefined = saved
-    ? { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data, file: join(saved.dir, "optimizer.safetensors") }
-    : undefined;
+  const resume = saved ? resumePoint(saved) : undefined;
   const tokenizerFiles = tokenizerFilesOf(start.ref);
   const options = {
     kind: "dpo", loop, from, data: o.data.map((p) => resolve(p)), valFraction: o.valFraction,

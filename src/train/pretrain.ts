@@ -16,7 +16,7 @@ import { createGPT, type GPT } from "../model/gpt.ts";
 import { charTokenizer, charTokenizerConfig, charTokenizerJson } from "../tokenizer/char.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { clearRun, latestCheckpoint, loadCheckpoint, resumeBackendNote, runFiles, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
+import { clearRun, latestCheckpoint, loadCheckpoint, resumeBackendNote, runFiles, saveCheckpoint, type CheckpointState, type LoadedCheckpoint, type TokenizerRef } from "./checkpoint.ts";
 import { evaluate, tokenByteLengths, type EvalResult } from "./eval.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
 import { describeEstimate, estimateTrainingMemory, memoryRefusal } from "./memory.ts";
@@ -156,6 +156,41 @@ export function claimRunFolder(out: string, resume: boolean, force: boolean,
   return { replace: () => { if (old.length > 0) clearRun(out); } };
 }
 
+/** Where a run starts: its claimed folder and, with --resume, the checkpoint it continues. */
+export interface RunStart<L> {
+  run: { replace: () => void };
+  /** The loop settings: with --resume the run's own, but for --steps and how often it evaluates, samples and saves. */
+  loop: L;
+  saved: LoadedCheckpoint | null;
+  /** The options the resumed run recorded in its checkpoint (empty for a fresh run). */
+  prev: Record<string, unknown>;
+}
+
+/**
+ * The start of `train`, `sft` and `dpo`: claims the run folder (claimRunFolder) and, with
+ * --resume, loads its latest checkpoint. The run's own loop settings continue, except how long
+ * it runs and how often it reports and saves; a checkpoint already at --steps is refused.
+ * `check` may refuse the recorded options (another kind of run) before anything else is used.
+ */
+export function startRun<L extends Omit<LoopOptions, "peakFlops">>(o: { out: string; resume: boolean; force?: boolean; loop: L },
+  Err: new (message: string) => SettingsError = PretrainSettingsError, check?: (prev: Record<string, unknown>, dir: string) => void): RunStart<L> {
+  const run = claimRunFolder(o.out, o.resume, o.force ?? false, Err);
+  if (!o.resume) return { run, loop: o.loop, saved: null, prev: {} };
+  const dir = latestCheckpoint(o.out);
+  if (!dir) throw new Err(`--resume: ${o.out} has no checkpoint to resume from (no ${join(o.out, "latest")})`);
+  const saved = loadCheckpoint(dir);
+  const prev = saved.state.options as Record<string, unknown> & { loop?: L };
+  check?.(prev, dir);
+  const loop = prev.loop ? { ...prev.loop, steps: o.loop.steps, evalEvery: o.loop.evalEvery, sampleEvery: o.loop.sampleEvery, checkpointEvery: o.loop.checkpointEvery } : o.loop;
+  if (saved.state.step >= loop.steps) throw new Err(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
+  return { run, loop, saved, prev };
+}
+
+/** The training loop's resume point in a loaded checkpoint. */
+export function resumePoint(saved: LoadedCheckpoint): ResumeFrom {
+  return { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data, file: join(saved.dir, "optimizer.safetensors") };
+}
+
 /** The model config the options describe (vocabulary from the data). Throws naming the flag. */
 export function modelConfigFor(m: ModelShapeOptions, vocabSize: number, seqLen: number): ModelConfig {
   const context = m.context ?? seqLen;
@@ -213,19 +248,7 @@ export interface PretrainResult extends LoopResult {
 
 export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   checkLoopOptions(o.loop);
-  const run = claimRunFolder(o.out, o.resume, o.force ?? false);
-  let loop = o.loop;
-  let resume: ResumeFrom | undefined;
-  let saved: ReturnType<typeof loadCheckpoint> | null = null;
-  if (o.resume) {
-    const dir = latestCheckpoint(o.out);
-    if (!dir) throw new PretrainSettingsError(`--resume: ${o.out} has no checkpoint to resume from (no ${join(o.out, "latest")})`);
-    saved = loadCheckpoint(dir);
-    // The run's own settings continue, except how long it runs and how often it reports.
-    const prev = saved.state.options as { loop?: PretrainOptions["loop"] };
-    if (prev.loop) loop = { ...prev.loop, steps: o.loop.steps, evalEvery: o.loop.evalEvery, sampleEvery: o.loop.sampleEvery, checkpointEvery: o.loop.checkpointEvery };
-    if (saved.state.step >= loop.steps) throw new PretrainSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
-  }
+  const { run, loop, saved } = startRun(o);
   const data = openData(o.data, o.valFraction, loop.seed, saved?.state.tokenizer ?? null, o.evalBatches * loop.batchSize, loop.seqLen);
   const config = saved ? saved.config : modelConfigFor(o.model, data.vocabSize, loop.seqLen);
   if (loop.seqLen > config.contextLength) throw new PretrainSettingsError(`--seq-len ${loop.seqLen} is longer than the model's context ${config.contextLength}`);
@@ -235,10 +258,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   if (tooBig) throw new PretrainSettingsError(tooBig);
   const backend = o.backend ?? nativeBackend();
   const model = createGPT(config, backend, { ...(saved ? { params: saved.params } : { seed: loop.seed }), recompute: o.recompute });
-  if (saved) {
-    resume = { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data,
-               file: join(saved.dir, "optimizer.safetensors") };
-  }
+  const resume = saved ? resumePoint(saved) : undefined;
   run.replace();
   mkdirSync(o.out, { recursive: true });
   const peak = machinePeakFlops();

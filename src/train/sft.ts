@@ -20,9 +20,9 @@ import { loadModelFolder } from "../model/weights.ts";
 import type { ParamSet } from "../model/params.ts";
 import { loadModelTokenizer as loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { latestCheckpoint, loadCheckpoint, resumeBackendNote, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
-import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
-import { checkLoopOptions, claimRunFolder, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { latestCheckpoint, loadCheckpoint, resumeBackendNote, saveCheckpoint, type CheckpointState, type LoadedCheckpoint, type TokenizerRef } from "./checkpoint.ts";
+import { trainLoop, type LoopOptions, type LoopResult } from "./loop.ts";
+import { checkLoopOptions, machinePeakFlops, resumePoint, startRun, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
 import { SettingsError } from "../core/errors.ts";
 import { describeEstimate, estimateTrainingMemory, memoryRefusal } from "./memory.ts";
 import { createReporter } from "./report.ts";
@@ -110,6 +110,15 @@ export function loadStart(from: string, tokenizerPath: string | undefined): Star
   return { config: m.config, params: m.params, ...tokFrom(null, from), describe: from };
 }
 
+/** Where fine-tuning starts: the checkpoint a --resume continues (with its tokenizer), else --from (loadStart). */
+export function fineTuneStart(saved: LoadedCheckpoint | null, from: string, tokenizerPath: string | undefined): Start {
+  if (!saved) return loadStart(from, tokenizerPath);
+  return {
+    config: saved.config, params: saved.params, ref: saved.state.tokenizer!, describe: `${saved.dir} (resuming)`,
+    tokenizer: existsSync(join(saved.dir, "tokenizer.json")) ? loadTokenizer(saved.dir) : tokenizerFromRef(saved.state.tokenizer!),
+  };
+}
+
 export function checkChatTokenizer(tok: Tokenizer): number {
   if (usesOwnTemplate(tok)) {
     // A model with its own chat template (tokenizer_config.json): rows are padded with its pad/eos token.
@@ -125,26 +134,11 @@ export function checkChatTokenizer(tok: Tokenizer): number {
 
 export async function sft(o: SftOptions): Promise<SftResult> {
   checkLoopOptions({ ...o.loop, seqLen: o.loop.seqLen || 1 }, SftSettingsError); // seqLen 0 is resolved below, once the model is known
-  const run = claimRunFolder(o.out, o.resume, o.force ?? false, SftSettingsError);
-  let loop = o.loop;
-  let resume: ResumeFrom | undefined;
-  let saved: ReturnType<typeof loadCheckpoint> | null = null;
-  let savedBefore: ChatLoss | null = null;
-  if (o.resume) {
-    const dir = latestCheckpoint(o.out);
-    if (!dir) throw new SftSettingsError(`--resume: ${o.out} has no checkpoint to resume from`);
-    saved = loadCheckpoint(dir);
-    const prev = saved.state.options as { loop?: SftOptions["loop"]; before?: ChatLoss };
-    if (prev.loop) loop = { ...prev.loop, steps: o.loop.steps, evalEvery: o.loop.evalEvery, sampleEvery: o.loop.sampleEvery, checkpointEvery: o.loop.checkpointEvery };
-    savedBefore = prev.before ?? null;
-    if (saved.state.step >= loop.steps) throw new SftSettingsError(`--resume: the checkpoint is at step ${saved.state.step}, already at --steps ${loop.steps}; raise --steps to train further`);
-  }
-  const start: Start = saved
-    ? {
-        config: saved.config, params: saved.params, ref: saved.state.tokenizer!, describe: `${saved.dir} (resuming)`,
-        tokenizer: existsSync(join(saved.dir, "tokenizer.json")) ? loadTokenizer(saved.dir) : tokenizerFromRef(saved.state.tokenizer!),
-      }
-    : loadStart(o.from, o.tokenizer);
+  const begun = startRun(o, SftSettingsError);
+  const { run, saved } = begun;
+  let loop = begun.loop;
+  const savedBefore = (begun.prev.before as ChatLoss | undefined) ?? null;
+  const start = fineTuneStart(saved, o.from, o.tokenizer);
   const pad = checkChatTokenizer(start.tokenizer);
   // No --seq-len: rows as long as the model's context.
   if (!loop.seqLen) loop = { ...loop, seqLen: start.config.contextLength };
@@ -168,10 +162,7 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   const backend = o.backend ?? nativeBackend();
   const model = createGPT(start.config, backend, { params: start.params, recompute: o.recompute });
   const source = openChatSource(train.examples, { seed: loop.seed, packing: o.packing, pad });
-  if (saved) {
-    resume = { step: saved.state.step, tokens: saved.state.tokens, optimizer: saved.optimizer, rng: saved.state.rng, data: saved.state.data,
-               file: join(saved.dir, "optimizer.safetensors") };
-  }
+  const resume = saved ? resumePoint(saved) : undefined;
   run.replace();
   mkdirSync(o.out, { recursive: true });
   const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
