@@ -15,28 +15,45 @@ export function eotId(tok: Tokenizer): number {
   return id;
 }
 
+/** Token ids appended to a Uint32Array that doubles as it fills. */
+class IdBuffer {
+  ids = new Uint32Array(1 << 16);
+  length = 0;
+  push(eot: number, body: readonly number[]): void {
+    const need = this.length + 1 + body.length;
+    if (need > this.ids.length) {
+      const grown = new Uint32Array(Math.max(need, 2 * this.ids.length));
+      grown.set(this.ids.subarray(0, this.length));
+      this.ids = grown;
+    }
+    this.ids[this.length++] = eot;
+    this.ids.set(body, this.length);
+    this.length += body.length;
+  }
+  /** The ids in a buffer of their own size (it is transferred to another thread whole). */
+  take(): Uint32Array {
+    return this.length === this.ids.length ? this.ids : this.ids.slice(0, this.length);
+  }
+}
+
+/** One document's ids as they go into a shard, without the leading <|endoftext|>. */
+function docIds(tok: Tokenizer, d: DocBody): number[] {
+  // Special-token text inside a document stays ordinary text: data cannot forge a boundary.
+  if (d.kind === "preference") throw new Error("encodeDocs: preference pairs are not pretraining documents");
+  return d.kind === "text" ? tok.encode(d.text) : renderChat(tok, d.messages).ids;
+}
+
 /** Ids of documents, concatenated (`ids`), with each document's length (`lens`). */
 export function encodeDocs(tok: Tokenizer, docs: readonly DocBody[]): { ids: Uint32Array; lens: Uint32Array } {
   const eot = eotId(tok);
-  const parts: number[][] = [];
+  const out = new IdBuffer();
   const lens = new Uint32Array(docs.length);
-  let n = 0;
   docs.forEach((d, i) => {
-    // Special-token text inside a document stays ordinary text: data cannot forge a boundary.
-    if (d.kind === "preference") throw new Error("encodeDocs: preference pairs are not pretraining documents");
-    const body = d.kind === "text" ? tok.encode(d.text) : renderChat(tok, d.messages).ids;
-    parts.push(body);
+    const body = docIds(tok, d);
+    out.push(eot, body);
     lens[i] = body.length + 1;
-    n += body.length + 1;
   });
-  const ids = new Uint32Array(n);
-  let o = 0;
-  for (const p of parts) {
-    ids[o++] = eot;
-    ids.set(p, o);
-    o += p.length;
-  }
-  return { ids, lens };
+  return { ids: out.take(), lens };
 }
 
 /** What a tokenizing worker returns for a batch: per document, cleaning's verdict, and its ids. */
@@ -66,8 +83,12 @@ export function cleanEncode(tok: Tokenizer, docs: readonly DocBody[], minChars: 
   const n = docs.length;
   const status = new Uint8Array(n), digests = new Uint8Array(12 * n), chars = new Float64Array(n);
   const problems: Record<number, string> = {};
-  const kept: DocBody[] = [];
-  const keptAt: number[] = [];
+  const eot = tokenize ? eotId(tok) : 0;
+  const out = new IdBuffer();
+  const lens = new Uint32Array(n);
+  // One document at a time, cleaned then encoded, so its cleaned text and ids die young
+  // (a batch's worth of them kept until the end would outlive garbage collections and be
+  // copied to the old generation).
   docs.forEach((d, i) => {
     const c = cleanOne(d, minChars);
     status[i] = STATUS[c.status];
@@ -75,12 +96,11 @@ export function cleanEncode(tok: Tokenizer, docs: readonly DocBody[], minChars: 
     if (c.status !== "ok") return;
     digests.set(c.digest.subarray(0, 12), 12 * i);
     chars[i] = c.chars;
-    kept.push(c.body);
-    keptAt.push(i);
+    if (!tokenize) return;
+    const body = docIds(tok, c.body);
+    out.push(eot, body);
+    lens[i] = body.length + 1;
   });
   if (!tokenize) return { status, problems, digests, chars };
-  const enc = encodeDocs(tok, kept);
-  const lens = new Uint32Array(n);
-  keptAt.forEach((i, k) => (lens[i] = enc.lens[k]));
-  return { status, problems, digests, chars, ids: enc.ids, lens };
+  return { status, problems, digests, chars, ids: out.take(), lens };
 }
