@@ -20,7 +20,7 @@ import {
   BYTE_TO_CHAR,
   bpeTokenizer,
 } from "../src/tokenizer/index.ts";
-import { compilePattern, forEachPiece } from "../src/tokenizer/pattern.ts";
+import { compilePattern, forEachPiece, O200K_PATTERN, PATTERN_PRESETS } from "../src/tokenizer/pattern.ts";
 import { PieceCounter } from "../src/tokenizer/train.ts";
 import { trainTokenizerOnInputs } from "../src/data/train-tokenizer.ts";
 import type { TrainOptions } from "../src/tokenizer/train.ts";
@@ -105,6 +105,37 @@ function naiveMerges(texts: string[], numMerges: number): [number, number][] {
 }
 
 const specials = DEFAULT_SPECIAL_TOKENS.length;
+
+/** Pieces as the plain global search finds them (String.prototype.matchAll), gaps as pieces of their own. */
+function globalPieces(re: RegExp, text: string): string[] {
+  const out: string[] = [];
+  let last = 0;
+  for (const m of text.matchAll(re)) {
+    if (m.index! > last) out.push(text.slice(last, m.index));
+    out.push(m[0]);
+    last = m.index! + m[0].length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+test("pre-split: forEachPiece gives the global search's pieces for every preset, and makes gaps pieces", () => {
+  const edge = ["", " ", "a", "\r\n\r\n  x", "it's  NOT   i'LL\t\tgo\n\n\n", "12345 1.5e-3 ①②", "😀😀 a😀b \u{1F1EB}\u{1F1F7}", "中文字符abc 中 文\n日本語ｶﾀｶﾅ", "x\ud800y \udc00", "  \n ", "tail   "];
+  const texts = [...edge, ...corpus(7, 400)];
+  for (const [name, pattern] of [...Object.entries(PATTERN_PRESETS).map(([k, v]) => [k, v.pattern]), ["o200k", O200K_PATTERN]]) {
+    const re = compilePattern(pattern);
+    for (const t of texts) {
+      const got: string[] = [];
+      forEachPiece(re, t, (p) => got.push(p));
+      assert.deepEqual(got, globalPieces(re, t), `${name}: ${JSON.stringify(t.slice(0, 40))}`);
+    }
+  }
+  // A pattern that skips text: what it skips comes out as pieces, and the pieces still cover the text once.
+  const letters = /[a-z]+/gu;
+  const got: string[] = [];
+  forEachPiece(letters, "ab, cd!e  ", (p) => got.push(p));
+  assert.deepEqual(got, ["ab", ", ", "cd", "!", "e", "  "]);
+});
 
 test("trainer: same merges as a naive full-recount trainer, deterministic", () => {
   const texts = corpus(7);

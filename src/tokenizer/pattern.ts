@@ -138,22 +138,54 @@ export function compilePattern(pattern: string): RegExp {
   }
 }
 
-/** Calls `fn` for each piece of `text` (in order); pieces cover all of `text`. */
+/** The sticky twin of each pattern (same source and flags, `y` for `g`). */
+const stickyOf = new WeakMap<RegExp, RegExp>();
+
+/**
+ * Calls `fn` for each piece of `text` (in order); pieces cover all of `text`.
+ *
+ * Pieces are what a global search (`re.exec` from where the last match ended) finds, but are
+ * found with the sticky twin's `test`, which allocates no match array: millions of pieces a
+ * second make that garbage the larger part of what encoding allocates. Where the global search
+ * would find its next match at the position it starts from, the sticky one finds the same
+ * match (the same alternatives tried in the same order there). Only where that match would be
+ * empty or start later (a gap, which the built-in patterns never leave) does the global search
+ * run, exactly as before.
+ */
 export function forEachPiece(re: RegExp, text: string, fn: (piece: string) => void): void {
-  re.lastIndex = 0;
-  let last = 0;
+  let sticky = stickyOf.get(re);
+  if (!sticky) stickyOf.set(re, (sticky = new RegExp(re.source, re.flags.replace("g", "") + "y")));
+  const n = text.length;
+  let pos = 0;
+  while (pos < n) {
+    sticky.lastIndex = pos;
+    if (sticky.test(text) && sticky.lastIndex > pos) {
+      const end = sticky.lastIndex;
+      fn(text.slice(pos, end));
+      pos = end;
+    } else pos = globalStep(re, text, pos, fn);
+  }
+}
+
+/** The global search from `pos` up to and including its next non-empty match (gaps become pieces); returns where it ended. */
+function globalStep(re: RegExp, text: string, pos: number, fn: (piece: string) => void): number {
+  re.lastIndex = pos;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) {
     // The patterns cover every character; a gap would mean a pattern that skips text, which
     // would lose data, so it becomes a piece of its own.
-    if (m.index > last) fn(text.slice(last, m.index));
+    if (m.index > pos) {
+      fn(text.slice(pos, m.index));
+      pos = m.index;
+    }
     if (m[0].length === 0) {
       re.lastIndex++;
       continue;
     }
     fn(m[0]);
-    last = re.lastIndex;
+    return re.lastIndex;
   }
-  if (last < text.length) fn(text.slice(last));
+  fn(text.slice(pos));
+  return text.length;
 }
 
 /**
