@@ -248,7 +248,8 @@ export function createApp(o: AppOptions): Hono {
     const opts = wireOptions(req, ids.length, engine.maxT, "messages");
     const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
     const createdAt = Math.floor(Date.now() / 1000);
-    const model = req.model || o.modelName;
+    // The served model's id, whatever name the request used (as OpenAI-compatible servers answer).
+    const model = o.modelName;
     const settings = { temperature: opts.temperature, top_p: opts.topP, top_k: opts.topK, max_tokens: opts.maxNewTokens, seed: opts.seed,
       frequency_penalty: opts.frequencyPenalty, presence_penalty: opts.presencePenalty, repetition_penalty: opts.repetitionPenalty, stop: opts.stopStrings };
     const wantLogprobs = req.topLogprobs !== undefined;
@@ -304,7 +305,8 @@ export function createApp(o: AppOptions): Hono {
     const opts = wireOptions(req, ids.length, engine.maxT, "prompt");
     const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
     const createdAt = Math.floor(Date.now() / 1000);
-    const model = req.model || o.modelName;
+    // The served model's id, whatever name the request used (as OpenAI-compatible servers answer).
+    const model = o.modelName;
     const wantLogprobs = req.topLogprobs !== undefined;
     const usage = (r: TurnResult): Record<string, number> => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
     const finishOf = (r: TurnResult): string => (r.finish === "cancelled" ? "stop" : r.finish);
