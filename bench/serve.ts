@@ -90,10 +90,10 @@ export async function run(): Promise<unknown> {
     { name: "6L×384 (ctx 512, V 1024)", dir: makeModelFolder({ nLayer: 6, nEmbd: 384, nHead: 6, nKvHead: 6, seqLen: 512, vocabSize: 1024 }) },
   ];
   const rows: Row[] = [];
-  const load = loadavg()[0];
+  const load = loadavg()[0], cpus = availableParallelism();
   const clientsProc = await clientProcess();
   console.log(`${REQUESTS} streamed requests of ${MAX_TOKENS} tokens per client (clients in a separate process); --parallel ${PARALLEL}; ` +
-    `load average ${load.toFixed(1)} on ${availableParallelism()} CPUs at the start (a shared machine makes these figures noisy)`);
+    `load average ${load.toFixed(1)} on ${cpus} CPUs at the start (a shared machine makes these figures noisy)`);
   console.log("| model | parallel | threads | clients | tokens | aggregate tok/s | × 1 client | TTFT p50 / p99 (ms) | first text p50 / p99 (ms) | errors | " +
     "rows/step | step ms (forward + sample + post) | HTTP thread busy | worker busy | client CPU µs/token |");
   console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -101,14 +101,16 @@ export async function run(): Promise<unknown> {
     for (const m of models) {
       let one = NaN;
       // The sweep at the default threads, then the peers: no batching, and fixed thread counts.
+      // (--threads 0 sizes threads per step; 1 and every CPU are the fixed alternatives.)
       const runs: [number, number, number][] = quick ? [[PARALLEL, 1, THREADS], [PARALLEL, 16, THREADS]]
-        : [...CLIENTS.map((c) => [PARALLEL, c, THREADS] as [number, number, number]), [1, 16, THREADS], [PARALLEL, 1, 1], [PARALLEL, 16, 1]];
+        : [...CLIENTS.map((c) => [PARALLEL, c, THREADS] as [number, number, number]), [1, 16, THREADS],
+          [PARALLEL, 1, 1], [PARALLEL, 16, 1], [PARALLEL, 1, cpus], [PARALLEL, 16, cpus]];
       for (const [parallel, clients, threads] of runs) {
         const r = await measure(clientsProc, m.dir, m.name, parallel, clients, threads);
         if (parallel === PARALLEL && clients === 1 && threads === THREADS) one = r.tokPerS;
         r.vsOne = r.tokPerS / one;
         rows.push(r);
-        console.log(`| ${m.name} | ${parallel}${parallel === 1 ? " (peer: no batching)" : ""} | ${threads === 0 ? "all" : threads} | ${clients} | ${r.tokens} | ${f0(r.tokPerS)} | ${f2(r.vsOne)} | ` +
+        console.log(`| ${m.name} | ${parallel}${parallel === 1 ? " (peer: no batching)" : ""} | ${threads === 0 ? "0 (per step)" : threads} | ${clients} | ${r.tokens} | ${f0(r.tokPerS)} | ${f2(r.vsOne)} | ` +
           `${f0(r.ttftP50)} / ${f0(r.ttftP99)} | ${f0(r.firstTextP50)} / ${f0(r.firstTextP99)} | ${r.errors} | ${r.rowsPerStep.toFixed(1)} | ` +
           `${f2(r.stepMs)} (${f2(r.forwardMs)} + ${f2(r.sampleMs)} + ${f2(r.postMs)}) | ${f0(100 * r.httpElu)}% | ${f0(100 * r.workerElu)}% | ${f0(r.clientCpuUsPerToken)} |`);
       }

@@ -10,8 +10,9 @@
  * every CPU when the model's largest layer matrix reaches MT_MATRIX elements, or when the
  * step feeds enough rows (a long prompt's prefill) that rows × matrix reaches MT_STEP; else 1.
  */
-import { headDimOf } from "../model/config.ts";
-import type { DecodeConfig } from "../model/decode.ts";
+
+/** The shape fields that size a step's matrices (a model's DecodeConfig has them). */
+export interface StepShape { nEmbd: number; nHead: number; headDim?: number; ffnHidden: number; vocabSize: number }
 
 /** A layer matrix of this many elements (1 MiB of float32) is worth a second thread even for one row. */
 export const MT_MATRIX = 1 << 18;
@@ -19,12 +20,12 @@ export const MT_MATRIX = 1 << 18;
 export const MT_STEP = 1 << 22;
 
 /** The largest weight matrix a step multiplies by (the output head included). */
-export function largestMatrix(c: DecodeConfig): number {
-  return Math.max(c.nEmbd * c.ffnHidden, c.nEmbd * c.nHead * headDimOf(c), c.nEmbd * c.vocabSize);
+export function largestMatrix(c: StepShape): number {
+  return Math.max(c.nEmbd * c.ffnHidden, c.nEmbd * c.nHead * (c.headDim ?? c.nEmbd / c.nHead), c.nEmbd * c.vocabSize);
 }
 
 /** Threads for a step feeding `rows` token rows: 1, or `all`. */
-export function stepThreads(c: DecodeConfig, rows: number, all: number): number {
+export function stepThreads(c: StepShape, rows: number, all: number): number {
   const m = largestMatrix(c);
   return m >= MT_MATRIX || rows * m >= MT_STEP ? all : 1;
 }
