@@ -1,6 +1,6 @@
 /**
  * `npm run bench serve`: the server under load. N concurrent streaming clients (1, 4, 16, 32)
- * each send REQUESTS chat completions of MAX_TOKENS tokens to a real `mynah serve` on
+ * each send requestsFor(N) chat completions of MAX_TOKENS tokens to a real `mynah serve` on
  * 127.0.0.1. The server runs in this process (HTTP on the main thread, generation in its
  * worker thread); the clients run in a child process (bench/serve-clients.ts), so the server
  * process is what is measured, as in a deployment where the clients are elsewhere (they still
@@ -29,6 +29,8 @@ import { DEFAULT_SCREEN_CONFIG } from "../src/screen/index.ts";
 
 const CLIENTS = [1, 4, 16, 32];
 const REQUESTS = 2, MAX_TOKENS = 64, PARALLEL = 16, THREADS = 0;
+/** Requests per client: at least REQUESTS, and at least 16 in all (one client's row, the ratios' base, is not a 0.1 s blip). */
+const requestsFor = (clients: number): number => Math.max(REQUESTS, Math.ceil(16 / clients));
 /** Passes of the 1- and 16-client rows at the default threads (the issue's ratio); the better of each is kept. */
 const REPEATS = Number(process.env.MYNAH_BENCH_SERVE_REPEATS ?? 2);
 
@@ -72,7 +74,7 @@ async function measure(clientsProc: Clients, model: string, name: string, parall
     await clientsProc.run({ url: server.url, clients: 1, requests: 1, maxTokens: MAX_TOKENS }); // warm-up
     const p0 = server.engine.profile;
     const elu0 = performance.eventLoopUtilization(), welu0 = server.engine.utilization();
-    const r = await clientsProc.run({ url: server.url, clients, requests: REQUESTS, maxTokens: MAX_TOKENS });
+    const r = await clientsProc.run({ url: server.url, clients, requests: requestsFor(clients), maxTokens: MAX_TOKENS });
     const httpElu = performance.eventLoopUtilization(elu0).utilization, workerElu = server.engine.utilization(welu0).utilization;
     const p1 = server.engine.profile, steps = p1.steps - p0.steps;
     const per = (k: "forwardMs" | "sampleMs" | "stepMs" | "postMs"): number => (p1[k] - p0[k]) / steps;
@@ -96,7 +98,7 @@ export async function run(): Promise<unknown> {
   const rows: Row[] = [];
   const load = loadavg()[0], cpus = availableParallelism();
   const clientsProc = await clientProcess();
-  console.log(`${REQUESTS} streamed requests of ${MAX_TOKENS} tokens per client (clients in a separate process); --parallel ${PARALLEL}; ` +
+  console.log(`streamed requests of ${MAX_TOKENS} tokens, ${REQUESTS} per client (16 in all at 1 and 4 clients; the clients in a separate process); --parallel ${PARALLEL}; ` +
     `load average ${load.toFixed(1)} on ${cpus} CPUs at the start (a shared machine makes these figures noisy)`);
   console.log("| model | parallel | threads | clients | tokens | aggregate tok/s | × 1 client | TTFT p50 / p99 (ms) | first text p50 / p99 (ms) | errors | " +
     "rows/step | step ms (forward + sample + post) | HTTP thread busy | worker busy | client CPU µs/token |");
