@@ -41,6 +41,18 @@
 #define GEMM_TINY_FLOPS (1L << 19)  // up to 64^3, B (K, N), N % 16 == 0: no packing
 #endif
 #define GEMM_MT_SMALL (1L << 15)    // M <= 8: threads once B has 32 Ki elements (128 KiB)
+#ifndef GEMM_SMALL_NT_M
+// y = x·Wᵀ with up to GEMM_SMALL_NT_M rows (batched decoding: one row per sequence) and a W
+// of at least GEMM_SMALL_NT_MIN elements (past L2) also streams W in place, 8 rows at a time
+// per L1-sized block of W: packing such a W for the blocked path costs as much as the product
+// (measured, 1 thread, interleaved: 12-16 rows of a 1024 x 384 or 384 x 1024 W 1.5-3.0x
+// faster streamed). A W that fits in L2 stays blocked (the 4 x 128 model's 352 x 128 and
+// 1024 x 128: streamed was 0.2-0.9x, its per-element horizontal sums dominate at K = 128).
+#define GEMM_SMALL_NT_M 24
+#endif
+#ifndef GEMM_SMALL_NT_MIN
+#define GEMM_SMALL_NT_MIN (1L << 18)
+#endif
 #define MAX_POOL 256
 
 typedef struct {
@@ -320,7 +332,7 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
       }
     return;
   }
-  if (M <= 8) {  // bound by streaming B: worth a second thread once B is not tiny
+  if (M <= 8 || (transB && M <= GEMM_SMALL_NT_M && (double)N * K >= GEMM_SMALL_NT_MIN)) {  // bound by streaming B: worth a second thread once B is not tiny
     int threads = (double)N * K < GEMM_MT_SMALL ? 1 : pool_threads();
     gemm_small(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
     return;

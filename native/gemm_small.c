@@ -162,10 +162,23 @@ static void small_task(void *ctx, int task, int thread) {
   int j0 = (int)((long)blocks * task / s->ntasks) * 64, j1 = (int)((long)blocks * (task + 1) / s->ntasks) * 64;
   if (j1 > s->N) j1 = s->N;
   if (j0 >= j1) return;
-  if (s->transB) {
-    BY_M(dots_range, s, j0, j1);
-  } else {
-    BY_M(axpys_range, s, j0, j1);
+  // More than 8 rows (batched decoding: one row per sequence): 8 at a time, over column
+  // blocks small enough (JS rows of W, or JS columns of B) to stay in L1 between the row
+  // groups, so B is read from memory once for all M rows rather than once per 8.
+  enum { JS = 16 };
+  for (int jb = j0; jb < j1; jb += (s->M > 8 ? JS : j1 - j0)) {
+    int je = s->M > 8 && jb + JS < j1 ? jb + JS : j1;
+    for (int m0 = 0; m0 < s->M; m0 += 8) {
+      small_args r = *s;
+      r.M = s->M - m0 < 8 ? s->M - m0 : 8;
+      r.A = s->A + (size_t)m0 * s->K;
+      r.C = s->C + (size_t)m0 * s->ldc;
+      if (s->transB) {
+        BY_M(dots_range, &r, jb, je);
+      } else {
+        BY_M(axpys_range, &r, jb, je);
+      }
+    }
   }
 }
 
@@ -189,15 +202,10 @@ void gemm_small(int transA, int transB, int M, int N, int K, float alpha, const 
   // slows down simply takes fewer
   int blocks = (N + 63) / 64, want = threads > 1 ? 4 * threads : 1;
   s.ntasks = want < blocks ? want : blocks;
-  for (int m0 = 0; m0 < M; m0 += 8) {  // tiny products with M > 8 come here 8 rows at a time
-    s.M = M - m0 < 8 ? M - m0 : 8;
-    s.A = A + (size_t)m0 * K;
-    s.C = C + (size_t)m0 * ldc;
-    if (s.ntasks == 1)
-      small_task(&s, 0, 0);
-    else
-      pool_run(small_task, &s, s.ntasks);
-  }
+  if (s.ntasks == 1)
+    small_task(&s, 0, 0);
+  else
+    pool_run(small_task, &s, s.ntasks);
   free(copy);
 }
 

@@ -29,6 +29,9 @@ test("requests joining and leaving a running batch decode exactly as alone", () 
   const alone = reqs.map((r) => generate(m, tok, r.prompt, r.opts));
   // 2 slots for 5 requests, added at different steps: joins, leaves and waits all happen.
   const b = new ContinuousBatcher(m, tok, 2);
+  // onForward sees the rows each forward pass feeds (a prefill's prompt, then 1 per sequence).
+  const fed: number[] = [];
+  b.onForward = (rows) => fed.push(rows);
   const got: Generation[] = [], texts = reqs.map(() => "");
   const add = (i: number): void => {
     b.add({ prompt: reqs[i].prompt, opts: reqs[i].opts, onStep: (t) => { texts[i] += t; }, onDone: (g) => { got[i] = g; } });
@@ -36,6 +39,7 @@ test("requests joining and leaving a running batch decode exactly as alone", () 
   add(0);
   b.step();
   b.step();
+  assert.deepEqual(fed, [reqs[0].prompt.length, 1]);
   add(1);
   add(2);
   b.step();
@@ -53,6 +57,19 @@ test("requests joining and leaving a running batch decode exactly as alone", () 
   // Fewer steps than decoding one after another: the batch really ran together.
   const serial = alone.reduce((s, g) => s + g.ids.length, 0);
   assert.ok(steps < serial, `${steps} steps vs ${serial} serial`);
+  assert.equal(fed.length, b.steps); // one forward pass per step
+  assert.ok(b.time.forwardMs > 0 && b.time.sampleMs > 0);
+});
+
+test("serve's threads per step: 1 for the speedrun shape's steps, every CPU for wide matrices or long prefills", async () => {
+  const { stepThreads, largestMatrix } = await import("../src/serve/step-threads.ts");
+  const speedrun = { nEmbd: 128, nHead: 4, ffnHidden: 352, vocabSize: 1024 };
+  assert.equal(largestMatrix(speedrun), 128 * 1024);
+  assert.equal(stepThreads(speedrun, 1, 2), 1);
+  assert.equal(stepThreads(speedrun, 16, 2), 1); // 16 streams decoding
+  assert.equal(stepThreads(speedrun, 32, 2), 2); // a 32-token prefill
+  assert.equal(stepThreads({ nEmbd: 384, nHead: 6, ffnHidden: 1024, vocabSize: 1024 }, 1, 2), 2);
+  assert.equal(stepThreads({ nEmbd: 128, nHead: 4, ffnHidden: 352, vocabSize: 32768 }, 1, 4), 4); // a big vocabulary's head
 });
 
 test("cancel frees the slot before the next forward pass; a waiting request takes it", () => {

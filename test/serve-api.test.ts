@@ -38,8 +38,10 @@ const post = (path: string, body: string | object, headers: Record<string, strin
 
 test("non-streamed and streamed chat completions equal `mynah generate` (greedy, same seed)", async () => {
   const want = mynah(["generate", "--model", model, "--chat", "--prompt", "Hello there", "--temperature", "0", "--max-new-tokens", "24", "--seed", "3", "--threads", "1", "--screen", screenFileOf(model)]).replace(/\n$/, "");
-  const r = await client.chat.completions.create({ model: "model", messages: [{ role: "user", content: "Hello there" }], temperature: 0, max_tokens: 24, seed: 3 });
+  // Any requested name is answered with the served model's id (the folder's name), streamed or not.
+  const r = await client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello there" }], temperature: 0, max_tokens: 24, seed: 3 });
   assert.equal(r.object, "chat.completion");
+  assert.equal(r.model, "model");
   assert.equal(r.choices.length, 1);
   assert.equal(r.choices[0].message.role, "assistant");
   assert.equal(r.choices[0].message.content, want);
@@ -53,11 +55,12 @@ test("non-streamed and streamed chat completions equal `mynah generate` (greedy,
   assert.match(extra.screening.verdict, /^(pass|flagged|redacted)$/);
   assert.ok(extra.screening.mean_logprob < 0);
 
-  const stream = await client.chat.completions.create({ model: "model", messages: [{ role: "user", content: "Hello there" }], temperature: 0, max_tokens: 24, seed: 3,
+  const stream = await client.chat.completions.create({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hello there" }], temperature: 0, max_tokens: 24, seed: 3,
     stream: true, stream_options: { include_usage: true } });
   const chunks = [];
   for await (const ch of stream) chunks.push(ch);
   assert.ok(chunks.length >= 3);
+  assert.deepEqual([...new Set(chunks.map((c) => c.model))], ["model"]);
   assert.equal(new Set(chunks.map((c) => c.id)).size, 1);
   assert.equal(new Set(chunks.map((c) => c.created)).size, 1);
   assert.ok(chunks.every((c) => c.object === "chat.completion.chunk"));
@@ -99,7 +102,8 @@ test("max_tokens ends with finish_reason length; stop strings cut the reply", as
 
 test("completions, logprobs, models, health, metrics", async () => {
   const want = mynah(["generate", "--model", model, "--prompt", "The mynah is", "--temperature", "0", "--max-new-tokens", "12", "--threads", "1", "--screen", screenFileOf(model)]).replace(/\n$/, "");
-  const r = await client.completions.create({ model: "model", prompt: "The mynah is", temperature: 0, max_tokens: 12, logprobs: 2 });
+  const r = await client.completions.create({ model: "some-other-name", prompt: "The mynah is", temperature: 0, max_tokens: 12, logprobs: 2 });
+  assert.equal(r.model, "model");
   assert.equal(r.object, "text_completion");
   assert.equal(r.choices[0].text, want);
   const lp = r.choices[0].logprobs!;

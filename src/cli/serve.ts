@@ -8,12 +8,12 @@ import { join } from "node:path";
 import { DEFAULT_SCREEN_CONFIG, loadScreenConfig } from "../screen/index.ts";
 import { defaultDb, startServer } from "../serve/http.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
-import { choiceOption, intOption, threadsOption } from "./options.ts";
+import { choiceOption, intOption } from "./options.ts";
 import { WEIGHT_DTYPES, type WeightDtype } from "../infer/weight-dtype.ts";
 
 interface Flags {
   model: string; host: string; port: number; apiKey?: string; db?: string; parallel: number; queue: number;
-  screen?: string; threads: number; dtype?: WeightDtype; cors?: string; context?: number;
+  screen?: string; threads: number; dtype?: WeightDtype; cors?: string; context?: number; runs?: string[];
 }
 
 export function registerServe(program: Command): void {
@@ -28,10 +28,12 @@ export function registerServe(program: Command): void {
     .addOption(intOption("--parallel <n>", "generations decoded together (KV cache slots)", { min: 1, max: 256 }, 4))
     .addOption(intOption("--queue <n>", "requests that may wait for a slot before the server answers 429", { min: 0, max: 100000 }, 64))
     .option("--screen <file>", "screening rules, JSON or YAML (default: built-in rules)")
-    .addOption(threadsOption())
+    .addOption(intOption("--threads <n>", "compute threads of the generation worker (0 = sized per step: every CPU when the step's matrices are big enough to pay for a second thread, else 1)",
+      { min: 0, max: 4096 }, 0).env("MYNAH_THREADS"))
     .addOption(choiceOption("--dtype <dtype>", "weight storage for decoding (default: the model folder's mynah.dtype, else f32)", WEIGHT_DTYPES))
     .option("--cors <origin>", "allow browser requests from this origin (e.g. http://localhost:3000, or *)")
     .addOption(intOption("--context <n>", "context window in tokens (default: the model's)", { min: 2 }))
+    .option("--runs <dirs...>", "more run folders (train/sft/dpo --out, speedrun --run-dir) or eval results files whose reports to serve at /reports, besides the model's own run")
     .action(async (o: Flags) => {
       let model = o.model;
       if (!existsSync(model)) throw new Error(`--model ${o.model}: no such folder`);
@@ -44,7 +46,7 @@ export function registerServe(program: Command): void {
       if (apiKey !== undefined && apiKey.length < 8) throw new Error("--api-key must be at least 8 characters");
       const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
       const db = o.db ?? defaultDb(model);
-      const server = await startServer({ model, host: o.host, port, apiKey, db, parallel, queue, screen, threads, dtype: o.dtype, cors: o.cors, contextTokens });
+      const server = await startServer({ model, host: o.host, port, apiKey, db, parallel, queue, screen, threads, dtype: o.dtype, cors: o.cors, contextTokens, runs: o.runs });
       process.stderr.write(`mynah serve: loading ${model} (${parallel} slots, queue ${queue}, database ${db})\n`);
       const stop = (): void => { void server.close().then(() => process.exit(0)); };
       process.once("SIGINT", stop);
@@ -57,5 +59,6 @@ export function registerServe(program: Command): void {
       }
       process.stderr.write(`mynah serve: ready (backend ${server.engine.backend}, context ${server.engine.maxT} tokens)\n`);
       process.stdout.write(`Open the chat UI at ${server.url}/  ·  OpenAI API at ${server.url}/v1${apiKey ? "  (API key required)" : ""}\n`);
+      if (server.reports.runs.length) process.stdout.write(`Run reports (${server.reports.runs.map((r) => r.name).join(", ")}) at ${server.url}/reports\n`);
     });
 }

@@ -60,6 +60,11 @@ export function setThreads(n: number): number {
   return loadNative().setThreads(n);
 }
 
+/** CPUs this process may use (its affinity mask). */
+export function cpus(): number {
+  return loadNative().cpus();
+}
+
 let backend: Backend | undefined;
 
 /** The native Backend (SIMD kernels on a pinned thread pool). */

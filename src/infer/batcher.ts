@@ -62,8 +62,12 @@ export class ContinuousBatcher {
   private readonly cancelledPending = new Set<number>();
   private nextHandle = 1;
   private readonly defaultStops: number[];
-  /** Steps run and tokens fed (for metrics). */
+  /** Called before each forward pass with the number of token rows it feeds (to size threads to it). */
+  onForward?: (rows: number) => void;
+  /** Steps run (for metrics). */
   steps = 0;
+  /** Where step time went (ms, cumulative): the forward pass, and sampling + decoding + callbacks. */
+  readonly time = { forwardMs: 0, sampleMs: 0, rows: 0 };
 
   constructor(readonly model: DecodeModel, readonly tok: Tokenizer, readonly slots: number, readonly maxT = model.config.seqLen) {
     if (!(Number.isInteger(slots) && slots >= 1)) throw new Error(`batcher: slots must be an integer ≥ 1, got ${slots}`);
@@ -142,6 +146,8 @@ export class ContinuousBatcher {
     if (batch.length === 0) return;
     const V = this.model.config.vocabSize;
     let logits: Float32Array;
+    this.onForward?.(batch.reduce((n, r) => n + r.feed.length, 0));
+    const t0 = performance.now();
     try {
       logits = forwardCached(this.model, this.cache, batch.map((r) => r.slot), batch.map((r) => r.feed.length), batch.flatMap((r) => r.feed));
     } catch (err) {
@@ -154,6 +160,9 @@ export class ContinuousBatcher {
       return;
     }
     this.steps++;
+    const t1 = performance.now();
+    this.time.forwardMs += t1 - t0;
+    this.time.rows += batch.length;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i];
       try {
@@ -166,6 +175,7 @@ export class ContinuousBatcher {
         r.req.onError?.(err as Error);
       }
     }
+    this.time.sampleMs += performance.now() - t1;
   }
 
   /** Samples the next token of one running request from its logits row [V]. */

@@ -12,6 +12,7 @@
  */
 import { Hono, type Context } from "hono";
 import { cors } from "hono/cors";
+import { getCookie } from "hono/cookie";
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -26,6 +27,7 @@ import { QueueFullError, type GenerationEngine, type WireOptions } from "./engin
 import { ApiError, invalid } from "./errors.ts";
 import { Metrics } from "./metrics.ts";
 import { parseBody, parseChatRequest, parseCompletionRequest, type SamplingRequest } from "./requests.ts";
+import type { RunReports } from "./reports.ts";
 import type { Store, StoredMessage } from "./store.ts";
 import { screeningInfo, startTurn, type TurnResult } from "./turn.ts";
 
@@ -46,6 +48,8 @@ export interface AppOptions {
   /** Allowed cross-origin origin (Access-Control-Allow-Origin), if any. */
   cors?: string;
   metrics?: Metrics;
+  /** The run reports served at /reports (the model's run folder, --runs). */
+  reports?: RunReports;
 }
 
 const sha = (s: string): Buffer => createHash("sha256").update(s).digest();
@@ -117,6 +121,9 @@ async function readBody(req: Request): Promise<string> {
   if (n > MAX_BODY_BYTES) throw tooLarge();
   return Buffer.concat(parts).toString("utf8");
 }
+
+/** Report pages run no script at all; their charts are inline SVG with inline styles. */
+const REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
@@ -197,6 +204,17 @@ export function createApp(o: AppOptions): Hono {
       await next();
     };
     for (const p of ["/v1/*", "/api/*", "/metrics"]) app.use(p, auth);
+    // Report pages are opened by the browser as pages (no header): the key also counts as the
+    // cookie the web UI sets for /reports (see ui/app.js); scripts and curl send the header.
+    const pageAuth = async (c: Context, next: () => Promise<void>): Promise<void> => {
+      const cookie = getCookie(c, "mynah-api-key");
+      if (cookie !== undefined && !c.req.header("authorization")) {
+        if (!keyMatches(cookie, key)) throw new ApiError(401, "Incorrect API key (cookie mynah-api-key).", null, "invalid_api_key");
+        return next();
+      }
+      return auth(c, next);
+    };
+    for (const p of ["/reports", "/reports/*"]) app.use(p, pageAuth);
   }
   const needReady = (): void => {
     if (!engine.ready) throw new ApiError(503, "the model is still loading; try again shortly", null, "model_loading", "server_error", { "retry-after": String(RETRY_AFTER_S) });
@@ -248,7 +266,8 @@ export function createApp(o: AppOptions): Hono {
     const opts = wireOptions(req, ids.length, engine.maxT, "messages");
     const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
     const createdAt = Math.floor(Date.now() / 1000);
-    const model = req.model || o.modelName;
+    // The served model's id, whatever name the request used (as OpenAI-compatible servers answer).
+    const model = o.modelName;
     const settings = { temperature: opts.temperature, top_p: opts.topP, top_k: opts.topK, max_tokens: opts.maxNewTokens, seed: opts.seed,
       frequency_penalty: opts.frequencyPenalty, presence_penalty: opts.presencePenalty, repetition_penalty: opts.repetitionPenalty, stop: opts.stopStrings };
     const wantLogprobs = req.topLogprobs !== undefined;
@@ -304,7 +323,8 @@ export function createApp(o: AppOptions): Hono {
     const opts = wireOptions(req, ids.length, engine.maxT, "prompt");
     const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
     const createdAt = Math.floor(Date.now() / 1000);
-    const model = req.model || o.modelName;
+    // The served model's id, whatever name the request used (as OpenAI-compatible servers answer).
+    const model = o.modelName;
     const wantLogprobs = req.topLogprobs !== undefined;
     const usage = (r: TurnResult): Record<string, number> => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
     const finishOf = (r: TurnResult): string => (r.finish === "cancelled" ? "stop" : r.finish);
@@ -366,7 +386,7 @@ export function createApp(o: AppOptions): Hono {
     return b.settings as Record<string, unknown>;
   };
 
-  app.get("/api/info", (c) => c.json({ model: o.modelName, ready: engine.ready, context: engine.maxT, parallel: engine.parallel }));
+  app.get("/api/info", (c) => c.json({ model: o.modelName, ready: engine.ready, context: engine.maxT, parallel: engine.parallel, reports: o.reports?.runs.length ?? 0 }));
   app.get("/api/conversations", (c) => c.json({ data: store.listConversations(c.req.query("q") ?? "") }));
   app.post("/api/conversations", async (c) => {
     const b = await readJson(c);
@@ -465,6 +485,17 @@ export function createApp(o: AppOptions): Hono {
       if (msgs.length) lines.push(JSON.stringify({ messages: [...(conv.system ? [{ role: "system", content: conv.system }] : []), ...msgs] }));
     }
     return c.body(lines.map((l) => l + "\n").join(""), 200, { "content-type": "application/jsonl; charset=utf-8", "content-disposition": "attachment; filename=\"mynah-conversations.jsonl\"" });
+  });
+
+  // ---- run reports ---------------------------------------------------------------------------
+  const page = (c: Context, html: string): Response =>
+    c.body(html, 200, { "content-type": "text/html; charset=utf-8", "content-security-policy": REPORT_CSP, "x-content-type-options": "nosniff", "cache-control": "no-cache" });
+  if (o.reports) app.get("/reports", (c) => page(c, o.reports!.index(o.modelName)));
+  if (o.reports) app.get("/reports/:id", async (c) => {
+    const id = c.req.param("id");
+    const html = /^[1-9][0-9]{0,5}$/.test(id) ? await o.reports?.page(Number(id)) : null;
+    if (!html) throw new ApiError(404, `no run report ${id} (the list is at /reports)`, "id", "not_found");
+    return page(c, html);
   });
 
   // ---- the web UI ----------------------------------------------------------------------------

@@ -8,7 +8,9 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { loadChatModel } from "../infer/load.ts";
 import { ContinuousBatcher } from "../infer/batcher.ts";
+import { cpus, setThreads } from "../core/native.ts";
 import type { ToWorker, FromWorker, EngineInit } from "./engine.ts";
+import { stepThreads } from "./step-threads.ts";
 
 const port = parentPort!;
 const init = workerData as EngineInit;
@@ -23,8 +25,17 @@ const flush = (): void => {
 
 let batcher: ContinuousBatcher;
 try {
-  const { model, tokenizer } = loadChatModel(init.modelDir, { threads: init.threads, dtype: init.dtype });
+  // --threads 0: sized per step (step-threads.ts); else that many for every step.
+  const { model, tokenizer } = loadChatModel(init.modelDir, { threads: init.threads === 0 ? 1 : init.threads, dtype: init.dtype });
   batcher = new ContinuousBatcher(model, tokenizer, init.parallel, init.contextTokens ?? model.config.seqLen);
+  if (init.threads === 0 && model.backend.name.startsWith("native")) {
+    const all = cpus();
+    let now = 1;
+    batcher.onForward = (rows) => {
+      const want = stepThreads(model.config, rows, all);
+      if (want !== now) now = setThreads(want);
+    };
+  }
   post({ t: "ready", backend: model.backend.name, maxT: batcher.maxT });
   flush();
 } catch (err) {
@@ -35,16 +46,23 @@ try {
 
 const handles = new Map<string, number>();
 let pumping = false;
+/** Cumulative time of the steps (ms): the whole step, and posting its events to the HTTP thread. */
+let stepMs = 0, postMs = 0;
 function pump(): void {
   if (!batcher.busy) { pumping = false; flush(); return; }
+  const t0 = performance.now();
   try {
     batcher.step();
   } catch (err) {
     // step() reports per-request failures itself; anything else must not kill the worker.
     console.error(`[mynah serve] generation step failed: ${(err as Error).stack ?? err}`);
   }
-  post({ t: "stats", active: batcher.activeCount, pending: batcher.pendingCount });
+  const t1 = performance.now();
+  const { forwardMs, sampleMs, rows } = batcher.time;
+  post({ t: "stats", active: batcher.activeCount, pending: batcher.pendingCount,
+    profile: { steps: batcher.steps, rows, forwardMs, sampleMs, stepMs: (stepMs += t1 - t0), postMs } });
   flush();
+  postMs += performance.now() - t1;
   setImmediate(pump);
 }
 

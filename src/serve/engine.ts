@@ -6,6 +6,7 @@
  */
 import type { WeightDtype } from "../infer/weight-dtype.ts";
 import { Worker } from "node:worker_threads";
+import type { EventLoopUtilization } from "node:perf_hooks";
 import type { GenerateOptions, Generation } from "../infer/generate.ts";
 import type { TokenEvent } from "../infer/batcher.ts";
 
@@ -28,12 +29,20 @@ export type ToWorker =
 export type FromWorker =
   | { t: "ready"; backend: string; maxT: number }
   | { t: "fatal"; message: string }
-  | { t: "stats"; active: number; pending: number }
+  | { t: "stats"; active: number; pending: number; profile: StepProfile }
   | { t: "start"; id: string }
   | { t: "step"; id: string; text: string; tokens: TokenEvent[] }
   | { t: "done"; id: string; generation: Generation }
   | { t: "error"; id: string; message: string }
   | { t: "batch"; events: FromWorker[] };
+
+/**
+ * Where the generation worker's time went since it started (ms, cumulative): `stepMs` is
+ * batcher steps, of which `forwardMs` the batched forward pass and `sampleMs` sampling,
+ * decoding and the per-request callbacks; `postMs` handing each step's events to the HTTP
+ * thread. `rows` counts sequences advanced (Σ batch size over steps).
+ */
+export interface StepProfile { steps: number; rows: number; forwardMs: number; sampleMs: number; stepMs: number; postMs: number }
 
 export interface GenerationHandlers {
   onStart?: () => void;
@@ -73,6 +82,8 @@ export class WorkerEngine implements GenerationEngine {
   backend = "";
   inFlight = 0;
   running = 0;
+  /** The worker's step profile, as of its last step. */
+  profile: StepProfile = { steps: 0, rows: 0, forwardMs: 0, sampleMs: 0, stepMs: 0, postMs: 0 };
   readonly parallel: number;
   readonly queueLimit: number;
   /** Resolves when the model is loaded; rejects with the worker's error. */
@@ -112,13 +123,18 @@ export class WorkerEngine implements GenerationEngine {
     this.loaded.catch(() => {});
   }
 
+  /** The worker thread's event-loop utilization (busy share) since `prev`, as Node measures it. */
+  utilization(prev?: EventLoopUtilization): EventLoopUtilization {
+    return this.worker.performance.eventLoopUtilization(prev);
+  }
+
   private failAll(err: Error): void {
     for (const [id, h] of this.live) { this.live.delete(id); this.inFlight--; h.onError(err); }
   }
 
   private onMessage(m: FromWorker): void {
     if (m.t === "batch") { for (const e of m.events) this.onMessage(e); return; }
-    if (m.t === "stats") { this.running = m.active; return; }
+    if (m.t === "stats") { this.running = m.active; this.profile = m.profile; return; }
     if (!("id" in m)) return;
     const h = this.live.get(m.id);
     if (!h) return;

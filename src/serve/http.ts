@@ -11,6 +11,7 @@ import { DEFAULT_SCREEN_CONFIG, type ScreenConfig } from "../screen/index.ts";
 import { createApp } from "./app.ts";
 import { WorkerEngine } from "./engine.ts";
 import { Metrics } from "./metrics.ts";
+import { RunReports, runFolderOf } from "./reports.ts";
 import { Store } from "./store.ts";
 
 export interface ServeOptions {
@@ -31,6 +32,8 @@ export interface ServeOptions {
   cors?: string;
   /** Context window (default: the model's). */
   contextTokens?: number;
+  /** More run folders (or eval results files) whose reports are served at /reports, besides the model's own run folder. */
+  runs?: string[];
 }
 
 export interface RunningServer {
@@ -38,6 +41,7 @@ export interface RunningServer {
   port: number;
   engine: WorkerEngine;
   store: Store;
+  reports: RunReports;
   /** Resolves once the model is loaded (the server answers 503 until then). */
   loaded: Promise<void>;
   close(): Promise<void>;
@@ -54,12 +58,15 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   if (!isLoopback(host) && !o.apiKey) {
     throw new Error(`--host ${host} is not a loopback address: set --api-key (or MYNAH_API_KEY) before serving on the network`);
   }
+  // The runs whose reports are served: the model's own run folder, then --runs (checked now).
+  const own = runFolderOf(o.model);
+  const reports = new RunReports([...(own ? [{ path: own, flag: "--model" }] : []), ...(o.runs ?? []).map((path) => ({ path, flag: "--runs" }))]);
   const tokenizer = loadTokenizer(o.model);
   const store = new Store(o.db ?? defaultDb(o.model));
   const engine = new WorkerEngine({ modelDir: o.model, parallel: o.parallel ?? 4, queue: o.queue ?? 64, threads: o.threads ?? 0, contextTokens: o.contextTokens, dtype: o.dtype });
   const metrics = new Metrics();
   const app = createApp({ engine, tokenizer, modelName: basename(o.model.replace(/\/+$/, "")), store, screen: o.screen ?? DEFAULT_SCREEN_CONFIG,
-    apiKey: o.apiKey, cors: o.cors, metrics });
+    apiKey: o.apiKey, cors: o.cors, metrics, reports });
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port: o.port ?? 8080 }, () => resolve(s));
     s.once("error", reject);
@@ -68,7 +75,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const shown = host.includes(":") ? `[${host}]` : host;
   return {
     url: `http://${shown}:${port}`,
-    port, engine, store, loaded: engine.loaded,
+    port, engine, store, reports, loaded: engine.loaded,
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -27,11 +27,17 @@ function headers(json = true) {
   if (key) h.authorization = `Bearer ${key}`;
   return h;
 }
+// The run report pages (/reports) are opened as pages, which cannot carry a header: the key
+// goes with them as a cookie limited to /reports and to this site (SameSite=Strict).
+function shareKeyWithReports() {
+  const key = localStorage.getItem("mynah-api-key");
+  if (key) document.cookie = `mynah-api-key=${encodeURIComponent(key)}; path=/reports; SameSite=Strict`;
+}
 async function api(method, path, body) {
   const res = await fetch(path, { method, headers: headers(body !== undefined), body: body === undefined ? undefined : JSON.stringify(body) });
   if (res.status === 401) {
     const key = prompt("This server needs an API key:");
-    if (key) { localStorage.setItem("mynah-api-key", key.trim()); return api(method, path, body); }
+    if (key) { localStorage.setItem("mynah-api-key", key.trim()); shareKeyWithReports(); return api(method, path, body); }
   }
   const j = res.headers.get("content-type")?.includes("json") ? await res.json() : await res.text();
   if (!res.ok) throw new Error(j?.error?.message ?? `HTTP ${res.status}`);
@@ -411,6 +417,8 @@ applyTheme(localStorage.getItem("mynah-theme"));
   try {
     state.info = await api("GET", "/api/info");
     $("model-info").textContent = `${state.info.model} · context ${state.info.context}`;
+    shareKeyWithReports();
+    $("reports").hidden = !(state.info.reports > 0);
   } catch (err) { showError(err.message); }
   await loadConversations();
   const open = localStorage.getItem("mynah-open");

@@ -1,0 +1,68 @@
+/**
+ * The load generator of `npm run bench serve`, run as its own process (forked by
+ * bench/serve.ts), so that the server process is what gets measured, as in a deployment where
+ * clients are elsewhere. It waits for {url, clients, requests, maxTokens} on the IPC channel,
+ * runs `clients` concurrent loops of `requests` streamed chat completions each, and answers
+ * with every request's figures and the CPU time this process spent.
+ */
+
+export interface ClientJob { url: string; clients: number; requests: number; maxTokens: number }
+export interface ClientResult {
+  tokens: number; seconds: number; errors: number;
+  /** Per request: server-side time to first token (mynah.ttft_ms) and client-side time to first text (ms). */
+  ttfts: number[]; firstTexts: number[];
+  /** CPU time of this client process during the run (ms, user + system). */
+  cpuMs: number;
+}
+
+async function oneRequest(url: string, i: number, maxTokens: number): Promise<{ tokens: number; ttft: number; firstText: number; ok: boolean }> {
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ messages: [{ role: "user", content: `Tell me about bird number ${i}, please, and why it talks.` }], max_tokens: maxTokens,
+      temperature: 0, seed: i, stream: true, stream_options: { include_usage: true } }) });
+  if (!res.ok || !res.body) return { tokens: 0, ttft: NaN, firstText: NaN, ok: false };
+  let buf = "", firstText = NaN, tokens = 0, ttft = NaN, ok = false;
+  const dec = new TextDecoder();
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += dec.decode(chunk, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const frame = buf.slice(6, cut);
+      buf = buf.slice(cut + 2);
+      if (frame === "[DONE]") { ok = true; continue; }
+      const j = JSON.parse(frame);
+      if (j.error) return { tokens, ttft, firstText, ok: false };
+      if (Number.isNaN(firstText) && j.choices?.[0]?.delta?.content) firstText = performance.now() - t0;
+      if (j.mynah?.ttft_ms != null) ttft = j.mynah.ttft_ms;
+      if (j.usage) tokens = j.usage.completion_tokens;
+    }
+  }
+  return { tokens, ttft, firstText, ok };
+}
+
+export async function runClients(job: ClientJob): Promise<ClientResult> {
+  const ttfts: number[] = [], firstTexts: number[] = [];
+  let tokens = 0, errors = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: job.clients }, async (_, c) => {
+    for (let r = 0; r < job.requests; r++) {
+      const x = await oneRequest(job.url, c * job.requests + r, job.maxTokens);
+      if (!x.ok) { errors++; continue; }
+      tokens += x.tokens;
+      ttfts.push(x.ttft);
+      firstTexts.push(x.firstText);
+    }
+  }));
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { tokens, seconds, errors, ttfts, firstTexts, cpuMs: (cpu.user + cpu.system) / 1000 };
+}
+
+if (process.send) {
+  process.on("message", (job: ClientJob | "exit") => {
+    if (job === "exit") { process.disconnect(); return; }
+    runClients(job).then((r) => process.send!(r), (err: Error) => process.send!({ error: err.message }));
+  });
+  process.send("ready");
+}

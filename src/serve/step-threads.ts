@@ -1,0 +1,31 @@
+/**
+ * How many compute threads one generation step should use (`mynah serve --threads 0`).
+ *
+ * A decode step runs ~10 matrix products per layer; each product with a second thread pays
+ * for a hand-off and a barrier, and on a small machine that thread competes with the HTTP
+ * thread and the clients. It pays only when the products are big enough: measured on the
+ * 2-core machine (docs/benchmarks.md, Serving), the speedrun shape (4 × 128: matrices of
+ * 16–131 Ki elements) ran 16 streams 1.6 × faster on 1 thread than on 2, while 6 × 384
+ * (147–393 Ki elements, bound by streaming the weights) decoded one stream faster on 2. So:
+ * every CPU when the model's largest layer matrix reaches MT_MATRIX elements, or when the
+ * step feeds enough rows (a long prompt's prefill) that rows × matrix reaches MT_STEP; else 1.
+ */
+
+/** The shape fields that size a step's matrices (a model's DecodeConfig has them). */
+export interface StepShape { nEmbd: number; nHead: number; headDim?: number; ffnHidden: number; vocabSize: number }
+
+/** A layer matrix of this many elements (1 MiB of float32) is worth a second thread even for one row. */
+export const MT_MATRIX = 1 << 18;
+/** A step of rows × largest matrix ≥ this (e.g. a 32-token prefill of a 128-wide model) is worth it too. */
+export const MT_STEP = 1 << 22;
+
+/** The largest weight matrix a step multiplies by (the output head included). */
+export function largestMatrix(c: StepShape): number {
+  return Math.max(c.nEmbd * c.ffnHidden, c.nEmbd * c.nHead * (c.headDim ?? c.nEmbd / c.nHead), c.nEmbd * c.vocabSize);
+}
+
+/** Threads for a step feeding `rows` token rows: 1, or `all`. */
+export function stepThreads(c: StepShape, rows: number, all: number): number {
+  const m = largestMatrix(c);
+  return m >= MT_MATRIX || rows * m >= MT_STEP ? all : 1;
+}
