@@ -38,6 +38,10 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 // ---- tile sizes per level: MR x NR accumulators, KC (k, even) per slice, NC columns per L2 block ----
 #if defined(__AVX512F__)
@@ -202,25 +206,65 @@ typedef struct {
   float *C;
 } bf_args;
 
-// op(A) rows [i0, i0 + mc), k [k0, k0 + kc) -> MR-tall panels of kp pairs each.
-static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, uint32_t *restrict Ap) {
+// op(A) rows [i0, i0 + mc), k [k0, k0 + kc) -> MR-tall panels of kq pair rows each (kq ≥ kp: zeros).
+static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
   int kp = (kc + 1) / 2;
-  for (int ip = 0; ip < mc; ip += MR, Ap += (size_t)MR * kp) {
+  for (int ip = 0; ip < mc; ip += MR, Ap += (size_t)MR * kq) {
     int m = mc - ip < MR ? mc - ip : MR;
     if (g->transA) pack_cols(g->A + (size_t)k0 * g->lda + i0 + ip, g->lda, m, kc, MR, Ap);
     else pack_rows(g->A + (size_t)(i0 + ip) * g->lda + k0, g->lda, m, kc, MR, Ap);
+    if (kq > kp) memset(Ap + (size_t)kp * MR, 0, (size_t)(kq - kp) * MR * sizeof(uint32_t));
   }
 }
 
-// op(B) k [k0, k0 + kc), columns [j0, j0 + nc) -> NR-wide panels of kp pairs each.
-static void pack_b(const bf_args *g, int k0, int kc, int j0, int nc, uint32_t *restrict Bp) {
+// op(B) k [k0, k0 + kc), columns [j0, j0 + nc) -> NR-wide panels of kq pair rows each (kq ≥ kp: zeros).
+static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uint32_t *restrict Bp) {
   int kp = (kc + 1) / 2;
-  for (int jp = 0; jp < nc; jp += NR, Bp += (size_t)NR * kp) {
+  for (int jp = 0; jp < nc; jp += NR, Bp += (size_t)NR * kq) {
     int n = nc - jp < NR ? nc - jp : NR;
     if (g->transB) pack_rows(g->B + (size_t)(j0 + jp) * g->ldb + k0, g->ldb, n, kc, NR, Bp);
     else pack_cols(g->B + (size_t)k0 * g->ldb + j0 + jp, g->ldb, n, kc, NR, Bp);
+    if (kq > kp) memset(Bp + (size_t)kp * NR, 0, (size_t)(kq - kp) * NR * sizeof(uint32_t));
   }
 }
+
+#if defined(__AVX512F__)
+// AMX wants op(A) row by row: panels of AMX_MR rows, row i = kq pair words (k contiguous).
+#define AMX_MR 32
+static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
+  int kp = (kc + 1) / 2;
+  _Alignas(64) uint32_t tmp[16 * AMX_MR];
+  for (int ip = 0; ip < mc; ip += AMX_MR, Ap += (size_t)AMX_MR * kq) {
+    int m = mc - ip < AMX_MR ? mc - ip : AMX_MR;
+    if (!g->transA) {  // rows along k: convert in place, 16 pairs at a time
+      for (int i = 0; i < AMX_MR; i++) {
+        uint32_t *d = Ap + (size_t)i * kq;
+        if (i >= m) {
+          memset(d, 0, (size_t)kq * sizeof(uint32_t));
+          continue;
+        }
+        const float *x = g->A + (size_t)(i0 + ip + i) * g->lda + k0;
+        for (int p = 0; p < kq; p += 16) {
+          int left = kc - 2 * p;
+          _mm512_storeu_si512(d + p, left > 0 ? pairs16(x + 2 * p, left) : _mm512_setzero_si512());
+        }
+      }
+    } else {  // columns across k: pair words (16 pairs x AMX_MR) then 16 x 16 transposes
+      for (int p0 = 0; p0 < kq; p0 += 16) {
+        int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
+        memset(tmp, 0, sizeof tmp);
+        if (np > 0) pack_cols(g->A + (size_t)(k0 + 2 * p0) * g->lda + i0 + ip, g->lda, m, kc - 2 * p0 < 32 ? kc - 2 * p0 : 32, AMX_MR, tmp);
+        for (int r = 0; r < AMX_MR; r += 16) {
+          __m512i q[16];
+          for (int t = 0; t < 16; t++) q[t] = _mm512_load_si512(tmp + t * AMX_MR + r);
+          transpose16(q);
+          for (int i = 0; i < 16; i++) _mm512_storeu_si512(Ap + (size_t)(r + i) * kq + p0, q[i]);
+        }
+      }
+    }
+  }
+}
+#endif
 
 // ---- micro-kernels: C[MR, NR] = alpha · Σ_p Ap[p] · Bp[p] + beta · C ----
 
@@ -298,6 +342,76 @@ BF16_TARGET static void ukernel_dp(int kp, const uint32_t *restrict Ap, const ui
     }
 }
 
+// AMX: C (32 x 32) in four 16 x 16 float32 tiles; per 32 k, two A tiles (16 rows x 16 pairs,
+// from the row-major panel) and two B tiles (16 pairs x 16 columns, from the NR = 32 panel
+// with a 128-byte row stride); TDPBF16PS does 16 x 16 x 32 multiply-adds at once.
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f")))
+AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
+                                   ptrdiff_t ldc, float alpha, float beta) {
+  _Alignas(64) float acc[AMX_MR * NR];
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const int sa = kq * 4;
+  for (int p = 0; p < kq; p += 16) {
+    _tile_loadd(4, Ap + p, sa);
+    _tile_loadd(6, Bp + (size_t)p * NR, NR * 4);
+    _tile_loadd(7, Bp + (size_t)p * NR + 16, NR * 4);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, Ap + (size_t)16 * kq + p, sa);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, acc, NR * 4);
+  _tile_stored(1, acc + 16, NR * 4);
+  _tile_stored(2, acc + 16 * NR, NR * 4);
+  _tile_stored(3, acc + 16 * NR + 16, NR * 4);
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int i = 0; i < AMX_MR; i++)
+    for (int v = 0; v < 2; v++) {
+      float *r = C + i * ldc + 16 * v;
+      __m512 x = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NR + 16 * v));
+      if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), x);
+      _mm512_storeu_ps(r, x);
+    }
+}
+
+// Palette 1, every tile 16 rows x 64 bytes; loaded by each thread before its AMX work.
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} __attribute__((packed)) amx_config;
+
+AMX_TARGET static void amx_begin(void) {
+  amx_config c;
+  memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int t = 0; t < 8; t++) {
+    c.colsb[t] = 64;
+    c.rows[t] = 16;
+  }
+  // not _tile_loadconfig: GCC 12's declares only 8 of the 64 bytes as read, so the stores
+  // that fill the rest may be dropped as dead
+  __asm__ __volatile__("ldtilecfg %0" : : "m"(c));
+}
+AMX_TARGET static void amx_end(void) { _tile_release(); }
+
+// AMX-BF16 and AMX-TILE (CPUID.(7,0):EDX bits 22, 24), and Linux's permission to use the tile
+// data state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 18), granted per process.
+static int cpu_amx(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  if (!((d >> 22) & 1) || !((d >> 24) & 1)) return 0;
+#if defined(__linux__)
+  return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+  return 0;
+#endif
+}
+
 // AVX512_BF16: CPUID.(EAX=7, ECX=1):EAX bit 5 (the avx512 level is only chosen when the OS saves zmm state).
 static int cpu_bf16(void) {
   unsigned a, b, c, d;
@@ -308,26 +422,39 @@ static int cpu_bf16(void) {
 
 typedef void (*ukernel_fn)(int, const uint32_t *, const uint32_t *, float *, ptrdiff_t, float, float);
 
-// MYNAH_SIMD_DISABLE=avx512bf16 (a comma- or space-separated list, as binding.c reads it).
-static int bf16_disabled(void) {
-  const char *list = getenv("MYNAH_SIMD_DISABLE"), *name = "avx512bf16";
+// MYNAH_SIMD_DISABLE names `name` (a comma- or space-separated list, as binding.c reads it).
+static int bf16_disabled(const char *name) {
+  const char *list = getenv("MYNAH_SIMD_DISABLE");
   size_t n = strlen(name);
   for (const char *p = list; p && (p = strstr(p, name)) != NULL; p += n)
     if ((p == list || p[-1] == ',' || p[-1] == ' ') && (p[n] == 0 || p[n] == ',' || p[n] == ' ')) return 1;
   return 0;
 }
 
-static int use_dp = -1;  // decided once per process
+static int use_dp = -1, use_amx = -1;  // decided once per process
 
+// VDPBF16PS: unless MYNAH_SIMD_DISABLE names avx512bf16.
 static int have_dp(void) {
   if (use_dp < 0) {
 #if defined(__AVX512F__)
-    use_dp = cpu_bf16() && !bf16_disabled();
+    use_dp = cpu_bf16() && !bf16_disabled("avx512bf16");
 #else
     use_dp = 0;
 #endif
   }
   return use_dp;
+}
+
+// AMX tiles: unless MYNAH_SIMD_DISABLE names amx (or avx512bf16: then the fallback runs).
+static int have_amx(void) {
+  if (use_amx < 0) {
+#if defined(__AVX512F__)
+    use_amx = have_dp() && !bf16_disabled("amx") && cpu_amx();
+#else
+    use_amx = 0;
+#endif
+  }
+  return use_amx;
 }
 
 // Flush-to-zero (and denormals-are-zero) while the fallback runs, as VDPBF16PS computes.
@@ -350,10 +477,11 @@ static void ftz_off(unsigned old) {
 
 // ---- the driver (gemm.c's, on packed pairs) ----
 
-typedef struct {
+typedef struct plan_s {
   const bf_args *g;
   ukernel_fn uk;
-  int fallback;
+  int fallback, amx;
+  int mr;             // rows per A panel: MR, or AMX_MR
   int js, ns, nsp;
   int kstep, slices;  // kstep even
   int q0, nq;
@@ -363,16 +491,23 @@ typedef struct {
 
 static uint32_t *buf_a[MAX_POOL];
 
+// Pair rows of a panel for kc values of k: AMX steps 16 pairs at a time (zeros after kp).
+static int pair_rows(const void *plan_, int kc) {
+  const struct plan_s *s = plan_;
+  int kp = (kc + 1) / 2;
+  return s->amx ? (kp + 15) / 16 * 16 : kp;
+}
+
 static void pack_b_task(void *ctx, int task, int thread) {
   (void)thread;
   const plan *s = ctx;
   int q = s->q0 + task / s->npack, part = task % s->npack;
-  int pc = q * s->kstep, kc = s->g->K - pc < s->kstep ? s->g->K - pc : s->kstep, kp = (kc + 1) / 2;
+  int pc = q * s->kstep, kc = s->g->K - pc < s->kstep ? s->g->K - pc : s->kstep, kq = pair_rows(s, kc);
   int panels = s->nsp / NR;
   int p0 = (int)((long)panels * part / s->npack), p1 = (int)((long)panels * (part + 1) / s->npack);
   int j1 = p1 * NR < s->ns ? p1 * NR : s->ns;
   uint32_t *Bq = s->Bs + (size_t)(q - s->q0) * (s->kstep / 2) * s->nsp;
-  if (p0 * NR < j1) pack_b(s->g, pc, kc, s->js + p0 * NR, j1 - p0 * NR, Bq + (size_t)p0 * NR * kp);
+  if (p0 * NR < j1) pack_b(s->g, pc, kc, kq, s->js + p0 * NR, j1 - p0 * NR, Bq + (size_t)p0 * NR * kq);
 }
 
 static void compute_task(void *ctx, int task, int thread) {
@@ -384,26 +519,34 @@ static void compute_task(void *ctx, int task, int thread) {
   if (i0 >= i1 || j0 >= j1) return;
   int mc = i1 - i0;
   unsigned csr = s->fallback ? ftz_on() : 0;
+#if defined(__AVX512F__)
+  if (s->amx) amx_begin();
+#endif
   uint32_t *Ap = buf_a[thread];
-  _Alignas(64) float tile[MR * NR];
+  const int MRx = s->mr;
+  _Alignas(64) float tile[32 * NR];
   for (int q = s->q0; q < s->q0 + s->nq; q++) {
-    int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kp = (kc + 1) / 2;
+    int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
     float beta = q == 0 ? g->beta : 1.0f;
     const uint32_t *Bq = s->Bs + (size_t)(q - s->q0) * (s->kstep / 2) * s->nsp;
-    pack_a(g, i0, mc, pc, kc, Ap);
+#if defined(__AVX512F__)
+    if (s->amx) pack_a_amx(g, i0, mc, pc, kc, kq, Ap);
+    else
+#endif
+      pack_a(g, i0, mc, pc, kc, kq, Ap);
     for (int jc = j0; jc < j1; jc += NC) {
       int nc = j1 - jc < NC ? j1 - jc : NC;
-      for (int ir = 0; ir < mc; ir += MR) {
-        int m = mc - ir < MR ? mc - ir : MR;
-        const uint32_t *a = Ap + (size_t)ir * kp;
+      for (int ir = 0; ir < mc; ir += MRx) {
+        int m = mc - ir < MRx ? mc - ir : MRx;
+        const uint32_t *a = Ap + (size_t)ir * kq;
         for (int jr = 0; jr < nc; jr += NR) {
           int n = nc - jr < NR ? nc - jr : NR;
-          const uint32_t *b = Bq + (size_t)(jc + jr) * kp;
+          const uint32_t *b = Bq + (size_t)(jc + jr) * kq;
           float *c = g->C + (size_t)(i0 + ir) * g->ldc + s->js + jc + jr;
-          if (m == MR && n == NR) {
-            s->uk(kp, a, b, c, g->ldc, g->alpha, beta);
+          if (m == MRx && n == NR) {
+            s->uk(kq, a, b, c, g->ldc, g->alpha, beta);
           } else {
-            s->uk(kp, a, b, tile, NR, 1.0f, 0.0f);
+            s->uk(kq, a, b, tile, NR, 1.0f, 0.0f);
             for (int i = 0; i < m; i++)
               for (int j = 0; j < n; j++) {
                 float *d = c + (size_t)i * g->ldc + j;
@@ -414,6 +557,9 @@ static void compute_task(void *ctx, int task, int thread) {
       }
     }
   }
+#if defined(__AVX512F__)
+  if (s->amx) amx_end();
+#endif
   if (s->fallback) ftz_off(csr);
 }
 
@@ -431,8 +577,11 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
   static uint32_t *Bs;
   static size_t bs_words;
   plan s = {.g = g};
+  s.mr = MR;
 #if defined(__AVX512F__)
-  s.uk = have_dp() ? ukernel_dp : ukernel_fallback;
+  s.amx = have_amx();
+  s.uk = s.amx ? ukernel_amx : have_dp() ? ukernel_dp : ukernel_fallback;
+  if (s.amx) s.mr = AMX_MR;
 #else
   s.uk = ukernel_fallback;
 #endif
@@ -460,7 +609,7 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
   for (s.js = 0; s.js < g->N; s.js += ncols) {
     s.ns = g->N - s.js < ncols ? g->N - s.js : ncols;
     s.nsp = round_up(s.ns, NR);
-    int mchunk = round_up((g->M + want - 1) / want, MR);
+    int mchunk = round_up((g->M + want - 1) / want, s.mr);
     s.mchunk = mchunk > MC ? MC : mchunk;
     s.mt = (g->M + s.mchunk - 1) / s.mchunk;
     int nt = s.mt >= want ? 1 : (want + s.mt - 1) / s.mt;
@@ -532,6 +681,54 @@ BF16_TARGET static float peak_loop(void) {
 }
 #endif
 
+#if defined(__AVX512F__)
+#define AMX_ITERS 1000000L
+// Four independent accumulator tiles, TDPBF16PS on tiles that never leave the unit.
+AMX_TARGET static float amx_peak_loop(void) {
+  _Alignas(64) static uint32_t one[256];
+  _Alignas(64) float out[256];
+  for (int i = 0; i < 256; i++) one[i] = 0x3f803f80u;
+  amx_begin();
+  _tile_loadd(4, one, 64);
+  _tile_loadd(5, one, 64);
+  _tile_loadd(6, one, 64);
+  _tile_loadd(7, one, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (long n = 0; n < AMX_ITERS; n++) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, out, 64);
+  amx_end();
+  return out[0];
+}
+#endif
+
+static double seconds_since(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
+}
+
+// One core's AMX TDPBF16PS rate in GFLOP/s (16 x 16 x 32 multiply-adds each), 0 without AMX.
+static double amx_peak_gflops(void) {
+#if defined(__AVX512F__)
+  if (!have_amx()) return 0;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  peak_sink[0] = amx_peak_loop();
+  __asm__ __volatile__("" : : "r"(peak_sink) : "memory");
+  return AMX_ITERS * 4 * 16384.0 / seconds_since(&t0) / 1e9;
+#else
+  return 0;
+#endif
+}
+
 // One core's VDPBF16PS rate in GFLOP/s (12 chains x 16 lanes x 2 products x 2 FLOP), or 0
 // when this CPU (or this build level) has no AVX512_BF16.
 static double bf16_peak_gflops(void) {
@@ -574,10 +771,21 @@ static napi_value js_gemm_bf16(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// gemmBf16PeakGflops(): one core's measured VDPBF16PS throughput (GFLOP/s), 0 without AVX512_BF16.
+// gemmBf16PeakGflops(): one core's measured peak (GFLOP/s) of the unit gemmBf16 runs on (AMX
+// tiles, or VDPBF16PS), 0 for the float32 fallback.
 static napi_value js_peak(napi_env env, napi_callback_info info) {
   (void)info;
-  return make_num(env, bf16_peak_gflops());
+  return make_num(env, have_amx() ? amx_peak_gflops() : bf16_peak_gflops());
+}
+
+// gemmBf16Peaks(): { vdpbf16ps, amx }: each unit's one-core peak (GFLOP/s), 0 where absent or disabled.
+static napi_value js_peaks(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_object(env, &r);
+  napi_set_named_property(env, r, "vdpbf16ps", make_num(env, bf16_peak_gflops()));
+  napi_set_named_property(env, r, "amx", make_num(env, amx_peak_gflops()));
+  return r;
 }
 
 // gemmBf16Info(): which micro-kernel runs, and the blocking.
@@ -585,7 +793,8 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   (void)info;
   char s[200];
   snprintf(s, sizeof s, "%s %s MRxNR=%dx%d KC=%d NC=%d", ISA,
-           have_dp() ? "VDPBF16PS" : "fallback (float32 FMA on bf16-rounded operands)", MR, NR, KC, NC);
+           have_amx() ? "AMX" : have_dp() ? "VDPBF16PS" : "fallback (float32 FMA on bf16-rounded operands)",
+           have_amx() ? 32 : MR, NR, KC, NC);
   napi_value r;
   napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &r);
   return r;
@@ -594,5 +803,6 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
 void register_gemm_bf16(napi_env env, napi_value exports) {
   export_fn(env, exports, "gemmBf16", js_gemm_bf16);
   export_fn(env, exports, "gemmBf16PeakGflops", js_peak);
+  export_fn(env, exports, "gemmBf16Peaks", js_peaks);
   export_fn(env, exports, "gemmBf16Info", js_info);
 }
