@@ -98,30 +98,48 @@ test("gemmBf16 rounds operands to nearest even, zeroes subnormals, and keeps Inf
   assert.deepEqual([...C], [0, 0]);
 });
 
-/** sha256 of gemmBf16's outputs over every form and shape, computed in a fresh process with `env`. */
-function digestIn(env: Record<string, string>): { info: string; digest: string } {
+/**
+ * In a fresh process with `env`: sha256 of gemmBf16's outputs over every form and shape, and
+ * the worst error of the first shape against the bf16-rounded operands, as a fraction of the
+ * bound K·2⁻²⁴·Σ|a'·b'| (each path is held to the bound, not only the default one).
+ */
+function digestIn(env: Record<string, string>): { info: string; digest: string; worst: number } {
   const src = `
     const a = require(${JSON.stringify(addonPath())});
     const crypto = require("node:crypto");
     const h = crypto.createHash("sha256");
     const rand = ${rand.toString()};
+    const roundBf16 = ${roundBf16.toString()};
+    let worst = 0;
     for (const [ta, tb] of [[false, true], [false, false], [true, false]])
-      for (const [M, N, K] of ${JSON.stringify([...SHAPES, [200, 300, 520]])}) {
-        const C = new Float32Array(M * N);
-        a.gemmBf16(ta, tb, M, N, K, 1, rand(M * K, M + K, 40), rand(K * N, N + K, 40), 0, C);
+      for (const [s, [M, N, K]] of ${JSON.stringify([...SHAPES, [200, 300, 520]])}.entries()) {
+        const A = rand(M * K, M + K, 40), B = rand(K * N, N + K, 40), C = new Float32Array(M * N);
+        a.gemmBf16(ta, tb, M, N, K, 1, A, B, 0, C);
         h.update(Buffer.from(C.buffer));
+        if (s === 0)
+          for (let i = 0; i < M; i++)
+            for (let j = 0; j < N; j++) {
+              let ref = 0, abs = 0;
+              for (let k = 0; k < K; k++) {
+                const p = roundBf16(ta ? A[k * M + i] : A[i * K + k]) * roundBf16(tb ? B[j * K + k] : B[k * N + j]);
+                ref += p;
+                abs += Math.abs(p);
+              }
+              const bound = K * 2 ** -24 * abs + 2 ** -24 * Math.abs(ref);
+              if (bound > 0) worst = Math.max(worst, Math.abs(C[i * N + j] - ref) / bound);
+            }
       }
-    console.log(JSON.stringify({ info: a.gemmBf16Info(), digest: h.digest("hex") }));`;
+    console.log(JSON.stringify({ info: a.gemmBf16Info(), digest: h.digest("hex"), worst }));`;
   const { MYNAH_SIMD: _a, MYNAH_SIMD_DISABLE: _b, ...base } = process.env;
   const r = spawnSync(process.execPath, ["-e", src], { env: { ...base, ...env }, encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout) as { info: string; digest: string };
+  return JSON.parse(r.stdout) as { info: string; digest: string; worst: number };
 }
 
 // AMX tiles (TDPBF16PS) sum a tile's products in an order of their own, not VDPBF16PS's
 // (measured: neither odd-then-even nor even-then-odd pair order reproduces them), so the AMX
 // path is held to the error bound above and to thread independence below, not to these bits.
-test("VDPBF16PS and the float32 fallback of every level give bitwise the same results", () => {
+test("VDPBF16PS and the float32 fallback of every level give bitwise the same results; every path (AMX too) meets the bound", () => {
   const levels = addon.simdLevels();
   const runs: [string, { info: string; digest: string }][] = [["MYNAH_SIMD_DISABLE=amx", digestIn({ MYNAH_SIMD_DISABLE: "amx" })]];
   runs.push(["MYNAH_SIMD_DISABLE=avx512bf16", digestIn({ MYNAH_SIMD_DISABLE: "avx512bf16" })]);
@@ -129,6 +147,8 @@ test("VDPBF16PS and the float32 fallback of every level give bitwise the same re
   assert.match(runs[1][1].info, /fallback/);
   assert.doesNotMatch(runs[0][1].info, /AMX/);
   const paths = new Set(runs.map(([, r]) => r.info.split(" ")[1]));
+  const amx = digestIn({});
+  for (const [name, r] of [...runs, ["default", amx] as const]) assert.ok(r.worst <= 1, `${name} (${r.info}): error ${r.worst} × the bound`);
   for (const [name, r] of runs) assert.equal(r.digest, runs[0][1].digest, `${name} (${r.info}) differs from ${runs[0][1].info}`);
   if (!/fallback/.test(runs[0][1].info)) assert.ok(paths.size >= 2, "the hardware path and the fallback were both compared");
 });
