@@ -141,7 +141,7 @@ function digestIn(env: Record<string, string>): { info: string; digest: string; 
 // path is held to the error bound above and to thread independence below, not to these bits.
 test("VDPBF16PS and the float32 fallback of every level give bitwise the same results; every path (AMX too) meets the bound", () => {
   const levels = addon.simdLevels();
-  const runs: [string, { info: string; digest: string }][] = [["MYNAH_SIMD_DISABLE=amx", digestIn({ MYNAH_SIMD_DISABLE: "amx" })]];
+  const runs: [string, { info: string; digest: string; worst: number }][] = [["MYNAH_SIMD_DISABLE=amx", digestIn({ MYNAH_SIMD_DISABLE: "amx" })]];
   runs.push(["MYNAH_SIMD_DISABLE=avx512bf16", digestIn({ MYNAH_SIMD_DISABLE: "avx512bf16" })]);
   for (const l of levels.slice(0, -1)) runs.push([`MYNAH_SIMD=${l}`, digestIn({ MYNAH_SIMD: l })]);
   assert.match(runs[1][1].info, /fallback/);

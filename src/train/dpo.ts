@@ -25,7 +25,7 @@ import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, resolvePrecision, saveCheckpoint, type CheckpointState } from "./checkpoint.ts";
 import { checkDpoLoss, dpoLoss, type DpoLossKind, type DpoLossOptions, type DpoMetrics } from "./dpo-loss.ts";
 import { trainLoop, type LoopResult, type MicroStep, type Objective, type ResumeFrom } from "./loop.ts";
-import { checkLoopOptions, claimRunFolder, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { checkLoopOptions, claimRunFolder, describePrecision, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
 import { SettingsError } from "../core/errors.ts";
 import { createReporter } from "./report.ts";
 import { checkChatTokenizer, loadStart, type RunOptions, type Start } from "./sft.ts";
@@ -269,7 +269,7 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
 
   const { precision, note: precisionNote } = resolvePrecision(o.precision, saved?.state ?? null);
   if (precisionNote) rep.note(`note: ${precisionNote}`);
-  if (precision === "bf16") rep.note("precision: bf16 GEMM operands (float32 weights, optimizer, norms, softmax, loss); reference log-probs scored the same way");
+  if (precision === "bf16") rep.note(`precision: ${describePrecision(precision, backend)}; reference log-probs scored the same way`);
   const model = createGPT(c, backend, { params: start.params, precision });
   // Reference log-probs: cached by pair hash; missing ones scored by the starting model.
   const refPath = join(o.out, REFERENCE_FILE);

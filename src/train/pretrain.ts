@@ -215,6 +215,23 @@ export function machinePeakFlops(precision: Precision = "fp32"): { flops: number
   return { flops: NOMINAL_PEAK_GFLOPS * 1e9, measured: false, what: "nominal" };
 }
 
+/**
+ * How a run's GEMMs compute, for its start-up line: "float32", or for bf16 the unit (AMX tiles,
+ * VDPBF16PS, or the float32 fallback, which is slower than fp32 and only reproduces bf16 results).
+ */
+export function describePrecision(precision: Precision, backend: Backend): string {
+  if (precision === "fp32") return "float32";
+  let unit = "";
+  try {
+    if (backend.name.startsWith("native")) unit = loadNative().gemmBf16Info().split(" ")[1];
+  } catch {
+    // no addon: the backend's own gemmBf16
+  }
+  const where = unit === "AMX" ? "on AMX tiles" : unit === "VDPBF16PS" ? "on AVX512_BF16 (VDPBF16PS)"
+    : unit === "fallback" ? "on the float32 fallback: this CPU has no bf16 unit, so this is slower than --precision fp32" : `on ${backend.name}`;
+  return `bf16 GEMM operands ${where} (float32 weights, optimizer, norms, softmax, loss)`;
+}
+
 export interface PretrainResult extends LoopResult {
   runDir: string;
   config: ModelConfig;
@@ -261,7 +278,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     `context ${config.contextLength}, ${(parameterCount(config) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
   rep.note(`training: ${loop.steps} steps of ${loop.gradAccum}×${loop.batchSize}×${loop.seqLen} tokens, ${loop.optimizer.kind}, lr ${loop.optimizer.lr}` +
     `${loop.optimizer.kind === "muon" ? ` (muon ${loop.optimizer.muonLr})` : ""}, ${loop.schedule} schedule; ` +
-    `${precision === "bf16" ? "bf16 GEMM operands (float32 weights, optimizer, norms, softmax, loss)" : "float32"}; MFU against ` +
+    `${describePrecision(precision, backend)}; MFU against ` +
     `${(peak.flops / 1e9).toFixed(0)} GFLOP/s (${peak.what})` +
     (saved ? `; resuming from ${saved.dir} at step ${saved.state.step}` : ""));
   const backendNote = saved && resumeBackendNote(saved.state, backend.name);

@@ -22,7 +22,7 @@ import { loadModelTokenizer as loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { latestCheckpoint, loadCheckpoint, resolvePrecision, resumeBackendNote, saveCheckpoint, type CheckpointState, type TokenizerRef } from "./checkpoint.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
-import { checkLoopOptions, claimRunFolder, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { checkLoopOptions, claimRunFolder, describePrecision, machinePeakFlops, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
 import { SettingsError } from "../core/errors.ts";
 import { describeEstimate, estimateTrainingMemory, memoryRefusal } from "./memory.ts";
 import { createReporter } from "./report.ts";
@@ -184,7 +184,7 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   const backendNote = saved && resumeBackendNote(saved.state, backend.name);
   if (backendNote) rep.note(`note: ${backendNote}`);
   if (precisionNote) rep.note(`note: ${precisionNote}`);
-  if (precision === "bf16") rep.note("precision: bf16 GEMM operands (float32 weights, optimizer, norms, softmax, loss)");
+  if (precision === "bf16") rep.note(`precision: ${describePrecision(precision, backend)}`);
   rep.note(`memory: estimated peak ${describeEstimate(memory)}${o.recompute ? "; --recompute" : ""}`);
   rep.note(`data: ${train.examples.length} training conversations, ${val.length} held out` +
     (train.truncated ? `, ${train.truncated} cut to ${T + 1} tokens (oldest turns dropped)` : "") +
