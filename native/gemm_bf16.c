@@ -349,10 +349,21 @@ BF16_TARGET static void ukernel_dp(int kp, const uint32_t *restrict Ap, const ui
 AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
                                    ptrdiff_t ldc, float alpha, float beta) {
   _Alignas(64) float acc[AMX_MR * NR];
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  // alpha 1 and beta 0 or 1 (every training product): the tiles start from C (or zero) and are
+  // stored straight into it; otherwise through acc and the alpha/beta merge below.
+  const int direct = alpha == 1.0f && (beta == 0.0f || beta == 1.0f);
+  const long sc = (long)ldc * 4;
+  if (direct && beta != 0) {
+    _tile_loadd(0, C, sc);
+    _tile_loadd(1, C + 16, sc);
+    _tile_loadd(2, C + 16 * ldc, sc);
+    _tile_loadd(3, C + 16 * ldc + 16, sc);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
   const int sa = kq * 4;
   for (int p = 0; p < kq; p += 16) {
     _tile_loadd(4, Ap + p, sa);
@@ -363,6 +374,13 @@ AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const ui
     _tile_loadd(5, Ap + (size_t)16 * kq + p, sa);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
+  }
+  if (direct) {
+    _tile_stored(0, C, sc);
+    _tile_stored(1, C + 16, sc);
+    _tile_stored(2, C + 16 * ldc, sc);
+    _tile_stored(3, C + 16 * ldc + 16, sc);
+    return;
   }
   _tile_stored(0, acc, NR * 4);
   _tile_stored(1, acc + 16, NR * 4);

@@ -50,7 +50,8 @@ test("gemmBf16 meets the bf16 error bound on every form and edge shape (alpha, b
   for (const [form, [ta, tb]] of FORMS) {
     for (const [M, N, K] of SHAPES) {
       const A = rand(M * K, M + 7 * K, 8), B = rand(K * N, N + 3 * K, 8), C = rand(M * N, 5), C0 = C.slice();
-      const alpha = 0.75, beta = form === "TN" ? 1 : 0.5;
+      // TN as training calls it (dW += dYᵀX: alpha 1, beta 1, accumulated in place); the others scaled
+      const alpha = form === "TN" ? 1 : 0.75, beta = form === "TN" ? 1 : 0.5;
       be.gemmBf16!(ta, tb, M, N, K, alpha, A, B, beta, C);
       for (let i = 0; i < M; i++) {
         for (let j = 0; j < N; j++) {
