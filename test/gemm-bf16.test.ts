@@ -193,15 +193,18 @@ test("a bf16 training step stays close to the float32 one (loss and every gradie
     n += f.grads[i] ** 2;
   }
   const relGrad = Math.sqrt(d / n);
-  // bf16 operands: a few 2⁻⁸ relative per GEMM, averaging out over K; measured ~1e-4 (loss) and ~5e-3 (gradients)
-  assert.ok(relLoss < 2e-3, `loss ${h.loss} vs ${f.loss}: relative ${relLoss}`);
-  assert.ok(relGrad < 3e-2, `gradient relative error ${relGrad}`);
+  // bf16 operands perturb each product by up to 2⁻⁷ relative (2⁻⁸ per operand), so gradients move
+  // by O(2⁻⁸) = 3.9e-3 relative; the loss, a mean over many positions, far less. Measured 3.8e-3
+  // and 3.5e-6; the bounds allow 4 × 2⁻⁸ and 2e-4.
+  assert.ok(relLoss < 2e-4, `loss ${h.loss} vs ${f.loss}: relative ${relLoss}`);
+  assert.ok(relGrad < 4 * 2 ** -8, `gradient relative error ${relGrad}`);
   assert.ok(relGrad > 1e-5, `gradients equal to float32's to ${relGrad}: bf16 is not in use`);
 });
 
 test("the PyTorch float64 fixture on the bf16 path: loss, logits and every gradient within the bf16 tolerance", () => {
-  // Documented tolerance (docs/architecture.md): max|Δ| / max|ref| ≤ 2e-2 for logits and each
-  // gradient, 2e-3 relative for the loss; float32 meets 1e-4 (test/model-fixture.test.ts).
+  // Documented tolerance (docs/architecture.md): max|Δ| / max|ref| ≤ 1e-2 for the logits and
+  // 1.6e-2 (4 × 2⁻⁸) for each gradient, 5e-4 relative for the loss (measured: 3.5e-3, 8.4e-3,
+  // 3e-5); float32 meets 1e-4 (test/model-fixture.test.ts).
   for (const name of ["llama-tiny", "qwen3-gqa-tied"]) {
     const dir = join(here, "fixtures", name);
     const { config, params } = loadModelFolder(dir);
@@ -223,12 +226,12 @@ test("the PyTorch float64 fixture on the bf16 path: loss, logits and every gradi
     const loss = m.forward(inputs, targets, B, T);
     m.backward();
     const lossRef = (exp.get("loss")!.data as Float32Array)[0];
-    assert.ok(Math.abs(loss - lossRef) / lossRef < 2e-3, `${name}: loss ${loss} vs ${lossRef}`);
-    assert.ok(eLogits < 2e-2 && eLogits > 1e-5, `${name}: logits relative error ${eLogits}`);
+    assert.ok(Math.abs(loss - lossRef) / lossRef < 5e-4, `${name}: loss ${loss} vs ${lossRef}`);
+    assert.ok(eLogits < 1e-2 && eLogits > 1e-5, `${name}: logits relative error ${eLogits}`);
     for (const [k, t] of exp) {
       if (!k.startsWith("grad.")) continue;
       const e = rel(m.grads.get(k.slice(5)), t.data as Float32Array);
-      assert.ok(e < 2e-2, `${name}: ${k} relative error ${e}`);
+      assert.ok(e < 4 * 2 ** -8, `${name}: ${k} relative error ${e}`);
     }
   }
 });
