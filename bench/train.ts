@@ -8,20 +8,27 @@
  *  2. Per-op profile of one step of each config.
  *  3. Time for `mynah train` to reach validation loss 1.88 on tinyshakespeare (characters,
  *     first 90 % train, last 10 % validation), wall clock including start-up and evaluations.
+ *  4. Mixed precision (issue 14): "shakespeare" in bf16 (`--precision bf16`) beside float32,
+ *     PyTorch float32 and PyTorch bf16 autocast (bench/torch_bf16.py), MFU against the measured
+ *     float32 peak and the measured bf16 peak (AMX tiles and VDPBF16PS, register-only loops);
+ *     the bf16 GEMM's GFLOP/s on the layer shapes against its peak; and a training-curve check:
+ *     the same `mynah train` run (same steps, seed, data) in fp32 and bf16, validation loss at
+ *     the end within 1 %.
  *
  * MFU is against the machine peak: the GEMM kernel's measured one-core FMA rate × threads
  * when the addon exports it (gemmPeakGflops), else the nominal 224 GFLOP/s.
  * Set MYNAH_BENCH_QUICK=1 for fewer steps; MYNAH_BENCH_SKIP_TORCH=1 to skip PyTorch;
- * MYNAH_BENCH_CONFIGS=small (comma-separated) for some configs; MYNAH_BENCH_SKIP_TTL=1.
+ * MYNAH_BENCH_CONFIGS=small (comma-separated) for some configs; MYNAH_BENCH_SKIP_TTL=1;
+ * MYNAH_BENCH_SKIP_BF16=1 (no bf16 rows), MYNAH_BENCH_SKIP_CURVE=1 (no training-curve check).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, cpus, loadavg } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { nativeBackend, setThreads } from "../src/core/native.ts";
+import { loadNative, nativeBackend, setThreads } from "../src/core/native.ts";
 import { configFromPreset, flopsPerToken, parameterCount, type ModelConfig } from "../src/model/config.ts";
-import { createGPT } from "../src/model/gpt.ts";
+import { createGPT, type Precision } from "../src/model/gpt.ts";
 import { clipGradNorm, createOptimizer, DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
 import { profileBackend, type OpTime } from "../src/train/profile.ts";
 import { machinePeakFlops, pretrain } from "../src/train/pretrain.ts";
@@ -35,6 +42,7 @@ const SHAKESPEARE = join(SHARED, "data", "text", "tinyshakespeare.txt");
 const shown = (p: string): string => relative(root, p) || ".";
 const QUICK = process.env.MYNAH_BENCH_QUICK === "1";
 const THREADS = Number(process.env.MYNAH_THREADS ?? 2);
+const BF16 = process.env.MYNAH_BENCH_SKIP_BF16 !== "1";
 
 interface BenchConfig {
   name: string;
@@ -47,10 +55,13 @@ interface BenchConfig {
   rounds: number;
   /** Steps summed in the per-op profile. */
   profileSteps: number;
+  /** Also in bf16 (`--precision bf16`), beside PyTorch's bf16 autocast. */
+  bf16?: boolean;
+  precision?: Precision;
 }
 
 const CONFIGS: BenchConfig[] = [
-  { name: "shakespeare", preset: "shakespeare", B: 64, T: 256, V: 65, iters: QUICK ? 2 : 4, rounds: 1, profileSteps: 1 },
+  { name: "shakespeare", preset: "shakespeare", B: 64, T: 256, V: 65, iters: QUICK ? 2 : 4, rounds: 1, profileSteps: 1, bf16: true },
   { name: "small", preset: "small", B: 12, T: 64, V: 65, iters: QUICK ? 20 : 60, rounds: QUICK ? 1 : 3, profileSteps: 10 },
 ];
 
@@ -67,6 +78,7 @@ interface StepResult {
   peakRssMB: number;
   profile: OpTime[];
   profileMs: number;
+  precision: Precision;
 }
 
 /** Runs in a child process: timed training steps, then a profiled one. */
@@ -74,7 +86,8 @@ async function childSteps(b: BenchConfig): Promise<StepResult> {
   setThreads(THREADS);
   const be = nativeBackend();
   const c = modelConfig(b);
-  const m = createGPT(c, be, { seed: 1 });
+  const precision = b.precision ?? "fp32";
+  const m = createGPT(c, be, { seed: 1, precision });
   const opt = createOptimizer(be, m.params, { ...DEFAULT_OPTIMIZER, lr: 1e-3 });
   const N = b.B * b.T;
   let x = 12345;
@@ -101,7 +114,7 @@ async function childSteps(b: BenchConfig): Promise<StepResult> {
   const fpt = flopsPerToken(c, b.T);
   // Profile one step: same weights, the backend wrapped with timers.
   const prof = profileBackend(be);
-  const pm = createGPT(c, prof.backend, { params: m.params });
+  const pm = createGPT(c, prof.backend, { params: m.params, precision });
   const popt = createOptimizer(prof.backend, pm.params, { ...DEFAULT_OPTIMIZER, lr: 1e-3 });
   step(pm, popt); // warm: the profiled model's activations are new pages (first-touch faults)
   prof.reset();
@@ -109,8 +122,8 @@ async function childSteps(b: BenchConfig): Promise<StepResult> {
   for (let i = 0; i < b.profileSteps; i++) step(pm, popt);
   const profileMs = (performance.now() - t0) / b.profileSteps;
   return {
-    name: b.name, msPerStep: ms, tokensPerSec: tps, gflops: (fpt * tps) / 1e9, mfu: (fpt * tps) / machinePeakFlops().flops,
-    peakRssMB, profile: prof.report(), profileMs,
+    name: b.name, msPerStep: ms, tokensPerSec: tps, gflops: (fpt * tps) / 1e9, mfu: (fpt * tps) / machinePeakFlops(precision).flops,
+    peakRssMB, profile: prof.report(), profileMs, precision,
   };
 }
 
@@ -189,7 +202,7 @@ function inChild<T>(what: string, arg: unknown): T {
 
 function printProfile(r: StepResult): void {
   const n = CONFIGS.find((c) => c.name === r.name)?.profileSteps ?? 1;
-  console.log(`\nper-op profile of a ${r.name} step (${r.profileMs.toFixed(0)} ms profiled, mean of ${n}; ms per step):`);
+  console.log(`\nper-op profile of a ${r.name}${r.precision === "bf16" ? " bf16" : ""} step (${r.profileMs.toFixed(0)} ms profiled, mean of ${n}; ms per step):`);
   for (const p of r.profile) {
     p.ms /= n;
     p.calls /= n;
@@ -204,16 +217,29 @@ export async function run(): Promise<unknown> {
   const peak = machinePeakFlops();
   console.log(`threads ${THREADS} of ${cpus().length} CPUs; load average ${loadavg().map((x) => x.toFixed(2)).join(" ")}; ` +
     `peak ${(peak.flops / 1e9).toFixed(0)} GFLOP/s (${peak.measured ? "measured FMA × threads" : "nominal"})`);
+  const bfPeak = BF16 ? machinePeakFlops("bf16") : null;
+  const units = BF16 ? bf16Units() : null;
+  if (units) {
+    console.log(`bf16: gemmBf16 runs ${units.info}; measured one-core peaks: AMX ${units.amx.toFixed(0)}, VDPBF16PS ${units.vdpbf16ps.toFixed(0)}, ` +
+      `float32 FMA ${units.fma.toFixed(0)} GFLOP/s (× ${THREADS} threads for the machine)`);
+  }
   const rows: unknown[] = [];
   const only = process.env.MYNAH_BENCH_CONFIGS?.split(",");
   for (const b of CONFIGS.filter((x) => !only || only.includes(x.name))) {
     const c = modelConfig(b);
     let mine: StepResult | null = null, torch: Record<string, unknown> | null = null;
+    let half: StepResult | null = null, torchHalf: Record<string, unknown> | null = null;
+    const faster = (x: Record<string, unknown> | null, y: Record<string, unknown> | null): Record<string, unknown> | null =>
+      !x || (y && Number(y.tokens_per_s) > Number(x.tokens_per_s)) ? y : x;
     for (let r = 0; r < b.rounds; r++) {
       const m = inChild<StepResult>("steps", b);
       if (!mine || m.tokensPerSec > mine.tokensPerSec) mine = m;
-      const t = torchBench(b);
-      if (!torch || (t && Number(t.tokens_per_s) > Number(torch.tokens_per_s))) torch = t;
+      if (BF16 && b.bf16) {
+        const h = inChild<StepResult>("steps", { ...b, precision: "bf16" });
+        if (!half || h.tokensPerSec > half.tokensPerSec) half = h;
+      }
+      torch = faster(torch, torchBench(b));
+      if (BF16 && b.bf16) torchHalf = faster(torchHalf, torchBf16Bench(b));
     }
     if (!mine) throw new Error("no rounds");
     // MFU against the peak measured here, before the runs (a child's own measurement is
@@ -229,7 +255,22 @@ export async function run(): Promise<unknown> {
         `   ratio ${(mine.tokensPerSec / tTps).toFixed(2)}×`);
     } else if (torch) console.log(`  pytorch  ${JSON.stringify(torch)}`);
     printProfile(mine);
-    rows.push({ config: b, mynah: mine, torch, ratio: tTps ? mine.tokensPerSec / tTps : null });
+    let mixed: Record<string, unknown> | null = null;
+    if (half && bfPeak && units) {
+      const hTps = half.tokensPerSec, bTps = torchHalf && typeof torchHalf.tokens_per_s === "number" ? (torchHalf.tokens_per_s as number) : null;
+      half.mfu = (half.gflops * 1e9) / bfPeak.flops;
+      const fp32Mfu = (half.gflops * 1e9) / peak.flops;
+      console.log(`\n${b.name}, mixed precision side by side (same run; tokens/s, ratio to mynah fp32):`);
+      console.log(`  mynah fp32           ${mine.tokensPerSec.toFixed(0).padStart(8)} tok/s ${mine.msPerStep.toFixed(1).padStart(8)} ms/step  1.00×  MFU ${(100 * mine.mfu).toFixed(1)}% of the fp32 peak`);
+      console.log(`  mynah bf16           ${hTps.toFixed(0).padStart(8)} tok/s ${half.msPerStep.toFixed(1).padStart(8)} ms/step  ${(hTps / mine.tokensPerSec).toFixed(2)}×  ` +
+        `MFU ${(100 * half.mfu).toFixed(1)}% of the bf16 peak (${(bfPeak.flops / 1e9).toFixed(0)} GFLOP/s, ${bfPeak.what}), ${(100 * fp32Mfu).toFixed(1)}% of the fp32 peak  (target ≥ 1.60×: ${hTps / mine.tokensPerSec >= 1.6 ? "met" : "not met"})`);
+      if (tTps !== null) console.log(`  pytorch fp32         ${tTps.toFixed(0).padStart(8)} tok/s ${((b.B * b.T * 1000) / tTps).toFixed(1).padStart(8)} ms/step  ${(tTps / mine.tokensPerSec).toFixed(2)}×`);
+      if (bTps !== null) console.log(`  pytorch bf16 autocast${bTps.toFixed(0).padStart(8)} tok/s ${((b.B * b.T * 1000) / bTps).toFixed(1).padStart(8)} ms/step  ${(bTps / mine.tokensPerSec).toFixed(2)}×`);
+      else console.log(`  pytorch bf16 autocast: ${torchHalf ? JSON.stringify(torchHalf) : "skipped"}`);
+      printProfile(half);
+      mixed = { mynahBf16: half, torchBf16: torchHalf, bf16Peak: bfPeak, speedupOverFp32: hTps / mine.tokensPerSec, fp32PeakMfu: fp32Mfu };
+    }
+    rows.push({ config: b, mynah: mine, torch, ratio: tTps ? mine.tokensPerSec / tTps : null, ...(mixed ? { mixed } : {}) });
   }
   let ttl: TimeToLoss | null = null;
   if (process.env.MYNAH_BENCH_SKIP_TTL === "1") console.log("\ntime to 1.88: skipped (MYNAH_BENCH_SKIP_TTL=1)");
@@ -240,11 +281,119 @@ export async function run(): Promise<unknown> {
       ? `  reached ${ttl.target} at step ${ttl.step} after ${ttl.reachedAtSec.toFixed(1)} s (quoted, not measured here: nanoGPT's CPU recipe took 170 s without reaching it on the 2-core AMD Zen 5 machine of docs/benchmarks.md, per mynah issue 2; target ≤ 55 s)`
       : `  NOT reached: final validation loss ${ttl.finalValLoss} after ${ttl.totalSec.toFixed(1)} s`);
   } else console.log(`\ntime to 1.88: skipped (${shown(SHAKESPEARE)} is absent)`);
-  return { threads: THREADS, peakGflops: peak.flops / 1e9, peakMeasured: peak.measured, loadAverage: loadavg(), configs: rows, timeToLoss: ttl };
+  const gemms = BF16 ? gemmShapes(units!) : null;
+  let curve: Curve | null = null;
+  if (!BF16 || process.env.MYNAH_BENCH_SKIP_CURVE === "1") console.log("\ntraining curve fp32 vs bf16: skipped");
+  else if (existsSync(SHAKESPEARE)) curve = trainingCurve();
+  return { threads: THREADS, peakGflops: peak.flops / 1e9, peakMeasured: peak.measured, bf16Units: units, loadAverage: loadavg(), configs: rows,
+           timeToLoss: ttl, bf16Gemm: gemms, curve };
+}
+
+// ---- mixed precision (issue 14) ----
+
+function torchBf16Bench(b: BenchConfig): Record<string, unknown> | null {
+  if (process.env.MYNAH_BENCH_SKIP_TORCH === "1" || !existsSync(TORCH_REF)) return null;
+  const c = modelConfig(b);
+  const cfg = { n_layer: c.nLayer, n_head: c.nHead, n_kv_head: c.nKvHead, n_embd: c.nEmbd, ffn_hidden: c.ffnHidden, vocab_size: b.V, seq_len: b.T, batch_size: b.B };
+  const r = spawnSync("/usr/bin/python3", [join(here, "torch_bf16.py"), TORCH_REF, "--config", JSON.stringify(cfg), "--threads", String(THREADS),
+    "--iters", String(Math.max(2, Math.min(b.iters, 10))), "--warmup", "1"], { encoding: "utf8", maxBuffer: 1 << 24 });
+  if (r.status !== 0) return { error: (r.stderr || r.stdout).trim().split("\n").slice(-1)[0] };
+  const line = r.stdout.trim().split("\n").filter((l) => l.startsWith("{")).pop();
+  return line ? (JSON.parse(line) as Record<string, unknown>) : null;
+}
+
+interface Units { info: string; amx: number; vdpbf16ps: number; fma: number }
+
+/** The bf16 units' one-core peaks (best of 3 register-only loops each) and the path gemmBf16 takes. */
+function bf16Units(): Units {
+  const a = loadNative() as ReturnType<typeof loadNative> & { gemmBf16Peaks(): { amx: number; vdpbf16ps: number } };
+  let amx = 0, dp = 0, fma = 0;
+  for (let i = 0; i < 3; i++) {
+    const p = a.gemmBf16Peaks();
+    amx = Math.max(amx, p.amx);
+    dp = Math.max(dp, p.vdpbf16ps);
+    fma = Math.max(fma, a.gemmPeakGflops());
+  }
+  return { info: a.gemmBf16Info(), amx, vdpbf16ps: dp, fma };
+}
+
+/**
+ * gemm (float32) and gemmBf16 on the "shakespeare" layer shapes (N = B·T = 16384 rows,
+ * width 384, MLP 1024), each form of training, GFLOP/s and % of its measured peak × threads.
+ */
+function gemmShapes(u: Units): unknown[] {
+  setThreads(THREADS);
+  const a = loadNative();
+  const N = QUICK ? 4096 : 16384, C = 384, F = 1024;
+  const fp32Peak = u.fma * THREADS, bfPeak = (u.amx || u.vdpbf16ps || u.fma) * THREADS;
+  const rand = (n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * 0.5);
+  const out: unknown[] = [];
+  console.log(`\nbf16 GEMM on the shakespeare layer shapes (${THREADS} threads; % of each path's measured peak: fp32 ${fp32Peak.toFixed(0)}, ` +
+    `bf16 ${bfPeak.toFixed(0)} GFLOP/s, ${u.info.split(" ")[1]}; target ≥ 80 %):`);
+  for (const [name, Nout, K] of [["q/k/v/o 384←384", C, C], ["gate/up 1024←384", F, C], ["down 384←1024", C, F]] as [string, number, number][]) {
+    for (const [form, ta, tb, M, Nn, Kk] of [["NT y=x·Wᵀ", false, true, N, Nout, K], ["NN dX=dY·W", false, false, N, K, Nout], ["TN dW=dYᵀX", true, false, Nout, K, N]] as [string, boolean, boolean, number, number, number][]) {
+      const A = rand(M * Kk), B = rand(Kk * Nn), Cm = new Float32Array(M * Nn), flops = 2 * M * Nn * Kk;
+      const time = (f: "gemm" | "gemmBf16"): number => {
+        a[f]!(ta, tb, M, Nn, Kk, 1, A, B, 0, Cm);
+        let best = Infinity;
+        for (let r = 0; r < 3; r++) {
+          const t0 = performance.now();
+          a[f]!(ta, tb, M, Nn, Kk, 1, A, B, 0, Cm);
+          best = Math.min(best, performance.now() - t0);
+        }
+        return flops / best / 1e6;
+      };
+      const f32 = time("gemm"), bf = time("gemmBf16");
+      console.log(`  ${name.padEnd(18)} ${form.padEnd(12)} ${M}x${Nn}x${Kk}`.padEnd(54) +
+        `fp32 ${f32.toFixed(0).padStart(5)} (${((100 * f32) / fp32Peak).toFixed(0).padStart(3)} %)   bf16 ${bf.toFixed(0).padStart(5)} (${((100 * bf) / bfPeak).toFixed(0).padStart(3)} %)   ${(bf / f32).toFixed(2)}×`);
+      out.push({ shape: name, form, M, N: Nn, K: Kk, fp32Gflops: f32, bf16Gflops: bf, fp32PeakShare: f32 / fp32Peak, bf16PeakShare: bf / bfPeak });
+    }
+  }
+  return out;
+}
+
+interface Curve { steps: number; fp32: number; bf16: number; relDiff: number; args: string[] }
+
+/** The same `mynah train` run in fp32 and in bf16: validation loss at the end, and their difference. */
+function trainingCurve(): Curve {
+  const steps = QUICK ? 60 : 220;
+  // SPEED_RECIPE with a fixed step count, validated once at the end on 20 batches
+  const set: Record<string, string> = { "--steps": String(steps), "--eval-every": "0", "--eval-batches": "20" };
+  const args = SPEED_RECIPE.map((x, i) => set[SPEED_RECIPE[i - 1]] ?? x);
+  console.log(`\ntraining curve: ${["mynah", "train", "--data", shown(SHAKESPEARE), ...args].join(" ")} --precision fp32|bf16`);
+  const fp32 = inChild<number>("curve", { args, precision: "fp32" }), bf16 = inChild<number>("curve", { args, precision: "bf16" });
+  const rel = Math.abs(bf16 - fp32) / fp32;
+  console.log(`  validation loss after ${steps} steps: fp32 ${fp32.toFixed(4)}, bf16 ${bf16.toFixed(4)}: ${(100 * rel).toFixed(2)} % apart (target < 1 %: ${rel < 0.01 ? "met" : "not met"})`);
+  return { steps, fp32, bf16, relDiff: rel, args: ["mynah", "train", "--data", shown(SHAKESPEARE), ...args, "--precision", "fp32|bf16"] };
+}
+
+/** Runs in a child: one full `mynah train` run (no early stop); returns the final validation loss. */
+async function childCurve(o: { args: string[]; precision: Precision }): Promise<number> {
+  setThreads(THREADS);
+  const out = mkdtempSync(join(tmpdir(), "mynah-bench-curve-"));
+  const get = (f: string): string => o.args[o.args.indexOf(f) + 1];
+  try {
+    const r = await pretrain({
+      data: [shown(SHAKESPEARE)], valFraction: 0.1,
+      model: { preset: get("--preset"), layers: +get("--layers"), width: +get("--width"), heads: +get("--heads") },
+      loop: {
+        steps: +get("--steps"), batchSize: +get("--batch-size"), seqLen: +get("--seq-len"), gradAccum: 1, schedule: "wsd",
+        warmup: +get("--warmup"), minLrRatio: 0.1, clip: +get("--clip"), evalEvery: 0, sampleEvery: 0, checkpointEvery: 0, seed: 1337,
+        optimizer: { ...DEFAULT_OPTIMIZER, kind: "muon", lr: +get("--lr"), muonLr: +get("--muon-lr"), weightDecay: +get("--weight-decay") },
+      },
+      evalBatches: +get("--eval-batches"), sampleTokens: 0, out, resume: false, keep: 1, precision: o.precision,
+      write: (s) => process.stderr.write(s), tty: false, logEvery: 100,
+    });
+    return r.lastEval!.loss;
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 }
 
 if (process.argv[2] === "child") {
   const what = process.argv[3], arg = JSON.parse(process.argv[4]) as unknown;
-  const r = what === "steps" ? await childSteps(arg as BenchConfig) : await childTimeToLoss(arg as number);
+  const r = what === "steps" ? await childSteps(arg as BenchConfig)
+    : what === "curve" ? await childCurve(arg as { args: string[]; precision: Precision })
+    : await childTimeToLoss(arg as number);
   console.log(JSON.stringify(r));
 }

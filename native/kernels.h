@@ -24,6 +24,7 @@
 #define MYNAH_KERNELS(X) \
   X(gemm)                \
   X(gemm_small)          \
+  X(gemm_bf16)           \
   X(embedding)           \
   X(norm)                \
   X(rope)                \

@@ -2,6 +2,7 @@
 // level, like the kernel files; see kernels.h). The kernel files, one idea each, with each
 // op's forward beside its backward:
 //   gemm.c, gemm_small.c  matrix products (blocked; matrix-vector and tiny)
+//   gemm_bf16.c  matrix products on bf16-rounded operands (VDPBF16PS, or its exact fallback)
 //   embedding.c  token embedding lookup / scatter-add
 //   norm.c       RMSNorm
 //   rope.c       rotary position embedding

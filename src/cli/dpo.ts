@@ -11,7 +11,8 @@ import { dpo } from "../train/dpo.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { engineSampler } from "./replies.ts";
-import { addCheckpointFlags, addLoopFlags, runInterruptible } from "./run-training.ts";
+import { addCheckpointFlags, addLoopFlags, precisionOption, runInterruptible } from "./run-training.ts";
+import type { Precision } from "../model/gpt.ts";
 import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 
 
@@ -20,7 +21,7 @@ interface Flags {
   valFraction: number; evalPairs: number; klPrompts: number; klMaxTokens: number;
   batchSize: number; seqLen?: number; steps: number; lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number;
   clip: number; optimizer: string; muonLr: number; weightDecay: number; evalEvery: number; checkpointEvery: number; keep: number;
-  out: string; resume?: boolean; force?: boolean; seed: number; threads: number; logEvery: number; skipBad?: boolean;
+  out: string; resume?: boolean; force?: boolean; seed: number; threads: number; logEvery: number; skipBad?: boolean; precision?: Precision;
 }
 
 export function registerDpo(program: Command): void {
@@ -48,7 +49,8 @@ export function registerDpo(program: Command): void {
     .addOption(intOption("--seed <n>", "random seed (split, order)", { min: 0, max: 2 ** 32 - 1 }, 1337))
     .addOption(threadsOption())
     .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 10))
-    .option("--skip-bad", "skip and count bad records instead of stopping at the first");
+    .option("--skip-bad", "skip and count bad records instead of stopping at the first")
+    .addOption(precisionOption());
   addCheckpointFlags(addLoopFlags(cmd, { steps: 200, lr: 1e-4, warmup: 10 }))
     .action(async (f: Flags) => {
       if (!DPO_LOSSES.includes(f.loss as DpoLossKind)) throw new Error(`--loss: ${f.loss} is not one of ${DPO_LOSSES.join(", ")}`);
@@ -72,7 +74,7 @@ export function registerDpo(program: Command): void {
             if (shown++ < 10) process.stderr.write(`skipped ${e.message}\n`);
           },
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
-          signal,
+          signal, precision: f.precision,
         });
       });
     });

@@ -3,7 +3,8 @@
  * stop after the current step and save a checkpoint; a second Ctrl-C is ignored until then.
  * Settings refused before training print one line and exit with status 2.
  */
-import type { Command } from "commander";
+import type { Command, Option } from "commander";
+import { PRECISIONS } from "../model/gpt.ts";
 import { SettingsError } from "../core/errors.ts";
 import { parseMemorySize } from "../train/memory.ts";
 import { DEFAULT_OPTIMIZER } from "../train/optim.ts";
@@ -25,6 +26,12 @@ export function addLoopFlags(cmd: Command, d: { steps: number; lr: number; warmu
     .addOption(choiceOption("--optimizer <kind>", "adamw or muon", ["adamw", "muon"], "adamw"))
     .addOption(numOption("--muon-lr <x>", "peak Muon learning rate", { min: 0, minExclusive: true }, DEFAULT_OPTIMIZER.muonLr))
     .addOption(numOption("--weight-decay <x>", "decoupled weight decay", { min: 0 }, 0));
+}
+
+/** `--precision fp32|bf16`, as `train`, `sft` and `dpo` have it (no default: a resume keeps the checkpoint's). */
+export function precisionOption(): Option {
+  return choiceOption("--precision <p>", "GEMM operands: fp32, or bf16 (float32 accumulation, weights, optimizer, norms, softmax and loss; " +
+    "faster where the CPU has bf16 matrix units) (default: fp32, or the checkpoint's with --resume)", PRECISIONS);
 }
 
 /** `--checkpoint-every` and `--keep`, as `sft` and `dpo` have them. */

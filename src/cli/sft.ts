@@ -9,7 +9,8 @@ import { INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
 import { sft } from "../train/sft.ts";
-import { addCheckpointFlags, addLoopFlags, memorySize, runInterruptible } from "./run-training.ts";
+import { addCheckpointFlags, addLoopFlags, memorySize, precisionOption, runInterruptible } from "./run-training.ts";
+import type { Precision } from "../model/gpt.ts";
 import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 
 
@@ -17,7 +18,7 @@ interface Flags {
   from: string; data: string[]; tokenizer?: string; format: string; valFraction: number; evalConversations: number; packing: string;
   batchSize: number; seqLen?: number; steps: number; lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number;
   clip: number; optimizer: string; muonLr: number; weightDecay: number; evalEvery: number; checkpointEvery: number; keep: number;
-  out: string; resume?: boolean; force?: boolean; seed: number; threads: number; logEvery: number; recompute?: boolean; maxMemory?: string; skipBad?: boolean;
+  out: string; resume?: boolean; force?: boolean; seed: number; threads: number; logEvery: number; recompute?: boolean; maxMemory?: string; skipBad?: boolean; precision?: Precision;
 }
 
 export function registerSft(program: Command): void {
@@ -42,7 +43,8 @@ export function registerSft(program: Command): void {
     .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 10))
     .option("--recompute", "keep only each block's input and recompute the block in the backward: ~3× less activation memory for ~1/5 more arithmetic, same gradients")
     .option("--max-memory <size>", "refuse to start when the estimated peak memory exceeds this (e.g. 8G, 512M)")
-    .option("--skip-bad", "skip and count bad records instead of stopping at the first");
+    .option("--skip-bad", "skip and count bad records instead of stopping at the first")
+    .addOption(precisionOption());
   addCheckpointFlags(addLoopFlags(cmd, { steps: 300, lr: 3e-4, warmup: 20 }))
     .action(async (f: Flags) => {
       setThreads(f.threads);
@@ -63,7 +65,7 @@ export function registerSft(program: Command): void {
             if (shown++ < 10) process.stderr.write(`skipped ${e.message}\n`);
           },
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
-          signal, recompute: Boolean(f.recompute), maxMemory,
+          signal, recompute: Boolean(f.recompute), maxMemory, precision: f.precision,
         });
       });
     });

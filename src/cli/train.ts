@@ -8,7 +8,8 @@ import { PRESETS } from "../model/config.ts";
 import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
 import { pretrain } from "../train/pretrain.ts";
 import type { ScheduleKind } from "../train/schedule.ts";
-import { memorySize, runInterruptible } from "./run-training.ts";
+import { memorySize, precisionOption, runInterruptible } from "./run-training.ts";
+import type { Precision } from "../model/gpt.ts";
 import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 import { sampleWhileTraining } from "../infer/train-sample.ts";
 
@@ -18,7 +19,7 @@ interface Flags {
   ffn?: number; context?: number; qkNorm?: boolean; tied?: boolean; batchSize: number; seqLen: number; steps: number;
   lr: number; minLr?: number; warmup: number; schedule: string; gradAccum: number; clip: number; optimizer: string;
   muonLr: number; weightDecay: number; evalEvery: number; evalBatches: number; sampleEvery: number; sampleTokens: number;
-  checkpointEvery: number; keep: number; out: string; resume?: boolean; force?: boolean; seed: number; threads: number; logEvery: number; recompute?: boolean; maxMemory?: string;
+  checkpointEvery: number; keep: number; out: string; resume?: boolean; force?: boolean; seed: number; threads: number; logEvery: number; recompute?: boolean; maxMemory?: string; precision?: Precision;
 }
 
 export function registerTrain(program: Command): void {
@@ -62,6 +63,7 @@ export function registerTrain(program: Command): void {
     .addOption(intOption("--log-every <n>", "when not on a terminal, print a line every n steps", { min: 1 }, 10))
     .option("--recompute", "keep only each block's input and recompute the block in the backward: ~3× less activation memory for ~1/5 more arithmetic, same gradients")
     .option("--max-memory <size>", "refuse to start when the estimated peak memory exceeds this (e.g. 8G, 512M)")
+    .addOption(precisionOption())
     .action(async (f: Flags) => {
       setThreads(f.threads);
       await runInterruptible("train", async (signal) => {
@@ -79,7 +81,7 @@ export function registerTrain(program: Command): void {
           evalBatches: f.evalBatches, sampleTokens: f.sampleEvery > 0 ? f.sampleTokens : 0, sampler: sampleWhileTraining,
           out: f.out, resume: Boolean(f.resume), force: Boolean(f.force), keep: f.keep,
           write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
-          signal, recompute: Boolean(f.recompute), maxMemory,
+          signal, recompute: Boolean(f.recompute), maxMemory, precision: f.precision,
         });
       });
     });

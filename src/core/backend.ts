@@ -30,6 +30,17 @@ export interface Backend {
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
        A: F32, B: F32, beta: number, C: F32): void;
 
+  /**
+   * gemm with bfloat16 operands: each element of A and B is rounded to bf16 (round to nearest
+   * even; float32 subnormals become zero), the products are summed in float32, and C stays
+   * float32. Mixed-precision training (`--precision bf16`) runs the model's GEMMs on it.
+   * |error| against the exact product of the float32 inputs ≤ (2⁻⁷ + K·2⁻²⁴)·Σ_k|a_k·b_k| to first
+   * order (bf16's unit roundoff is 2⁻⁸ per operand; test/gemm-bf16.test.ts).
+   * Optional: a backend without it cannot train in bf16 (createGPT says so).
+   */
+  gemmBf16?(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+           A: F32, B: F32, beta: number, C: F32): void;
+
   /** out[n, :] = table[ids[n], :]. table [V, C], ids [N], out [N, C]. */
   embeddingForward(out: F32, table: F32, ids: I32, N: number, C: number): void;
   /** dTable[ids[n], :] += dOut[n, :]. Ids equal to -1 are skipped. */

@@ -21,6 +21,10 @@ export interface NativeAddon extends Omit<Backend, "name"> {
   gemmPeakGflops(): number;
   /** The GEMM kernel of the chosen level (tile, blocking, instruction set). */
   gemmInfo(): string;
+  /** One core's measured bf16 dot-product peak (GFLOP/s) of the unit gemmBf16 runs on; 0 when it has none (fallback). */
+  gemmBf16PeakGflops(): number;
+  /** gemmBf16's micro-kernel: VDPBF16PS, AMX, or the float32 fallback, and its blocking. */
+  gemmBf16Info(): string;
 }
 
 let addon: NativeAddon | undefined;

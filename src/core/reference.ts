@@ -34,6 +34,23 @@ function gemm(transA: boolean, transB: boolean, M: number, N: number, K: number,
   }
 }
 
+/** x rounded to bfloat16 (nearest even), as a number; float32 subnormals become signed zero, NaN stays NaN. */
+export function roundBf16(x: number): number {
+  const f = new Float32Array([x]), u = new Uint32Array(f.buffer);
+  const v = u[0];
+  if ((v & 0x7f800000) === 0) u[0] = v & 0x80000000;
+  else if ((v & 0x7fffffff) > 0x7f800000) u[0] = (v | 0x400000) & 0xffff0000;
+  else u[0] = (((v + 0x7fff + ((v >>> 16) & 1)) >>> 16) << 16) >>> 0;
+  return f[0];
+}
+
+/** gemm on operands rounded to bf16 (float64 sums of the exact products). */
+function gemmBf16(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+                  A: F32, B: F32, beta: number, C: F32): void {
+  need("gemmBf16", "A", A, M * K); need("gemmBf16", "B", B, K * N);
+  gemm(transA, transB, M, N, K, alpha, A.subarray(0, M * K).map(roundBf16), B.subarray(0, K * N).map(roundBf16), beta, C);
+}
+
 // ---------------------------------------------------------------- embedding
 // table [V, C], ids [N], out [N, C]
 
@@ -366,6 +383,7 @@ function scale(x: F32, n: number, s: number): void {
 export const referenceBackend: Backend = {
   name: "reference",
   gemm,
+  gemmBf16,
   embeddingForward,
   embeddingBackward,
   rmsnormForward,

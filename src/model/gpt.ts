@@ -36,6 +36,14 @@
  * only in the order the sums over rows are taken (float32 rounding; test/memory.test.ts).
  * Whole logits are kept only when asked for (inference, or forward without grad by default).
  *
+ * Precision (createGPT's `precision`, `--precision bf16`): every GEMM of the model (the
+ * projections, the MLP and the lm_head, forward and backward: NT, NN and TN) runs on
+ * Backend.gemmBf16: operands rounded to bfloat16, products summed in float32, outputs float32.
+ * Everything else stays float32: the weights (master copy), gradients, optimizer state,
+ * RMSNorm, RoPE, attention (its matmuls included: a few % of a step's FLOPs at T = 256),
+ * SwiGLU, softmax and the loss. model.backend stays the float32 backend, so the optimizer
+ * (Muon's Newton–Schulz included) and generation are float32.
+ *
  * Shapes: B batch, T time, N = B·T, C width, H heads, Hkv kv heads, D head size (C/H unless
  * headDim), Q = H·D, KV = Hkv·D, F MLP width, V vocabulary. Every gemm is row-major; weights are [out, in] (y = x·Wᵀ).
  */
@@ -44,6 +52,10 @@ import { headDimOf, ropeInvFreq, type ModelConfig } from "./config.ts";
 import { createParams, headWeight, initParams, layerViews, type LayerViews, type ParamSet } from "./params.ts";
 import { ropeTables } from "../core/tensor-utils.ts";
 import type { DecodeConfig, DecodeModel } from "./decode.ts";
+
+/** Operand precision of the model's GEMMs in training: float32, or bfloat16 with float32 accumulation. */
+export type Precision = "fp32" | "bf16";
+export const PRECISIONS: readonly Precision[] = ["fp32", "bf16"];
 
 // ---------------------------------------------------------------------------------------------
 // Activations
@@ -295,7 +307,7 @@ export interface GPT {
  * initialized from `seed` (see initParams).
  */
 export function createGPT(config: ModelConfig, backend: Backend,
-                          opts: { params?: ParamSet; seed?: number; logitsChunk?: number; recompute?: boolean } = {}): GPT {
+                          opts: { params?: ParamSet; seed?: number; logitsChunk?: number; recompute?: boolean; precision?: Precision } = {}): GPT {
   const c = config;
   const params = opts.params ?? createParams(c);
   if (!opts.params) initParams(params, opts.seed ?? 1337);
@@ -304,6 +316,8 @@ export function createGPT(config: ModelConfig, backend: Backend,
   }
   const grads = createParams(c);
   const recompute = opts.recompute ?? false;
+  // The backend the model's own ops run on: with bf16, its gemm is gemmBf16.
+  const compute = (opts.precision ?? "fp32") === "bf16" ? withBf16Gemm(backend) : backend;
   const D = headDimOf(c);
   const rope = ropeTables(c.contextLength, D, c.ropeTheta, ropeInvFreq(D, c.ropeTheta, c.ropeScaling));
   const W = Array.from({ length: c.nLayer }, (_, l) => layerViews(params, l));
@@ -350,8 +364,8 @@ export function createGPT(config: ModelConfig, backend: Backend,
       if (targets && !(targets[i] >= -1 && targets[i] < V)) throw new Error(`forward: target ${targets[i]} at ${i} is outside [-1, ${V})`);
     }
     const { s, L } = actsFor(B, T);
-    const ctx: Ctx = { be: backend, c, B, T, N, cos: rope.cos, sin: rope.sin };
-    const be = backend;
+    const ctx: Ctx = { be: compute, c, B, T, N, cos: rope.cos, sin: rope.sin };
+    const be = compute;
     be.embeddingForward(L[0]?.resid ?? s.out, params.get("model.embed_tokens.weight"), inputs, N, C);
     for (let l = 0; l < c.nLayer; l++) {
       attentionForward(ctx, W[l], L[l]);
@@ -382,7 +396,7 @@ export function createGPT(config: ModelConfig, backend: Backend,
    * rowScale (backward of weighted rows) scales each row's dlogits before the head's backward.
    */
   function headLoss(s: Acts, N: number, targets: Int32Array, grad: boolean, losses: Float32Array | null, rowScale?: Float32Array): number {
-    const be = backend, C = c.nEmbd, V = c.vocabSize;
+    const be = compute, C = c.nEmbd, V = c.vocabSize;
     const R = Math.min(N, Math.max(64, Math.floor((opts.logitsChunk ?? 1 << 24) / V)));
     if (!logitsChunk || logitsChunk.length < R * V) logitsChunk = new Float32Array(R * V);
     const count = countTargets(targets);
@@ -413,7 +427,7 @@ export function createGPT(config: ModelConfig, backend: Backend,
   function backward(rowScale?: Float32Array): void {
     if (!last || !last.ready) throw new Error("backward: call forward with targets (and grad not false) first");
     const { ctx, s, L, inputs } = last;
-    const be = backend, N = ctx.N, C = c.nEmbd, V = c.vocabSize;
+    const be = compute, N = ctx.N, C = c.nEmbd, V = c.vocabSize;
     if (rowScale && rowScale.length !== N) throw new Error(`backward: rowScale has ${rowScale.length} values, expected ${N}`);
     const scaled = rowScale !== undefined && rowScale.some((w) => w !== 1);
     last.ready = false; // dlogits / dhF are consumed
@@ -459,6 +473,15 @@ export function createGPT(config: ModelConfig, backend: Backend,
     },
     zeroGrad: () => grads.data.fill(0),
   };
+}
+
+/** The backend with gemm replaced by gemmBf16 (every other op, and `this`, unchanged). */
+function withBf16Gemm(be: Backend): Backend {
+  if (!be.gemmBf16) throw new Error(`createGPT: the ${be.name} backend has no bf16 GEMM (gemmBf16); use precision fp32`);
+  return Object.assign(Object.create(be) as Backend, {
+    name: `${be.name}+bf16`,
+    gemm: (...a: Parameters<Backend["gemm"]>): void => be.gemmBf16!(...a),
+  });
 }
 
 function countTargets(targets: Int32Array): number {

@@ -21,6 +21,7 @@ import { readSafetensors, writeSafetensors, type StoredTensor } from "../core/sa
 import type { RngState } from "../core/rng.ts";
 import { toHfConfig, type ModelConfig } from "../model/config.ts";
 import type { ParamSet } from "../model/params.ts";
+import type { Precision } from "../model/gpt.ts";
 import { paramsFromTensors, paramTensors, readModelConfig } from "../model/weights.ts";
 
 export const CHECKPOINT_FORMAT = 1;
@@ -50,6 +51,8 @@ export interface CheckpointState {
    * continues the run without reproducing an uninterrupted one bit for bit.
    */
   backend?: string;
+  /** Operand precision of the GEMMs that trained it (`--precision`; absent in older checkpoints: fp32). */
+  precision?: Precision;
   /** Written by saveCheckpoint: size and SHA-256 of the other files. */
   files?: Record<string, { bytes: number; sha256: string }>;
 }
@@ -149,6 +152,22 @@ export function resumeBackendNote(state: CheckpointState, backend: string): stri
   if (!state.backend || state.backend === backend) return null;
   return `the checkpoint was computed with ${state.backend}, this run uses ${backend}: training continues, but ` +
     `its per-step losses will differ slightly from an uninterrupted ${state.backend} run (each instruction set rounds differently)`;
+}
+
+/**
+ * The precision a run trains in: `--precision` when given, else (on --resume) the checkpoint's,
+ * else fp32. When a resume asks for another precision than the checkpoint's, it continues as
+ * asked and `note` says so plainly (the weights and optimizer state are float32 either way).
+ */
+export function resolvePrecision(asked: Precision | undefined, saved: CheckpointState | null): { precision: Precision; note: string | null } {
+  const had = saved ? saved.precision ?? "fp32" : null;
+  const precision = asked ?? had ?? "fp32";
+  if (!had || had === precision) return { precision, note: null };
+  return {
+    precision,
+    note: `the checkpoint was trained with --precision ${had}; this run continues with --precision ${precision} as asked: ` +
+      `its weights and optimizer state carry over (they are float32 either way), but its losses will differ from an uninterrupted ${had} run`,
+  };
 }
 
 /** Loads a checkpoint folder, verifying every file against state.json; errors name the file. */

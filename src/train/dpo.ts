@@ -18,13 +18,13 @@ import type { ChatMessage } from "../data/chat.ts";
 import { loadPreferences, openPairSource, pairBatch, renderPair, type KeyedPair, type PairBatch, type RenderedPair } from "../data/preferences.ts";
 import type { Batch } from "../data/types.ts";
 import { parameterCount, type ModelConfig } from "../model/config.ts";
-import { createGPT, type GPT } from "../model/gpt.ts";
+import { createGPT, type GPT, type Precision } from "../model/gpt.ts";
 import { loadModelFolder } from "../model/weights.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type CheckpointState } from "./checkpoint.ts";
+import { latestCheckpoint, loadCheckpoint, resolvePrecision, saveCheckpoint, type CheckpointState } from "./checkpoint.ts";
 import { checkDpoLoss, dpoLoss, type DpoLossKind, type DpoLossOptions, type DpoMetrics } from "./dpo-loss.ts";
 import { trainLoop, type LoopResult, type MicroStep, type Objective } from "./loop.ts";
-import { checkLoopOptions, machinePeakFlops, resumePoint, startRun, tokenizerFilesOf } from "./pretrain.ts";
+import { checkLoopOptions, describePrecision, machinePeakFlops, resumePoint, startRun, tokenizerFilesOf } from "./pretrain.ts";
 import { SettingsError } from "../core/errors.ts";
 import { createReporter } from "./report.ts";
 import { checkChatTokenizer, fineTuneStart, type RunOptions } from "./sft.ts";
@@ -89,6 +89,8 @@ interface RefCache {
   format: 1;
   from: string;
   seqLen: number;
+  /** The GEMM precision they were scored in (absent: fp32); the policy is scored in the same. */
+  precision?: Precision;
   pairs: Record<string, [number, number, number, number]>;
 }
 
@@ -132,7 +134,7 @@ export function scorePairs(model: GPT, examples: readonly RenderedPair[], P: num
   return out;
 }
 
-function readRefCache(path: string, from: string, seqLen: number): RefCache | null {
+function readRefCache(path: string, from: string, seqLen: number, precision: Precision): RefCache | null {
   if (!existsSync(path)) return null;
   let c: RefCache;
   try {
@@ -140,7 +142,7 @@ function readRefCache(path: string, from: string, seqLen: number): RefCache | nu
   } catch (err) {
     throw new DpoSettingsError(`${path}: unreadable reference log-probs (${(err as Error).message}); delete it to recompute`);
   }
-  if (c.format !== 1 || c.from !== from || c.seqLen !== seqLen) return null;
+  if (c.format !== 1 || c.from !== from || c.seqLen !== seqLen || (c.precision ?? "fp32") !== precision) return null;
   return c;
 }
 
@@ -251,15 +253,18 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
     (dropped ? `, ${dropped} with no reply token left (skipped)` : "") + (prefs.skipped ? `, ${prefs.skipped} bad records skipped` : "") +
     `; loss ${o.loss}, beta ${o.beta}` + (o.labelSmoothing ? `, label smoothing ${o.labelSmoothing}` : "") + (o.rpoAlpha ? `, rpo alpha ${o.rpoAlpha}` : "") + (norm ? ", length-normalised log-probs" : ""));
 
-  const model = createGPT(c, backend, { params: start.params });
+  const { precision, note: precisionNote } = resolvePrecision(o.precision, saved?.state ?? null);
+  if (precisionNote) rep.note(`note: ${precisionNote}`);
+  if (precision === "bf16") rep.note(`precision: ${describePrecision(precision, backend)}; reference log-probs scored the same way`);
+  const model = createGPT(c, backend, { params: start.params, precision });
   // Reference log-probs: cached by pair hash; missing ones scored by the starting model.
   const refPath = join(o.out, REFERENCE_FILE);
-  const cache: RefCache = readRefCache(refPath, from, T) ?? { format: 1, from, seqLen: T, pairs: {} };
+  const cache: RefCache = readRefCache(refPath, from, T, precision) ?? { format: 1, from, seqLen: T, precision, pairs: {} };
   const all = { ex: [...train.ex, ...val.ex], keys: [...train.keys, ...val.keys] };
   const missing = all.keys.map((k, i) => (cache.pairs[k] ? -1 : i)).filter((i) => i >= 0);
   if (missing.length > 0) {
     // On --resume the model in hand is the policy: the reference is the starting model on disk.
-    const refModel = saved ? createGPT(c, backend, { params: loadStartParams(from) }) : model;
+    const refModel = saved ? createGPT(c, backend, { params: loadStartParams(from), precision }) : model;
     const t0 = performance.now();
     const s = scorePairs(refModel, missing.map((i) => all.ex[i]), Math.max(1, loop.batchSize));
     missing.forEach((e, i) => (cache.pairs[all.keys[e]] = [s.chosen[i], s.nChosen[i], s.rejected[i], s.nRejected[i]]));
@@ -288,7 +293,7 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
   };
   const losses: number[] = [];
   let lastEval: DpoEval | null = null;
-  const result = await trainLoop(model, source, { ...loop, peakFlops: machinePeakFlops().flops }, {
+  const result = await trainLoop(model, source, { ...loop, peakFlops: machinePeakFlops(precision).flops, precision }, {
     objective,
     evaluate: () => {
       lastEval = score();
@@ -301,7 +306,7 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
     },
     onEval: (s, r) => rep.eval(s, r),
     save: (s) => {
-      const state: CheckpointState = { format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: start.ref, options };
+      const state: CheckpointState = { format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: start.ref, options, precision };
       rep.note(`checkpoint: ${saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep, tokenizerFiles)}`);
     },
     signal: o.signal,
@@ -311,7 +316,7 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
   rep.note(`held-out pairs after:  ${fmt(after)}`);
   let kl: number | null = null;
   if (o.sampler && o.klPrompts > 0 && result.status === "done") {
-    const reference = createGPT(c, backend, { params: loadStartParams(from) });
+    const reference = createGPT(c, backend, { params: loadStartParams(from), precision });
     const prompts = val.pairs.slice(0, o.klPrompts).map((p) => p.prompt);
     kl = estimateKl(model, reference, start.tokenizer, prompts, o.sampler, { maxNewTokens: o.klMaxTokens, seed: loop.seed, T });
     rep.note(`KL(policy ‖ reference) on ${prompts.length} held-out prompts: ${kl.toFixed(4)} nats per reply (one sample each)`);

@@ -14,7 +14,7 @@ import { seededRng, type RngState } from "../core/rng.ts";
 import type { StoredTensor } from "../core/safetensors.ts";
 import type { Batch, BatchSource } from "../data/types.ts";
 import { flopsPerToken } from "../model/config.ts";
-import type { GPT } from "../model/gpt.ts";
+import type { GPT, Precision } from "../model/gpt.ts";
 import type { EvalResult } from "./eval.ts";
 import { clipGradNorm, createOptimizer, type Optimizer, type OptimizerOptions } from "./optim.ts";
 import { lrMultiplier, type ScheduleKind } from "./schedule.ts";
@@ -37,8 +37,10 @@ export interface LoopOptions {
   /** 0: only at the end (and when stopped). */
   checkpointEvery: number;
   seed: number;
-  /** Machine peak FLOP/s for MFU (0: not reported). */
+  /** Machine peak FLOP/s for MFU (0: not reported): the bf16 peak when precision is bf16. */
   peakFlops: number;
+  /** The GEMMs' operand precision (the model's; reported with each step). Default fp32. */
+  precision?: Precision;
 }
 
 export interface StepMetrics {
@@ -58,6 +60,8 @@ export interface StepMetrics {
   etaSec: number;
   /** Peak resident memory of the process so far (getrusage maxrss), in MiB. */
   peakRssMB: number;
+  /** GEMM operand precision (fp32, bf16). */
+  precision?: Precision;
 }
 
 /** Peak resident set size of this process so far, in MiB (the kernel's high-water mark). */
@@ -185,7 +189,7 @@ export async function trainLoop(model: GPT, source: BatchSource, o: LoopOptions,
     hooks.onStep?.({
       step, ...(extra ? { extra } : {}), loss: lastLoss, lr: o.optimizer.lr * mult, gradNorm, ms, tokensPerSec: tps,
       mfu: o.peakFlops > 0 ? (fpt * tps) / o.peakFlops : null, tokens, etaSec: ((o.steps - step) * avgMs) / 1000,
-      peakRssMB: Math.round(peakRssMB()),
+      peakRssMB: Math.round(peakRssMB()), precision: o.precision ?? "fp32",
     });
     if (!Number.isFinite(lastLoss)) throw new Error(`training diverged: loss ${lastLoss} at step ${step} (try a lower --lr or --clip 1)`);
     const last = step === o.steps;

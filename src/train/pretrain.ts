@@ -12,11 +12,11 @@ import { openShardSource } from "../data/loader.ts";
 import { loadPreparedTokenizer, readManifest } from "../data/prepare.ts";
 import type { BatchSource } from "../data/types.ts";
 import { configFromPreset, parameterCount, ModelConfigError, type ModelConfig } from "../model/config.ts";
-import { createGPT, type GPT } from "../model/gpt.ts";
+import { createGPT, type GPT, type Precision } from "../model/gpt.ts";
 import { charTokenizer, charTokenizerConfig, charTokenizerJson } from "../tokenizer/char.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { clearRun, latestCheckpoint, loadCheckpoint, resumeBackendNote, runFiles, saveCheckpoint, type CheckpointState, type LoadedCheckpoint, type TokenizerRef } from "./checkpoint.ts";
+import { clearRun, latestCheckpoint, loadCheckpoint, resolvePrecision, resumeBackendNote, runFiles, saveCheckpoint, type CheckpointState, type LoadedCheckpoint, type TokenizerRef } from "./checkpoint.ts";
 import { evaluate, tokenByteLengths, type EvalResult } from "./eval.ts";
 import { trainLoop, type LoopOptions, type LoopResult, type ResumeFrom } from "./loop.ts";
 import { describeEstimate, estimateTrainingMemory, memoryRefusal } from "./memory.ts";
@@ -76,6 +76,8 @@ export interface PretrainOptions {
   recompute?: boolean;
   /** Refuse the run when its memory estimate exceeds this many bytes (`--max-memory`, as typed). */
   maxMemory?: { bytes: number; typed: string };
+  /** GEMM operand precision (`--precision`; default fp32, or the checkpoint's on resume). */
+  precision?: Precision;
 }
 
 /** A pretraining setting refused before training starts; the message names the flag. */
@@ -223,20 +225,46 @@ export function checkLoopOptions(o: Omit<LoopOptions, "peakFlops">, Err: new (me
   if (!(o.clip >= 0)) throw new Err(`--clip must be ≥ 0 (0 = off), got ${o.clip}`);
 }
 
-/** Measured machine peak FLOP/s (one core's best FMA rate × threads), else the nominal figure. */
-export function machinePeakFlops(): { flops: number; measured: boolean } {
+/**
+ * Measured machine peak FLOP/s (one core's best FMA rate × threads), else the nominal figure.
+ * precision bf16: the peak of the unit gemmBf16 runs on (its register-only loop), when the
+ * CPU has one; without (the float32 fallback) the float32 FMA peak, which bounds that path.
+ */
+export function machinePeakFlops(precision: Precision = "fp32"): { flops: number; measured: boolean; what: string } {
   try {
     const a = loadNative() as ReturnType<typeof loadNative> & { gemmPeakGflops?: () => number };
+    if (precision === "bf16" && typeof a.gemmBf16PeakGflops === "function" && a.gemmBf16PeakGflops() > 0) {
+      let best = 0;
+      for (let i = 0; i < 3; i++) best = Math.max(best, a.gemmBf16PeakGflops());
+      return { flops: best * a.threads() * 1e9, measured: true, what: `measured bf16 peak (${a.gemmBf16Info().split(" ")[1]}) × threads` };
+    }
     if (typeof a.gemmPeakGflops === "function") {
       // Best of 5 short FMA runs (~40 ms each): other processes only ever make it look lower.
       let best = 0;
       for (let i = 0; i < 5; i++) best = Math.max(best, a.gemmPeakGflops());
-      return { flops: best * a.threads() * 1e9, measured: true };
+      return { flops: best * a.threads() * 1e9, measured: true, what: "measured FMA peak × threads" };
     }
   } catch {
     // no native addon: fall through
   }
-  return { flops: NOMINAL_PEAK_GFLOPS * 1e9, measured: false };
+  return { flops: NOMINAL_PEAK_GFLOPS * 1e9, measured: false, what: "nominal" };
+}
+
+/**
+ * How a run's GEMMs compute, for its start-up line: "float32", or for bf16 the unit (AMX tiles,
+ * VDPBF16PS, or the float32 fallback, which is slower than fp32 and only reproduces bf16 results).
+ */
+export function describePrecision(precision: Precision, backend: Backend): string {
+  if (precision === "fp32") return "float32";
+  let unit = "";
+  try {
+    if (backend.name.startsWith("native")) unit = loadNative().gemmBf16Info().split(" ")[1];
+  } catch {
+    // no addon: the backend's own gemmBf16
+  }
+  const where = unit === "AMX" ? "on AMX tiles" : unit === "VDPBF16PS" ? "on AVX512_BF16 (VDPBF16PS)"
+    : unit === "fallback" ? "on the float32 fallback: this CPU has no bf16 unit, so this is slower than --precision fp32" : `on ${backend.name}`;
+  return `bf16 GEMM operands ${where} (float32 weights, optimizer, norms, softmax, loss)`;
 }
 
 export interface PretrainResult extends LoopResult {
@@ -257,29 +285,32 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const tooBig = memoryRefusal(memory, o.maxMemory?.bytes, o.maxMemory?.typed, Boolean(o.recompute));
   if (tooBig) throw new PretrainSettingsError(tooBig);
   const backend = o.backend ?? nativeBackend();
-  const model = createGPT(config, backend, { ...(saved ? { params: saved.params } : { seed: loop.seed }), recompute: o.recompute });
+  const { precision, note: precisionNote } = resolvePrecision(o.precision, saved?.state ?? null);
+  const model = createGPT(config, backend, { ...(saved ? { params: saved.params } : { seed: loop.seed }), recompute: o.recompute, precision });
   const resume = saved ? resumePoint(saved) : undefined;
   run.replace();
   mkdirSync(o.out, { recursive: true });
-  const peak = machinePeakFlops();
+  const peak = machinePeakFlops(precision);
   const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
   rep.note(`data: ${data.describe}`);
-  rep.run({ kind: "pretrain", params: parameterCount(config), backend: backend.name, ...(saved ? { resumedAt: saved.state.step } : {}) });
+  rep.run({ kind: "pretrain", params: parameterCount(config), backend: backend.name, precision, ...(saved ? { resumedAt: saved.state.step } : {}) });
   rep.note(`model: ${config.nLayer} layers, ${config.nHead} heads (${config.nKvHead} kv), width ${config.nEmbd}, MLP ${config.ffnHidden}, ` +
     `context ${config.contextLength}, ${(parameterCount(config) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
   rep.note(`training: ${loop.steps} steps of ${loop.gradAccum}×${loop.batchSize}×${loop.seqLen} tokens, ${loop.optimizer.kind}, lr ${loop.optimizer.lr}` +
-    `${loop.optimizer.kind === "muon" ? ` (muon ${loop.optimizer.muonLr})` : ""}, ${loop.schedule} schedule; MFU against ` +
-    `${(peak.flops / 1e9).toFixed(0)} GFLOP/s (${peak.measured ? "measured FMA peak × threads" : "nominal"})` +
+    `${loop.optimizer.kind === "muon" ? ` (muon ${loop.optimizer.muonLr})` : ""}, ${loop.schedule} schedule; ` +
+    `${describePrecision(precision, backend)}; MFU against ` +
+    `${(peak.flops / 1e9).toFixed(0)} GFLOP/s (${peak.what})` +
     (saved ? `; resuming from ${saved.dir} at step ${saved.state.step}` : ""));
   const backendNote = saved && resumeBackendNote(saved.state, backend.name);
   if (backendNote) rep.note(`note: ${backendNote}`);
+  if (precisionNote) rep.note(`note: ${precisionNote}`);
   rep.note(`memory: estimated peak ${describeEstimate(memory)}${o.recompute ? "; --recompute" : ""}`);
 
   const bytes = tokenByteLengths(data.tokenizer);
   const tokenizerFiles = tokenizerFilesOf(data.ref);
   const losses: number[] = [];
   const options = { loop, model: o.model, data: o.data.map((p) => resolve(p)), valFraction: o.valFraction };
-  const result = await trainLoop(model, data.train, { ...loop, peakFlops: peak.flops }, {
+  const result = await trainLoop(model, data.train, { ...loop, peakFlops: peak.flops, precision }, {
     evaluate: data.val && o.evalBatches > 0
       ? (m): EvalResult => evaluate(m, data.val!, o.evalBatches, loop.batchSize, loop.seqLen, bytes)
       : undefined,
@@ -297,7 +328,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     onSample: (s, t) => rep.sample(s, t),
     save: (s) => {
       const state: CheckpointState = {
-        format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: data.ref, options, backend: backend.name,
+        format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: data.ref, options, backend: backend.name, precision,
       };
       const dir = saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep, tokenizerFiles);
       rep.note(`checkpoint: ${dir}`);

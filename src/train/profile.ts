@@ -38,9 +38,9 @@ export function profileBackend(be: Backend): Profiler {
       const t0 = performance.now();
       const r = (f as (...a: unknown[]) => unknown).apply(be, args);
       const ms = performance.now() - t0;
-      if (key === "gemm") {
+      if (key === "gemm" || key === "gemmBf16") {
         const [ta, tb, M, N, K] = args as [boolean, boolean, number, number, number];
-        add(`gemm ${ta ? "T" : "N"}${tb ? "T" : "N"}`, ms, 2 * M * N * K);
+        add(`gemm ${ta ? "T" : "N"}${tb ? "T" : "N"}${key === "gemmBf16" ? " bf16" : ""}`, ms, 2 * M * N * K);
       } else add(key, ms);
       return r;
     };

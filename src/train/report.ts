@@ -58,7 +58,7 @@ export function createReporter(opts: { write: (s: string) => void; tty: boolean;
       const { extra, ...rest } = m;
       log({ type: "step", ...rest, ...extra });
       const text = `step ${m.step}/${total} | loss ${m.loss.toFixed(4)}${shown(extra)} | lr ${m.lr.toExponential(2)} | ` +
-        `${formatRate(m.tokensPerSec)} tok/s | ${m.ms.toFixed(0)} ms/step` +
+        `${formatRate(m.tokensPerSec)} tok/s | ${m.ms.toFixed(0)} ms/step` + (m.precision === "bf16" ? " | bf16" : "") +
         (m.mfu !== null ? ` | MFU ${(100 * m.mfu).toFixed(1)}%` : "") + ` | peak RSS ${formatMiB(m.peakRssMB)} | ETA ${formatDuration(m.etaSec)}`;
       if (opts.tty) {
         opts.write(`\r\x1b[2K${text}`);

@@ -15,14 +15,14 @@ import { chatPadId, usesOwnTemplate } from "../data/chat-template.ts";
 import type { DataError } from "../data/errors.ts";
 import type { InputFormat } from "../data/readers.ts";
 import { parameterCount, type ModelConfig } from "../model/config.ts";
-import { createGPT } from "../model/gpt.ts";
+import { createGPT, type Precision } from "../model/gpt.ts";
 import { loadModelFolder } from "../model/weights.ts";
 import type { ParamSet } from "../model/params.ts";
 import { loadModelTokenizer as loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
-import { latestCheckpoint, loadCheckpoint, resumeBackendNote, saveCheckpoint, type CheckpointState, type LoadedCheckpoint, type TokenizerRef } from "./checkpoint.ts";
+import { latestCheckpoint, loadCheckpoint, resolvePrecision, resumeBackendNote, saveCheckpoint, type CheckpointState, type LoadedCheckpoint, type TokenizerRef } from "./checkpoint.ts";
 import { trainLoop, type LoopOptions, type LoopResult } from "./loop.ts";
-import { checkLoopOptions, machinePeakFlops, resumePoint, startRun, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
+import { checkLoopOptions, describePrecision, machinePeakFlops, resumePoint, startRun, tokenizerFilesOf, tokenizerFromRef } from "./pretrain.ts";
 import { SettingsError } from "../core/errors.ts";
 import { describeEstimate, estimateTrainingMemory, memoryRefusal } from "./memory.ts";
 import { createReporter } from "./report.ts";
@@ -52,6 +52,8 @@ export interface RunOptions {
   tty: boolean;
   logEvery: number;
   signal?: AbortSignal;
+  /** GEMM operand precision (`--precision`; default fp32, or the checkpoint's on resume). */
+  precision?: Precision;
 }
 
 export interface SftOptions extends RunOptions {
@@ -160,17 +162,20 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   const tooBig = memoryRefusal(memory, o.maxMemory?.bytes, o.maxMemory?.typed, Boolean(o.recompute));
   if (tooBig) throw new SftSettingsError(tooBig);
   const backend = o.backend ?? nativeBackend();
-  const model = createGPT(start.config, backend, { params: start.params, recompute: o.recompute });
+  const { precision, note: precisionNote } = resolvePrecision(o.precision, saved?.state ?? null);
+  const model = createGPT(start.config, backend, { params: start.params, recompute: o.recompute, precision });
   const source = openChatSource(train.examples, { seed: loop.seed, packing: o.packing, pad });
   const resume = saved ? resumePoint(saved) : undefined;
   run.replace();
   mkdirSync(o.out, { recursive: true });
   const rep = createReporter({ write: o.write, tty: o.tty, every: o.logEvery, jsonl: join(o.out, "metrics.jsonl") });
   const c = start.config;
-  rep.run({ kind: "sft", params: parameterCount(c), backend: backend.name, ...(saved ? { resumedAt: saved.state.step } : {}) });
+  rep.run({ kind: "sft", params: parameterCount(c), backend: backend.name, precision, ...(saved ? { resumedAt: saved.state.step } : {}) });
   rep.note(`model: ${start.describe}: ${c.nLayer} layers, width ${c.nEmbd}, context ${c.contextLength}, ${(parameterCount(c) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
   const backendNote = saved && resumeBackendNote(saved.state, backend.name);
   if (backendNote) rep.note(`note: ${backendNote}`);
+  if (precisionNote) rep.note(`note: ${precisionNote}`);
+  if (precision === "bf16") rep.note(`precision: ${describePrecision(precision, backend)}`);
   rep.note(`memory: estimated peak ${describeEstimate(memory)}${o.recompute ? "; --recompute" : ""}`);
   rep.note(`data: ${train.examples.length} training conversations, ${val.length} held out` +
     (train.truncated ? `, ${train.truncated} cut to ${T + 1} tokens (oldest turns dropped)` : "") +
@@ -181,10 +186,10 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   const before = savedBefore ?? score();
   rep.note(`held-out assistant-token loss before: ${before.loss.toFixed(4)} (${before.tokens} tokens, ${before.conversations} conversations)`);
 
-  const peak = machinePeakFlops();
+  const peak = machinePeakFlops(precision);
   const options = { kind: "sft", loop, from: resolve(o.from), data: o.data.map((p) => resolve(p)), valFraction: o.valFraction, packing: o.packing, before };
   const losses: number[] = [];
-  const result = await trainLoop(model, source, { ...loop, peakFlops: peak.flops }, {
+  const result = await trainLoop(model, source, { ...loop, peakFlops: peak.flops, precision }, {
     evaluate: () => {
       const r = score();
       return { loss: r.loss, bpb: null, tokens: r.tokens };
@@ -195,7 +200,7 @@ export async function sft(o: SftOptions): Promise<SftResult> {
     },
     onEval: (s, r) => rep.eval(s, r),
     save: (s) => {
-      const state: CheckpointState = { format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: start.ref, options, backend: backend.name };
+      const state: CheckpointState = { format: 1, step: s.step, tokens: s.tokens, data: s.data, rng: s.rng, tokenizer: start.ref, options, backend: backend.name, precision };
       rep.note(`checkpoint: ${saveCheckpoint(o.out, model.params, s.optimizer.stateTensors(), state, o.keep, tokenizerFiles)}`);
     },
     signal: o.signal,

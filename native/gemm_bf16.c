@@ -1,0 +1,826 @@
+// bf16 GEMM for mixed-precision training: C = alpha · bf16(op(A)) · bf16(op(B)) + beta · C.
+//
+// Shapes and forms as gemm() (gemm.h): op(A) (M, K), op(B) (K, N), C (M, N), row-major;
+// training uses y = x·Wᵀ (NT), dX = dY·W (NN), dW += dYᵀ·X (TN). Operands arrive and C
+// leaves as float32 (master weights and activations stay float32); the packing step rounds
+// each operand to bfloat16 (round to nearest even; float32 subnormals become signed zero;
+// NaN stays NaN, Inf stays Inf) and lays it out as k-pairs: one 32-bit word holds
+// (op[k = 2p], op[k = 2p + 1]) in its low and high half, the operand layout of VDPBF16PS.
+// Products of two bf16 values are exact in float32 and accumulate in float32.
+//
+// Two micro-kernels read the same packed panels:
+//   - VDPBF16PS (AVX512_BF16, e.g. Intel Sapphire Rapids, AMD Zen 4/5): 16 lanes x 2 products
+//     per instruction, twice the multiply-adds of a float32 FMA. The instruction adds the
+//     odd (k = 2p + 1) product first, then the even one, each as a float32 FMA rounded to
+//     nearest even with subnormals flushed (Intel SDM, VDPBF16PS).
+//   - the fallback (AVX-512F without BF16, AVX2, SSE2, NEON): float32 vectors, the two
+//     products of a pair added in that same order. Since a product of two bf16 values is
+//     exact in float32, `c + a·b` rounds once whether or not the compiler fuses it, exactly as
+//     the instruction's FMA does; with flush-to-zero set in the MXCSR for the duration, the
+//     fallback gives bitwise VDPBF16PS's results (a product below 2^-126 in magnitude is the
+//     one case where they may differ). test/gemm-bf16.test.ts checks the equality.
+// The path is chosen at run time: the avx512 level's copy of this file uses VDPBF16PS when
+// CPUID reports AVX512_BF16, unless MYNAH_SIMD_DISABLE names avx512bf16 (tests force the
+// fallback that way); the other levels always fall back. gemmBf16Info() says which runs.
+//
+// Blocking and threads as gemm.c (GotoBLAS): op(B) packed once per group of K slices and
+// shared; tasks over row (and column) chunks of C, each packing its own op(A) rows. Each
+// element of C is summed by one task over K in a fixed order, so results do not depend on
+// the thread count. Products of every size take the blocked path (training shapes are
+// large; decoding stays float32).
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "napi_util.h"
+#include "pool.h"
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+// ---- tile sizes per level: MR x NR accumulators, KC (k, even) per slice, NC columns per L2 block ----
+#if defined(__AVX512F__)
+#define ISA "avx512"
+#define VB 64
+#define MR 12
+#define NR 32  // 2 zmm: 24 accumulators, 2 B vectors (4 in the fallback), 1-2 broadcasts
+#elif defined(__AVX2__)
+#define ISA "avx2"
+#define VB 32
+#define MR 4  // fallback only: 8 accumulators + 4 B halves + 2 broadcasts in 16 ymm
+#define NR 16
+#else
+#define ISA "portable"
+#define VB 16
+#define MR 4
+#define NR 8
+#endif
+#define VL (VB / 4)
+#define NV (NR / VL)
+#ifndef BF_KC
+#define BF_KC 512  // bf16 A micro-panel 12 x 512 x 2 B = 12 KiB in L1
+#endif
+#define KC BF_KC
+#ifndef BF_NC
+#define BF_NC 256  // a (KC, NC) bf16 block of B: 256 KiB in L2
+#endif
+#define NC BF_NC
+#define MC (MR * 128)
+#define NS (NC * 16)
+#define BS_WORDS (1L << 20)  // packed op(B) per synchronization: 4 MiB of pairs
+#define MT_FLOPS (1L << 18)
+#define MAX_POOL 256
+
+typedef float vf __attribute__((vector_size(VB)));
+typedef uint32_t vu __attribute__((vector_size(VB)));
+
+// ---- float32 -> bf16 (round to nearest even), the one conversion every path uses ----
+
+// The bf16 bits of x in the low 16 bits: RNE; a float32 subnormal becomes a signed zero (as
+// VCVTNEPS2BF16 does); a NaN stays a (quiet) NaN, whatever rounding would do to its payload.
+static inline uint32_t bf16_bits(uint32_t u) {
+  uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  r = (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 0x40u) : r;
+  r = (u & 0x7f800000u) == 0 ? ((u >> 16) & 0x8000u) : r;
+  return r & 0xffffu;
+}
+
+static inline uint32_t f2u(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  return u;
+}
+
+// One k-pair word: lo = k even, hi = k odd.
+static inline uint32_t pair(float lo, float hi) { return bf16_bits(f2u(lo)) | bf16_bits(f2u(hi)) << 16; }
+
+#if defined(__AVX512F__)
+// 16 floats -> their bf16 bits in the low half of each lane (bf16_bits, vectorized).
+static inline __m512i cvt16(__m512 x) {
+  __m512i u = _mm512_castps_si512(x), hi = _mm512_srli_epi32(u, 16);
+  __m512i r = _mm512_srli_epi32(
+      _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)))), 16);
+  __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+  __mmask16 sub = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
+  r = _mm512_mask_mov_epi32(r, sub, _mm512_and_si512(hi, _mm512_set1_epi32(0x8000)));
+  return r;
+}
+
+// words[p] = pair(x[2p], x[2p+1]) for 16 pairs read from 32 contiguous floats (masked by n floats).
+static inline __m512i pairs16(const float *x, int n) {
+  __m512 lo, hi;
+  if (n >= 32) {
+    lo = _mm512_loadu_ps(x);
+    hi = _mm512_loadu_ps(x + 16);
+  } else {
+    lo = _mm512_maskz_loadu_ps((__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1), x);
+    hi = _mm512_maskz_loadu_ps((__mmask16)(n <= 16 ? 0 : (1u << (n - 16)) - 1), x + 16);
+  }
+  __m256i a = _mm512_cvtepi32_epi16(cvt16(lo)), b = _mm512_cvtepi32_epi16(cvt16(hi));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+
+// r[i] (lane t) -> r[t] (lane i), 16 x 16 32-bit words
+static inline void transpose16(__m512i q[16]) {
+  __m512 r[16], t[16], u[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_castsi512_ps(q[i]);
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 8; i++) {
+    q[i] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[i], t[i + 8], 0x88));
+    q[i + 8] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD));
+  }
+}
+#endif
+
+// ---- packing: a panel of w (<= W) rows of a matrix stored along k, or w columns stored across k ----
+
+// rows[r] runs along k (A (M, K) untransposed; B (N, K) transposed): dst[p·W + r] = pair(rows[r][2p], rows[r][2p+1]),
+// for k in [0, kc); rows r >= w and k >= kc are zero.
+static void pack_rows(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
+  int kp = (kc + 1) / 2, p = 0;
+#if defined(__AVX512F__)
+  for (int r0 = 0; r0 < W; r0 += 16) {
+    int n = w - r0 < 16 ? w - r0 : 16;
+    if (n <= 0) n = 0;
+    __mmask16 keep = (__mmask16)((1u << (W - r0 < 16 ? W - r0 : 16)) - 1);
+    for (p = 0; 2 * p + 32 <= kc; p += 16) {
+      __m512i q[16];
+      for (int r = 0; r < 16; r++) q[r] = r < n ? pairs16(src + (size_t)(r0 + r) * ld + 2 * p, 32) : _mm512_setzero_si512();
+      transpose16(q);
+      for (int t = 0; t < 16; t++) _mm512_mask_storeu_epi32(dst + (size_t)(p + t) * W + r0, keep, q[t]);
+    }
+  }
+#endif
+  for (; p < kp; p++)
+    for (int r = 0; r < W; r++) {
+      const float *x = src + (size_t)r * ld + 2 * p;
+      dst[(size_t)p * W + r] = r >= w ? 0 : pair(x[0], 2 * p + 1 < kc ? x[1] : 0.0f);
+    }
+}
+
+// src[k·ld + c] runs along the columns (A (K, M) transposed; B (K, N)): dst[p·W + c] = pair(src[2p][c], src[2p+1][c]).
+static void pack_cols(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
+  int kp = (kc + 1) / 2;
+  for (int p = 0; p < kp; p++, dst += W) {
+    const float *lo = src + (size_t)(2 * p) * ld, *hi = lo + ld;
+    int has_hi = 2 * p + 1 < kc, c = 0;
+#if defined(__AVX512F__)
+    for (; c < W; c += 16) {
+      int n = w - c < 16 ? w - c : 16;
+      __mmask16 m = (__mmask16)(n <= 0 ? 0 : (1u << n) - 1);
+      __m512i l = cvt16(_mm512_maskz_loadu_ps(m, lo + c));
+      __m512i h = has_hi ? cvt16(_mm512_maskz_loadu_ps(m, hi + c)) : _mm512_setzero_si512();
+      __mmask16 all = (__mmask16)((1u << (W - c < 16 ? W - c : 16)) - 1);
+      _mm512_mask_storeu_epi32(dst + c, all, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+    }
+#endif
+    for (; c < W; c++) dst[c] = c >= w ? 0 : pair(lo[c], has_hi ? hi[c] : 0.0f);
+  }
+}
+
+typedef struct {
+  int transA, transB, M, N, K, lda, ldb, ldc;
+  float alpha, beta;
+  const float *A, *B;
+  float *C;
+} bf_args;
+
+// op(A) rows [i0, i0 + mc), k [k0, k0 + kc) -> MR-tall panels of kq pair rows each (kq ≥ kp: zeros).
+static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
+  int kp = (kc + 1) / 2;
+  for (int ip = 0; ip < mc; ip += MR, Ap += (size_t)MR * kq) {
+    int m = mc - ip < MR ? mc - ip : MR;
+    if (g->transA) pack_cols(g->A + (size_t)k0 * g->lda + i0 + ip, g->lda, m, kc, MR, Ap);
+    else pack_rows(g->A + (size_t)(i0 + ip) * g->lda + k0, g->lda, m, kc, MR, Ap);
+    if (kq > kp) memset(Ap + (size_t)kp * MR, 0, (size_t)(kq - kp) * MR * sizeof(uint32_t));
+  }
+}
+
+// op(B) k [k0, k0 + kc), columns [j0, j0 + nc) -> NR-wide panels of kq pair rows each (kq ≥ kp: zeros).
+static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uint32_t *restrict Bp) {
+  int kp = (kc + 1) / 2;
+  for (int jp = 0; jp < nc; jp += NR, Bp += (size_t)NR * kq) {
+    int n = nc - jp < NR ? nc - jp : NR;
+    if (g->transB) pack_rows(g->B + (size_t)(j0 + jp) * g->ldb + k0, g->ldb, n, kc, NR, Bp);
+    else pack_cols(g->B + (size_t)k0 * g->ldb + j0 + jp, g->ldb, n, kc, NR, Bp);
+    if (kq > kp) memset(Bp + (size_t)kp * NR, 0, (size_t)(kq - kp) * NR * sizeof(uint32_t));
+  }
+}
+
+#if defined(__AVX512F__)
+// AMX wants op(A) row by row: panels of AMX_MR rows, row i = kq pair words (k contiguous).
+#define AMX_MR 32
+static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
+  int kp = (kc + 1) / 2;
+  _Alignas(64) uint32_t tmp[16 * AMX_MR];
+  for (int ip = 0; ip < mc; ip += AMX_MR, Ap += (size_t)AMX_MR * kq) {
+    int m = mc - ip < AMX_MR ? mc - ip : AMX_MR;
+    if (!g->transA) {  // rows along k: convert in place, 16 pairs at a time
+      for (int i = 0; i < AMX_MR; i++) {
+        uint32_t *d = Ap + (size_t)i * kq;
+        if (i >= m) {
+          memset(d, 0, (size_t)kq * sizeof(uint32_t));
+          continue;
+        }
+        const float *x = g->A + (size_t)(i0 + ip + i) * g->lda + k0;
+        for (int p = 0; p < kq; p += 16) {
+          int left = kc - 2 * p;
+          _mm512_storeu_si512(d + p, left > 0 ? pairs16(x + 2 * p, left) : _mm512_setzero_si512());
+        }
+      }
+    } else {  // columns across k: pair words (16 pairs x AMX_MR) then 16 x 16 transposes
+      for (int p0 = 0; p0 < kq; p0 += 16) {
+        int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
+        memset(tmp, 0, sizeof tmp);
+        if (np > 0) pack_cols(g->A + (size_t)(k0 + 2 * p0) * g->lda + i0 + ip, g->lda, m, kc - 2 * p0 < 32 ? kc - 2 * p0 : 32, AMX_MR, tmp);
+        for (int r = 0; r < AMX_MR; r += 16) {
+          __m512i q[16];
+          for (int t = 0; t < 16; t++) q[t] = _mm512_load_si512(tmp + t * AMX_MR + r);
+          transpose16(q);
+          for (int i = 0; i < 16; i++) _mm512_storeu_si512(Ap + (size_t)(r + i) * kq + p0, q[i]);
+        }
+      }
+    }
+  }
+}
+#endif
+
+// ---- micro-kernels: C[MR, NR] = alpha · Σ_p Ap[p] · Bp[p] + beta · C ----
+
+static inline void store_tile(vf c[MR][NV], float *restrict C, ptrdiff_t ldc, float alpha, float beta) {
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) {
+      vf x = alpha * c[i][v], *r = (vf *)(C + i * ldc + v * VL);
+      vf old;
+      if (beta != 0) {
+        memcpy(&old, r, sizeof old);
+        x += beta * old;
+      }
+      memcpy(r, &x, sizeof x);
+    }
+}
+
+static inline float bits2f(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+// The fallback: each word's high (odd k) product, then its low one, on float32 vectors.
+static void ukernel_fallback(int kp, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
+                             ptrdiff_t ldc, float alpha, float beta) {
+  vf c[MR][NV];
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) c[i][v] = (vf){0};
+  const vu him = (vu){0} + 0xffff0000u;
+  for (int p = 0; p < kp; p++, Ap += MR, Bp += NR) {
+    vf bh[NV], bl[NV];
+    for (int v = 0; v < NV; v++) {
+      vu b;
+      memcpy(&b, Bp + v * VL, sizeof b);
+      bh[v] = (vf)(b & him);
+      bl[v] = (vf)(b << 16);
+    }
+    for (int i = 0; i < MR; i++) {
+      float ah = bits2f(Ap[i] & 0xffff0000u), al = bits2f(Ap[i] << 16);
+      for (int v = 0; v < NV; v++) {
+        c[i][v] += ah * bh[v];
+        c[i][v] += al * bl[v];
+      }
+    }
+  }
+  store_tile(c, C, ldc, alpha, beta);
+}
+
+#if defined(__AVX512F__)
+#define BF16_TARGET __attribute__((target("avx512bf16")))
+// VDPBF16PS: 24 accumulators, each instruction 16 lanes x 2 products.
+BF16_TARGET static void ukernel_dp(int kp, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
+                                   ptrdiff_t ldc, float alpha, float beta) {
+  __m512 c[MR][2];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+  for (int p = 0; p < kp; p++, Ap += MR, Bp += NR) {
+    __m512bh b0 = (__m512bh)_mm512_load_si512(Bp), b1 = (__m512bh)_mm512_load_si512(Bp + 16);
+    _mm_prefetch((const char *)(Bp + 8 * NR), _MM_HINT_T0);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+      __m512bh a = (__m512bh)_mm512_set1_epi32((int)Ap[i]);
+      c[i][0] = _mm512_dpbf16_ps(c[i][0], a, b0);
+      c[i][1] = _mm512_dpbf16_ps(c[i][1], a, b1);
+    }
+  }
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < 2; v++) {
+      float *r = C + i * ldc + 16 * v;
+      __m512 x = _mm512_mul_ps(va, c[i][v]);
+      if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), x);
+      _mm512_storeu_ps(r, x);
+    }
+}
+
+// AMX: C (32 x 32) in four 16 x 16 float32 tiles; per 32 k, two A tiles (16 rows x 16 pairs,
+// from the row-major panel) and two B tiles (16 pairs x 16 columns, from the NR = 32 panel
+// with a 128-byte row stride); TDPBF16PS does 16 x 16 x 32 multiply-adds at once.
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f")))
+AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
+                                   ptrdiff_t ldc, float alpha, float beta) {
+  _Alignas(64) float acc[AMX_MR * NR];
+  // alpha 1 and beta 0 or 1 (every training product): the tiles start from C (or zero) and are
+  // stored straight into it; otherwise through acc and the alpha/beta merge below.
+  const int direct = alpha == 1.0f && (beta == 0.0f || beta == 1.0f);
+  const long sc = (long)ldc * 4;
+  if (direct && beta != 0) {
+    _tile_loadd(0, C, sc);
+    _tile_loadd(1, C + 16, sc);
+    _tile_loadd(2, C + 16 * ldc, sc);
+    _tile_loadd(3, C + 16 * ldc + 16, sc);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  const int sa = kq * 4;
+  for (int p = 0; p < kq; p += 16) {
+    _tile_loadd(4, Ap + p, sa);
+    _tile_loadd(6, Bp + (size_t)p * NR, NR * 4);
+    _tile_loadd(7, Bp + (size_t)p * NR + 16, NR * 4);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, Ap + (size_t)16 * kq + p, sa);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  if (direct) {
+    _tile_stored(0, C, sc);
+    _tile_stored(1, C + 16, sc);
+    _tile_stored(2, C + 16 * ldc, sc);
+    _tile_stored(3, C + 16 * ldc + 16, sc);
+    return;
+  }
+  _tile_stored(0, acc, NR * 4);
+  _tile_stored(1, acc + 16, NR * 4);
+  _tile_stored(2, acc + 16 * NR, NR * 4);
+  _tile_stored(3, acc + 16 * NR + 16, NR * 4);
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int i = 0; i < AMX_MR; i++)
+    for (int v = 0; v < 2; v++) {
+      float *r = C + i * ldc + 16 * v;
+      __m512 x = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NR + 16 * v));
+      if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), x);
+      _mm512_storeu_ps(r, x);
+    }
+}
+
+// Palette 1, every tile 16 rows x 64 bytes; loaded by each thread before its AMX work.
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} __attribute__((packed)) amx_config;
+
+AMX_TARGET static void amx_begin(void) {
+  amx_config c;
+  memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int t = 0; t < 8; t++) {
+    c.colsb[t] = 64;
+    c.rows[t] = 16;
+  }
+  // not _tile_loadconfig: GCC 12's declares only 8 of the 64 bytes as read, so the stores
+  // that fill the rest may be dropped as dead
+  __asm__ __volatile__("ldtilecfg %0" : : "m"(c));
+}
+AMX_TARGET static void amx_end(void) { _tile_release(); }
+
+// AMX-BF16 and AMX-TILE (CPUID.(7,0):EDX bits 22, 24), and Linux's permission to use the tile
+// data state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 18), granted per process.
+static int cpu_amx(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  if (!((d >> 22) & 1) || !((d >> 24) & 1)) return 0;
+#if defined(__linux__)
+  return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+  return 0;
+#endif
+}
+
+// AVX512_BF16: CPUID.(EAX=7, ECX=1):EAX bit 5 (the avx512 level is only chosen when the OS saves zmm state).
+static int cpu_bf16(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+  return (a >> 5) & 1;
+}
+#endif
+
+typedef void (*ukernel_fn)(int, const uint32_t *, const uint32_t *, float *, ptrdiff_t, float, float);
+
+// MYNAH_SIMD_DISABLE names `name` (a comma- or space-separated list, as binding.c reads it).
+static int bf16_disabled(const char *name) {
+  const char *list = getenv("MYNAH_SIMD_DISABLE");
+  size_t n = strlen(name);
+  for (const char *p = list; p && (p = strstr(p, name)) != NULL; p += n)
+    if ((p == list || p[-1] == ',' || p[-1] == ' ') && (p[n] == 0 || p[n] == ',' || p[n] == ' ')) return 1;
+  return 0;
+}
+
+static int use_dp = -1, use_amx = -1;  // decided once per process
+
+// VDPBF16PS: unless MYNAH_SIMD_DISABLE names avx512bf16.
+static int have_dp(void) {
+  if (use_dp < 0) {
+#if defined(__AVX512F__)
+    use_dp = cpu_bf16() && !bf16_disabled("avx512bf16");
+#else
+    use_dp = 0;
+#endif
+  }
+  return use_dp;
+}
+
+// AMX tiles: unless MYNAH_SIMD_DISABLE names amx (or avx512bf16: then the fallback runs).
+static int have_amx(void) {
+  if (use_amx < 0) {
+#if defined(__AVX512F__)
+    use_amx = have_dp() && !bf16_disabled("amx") && cpu_amx();
+#else
+    use_amx = 0;
+#endif
+  }
+  return use_amx;
+}
+
+// Flush-to-zero (and denormals-are-zero) while the fallback runs, as VDPBF16PS computes.
+static unsigned ftz_on(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+  unsigned old = _mm_getcsr();
+  _mm_setcsr(old | 0x8040);
+  return old;
+#else
+  return 0;
+#endif
+}
+static void ftz_off(unsigned old) {
+#if defined(__x86_64__) || defined(_M_X64)
+  _mm_setcsr(old);
+#else
+  (void)old;
+#endif
+}
+
+// ---- the driver (gemm.c's, on packed pairs) ----
+
+typedef struct plan_s {
+  const bf_args *g;
+  ukernel_fn uk;
+  int fallback, amx;
+  int mr;             // rows per A panel: MR, or AMX_MR
+  int js, ns, nsp;
+  int kstep, slices;  // kstep even
+  int q0, nq;
+  uint32_t *Bs;       // slice q at Bs + (q - q0) * (kstep / 2) * nsp
+  int npack, mchunk, nchunk, mt, nt;
+} plan;
+
+static uint32_t *buf_a[MAX_POOL];
+
+// Pair rows of a panel for kc values of k: AMX steps 16 pairs at a time (zeros after kp).
+static int pair_rows(const void *plan_, int kc) {
+  const struct plan_s *s = plan_;
+  int kp = (kc + 1) / 2;
+  return s->amx ? (kp + 15) / 16 * 16 : kp;
+}
+
+static void pack_b_task(void *ctx, int task, int thread) {
+  (void)thread;
+  const plan *s = ctx;
+  int q = s->q0 + task / s->npack, part = task % s->npack;
+  int pc = q * s->kstep, kc = s->g->K - pc < s->kstep ? s->g->K - pc : s->kstep, kq = pair_rows(s, kc);
+  int panels = s->nsp / NR;
+  int p0 = (int)((long)panels * part / s->npack), p1 = (int)((long)panels * (part + 1) / s->npack);
+  int j1 = p1 * NR < s->ns ? p1 * NR : s->ns;
+  uint32_t *Bq = s->Bs + (size_t)(q - s->q0) * (s->kstep / 2) * s->nsp;
+  if (p0 * NR < j1) pack_b(s->g, pc, kc, kq, s->js + p0 * NR, j1 - p0 * NR, Bq + (size_t)p0 * NR * kq);
+}
+
+static void compute_task(void *ctx, int task, int thread) {
+  const plan *s = ctx;
+  const bf_args *g = s->g;
+  int i0 = (task / s->nt) * s->mchunk, j0 = (task % s->nt) * s->nchunk;
+  int i1 = i0 + s->mchunk < g->M ? i0 + s->mchunk : g->M;
+  int j1 = j0 + s->nchunk < s->ns ? j0 + s->nchunk : s->ns;
+  if (i0 >= i1 || j0 >= j1) return;
+  int mc = i1 - i0;
+  unsigned csr = s->fallback ? ftz_on() : 0;
+#if defined(__AVX512F__)
+  if (s->amx) amx_begin();
+#endif
+  uint32_t *Ap = buf_a[thread];
+  const int MRx = s->mr;
+  _Alignas(64) float tile[32 * NR];
+  for (int q = s->q0; q < s->q0 + s->nq; q++) {
+    int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
+    float beta = q == 0 ? g->beta : 1.0f;
+    const uint32_t *Bq = s->Bs + (size_t)(q - s->q0) * (s->kstep / 2) * s->nsp;
+#if defined(__AVX512F__)
+    if (s->amx) pack_a_amx(g, i0, mc, pc, kc, kq, Ap);
+    else
+#endif
+      pack_a(g, i0, mc, pc, kc, kq, Ap);
+    for (int jc = j0; jc < j1; jc += NC) {
+      int nc = j1 - jc < NC ? j1 - jc : NC;
+      for (int ir = 0; ir < mc; ir += MRx) {
+        int m = mc - ir < MRx ? mc - ir : MRx;
+        const uint32_t *a = Ap + (size_t)ir * kq;
+        for (int jr = 0; jr < nc; jr += NR) {
+          int n = nc - jr < NR ? nc - jr : NR;
+          const uint32_t *b = Bq + (size_t)(jc + jr) * kq;
+          float *c = g->C + (size_t)(i0 + ir) * g->ldc + s->js + jc + jr;
+          if (m == MRx && n == NR) {
+            s->uk(kq, a, b, c, g->ldc, g->alpha, beta);
+          } else {
+            s->uk(kq, a, b, tile, NR, 1.0f, 0.0f);
+            for (int i = 0; i < m; i++)
+              for (int j = 0; j < n; j++) {
+                float *d = c + (size_t)i * g->ldc + j;
+                *d = g->alpha * tile[i * NR + j] + (beta == 0 ? 0 : beta * *d);
+              }
+          }
+        }
+      }
+    }
+  }
+#if defined(__AVX512F__)
+  if (s->amx) amx_end();
+#endif
+  if (s->fallback) ftz_off(csr);
+}
+
+static void run_tasks(pool_task_fn fn, void *ctx, int ntasks, int threads) {
+  if (threads > 1 && ntasks > 1)
+    pool_run(fn, ctx, ntasks);
+  else
+    for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
+}
+
+static int round_up(int x, int q) { return (x + q - 1) / q * q; }
+
+// Returns 0 when the packing buffers could not be allocated.
+static int gemm_bf16_blocked(const bf_args *g, int threads) {
+  static uint32_t *Bs;
+  static size_t bs_words;
+  plan s = {.g = g};
+  s.mr = MR;
+#if defined(__AVX512F__)
+  s.amx = have_amx();
+  s.uk = s.amx ? ukernel_amx : have_dp() ? ukernel_dp : ukernel_fallback;
+  if (s.amx) s.mr = AMX_MR;
+#else
+  s.uk = ukernel_fallback;
+#endif
+  s.fallback = !have_dp();
+  s.slices = (g->K + KC - 1) / KC;
+  s.kstep = round_up((g->K + s.slices - 1) / s.slices, 32);
+  if (s.kstep > KC) s.kstep = KC;
+  s.slices = (g->K + s.kstep - 1) / s.kstep;
+  int ncols = g->N < NS ? g->N : NS;
+  long per = BS_WORDS / ((long)(s.kstep / 2) * round_up(ncols, NR));
+  int group = per < 1 ? 1 : per > s.slices ? s.slices : (int)per;
+  size_t need = (size_t)group * (s.kstep / 2) * round_up(ncols, NR);
+  if (need > bs_words) {
+    free(Bs);
+    Bs = aligned_alloc(64, need * sizeof(uint32_t));
+    bs_words = Bs ? need : 0;
+  }
+  for (int t = 0; t < threads; t++)
+    if (!buf_a[t]) buf_a[t] = aligned_alloc(64, (size_t)MC * (KC / 2) * sizeof(uint32_t));
+  if (!Bs) return 0;
+  for (int t = 0; t < threads; t++)
+    if (!buf_a[t]) return 0;
+  s.Bs = Bs;
+  int want = threads == 1 ? 1 : 4 * threads;
+  for (s.js = 0; s.js < g->N; s.js += ncols) {
+    s.ns = g->N - s.js < ncols ? g->N - s.js : ncols;
+    s.nsp = round_up(s.ns, NR);
+    int mchunk = round_up((g->M + want - 1) / want, s.mr);
+    s.mchunk = mchunk > MC ? MC : mchunk;
+    s.mt = (g->M + s.mchunk - 1) / s.mchunk;
+    int nt = s.mt >= want ? 1 : (want + s.mt - 1) / s.mt;
+    int panels = s.nsp / NR;
+    if (nt > panels) nt = panels;
+    s.nchunk = round_up((s.ns + nt - 1) / nt, NR);
+    s.nt = (s.ns + s.nchunk - 1) / s.nchunk;
+    s.npack = threads < panels ? threads : panels;
+    for (s.q0 = 0; s.q0 < s.slices; s.q0 += group) {
+      s.nq = s.slices - s.q0 < group ? s.slices - s.q0 : group;
+      run_tasks(pack_b_task, &s, s.nq * s.npack, threads);
+      run_tasks(compute_task, &s, s.mt * s.nt, threads);
+    }
+  }
+  return 1;
+}
+
+// The plainest bf16 GEMM (same rounding of the operands, float64 sums): used only when the
+// packing buffers cannot be allocated.
+static void gemm_bf16_naive(const bf_args *g) {
+  for (int i = 0; i < g->M; i++)
+    for (int j = 0; j < g->N; j++) {
+      double s = 0;
+      for (int k = 0; k < g->K; k++) {
+        float a = g->transA ? g->A[(size_t)k * g->lda + i] : g->A[(size_t)i * g->lda + k];
+        float b = g->transB ? g->B[(size_t)j * g->ldb + k] : g->B[(size_t)k * g->ldb + j];
+        s += (double)bits2f(bf16_bits(f2u(a)) << 16) * bits2f(bf16_bits(f2u(b)) << 16);
+      }
+      float *c = &g->C[(size_t)i * g->ldc + j];
+      *c = g->alpha * (float)s + (g->beta == 0 ? 0 : g->beta * *c);
+    }
+}
+
+static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0) {
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        float *c = &C[(size_t)i * ldc + j];
+        *c = beta == 0 ? 0 : beta * *c;
+      }
+    return;
+  }
+  double flops = 2.0 * M * N * K;
+  int threads = flops < MT_FLOPS ? 1 : pool_threads();
+  bf_args g = {transA, transB, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C};
+  if (!gemm_bf16_blocked(&g, threads)) gemm_bf16_naive(&g);
+}
+
+// ---- machine peak: independent VDPBF16PS chains (one core) ----
+
+#define PEAK_ITERS 20000000L
+
+#if defined(__AVX512F__)
+static float peak_sink[1];
+
+BF16_TARGET static float peak_loop(void) {
+  __m512 x[12];
+  __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x33d633d6);  // 1.0, ~1e-7
+  for (int i = 0; i < 12; i++) x[i] = _mm512_set1_ps((float)i);
+  for (long n = 0; n < PEAK_ITERS; n++) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) x[i] = _mm512_dpbf16_ps(x[i], a, b);
+    __asm__ __volatile__("" : "+v"(a), "+v"(b));  // keep the loop from being folded
+  }
+  for (int i = 1; i < 12; i++) x[0] = _mm512_add_ps(x[0], x[i]);
+  return _mm512_reduce_add_ps(x[0]);
+}
+#endif
+
+#if defined(__AVX512F__)
+#define AMX_ITERS 1000000L
+// Four independent accumulator tiles, TDPBF16PS on tiles that never leave the unit.
+AMX_TARGET static float amx_peak_loop(void) {
+  _Alignas(64) static uint32_t one[256];
+  _Alignas(64) float out[256];
+  for (int i = 0; i < 256; i++) one[i] = 0x3f803f80u;
+  amx_begin();
+  _tile_loadd(4, one, 64);
+  _tile_loadd(5, one, 64);
+  _tile_loadd(6, one, 64);
+  _tile_loadd(7, one, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (long n = 0; n < AMX_ITERS; n++) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, out, 64);
+  amx_end();
+  return out[0];
+}
+#endif
+
+static double seconds_since(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
+}
+
+// One core's AMX TDPBF16PS rate in GFLOP/s (16 x 16 x 32 multiply-adds each), 0 without AMX.
+static double amx_peak_gflops(void) {
+#if defined(__AVX512F__)
+  if (!have_amx()) return 0;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  peak_sink[0] = amx_peak_loop();
+  __asm__ __volatile__("" : : "r"(peak_sink) : "memory");
+  return AMX_ITERS * 4 * 16384.0 / seconds_since(&t0) / 1e9;
+#else
+  return 0;
+#endif
+}
+
+// One core's VDPBF16PS rate in GFLOP/s (12 chains x 16 lanes x 2 products x 2 FLOP), or 0
+// when this CPU (or this build level) has no AVX512_BF16.
+static double bf16_peak_gflops(void) {
+#if defined(__AVX512F__)
+  if (!have_dp()) return 0;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  peak_sink[0] = peak_loop();
+  __asm__ __volatile__("" : : "r"(peak_sink) : "memory");
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  return PEAK_ITERS * 12 * 16 * 4 / s / 1e9;
+#else
+  return 0;
+#endif
+}
+
+// ---- Node-API ----
+
+// gemmBf16(transA, transB, M, N, K, alpha, A, B, beta, C): as gemm(), with bf16 operands.
+static napi_value js_gemm_bf16(napi_env env, napi_callback_info info) {
+  ARGS("gemmBf16", 10);
+  bool ta, tb;
+  int64_t M, N, K;
+  double alpha, beta;
+  float *A, *B, *C;
+  const char *op = "gemmBf16";
+  if (!get_bool(env, argv[0], op, "transA", &ta) || !get_bool(env, argv[1], op, "transB", &tb) ||
+      !get_int(env, argv[2], op, "M", &M) || !get_int(env, argv[3], op, "N", &N) ||
+      !get_int(env, argv[4], op, "K", &K) || !get_num(env, argv[5], op, "alpha", &alpha) ||
+      !get_f32(env, argv[6], op, "A", MUL2(M, K), &A) || !get_f32(env, argv[7], op, "B", MUL2(K, N), &B) ||
+      !get_num(env, argv[8], op, "beta", &beta) || !get_f32(env, argv[9], op, "C", MUL2(M, N), &C))
+    return NULL;
+  if (M > INT32_MAX / 2 || N > INT32_MAX / 2 || K > INT32_MAX / 2) {
+    throw_err(env, op, "M, N and K must each be below 2^30");
+    return NULL;
+  }
+  gemm_bf16(ta, tb, (int)M, (int)N, (int)K, (float)alpha, A, ta ? (int)M : (int)K, B, tb ? (int)K : (int)N,
+            (float)beta, C, (int)N);
+  return NULL;
+}
+
+// gemmBf16PeakGflops(): one core's measured peak (GFLOP/s) of the unit gemmBf16 runs on (AMX
+// tiles, or VDPBF16PS), 0 for the float32 fallback.
+static napi_value js_peak(napi_env env, napi_callback_info info) {
+  (void)info;
+  return make_num(env, have_amx() ? amx_peak_gflops() : bf16_peak_gflops());
+}
+
+// gemmBf16Peaks(): { vdpbf16ps, amx }: each unit's one-core peak (GFLOP/s), 0 where absent or disabled.
+static napi_value js_peaks(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value r;
+  napi_create_object(env, &r);
+  napi_set_named_property(env, r, "vdpbf16ps", make_num(env, bf16_peak_gflops()));
+  napi_set_named_property(env, r, "amx", make_num(env, amx_peak_gflops()));
+  return r;
+}
+
+// gemmBf16Info(): which micro-kernel runs, and the blocking.
+static napi_value js_info(napi_env env, napi_callback_info info) {
+  (void)info;
+  char s[200];
+  snprintf(s, sizeof s, "%s %s MRxNR=%dx%d KC=%d NC=%d", ISA,
+           have_amx() ? "AMX" : have_dp() ? "VDPBF16PS" : "fallback (float32 FMA on bf16-rounded operands)",
+           have_amx() ? 32 : MR, NR, KC, NC);
+  napi_value r;
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+void register_gemm_bf16(napi_env env, napi_value exports) {
+  export_fn(env, exports, "gemmBf16", js_gemm_bf16);
+  export_fn(env, exports, "gemmBf16PeakGflops", js_peak);
+  export_fn(env, exports, "gemmBf16Peaks", js_peaks);
+  export_fn(env, exports, "gemmBf16Info", js_info);
+}
