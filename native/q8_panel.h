@@ -33,6 +33,9 @@
 #include <string.h>
 
 #define Q8P_ROWS 16
+// Software prefetch distance along the weight stream (bytes): the conversion or dot-product
+// work per byte keeps too few cache misses in flight for the hardware prefetcher alone.
+#define Q8P_PREFETCH 4096
 
 // x row (K values) → int8 qx [K], dx [nb] (float32 scale), ncorr [nb] = −128·Σ qx.
 // ggml's rounding (quantize_row_q8_0: d = amax/127, q = round(x·(1/d))), but d is kept in float32.
@@ -122,6 +125,7 @@ static void q8p_panel_portable(const q8p_args *a, int p, int m0, int m1) {
           s[m][0] = s[m][1] = _mm256_set1_epi32(CORR ? a->ncorr[(size_t)(mc + m) * nb + b] : 0); \
         for (int g = 0; g < 8; g++) {                                                          \
           const uint8_t *wg = pw + (size_t)(b * 8 + g) * 64;                                   \
+          __builtin_prefetch(wg + Q8P_PREFETCH);                                               \
           __m256i w0 = _mm256_loadu_si256((const __m256i *)wg);                                \
           __m256i w1 = _mm256_loadu_si256((const __m256i *)(wg + 32));                         \
           for (int m = 0; m < M; m++) {                                                        \
@@ -177,7 +181,9 @@ __attribute__((target("avx512vnni"))) static void q8p_panel_vnni512(const q8p_ar
       __m512i s[8];
       for (int m = 0; m < M; m++) s[m] = _mm512_set1_epi32(a->ncorr[(size_t)(mc + m) * nb + b]);
       const uint8_t *wb = pw + (size_t)b * 8 * 64;
+      __builtin_prefetch((const char *)(ps + b * 16) + Q8P_PREFETCH / 8);
       for (int g = 0; g < 8; g++) {
+        __builtin_prefetch(wb + g * 64 + Q8P_PREFETCH);
         __m512i w = _mm512_loadu_si512((const void *)(wb + g * 64));
         for (int m = 0; m < M; m++) {
           int32_t x4;
