@@ -110,13 +110,13 @@ static void q8p_panel_portable(const q8p_args *a, int p, int m0, int m1) {
 // ymm paths: a panel's 16 rows as two halves of 8 lanes (bytes 0..31 and 32..63 of each group).
 // DOT(acc, u, x) adds the 4-products of the stored bytes u and signed x into acc's int32 lanes;
 // CORR: whether DOT multiplies u = w + 128 (then the sums start at −128·Σqx) or w itself.
-#define Q8P_YMM_KERNEL(NAME, ATTR, DOT, CORR)                                                        \
-  ATTR static void NAME(const q8p_args *a, int p, int m0, int m1) {                            \
+// (The body takes M as a constant, so that the accumulators stay in registers.)
+#define Q8P_YMM_KERNEL(NAME, ATTR, DOT, CORR)                                                  \
+  ATTR __attribute__((always_inline)) static inline void NAME##_m(const q8p_args *a, int p, int mc, const int M) { \
     int K = a->K, nb = K / 32;                                                                 \
     const uint8_t *pw = a->w + (size_t)p * 17 * K;                                             \
     const uint16_t *ps = (const uint16_t *)(pw + (size_t)16 * K);                              \
-    for (int mc = m0; mc < m1; mc += 4) {                                                      \
-      int M = m1 - mc < 4 ? m1 - mc : 4;                                                       \
+    {                                                                                          \
       __m256 acc[4][2];                                                                        \
       for (int m = 0; m < M; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();                 \
       for (int b = 0; b < nb; b++) {                                                           \
@@ -151,6 +151,14 @@ static void q8p_panel_portable(const q8p_args *a, int p, int m0, int m1) {
         q8p_store(a, mc + m, p * Q8P_ROWS, out);                                               \
       }                                                                                        \
     }                                                                                          \
+  }                                                                                            \
+  ATTR static void NAME(const q8p_args *a, int p, int m0, int m1) {                            \
+    for (int mc = m0; mc < m1; mc += 4) switch (m1 - mc < 4 ? m1 - mc : 4) {                   \
+      case 1: NAME##_m(a, p, mc, 1); break;                                                    \
+      case 2: NAME##_m(a, p, mc, 2); break;                                                    \
+      case 3: NAME##_m(a, p, mc, 3); break;                                                    \
+      default: NAME##_m(a, p, mc, 4); break;                                                   \
+    }                                                                                          \
   }
 
 // AVX2 without VNNI: u8×s8 pairs with VPMADDUBSW saturate at ±32767 (255·127·2 > 32767), so
@@ -169,12 +177,11 @@ Q8P_YMM_KERNEL(q8p_panel_avxvnni, __attribute__((target("avxvnni"))), Q8P_DOT_AV
 
 #if defined(__AVX512F__)
 // AVX-512 VNNI: one zmm holds a group's 16 rows × 4 bytes; up to 8 rows of x at once.
-__attribute__((target("avx512vnni"))) static void q8p_panel_vnni512(const q8p_args *a, int p, int m0, int m1) {
+__attribute__((target("avx512vnni"), always_inline)) static inline void q8p_vnni512_m(const q8p_args *a, int p, int mc, const int M) {
   int K = a->K, nb = K / 32;
   const uint8_t *pw = a->w + (size_t)p * 17 * K;
   const uint16_t *ps = (const uint16_t *)(pw + (size_t)16 * K);
-  for (int mc = m0; mc < m1; mc += 8) {
-    int M = m1 - mc < 8 ? m1 - mc : 8;
+  {
     __m512 acc[8];
     for (int m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
@@ -200,6 +207,18 @@ __attribute__((target("avx512vnni"))) static void q8p_panel_vnni512(const q8p_ar
       _mm512_storeu_ps(out, acc[m]);
       q8p_store(a, mc + m, p * Q8P_ROWS, out);
     }
+  }
+}
+__attribute__((target("avx512vnni"))) static void q8p_panel_vnni512(const q8p_args *a, int p, int m0, int m1) {
+  for (int mc = m0; mc < m1; mc += 8) switch (m1 - mc < 8 ? m1 - mc : 8) {
+    case 1: q8p_vnni512_m(a, p, mc, 1); break;
+    case 2: q8p_vnni512_m(a, p, mc, 2); break;
+    case 3: q8p_vnni512_m(a, p, mc, 3); break;
+    case 4: q8p_vnni512_m(a, p, mc, 4); break;
+    case 5: q8p_vnni512_m(a, p, mc, 5); break;
+    case 6: q8p_vnni512_m(a, p, mc, 6); break;
+    case 7: q8p_vnni512_m(a, p, mc, 7); break;
+    default: q8p_vnni512_m(a, p, mc, 8); break;
   }
 }
 #endif
