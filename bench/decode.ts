@@ -216,31 +216,37 @@ function timeGreedy(m: DecodeModel, n = NEW): { prefill: number; decode: number 
 }
 
 /**
- * Where this process's threads run while `work` does: samples /proc/self/task/<tid>/stat
- * every few ms and counts, per CPU, the samples in which a thread other than the main one was
- * running there. (ggml starts its threads from its evaluating thread; here a new thread stays
- * on its creator's CPU, so llama.cpp's threads can pile up on one CPU: this shows it.)
+ * Where threads run while `work` does: samples /proc/self/task/<tid>/stat every 2 ms and
+ * counts, per CPU, the samples in which a thread was running there, for the threads started
+ * during `work` (llama.cpp's: ggml starts its workers for each graph from the evaluating
+ * thread) and, apart, the threads that existed before (Node's, libuv's, among them the one
+ * node-llama-cpp evaluates on). Here a new thread stays on its creator's CPU, so llama.cpp's
+ * threads can pile up on one CPU: this shows whether they do.
  */
-async function threadLanding<T>(work: () => Promise<T>): Promise<{ result: T; cpus: Record<number, number>; samples: number }> {
+async function threadLanding<T>(work: () => Promise<T>): Promise<{ result: T; newThreads: Record<number, number>; oldThreads: Record<number, number>; stacked: number; spread: number }> {
   const { readdirSync, readFileSync } = await import("node:fs");
-  const cpus: Record<number, number> = {};
-  let samples = 0;
+  const tids = (): string[] => { try { return readdirSync("/proc/self/task"); } catch { return []; } };
+  const before = new Set(tids());
+  const newThreads: Record<number, number> = {}, oldThreads: Record<number, number> = {};
+  let stacked = 0, spread = 0; // samples with 2+ threads runnable: all on one CPU / on several
   const sample = (): void => {
-    samples++;
-    let tids: string[] = [];
-    try { tids = readdirSync("/proc/self/task"); } catch { return; }
-    for (const tid of tids) {
-      if (tid === String(process.pid)) continue;
+    const running: number[] = [];
+    for (const tid of tids()) {
+      if (tid === String(process.pid)) continue; // the main (JavaScript) thread: this sampler
       try {
         const st = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
-        const f = st.slice(st.lastIndexOf(")") + 2).split(" "); // f[0] is field 3 (state)
-        if (f[0] === "R") cpus[Number(f[36])] = (cpus[Number(f[36])] ?? 0) + 1; // field 39: CPU last run on
+        const f = st.slice(st.lastIndexOf(")") + 2).split(" "); // f[0] is field 3 (state), f[36] field 39 (CPU last run on)
+        if (f[0] !== "R") continue;
+        const into = before.has(tid) ? oldThreads : newThreads;
+        into[Number(f[36])] = (into[Number(f[36])] ?? 0) + 1;
+        running.push(Number(f[36]));
       } catch { /* the thread ended */ }
     }
+    if (running.length >= 2) new Set(running).size === 1 ? stacked++ : spread++;
   };
   const timer = setInterval(sample, 2);
   try {
-    return { result: await work(), cpus, samples };
+    return { result: await work(), newThreads, oldThreads, stacked, spread };
   } finally {
     clearInterval(timer);
   }
@@ -294,18 +300,18 @@ export async function llamaCppTable(shapes: Shape[] = SHAPES): Promise<unknown> 
         setThreads(T);
         const l2 = await threadLanding(() => timeLlamaCpp(llama, file, prompt, 2, 32));
         const l1 = await threadLanding(() => timeLlamaCpp(llama, file, prompt, 1, 32));
-        trap.push({ model: s.name, dtype, mynah1: ours, llamaCpp1: p, mynah2: ours2, llamaCpp2: l2.result, llamaCpp2Cpus: l2.cpus, llamaCpp1Cpus: l1.cpus });
+        trap.push({ model: s.name, dtype, mynah1: ours, llamaCpp1: p, mynah2: ours2, llamaCpp2: l2.result, seenAt2: { ggml: l2.newThreads, others: l2.oldThreads, stacked: l2.stacked, spread: l2.spread }, seenAt1: { ggml: l1.newThreads, others: l1.oldThreads, stacked: l1.stacked, spread: l1.spread } });
       }
     }
     rmSync(dir, { recursive: true, force: true });
   }
   const f = (x: number): string => x.toFixed(0);
   const cpus = (c: Record<number, number>): string => Object.entries(c).map(([cpu, n]) => `CPU ${cpu}: ${n}`).join(", ") || "none seen";
-  console.log("\nthe thread trap: 1 vs 2 threads (prefill / decode tokens/s; 32 new tokens at 2 threads); where llama.cpp's busy threads were seen running (samples per CPU)");
-  console.log("| model | weights | mynah 1 thread | mynah 2 threads | llama.cpp 1 thread | llama.cpp 2 threads | llama.cpp threads seen at 2 | at 1 |");
-  console.log("|---|---|---|---|---|---|---|---|");
+  console.log("\nthe thread trap: 1 vs 2 threads (prefill / decode tokens/s; 32 new tokens at 2 threads). Seen running at 2 threads: samples per CPU of the threads ggml started during the run, and of the process's other threads (node-llama-cpp's evaluating thread among them); samples with 2+ of them runnable at once: on one CPU / on two");
+  console.log("| model | weights | mynah 1 thread | mynah 2 threads | llama.cpp 1 thread | llama.cpp 2 threads | ggml's threads seen on | other threads seen on | 2+ runnable: one CPU / two |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const t of trap)
-    console.log(`| ${t.model} | ${t.dtype} | ${f(t.mynah1.prefill)} / ${f(t.mynah1.decode)} | ${f(t.mynah2.prefill)} / ${f(t.mynah2.decode)} | ${f(t.llamaCpp1.prefill)} / ${f(t.llamaCpp1.decode)} | ${f(t.llamaCpp2.prefill)} / ${f(t.llamaCpp2.decode)} | ${cpus(t.llamaCpp2Cpus)} | ${cpus(t.llamaCpp1Cpus)} |`);
+    console.log(`| ${t.model} | ${t.dtype} | ${f(t.mynah1.prefill)} / ${f(t.mynah1.decode)} | ${f(t.mynah2.prefill)} / ${f(t.mynah2.decode)} | ${f(t.llamaCpp1.prefill)} / ${f(t.llamaCpp1.decode)} | ${f(t.llamaCpp2.prefill)} / ${f(t.llamaCpp2.decode)} | ${cpus(t.seenAt2.ggml)} | ${cpus(t.seenAt2.others)} | ${t.seenAt2.stacked} / ${t.seenAt2.spread} |`);
   // the issue's targets, as measured in this run
   const cells = out.flatMap((o) => [o.mynah.prefill >= o.llamaCpp.prefill, o.mynah.decode >= o.llamaCpp.decode]);
   const big = shapes[shapes.length - 1];

@@ -120,7 +120,7 @@ for (const threads of [1, 2]) {
         const wd = dtype === "f16" ? decodeF16(stored as Uint16Array) : decodeQ8_0(blocks, N * K);
         for (const acc of [false, true]) {
           const y0 = rand(M * N, 99), y = y0.slice();
-          let dx = new Float32Array(0);
+          let dx: Float32Array = new Float32Array(0);
           if (dtype === "f16") q.gemmF16(M, N, K, x, stored as Uint16Array, acc, y);
           else {
             q.gemmQ8(M, N, K, x, stored as Uint8Array, acc, y);
