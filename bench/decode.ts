@@ -23,7 +23,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createCache, forwardCached, type DecodeConfig, type DecodeModel } from "../src/model/decode.ts";
 import { inferenceBackend } from "../src/infer/load.ts";
-import { setThreads } from "../src/core/native.ts";
+import { loadNative, setThreads } from "../src/core/native.ts";
 import { argmax, sampleToken, type SamplingOptions } from "../src/infer/sampling.ts";
 import { makeRng } from "../src/infer/rng.ts";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -32,7 +32,7 @@ import { validateConfig } from "../src/model/config.ts";
 import { createGPT } from "../src/model/gpt.ts";
 import { saveModelFolder } from "../src/model/weights.ts";
 import { loadDecodeModel } from "../src/infer/load.ts";
-import { q8KernelPath } from "../src/infer/weight-dtype.ts";
+import { dequantizeMatrix, q8KernelPath, quantizeMatrix } from "../src/infer/weight-dtype.ts";
 import { exportGguf } from "../src/interop/gguf.ts";
 import { saveTokenizer, trainBpe, CL100K_PATTERN } from "../src/tokenizer/index.ts";
 
@@ -184,8 +184,9 @@ export async function run(): Promise<unknown> {
       sampler.push({ vocabSize: V, sampling: label, partialUs: t.partial, fullSortUs: t.fullSort, sameTokens: t.same });
     }
   }
+  const kernels = kernelTable(shapes[shapes.length - 1]);
   const llamaCpp = await llamaCppTable(shapes);
-  return { backend: backend.name, threads: THREADS, prompt: PROMPT, new: NEW, rows, sampler, llamaCpp };
+  return { backend: backend.name, threads: THREADS, prompt: PROMPT, new: NEW, rows, sampler, kernels, llamaCpp };
 }
 
 // ---- batch 1 against llama.cpp, same GGUF, same thread count --------------------------------
@@ -199,6 +200,57 @@ function randomFolder(s: Shape): string {
   saveModelFolder(dir, g.params);
   saveTokenizer(dir, trainBpe(["bench"], { vocabSize: 259, specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], pattern: CL100K_PATTERN }));
   return dir;
+}
+
+/**
+ * The matrix products alone of one token (M = 1) and of a 128-token prefill (M = 128, without
+ * the output head, as prefill computes logits for the last token only) of a shape, at 1
+ * thread, per weight storage: F32 (the backend's GEMM), F16 (gemmF16, or dequantize + GEMM
+ * for prefill, as weight-dtype.ts does) and Q8_0 (gemmQ8); best of 9 alternated rounds.
+ * Separates the kernels from the rest of a decoding step (attention, norms, JavaScript).
+ */
+export function kernelTable(s: Shape): unknown {
+  setThreads(1);
+  const rng = makeRng(5), C = s.nEmbd, F = ffn(C), be = inferenceBackend();
+  const shapes: [number, number][] = [];
+  for (let l = 0; l < s.nLayer; l++) shapes.push([C, C], [C, C], [C, C], [C, C], [F, C], [F, C], [C, F]);
+  const head: [number, number] = [s.vocabSize, C];
+  const mats = [...shapes, head].map(([N, K]) => {
+    const w = Float32Array.from({ length: N * K }, () => (rng.next() - 0.5) * 0.1);
+    return { N, K, w, f16: quantizeMatrix(w, N, K, "f16"), q8: quantizeMatrix(w, N, K, "q8_0") };
+  });
+  const ops = loadNative() as unknown as { gemmF16: (...a: unknown[]) => void; gemmQ8: (...a: unknown[]) => void };
+  const x = Float32Array.from({ length: 128 * F }, (_, i) => Math.cos(i * 0.11)), y = new Float32Array(128 * s.vocabSize);
+  const scratch = new Float32Array(F * C);
+  const run = (dtype: "f32" | "f16" | "q8_0", M: number): number => {
+    const t0 = performance.now();
+    for (const k of M === 1 ? mats : mats.slice(0, -1)) {
+      const xs = x.subarray(0, M * k.K), ys = y.subarray(0, M * k.N);
+      if (dtype === "f32") be.gemm(false, true, M, k.N, k.K, 1, xs, k.w, 0, ys);
+      else if (dtype === "q8_0") ops.gemmQ8(M, k.N, k.K, xs, k.q8.data, false, ys);
+      else if (M <= 8) ops.gemmF16(M, k.N, k.K, xs, k.f16.data, false, ys);
+      else be.gemm(false, true, M, k.N, k.K, 1, xs, dequantizeMatrix(k.f16, scratch.subarray(0, k.N * k.K)), 0, ys);
+    }
+    return performance.now() - t0;
+  };
+  const best: Record<string, number> = {};
+  for (let r = 0; r < 9; r++) for (const d of ["f32", "f16", "q8_0"] as const) for (const M of [1, 128]) {
+    const key = `${d}/${M}`;
+    best[key] = Math.min(best[key] ?? Infinity, run(d, M));
+  }
+  const bytes = { f32: 0, f16: 0, q8_0: 0 };
+  for (const k of mats) { bytes.f32 += 4 * k.N * k.K; bytes.f16 += 2 * k.N * k.K; bytes.q8_0 += k.q8.data.length; }
+  console.log(`\nmatrix products alone, ${s.name}, 1 thread, best of 9 (ms; one token M = 1 with the output head, reading ${(bytes.f32 / 1e6).toFixed(0)} / ${(bytes.f16 / 1e6).toFixed(0)} / ${(bytes.q8_0 / 1e6).toFixed(0)} MB at F32 / F16 / Q8_0; prefill M = 128 without it). Q8_0 path: ${q8KernelPath()}`);
+  console.log("| weights | one token ms | vs F32 | weight GB/s | prefill 128 ms | vs F32 |");
+  console.log("|---|---|---|---|---|---|");
+  const rows = [];
+  for (const d of ["f32", "f16", "q8_0"] as const) {
+    const t1 = best[`${d}/1`], tp = best[`${d}/128`];
+    console.log(`| ${d} | ${t1.toFixed(2)} | ${(best["f32/1"] / t1).toFixed(2)}× | ${(bytes[d] / t1 / 1e6).toFixed(1)} | ${tp.toFixed(1)} | ${(best["f32/128"] / tp).toFixed(2)}× |`);
+    rows.push({ dtype: d, tokenMs: t1, prefill128Ms: tp, bytes: bytes[d] });
+  }
+  setThreads(THREADS);
+  return { model: s.name, threads: 1, rows };
 }
 
 /** mynah's greedy prefill and decode tokens/s at batch 1 (the llama.cpp table's protocol). */
