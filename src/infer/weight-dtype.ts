@@ -4,14 +4,18 @@
  * per token, so its speed is bound by bytes per weight: F16 halves them, Q8_0 nearly quarters.
  *
  * The projection matrices (q, k, v, o, gate, up, down) and the output head are stored in the
- * chosen dtype; embeddings (a row lookup) and norm gains stay float32. Products with M ≤ 8
- * rows (decoding) run the native on-the-fly kernels (native/gemv_quant.c: gemmF16, gemmQ8);
+ * chosen dtype; embeddings (a row lookup) and norm gains stay float32. F16: products with
+ * M ≤ 8 rows (decoding) run the native on-the-fly kernel (native/gemv_quant.c: gemmF16);
  * larger ones (prefill) decode the matrix into a float32 scratch once and run the float32
- * GEMM. A matrix whose rows are not a multiple of 32 falls back to F16 under q8_0.
- * Without the native addon, the same products run in TypeScript (slow, but identical math).
+ * GEMM. Q8_0: every product runs the native integer kernel (gemmQ8: x rounded to int8 per
+ * 32-block as llama.cpp does, int8·int8 dot products, VNNI where the CPU has it; the weights
+ * kept in 16-row panels, native/q8_panel.h, which also states the error bound). A matrix whose
+ * rows are not a multiple of 32 falls back to F16 under q8_0. Without the native addon the
+ * decoded weights multiply float32 x in the backend's GEMM (no activation rounding: within the
+ * same bound of the native result, not bit-equal).
  */
 import { loadNative } from "../core/native.ts";
-import { decodeF16, decodeQ8_0, encodeF16, encodeQ8_0, Q8_0_BLOCK } from "../core/half.ts";
+import { decodeF16, encodeF16, encodeQ8_0, f16ToF32, Q8_0_BLOCK, Q8_0_BYTES } from "../core/half.ts";
 import type { DecodeModel } from "../model/decode.ts";
 
 export type WeightDtype = "f32" | "f16" | "q8_0";
@@ -32,9 +36,10 @@ interface QuantMatrix {
 
 interface QuantOps {
   gemmF16(M: number, N: number, K: number, x: Float32Array, w: Uint16Array, accumulate: boolean, y: Float32Array): void;
-  gemmQ8(M: number, N: number, K: number, x: Float32Array, w: Uint8Array, accumulate: boolean, y: Float32Array): void;
+  gemmQ8(M: number, N: number, K: number, x: Float32Array, panels: Uint8Array, accumulate: boolean, y: Float32Array): void;
   f16ToF32(src: Uint16Array, dst: Float32Array, n: number): void;
-  q8ToF32(src: Uint8Array, dst: Float32Array, n: number): void;
+  q8ToF32(panels: Uint8Array, dst: Float32Array, N: number, K: number): void;
+  q8Path(): string;
 }
 
 function nativeQuantOps(): QuantOps | null {
@@ -47,8 +52,52 @@ function nativeQuantOps(): QuantOps | null {
   }
 }
 
+/** Rows per Q8_0 panel (native/q8_panel.h). */
+export const Q8_PANEL_ROWS = 16;
+
+/** Bytes of an [N, K] Q8_0 matrix in panels: 17·K per 16 rows (34 per 32 weights, the last panel padded). */
+export function q8PanelBytes(N: number, K: number): number {
+  return Math.ceil(N / Q8_PANEL_ROWS) * 17 * K;
+}
+
+/**
+ * ggml's Q8_0 blocks of an [N, K] matrix (encodeQ8_0) reordered into the panels the native
+ * kernel reads (native/q8_panel.h): per 16 rows, the quants q + 128 as [K/32][8][16][4] bytes
+ * (4 consecutive weights of 16 rows per 64 bytes), then the F16 scales as [K/32][16]. Padding
+ * rows hold zero weights (byte 128) and zero scales. Same numbers, no rounding.
+ */
+export function packQ8_0Panels(blocks: Uint8Array, N: number, K: number): Uint8Array {
+  if (K % Q8_0_BLOCK) throw new Error(`Q8_0 panels: rows of ${K} values are not a multiple of ${Q8_0_BLOCK}`);
+  const nb = K / Q8_0_BLOCK, out = new Uint8Array(q8PanelBytes(N, K)).fill(128);
+  const P = Math.ceil(N / Q8_PANEL_ROWS);
+  for (let p = 0; p < P; p++) out.fill(0, p * 17 * K + 16 * K, (p + 1) * 17 * K);
+  for (let j = 0; j < N; j++) {
+    const p = Math.floor(j / Q8_PANEL_ROWS), r = j % Q8_PANEL_ROWS, base = p * 17 * K;
+    for (let b = 0; b < nb; b++) {
+      const src = (j * nb + b) * Q8_0_BYTES;
+      out[base + 16 * K + (b * 16 + r) * 2] = blocks[src];
+      out[base + 16 * K + (b * 16 + r) * 2 + 1] = blocks[src + 1];
+      for (let k = 0; k < Q8_0_BLOCK; k++) out[base + ((b * 8 + (k >> 2)) * 16 + r) * 4 + (k & 3)] = (blocks[src + 2 + k] + 128) & 0xff;
+    }
+  }
+  return out;
+}
+
+/** Q8_0 panels → float32 [N, K] (d·q), in TypeScript. */
+export function decodeQ8_0Panels(panels: Uint8Array, N: number, K: number): Float32Array {
+  const nb = K / Q8_0_BLOCK, out = new Float32Array(N * K);
+  for (let j = 0; j < N; j++) {
+    const p = Math.floor(j / Q8_PANEL_ROWS), r = j % Q8_PANEL_ROWS, base = p * 17 * K;
+    for (let b = 0; b < nb; b++) {
+      const d = f16ToF32(panels[base + 16 * K + (b * 16 + r) * 2] | (panels[base + 16 * K + (b * 16 + r) * 2 + 1] << 8));
+      for (let k = 0; k < Q8_0_BLOCK; k++) out[j * K + b * 32 + k] = d * (panels[base + ((b * 8 + (k >> 2)) * 16 + r) * 4 + (k & 3)] - 128);
+    }
+  }
+  return out;
+}
+
 export function quantizeMatrix(w: Float32Array, N: number, K: number, dtype: "f16" | "q8_0"): QuantMatrix {
-  if (dtype === "q8_0" && K % Q8_0_BLOCK === 0) return { dtype, N, K, data: encodeQ8_0(w, N, K) };
+  if (dtype === "q8_0" && K % Q8_0_BLOCK === 0) return { dtype, N, K, data: packQ8_0Panels(encodeQ8_0(w, N, K), N, K) };
   return { dtype: "f16", N, K, data: encodeF16(w) };
 }
 
@@ -58,9 +107,15 @@ export function dequantizeMatrix(q: QuantMatrix, out = new Float32Array(q.N * q.
   if (q.dtype === "f16") {
     if (ops) ops.f16ToF32(q.data as Uint16Array, out, q.N * q.K);
     else out.set(decodeF16(q.data as Uint16Array));
-  } else if (ops) ops.q8ToF32(q.data as Uint8Array, out, q.N * q.K);
-  else out.set(decodeQ8_0(q.data as Uint8Array, q.N * q.K));
+  } else if (ops) ops.q8ToF32(q.data as Uint8Array, out, q.N, q.K);
+  else out.set(decodeQ8_0Panels(q.data as Uint8Array, q.N, q.K));
   return out;
+}
+
+/** Which Q8_0 dot-product path the native addon runs here (e.g. "avx512-vnni (zmm)"), or null without it. */
+export function q8KernelPath(): string | null {
+  const ops = nativeQuantOps();
+  return ops && typeof ops.q8Path === "function" ? ops.q8Path() : null;
 }
 
 /** The names of the matrices stored in the chosen dtype. */
@@ -108,9 +163,12 @@ export function withWeightDtype(model: DecodeModel, dtype: WeightDtype, opts: { 
     const q = mats.get(name);
     if (!q) return false;
     if (q.N !== N || q.K !== K) throw new Error(`linear ${name}: stored [${q.N}, ${q.K}], asked for [${N}, ${K}]`);
-    if (M <= 8 && ops) {
-      if (q.dtype === "f16") ops.gemmF16(M, N, K, x, q.data as Uint16Array, accumulate, y);
-      else ops.gemmQ8(M, N, K, x, q.data as Uint8Array, accumulate, y);
+    if (ops && q.dtype === "q8_0") {
+      ops.gemmQ8(M, N, K, x, q.data as Uint8Array, accumulate, y);
+      return true;
+    }
+    if (ops && M <= 8) {
+      ops.gemmF16(M, N, K, x, q.data as Uint16Array, accumulate, y);
       return true;
     }
     // prefill (or no addon): decode once, then the float32 GEMM of the backend
@@ -137,7 +195,7 @@ export function storedMatrixBytes(model: DecodeModel, dtype: WeightDtype): numbe
     // K: the width the matrix reads (MLP width for down_proj, H·D for o_proj: Qwen3's head size can differ from C/H)
     const c = model.config;
     const K = /down_proj/.test(name) ? c.ffnHidden : /o_proj/.test(name) ? c.nHead * (c.headDim ?? c.nEmbd / c.nHead) : c.nEmbd;
-    n += dtype === "f32" ? 4 * len : dtype === "f16" || K % Q8_0_BLOCK ? 2 * len : (len / 32) * 34;
+    n += dtype === "f32" ? 4 * len : dtype === "f16" || K % Q8_0_BLOCK ? 2 * len : q8PanelBytes(len / K, K);
   }
   return n;
 }

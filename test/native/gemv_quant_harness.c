@@ -1,9 +1,15 @@
 // Standalone check of native/gemv_quant.c compiled for one ISA level, without Node: the addon
 // is built for this machine's best level only, so test/gemv-quant-isa.test.ts compiles this
 // file at AVX-512, AVX2 (haswell) and baseline x86-64 (the portable path) and runs it.
-// Random x and stored weights; the F16/Q8_0 products and dequantizers against a double
-// reference on the decoded weights (|Δ| ≤ 1e-5 relative to Σ|x·w|). The Node-API functions
-// the wrappers call are stubbed in napi_stubs.c (never called here). Exits 1 on failure.
+//  - F16: products and the dequantizer against a double reference on the decoded weights
+//    (|Δ| ≤ 1e-5 relative to Σ|x·w|).
+//  - Q8_0 (panels, int8 activations): every dot-product path this build and CPU have (portable
+//    C, AVX2 maddubs, AVX-VNNI, AVX-512 VNNI) gives bit-identical results, at 1 and 5 tasks;
+//    each is within q8_panel.h's bound of the double product of x and the decoded weights:
+//    |Δ| ≤ Σ_b (dx_b/2)·Σ_{k∈b}|w̃_k| + 1e-5·Σ|x·w̃|; the panel dequantizer equals d·q.
+//    A hash of the Q8_0 outputs is printed, so the test can check that the three builds agree.
+// The Node-API functions the wrappers call are stubbed in napi_stubs.c (never called here).
+// Exits 1 on failure.
 #include "../../native/gemv_quant.c"
 #include <stdio.h>
 static uint16_t f2h(float f) {  // round to nearest even (normal range only, fine here)
@@ -14,33 +20,28 @@ static uint16_t f2h(float f) {  // round to nearest even (normal range only, fin
   if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
   return sign | h;
 }
+static unsigned s = 1;
+static float urand(void) { s = s * 1664525 + 1013904223; return (s / 4294967296.0f) * 2 - 1; }
+
 int main(void) {
   pool_init(2);
   int fails = 0;
-  int shapes[][3] = {{1, 37, 96}, {2, 65, 160}, {3, 9, 64}, {5, 130, 32}, {8, 77, 224}, {1, 300, 512}, {4, 33, 70}};
-  unsigned s = 1;
-  for (int t = 0; t < 7; t++) {
+  uint64_t hash = 1469598103934665603ull;
+  int shapes[][3] = {{1, 37, 96}, {2, 65, 160}, {3, 9, 64}, {5, 130, 32}, {8, 77, 224}, {1, 300, 512}, {4, 33, 70}, {13, 48, 128}, {1, 16, 1376}};
+  for (int t = 0; t < (int)(sizeof shapes / sizeof shapes[0]); t++) {
     int M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
     float *x = malloc(sizeof(float) * M * K), *y = malloc(sizeof(float) * M * N), *wd = malloc(sizeof(float) * N * K);
-    uint16_t *h = malloc(2 * N * K);
-    uint8_t *q = malloc((size_t)N * K / 32 * 34 + 34);
-    for (int i = 0; i < M * K; i++) { s = s * 1664525 + 1013904223; x[i] = (s / 4294967296.0f) * 2 - 1; }
-    for (int i = 0; i < N * K; i++) { s = s * 1664525 + 1013904223; h[i] = f2h(((s / 4294967296.0f) * 2 - 1) * 0.2f); }
-    for (int q8 = 0; q8 < 2; q8++) {
-      if (q8 && K % 32) continue;
-      if (q8) for (int b = 0; b < N * K / 32; b++) {
-        s = s * 1664525 + 1013904223; uint16_t d = f2h(0.001f + (s % 1000) * 1e-5f); memcpy(q + b * 34, &d, 2);
-        for (int i = 0; i < 32; i++) { s = s * 1664525 + 1013904223; q[b * 34 + 2 + i] = (uint8_t)(int8_t)((int)(s % 255) - 127); }
-      }
-      deq_args da = {q8 ? (void *)q : (void *)h, wd, (int64_t)N * K, 3};
-      for (int k = 0; k < 3; k++) (q8 ? q8_deq_task : f16_deq_task)(&da, k, 0);
-      // reference decode
-      for (int i = 0; i < N * K; i++) {
-        float ref = q8 ? half_to_float(*(uint16_t *)(q + i / 32 * 34)) * (int8_t)q[i / 32 * 34 + 2 + i % 32] : half_to_float(h[i]);
-        if (wd[i] != ref) { printf("deq %s mismatch at %d: %g vs %g\n", q8 ? "q8" : "f16", i, wd[i], ref); fails++; break; }
-      }
-      qgemv_args a = {M, N, K, 3, 0, x, q8 ? (void *)q : (void *)h, y};
-      for (int k = 0; k < 3; k++) (q8 ? q8_task : f16_task)(&a, k, 0);
+    for (int i = 0; i < M * K; i++) x[i] = urand() * (i % 7 == 0 ? 3 : 1);
+    // F16
+    if (M <= 8) {
+      uint16_t *h = malloc(2 * N * K);
+      for (int i = 0; i < N * K; i++) h[i] = f2h(urand() * 0.2f);
+      deq_args da = {h, wd, (int64_t)N * K, 3, 0};
+      for (int k = 0; k < 3; k++) f16_deq_task(&da, k, 0);
+      for (int i = 0; i < N * K; i++)
+        if (wd[i] != half_to_float(h[i])) { printf("deq f16 mismatch at %d\n", i); fails++; break; }
+      qgemv_args a = {M, N, K, 3, 0, x, h, y};
+      for (int k = 0; k < 3; k++) f16_task(&a, k, 0);
       double worst = 0;
       for (int m = 0; m < M; m++) for (int j = 0; j < N; j++) {
         double e = 0, mag = 0;
@@ -49,9 +50,80 @@ int main(void) {
         if (r > worst) worst = r;
       }
       if (worst > 1e-5) fails++;
-      printf("%s M=%d N=%d K=%d worst rel %.2e\n", q8 ? "q8 " : "f16", M, N, K, worst);
+      printf("f16 M=%d N=%d K=%d worst rel %.2e\n", M, N, K, worst);
+      free(h);
     }
+    if (K % 32) { free(x), free(y), free(wd); continue; }
+    // Q8_0 panels: ggml-style blocks (d as F16, q in [-127, 127], a few −128) written in panel order
+    int nb = K / 32, panels = (N + 15) / 16;
+    uint8_t *pw = calloc((size_t)panels * 17 * K, 1);
+    for (int p = 0; p < panels; p++) for (int r = 0; r < 16; r++) for (int b = 0; b < nb; b++) {
+      int j = p * 16 + r;
+      uint16_t d = j < N ? f2h(0.001f + (s % 1000) * 1e-5f) : 0;
+      s = s * 1664525 + 1013904223;
+      memcpy(pw + (size_t)p * 17 * K + 16 * K + (b * 16 + r) * 2, &d, 2);
+      for (int k = 0; k < 32; k++) {
+        s = s * 1664525 + 1013904223;
+        int q = j < N ? (int)(s % 255) - 127 : 0;
+        if (j < N && s % 97 == 0) q = -128;
+        pw[(size_t)p * 17 * K + ((b * 8 + k / 4) * 16 + r) * 4 + k % 4] = (uint8_t)(q + 128);
+      }
+    }
+    deq_args da = {pw, wd, (int64_t)N * K, 2, K};
+    for (int k = 0; k < 2; k++) q8_deq_task(&da, k, 0);
+    // the products on every path, with 1 and 5 tasks
+    float *ref = malloc(sizeof(float) * M * N);
+    int8_t *qx = malloc(M * K); float *dx = malloc(sizeof(float) * M * nb); int32_t *nc = malloc(sizeof(int32_t) * M * nb);
+    for (int m = 0; m < M; m++) q8_quantize_row(x + m * K, K, qx + m * K, dx + m * nb, nc + m * nb);
+    int best = q8p_best_path();
+    for (int path = Q8P_PORTABLE; path <= best; path++) {
+#if !defined(__AVX2__)
+      if (path != Q8P_PORTABLE) continue;
+#endif
+#if !defined(__AVX512F__)
+      if (path == Q8P_VNNI512) continue;
+#endif
+#if defined(__AVX2__)
+      if (path == Q8P_AVXVNNI && !q8p_cpu_avxvnni()) continue;
+#endif
+      q8p_forced = path;
+      for (int ntasks = 1; ntasks <= 5; ntasks += 4) {
+        for (int i = 0; i < M * N; i++) y[i] = 0.25f * i;  // accumulate onto this
+        q8p_args a = {M, N, K, ntasks, 1, pw, qx, dx, nc, y};
+        for (int k = 0; k < ntasks; k++) q8_task(&a, k, 0);
+        if (path == Q8P_PORTABLE && ntasks == 1) memcpy(ref, y, sizeof(float) * M * N);
+        else if (memcmp(ref, y, sizeof(float) * M * N)) {
+          printf("q8 path %s, %d tasks: not bit-identical to the portable path\n", q8p_path_names[path], ntasks);
+          fails++;
+        }
+      }
+      printf("q8  M=%d N=%d K=%d path %s: bit-identical to portable\n", M, N, K, q8p_path_names[path]);
+    }
+    q8p_forced = -1;
+    // the bound, against the double product of x (not rounded) and the decoded weights
+    double worst = 0;
+    for (int m = 0; m < M; m++) for (int j = 0; j < N; j++) {
+      double e = 0, mag = 0, bound = 0;
+      for (int b = 0; b < nb; b++) {
+        double sw = 0;
+        for (int k = b * 32; k < b * 32 + 32; k++) {
+          e += (double)x[m * K + k] * wd[j * K + k];
+          mag += fabs((double)x[m * K + k] * wd[j * K + k]);
+          sw += fabs(wd[j * K + k]);
+        }
+        bound += dx[m * nb + b] / 2 * sw;
+      }
+      double got = (double)ref[m * N + j] - 0.25f * (m * N + j);
+      double err = fabs(got - e), lim = bound + 1e-5 * mag + 1e-6 * 0.25 * (m * N + j);
+      if (err > lim) { if (fails < 20) printf("q8 [%d,%d] error %.3e > bound %.3e\n", m, j, err, lim); fails++; }
+      if (bound > 0 && err / bound > worst) worst = err / bound;
+    }
+    for (int i = 0; i < M * N; i++) { uint32_t u; memcpy(&u, &ref[i], 4); hash = (hash ^ u) * 1099511628211ull; }
+    printf("q8  M=%d N=%d K=%d largest error / bound %.3f\n", M, N, K, worst);
+    free(pw), free(ref), free(qx), free(dx), free(nc), free(x), free(y), free(wd);
   }
+  printf("q8 best path here: %s\n", q8p_path_names[q8p_best_path()]);
+  printf("q8 hash %016llx\n", (unsigned long long)hash);
   printf("%s\n", fails ? "FAIL" : "ok");
   return fails != 0;
 }

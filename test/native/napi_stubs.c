@@ -4,3 +4,4 @@
 STUB(napi_create_function) STUB(napi_get_cb_info) STUB(napi_get_typedarray_info) STUB(napi_get_value_bool)
 STUB(napi_get_value_double) STUB(napi_is_typedarray) STUB(napi_set_named_property) STUB(napi_throw_error)
 STUB(napi_throw_type_error) STUB(napi_get_value_int64) STUB(napi_typeof) STUB(napi_create_double)
+STUB(napi_create_string_utf8)

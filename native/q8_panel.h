@@ -1,0 +1,275 @@
+// Q8_0 weights × int8-quantized activations, the integer dot products of batch-1 decoding.
+// Included by gemv_quant.c (one copy per ISA level).
+//
+// Why: a Q8_0 weight is 8 bits, and batch-1 decoding reads each one once per token. Converting
+// every weight to float32 and multiplying in float32 costs four times the instructions per
+// weight of an integer dot product (AVX-512 VNNI's VPDPBUSD: 64 u8×s8 products summed four at a
+// time into 16 int32 lanes, one instruction). So, as llama.cpp does for q8_0, each row of x is
+// rounded once per product to the same 32-blocks (scale dx = max|x|/127 kept in float32, 32 int8
+// qx), and each (weight block, activation block) pair is an exact int32 sum times dw·dx.
+//
+// Weight layout ("panels", made by packQ8_0Panels in src/infer/weight-dtype.ts from ggml's
+// Q8_0 blocks; same numbers, reordered): rows go 16 to a panel (the last one padded with zero
+// weights); a panel of a K-wide matrix (nb = K/32 blocks) is 17·K bytes:
+//   quants  [nb][8][16][4] u8: byte i of group g of block b of row r at ((b·8 + g)·16 + r)·4 + i,
+//           holding q + 128 (q the int8 of ggml's block, weight k = 32b + 4g + i);
+//   scales  [nb][16] F16 at 16·K + (b·16 + r)·2 (ggml's d of that block).
+// So one 64-byte load holds 4 consecutive weights of 16 rows: one VPDPBUSD against the 4 int8
+// of x broadcast to all lanes adds those products into each row's own lane; no horizontal
+// sums. The +128 makes the weights the instruction's unsigned operand; the 128·Σqx it adds is
+// taken off by starting the block's int32 sum at −128·Σqx (computed once per activation block).
+//
+// The result, on every path (VNNI zmm, AVX-VNNI ymm, AVX2 maddubs, portable C), bit for bit:
+//   S_b = Σ_{k in block b} q_w·q_x            exact int32 (|S_b| ≤ 32·128·127)
+//   acc = fma(f16(d_w,b)·dx_b, (float)S_b, acc) for b = 0, 1, …, nb−1 in order, acc from 0
+//   y   = acc (or y + acc when accumulating).
+// Each row is computed whole by one task, so the result does not depend on the thread count.
+//
+// Error against x·w̃ᵀ with the decoded weights w̃ = d_w·q_w: the activation rounding
+// |x − dx·qx| ≤ dx/2 per value gives |Δ| ≤ Σ_b (dx_b/2)·Σ_{k∈b}|w̃_k|, plus float32 rounding
+// of the nb products and sums (≤ nb·2⁻²³·Σ|x̃·w̃| for the chain, far smaller in practice).
+#pragma once
+#include <stdint.h>
+#include <string.h>
+
+#define Q8P_ROWS 16
+// Software prefetch distance along the weight stream (bytes): the conversion or dot-product
+// work per byte keeps too few cache misses in flight for the hardware prefetcher alone.
+#define Q8P_PREFETCH 4096
+
+// x row (K values) → int8 qx [K], dx [nb] (float32 scale), ncorr [nb] = −128·Σ qx.
+// ggml's rounding (quantize_row_q8_0: d = amax/127, q = round(x·(1/d))), but d is kept in float32.
+static void q8_quantize_row(const float *x, int K, int8_t *qx, float *dx, int32_t *ncorr) {
+  for (int b = 0; b < K / 32; b++) {
+    const float *xb = x + b * 32;
+    float amax = 0;
+    for (int i = 0; i < 32; i++) {
+      float a = fabsf(xb[i]);
+      amax = a > amax ? a : amax;
+    }
+    float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    int32_t s = 0;
+    for (int i = 0; i < 32; i++) {
+      int q = (int)roundf(xb[i] * id);
+      q = q > 127 ? 127 : q < -127 ? -127 : q;
+      qx[b * 32 + i] = (int8_t)q;
+      s += q;
+    }
+    dx[b] = d;
+    ncorr[b] = -128 * s;
+  }
+}
+
+typedef struct {
+  int M, N, K, ntasks, accumulate;
+  const uint8_t *w;  // panels
+  const int8_t *qx;  // [M][K]
+  const float *dx;   // [M][nb]
+  const int32_t *ncorr;  // [M][nb]
+  float *y;          // [M][N]
+} q8p_args;
+
+static float q8p_half(uint16_t h);  // half → float (gemv_quant.c: half_to_float)
+
+// Stores acc[0..15] (row r of the panel → y[m][j0 + r]) for the rows that exist.
+static inline void q8p_store(const q8p_args *a, int m, int j0, const float *acc) {
+  int n = a->N - j0 < Q8P_ROWS ? a->N - j0 : Q8P_ROWS;
+  float *y = a->y + (size_t)m * a->N + j0;
+  for (int r = 0; r < n; r++) y[r] = a->accumulate ? y[r] + acc[r] : acc[r];
+}
+
+// Portable: the reference arithmetic, written out.
+static void q8p_panel_portable(const q8p_args *a, int p, int m0, int m1) {
+  int K = a->K, nb = K / 32;
+  const uint8_t *pw = a->w + (size_t)p * 17 * K;
+  const uint16_t *ps = (const uint16_t *)(pw + (size_t)16 * K);
+  for (int m = m0; m < m1; m++) {
+    float acc[Q8P_ROWS] = {0};
+    const int8_t *qx = a->qx + (size_t)m * K;
+    for (int b = 0; b < nb; b++) {
+      int32_t s[Q8P_ROWS];
+      for (int r = 0; r < Q8P_ROWS; r++) s[r] = a->ncorr[(size_t)m * nb + b];
+      for (int g = 0; g < 8; g++) {
+        const uint8_t *wg = pw + (size_t)(b * 8 + g) * 64;
+        const int8_t *xg = qx + b * 32 + g * 4;
+        for (int r = 0; r < Q8P_ROWS; r++)
+          for (int i = 0; i < 4; i++) s[r] += (int32_t)wg[r * 4 + i] * xg[i];
+      }
+      float dx = a->dx[(size_t)m * nb + b];
+      for (int r = 0; r < Q8P_ROWS; r++) {
+        uint16_t h;
+        memcpy(&h, ps + b * 16 + r, 2);
+        acc[r] = fmaf(q8p_half(h) * dx, (float)s[r], acc[r]);
+      }
+    }
+    q8p_store(a, m, p * Q8P_ROWS, acc);
+  }
+}
+
+#if defined(__AVX2__)
+// ymm paths: a panel's 16 rows as two halves of 8 lanes (bytes 0..31 and 32..63 of each group).
+// DOT(acc, u, x) adds the 4-products of the stored bytes u and signed x into acc's int32 lanes;
+// CORR: whether DOT multiplies u = w + 128 (then the sums start at −128·Σqx) or w itself.
+// (The body takes M as a constant, so that the accumulators stay in registers.)
+#define Q8P_YMM_KERNEL(NAME, ATTR, DOT, CORR)                                                  \
+  ATTR __attribute__((always_inline)) static inline void NAME##_m(const q8p_args *a, int p, int mc, const int M) { \
+    int K = a->K, nb = K / 32;                                                                 \
+    const uint8_t *pw = a->w + (size_t)p * 17 * K;                                             \
+    const uint16_t *ps = (const uint16_t *)(pw + (size_t)16 * K);                              \
+    {                                                                                          \
+      __m256 acc[4][2];                                                                        \
+      for (int m = 0; m < M; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();                 \
+      for (int b = 0; b < nb; b++) {                                                           \
+        __m256i s[4][2];                                                                       \
+        for (int m = 0; m < M; m++)                                                            \
+          s[m][0] = s[m][1] = _mm256_set1_epi32(CORR ? a->ncorr[(size_t)(mc + m) * nb + b] : 0); \
+        for (int g = 0; g < 8; g++) {                                                          \
+          const uint8_t *wg = pw + (size_t)(b * 8 + g) * 64;                                   \
+          __builtin_prefetch(wg + Q8P_PREFETCH);                                               \
+          __m256i w0 = _mm256_loadu_si256((const __m256i *)wg);                                \
+          __m256i w1 = _mm256_loadu_si256((const __m256i *)(wg + 32));                         \
+          for (int m = 0; m < M; m++) {                                                        \
+            int32_t x4;                                                                        \
+            memcpy(&x4, a->qx + (size_t)(mc + m) * K + b * 32 + g * 4, 4);                     \
+            __m256i xv = _mm256_set1_epi32(x4);                                                \
+            s[m][0] = DOT(s[m][0], w0, xv);                                                    \
+            s[m][1] = DOT(s[m][1], w1, xv);                                                    \
+          }                                                                                    \
+        }                                                                                      \
+        __m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ps + b * 16)));          \
+        __m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ps + b * 16 + 8)));      \
+        for (int m = 0; m < M; m++) {                                                          \
+          __m256 dx = _mm256_set1_ps(a->dx[(size_t)(mc + m) * nb + b]);                        \
+          acc[m][0] = _mm256_fmadd_ps(_mm256_mul_ps(d0, dx), _mm256_cvtepi32_ps(s[m][0]), acc[m][0]); \
+          acc[m][1] = _mm256_fmadd_ps(_mm256_mul_ps(d1, dx), _mm256_cvtepi32_ps(s[m][1]), acc[m][1]); \
+        }                                                                                      \
+      }                                                                                        \
+      for (int m = 0; m < M; m++) {                                                            \
+        float out[16];                                                                         \
+        _mm256_storeu_ps(out, acc[m][0]);                                                      \
+        _mm256_storeu_ps(out + 8, acc[m][1]);                                                  \
+        q8p_store(a, mc + m, p * Q8P_ROWS, out);                                               \
+      }                                                                                        \
+    }                                                                                          \
+  }                                                                                            \
+  ATTR static void NAME(const q8p_args *a, int p, int m0, int m1) {                            \
+    for (int mc = m0; mc < m1; mc += 4) switch (m1 - mc < 4 ? m1 - mc : 4) {                   \
+      case 1: NAME##_m(a, p, mc, 1); break;                                                    \
+      case 2: NAME##_m(a, p, mc, 2); break;                                                    \
+      case 3: NAME##_m(a, p, mc, 3); break;                                                    \
+      default: NAME##_m(a, p, mc, 4); break;                                                   \
+    }                                                                                          \
+  }
+
+// AVX2 without VNNI: u8×s8 pairs with VPMADDUBSW saturate at ±32767 (255·127·2 > 32767), so
+// the weights go back to signed (w = u ^ 0x80) and the sign moves onto x: |w|·(x·sign w), pairs
+// ≤ 2·128·127 < 32767, exact; then pairs → int32 with VPMADDWD by ones. This sums w·x itself,
+// so its block sums start at 0 rather than at −128·Σqx.
+static inline __m256i q8p_dot_maddubs(__m256i s, __m256i u, __m256i x) {
+  __m256i w = _mm256_xor_si256(u, _mm256_set1_epi8((char)0x80));
+  __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+  return _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+Q8P_YMM_KERNEL(q8p_panel_avx2, , q8p_dot_maddubs, 0)
+#define Q8P_DOT_AVXVNNI(s, w, x) _mm256_dpbusd_avx_epi32(s, w, x)
+Q8P_YMM_KERNEL(q8p_panel_avxvnni, __attribute__((target("avxvnni"))), Q8P_DOT_AVXVNNI, 1)
+#endif
+
+#if defined(__AVX512F__)
+// AVX-512 VNNI: one zmm holds a group's 16 rows × 4 bytes; up to 8 rows of x at once.
+__attribute__((target("avx512vnni"), always_inline)) static inline void q8p_vnni512_m(const q8p_args *a, int p, int mc, const int M) {
+  int K = a->K, nb = K / 32;
+  const uint8_t *pw = a->w + (size_t)p * 17 * K;
+  const uint16_t *ps = (const uint16_t *)(pw + (size_t)16 * K);
+  {
+    __m512 acc[8];
+    for (int m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+      __m512i s[8];
+      for (int m = 0; m < M; m++) s[m] = _mm512_set1_epi32(a->ncorr[(size_t)(mc + m) * nb + b]);
+      const uint8_t *wb = pw + (size_t)b * 8 * 64;
+      __builtin_prefetch((const char *)(ps + b * 16) + Q8P_PREFETCH / 8);
+      for (int g = 0; g < 8; g++) {
+        __builtin_prefetch(wb + g * 64 + Q8P_PREFETCH);
+        __m512i w = _mm512_loadu_si512((const void *)(wb + g * 64));
+        for (int m = 0; m < M; m++) {
+          int32_t x4;
+          memcpy(&x4, a->qx + (size_t)(mc + m) * K + b * 32 + g * 4, 4);
+          s[m] = _mm512_dpbusd_epi32(s[m], w, _mm512_set1_epi32(x4));
+        }
+      }
+      __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ps + b * 16)));
+      for (int m = 0; m < M; m++)
+        acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a->dx[(size_t)(mc + m) * nb + b])), _mm512_cvtepi32_ps(s[m]), acc[m]);
+    }
+    for (int m = 0; m < M; m++) {
+      float out[16];
+      _mm512_storeu_ps(out, acc[m]);
+      q8p_store(a, mc + m, p * Q8P_ROWS, out);
+    }
+  }
+}
+__attribute__((target("avx512vnni"))) static void q8p_panel_vnni512(const q8p_args *a, int p, int m0, int m1) {
+  for (int mc = m0; mc < m1; mc += 8) switch (m1 - mc < 8 ? m1 - mc : 8) {
+    case 1: q8p_vnni512_m(a, p, mc, 1); break;
+    case 2: q8p_vnni512_m(a, p, mc, 2); break;
+    case 3: q8p_vnni512_m(a, p, mc, 3); break;
+    case 4: q8p_vnni512_m(a, p, mc, 4); break;
+    case 5: q8p_vnni512_m(a, p, mc, 5); break;
+    case 6: q8p_vnni512_m(a, p, mc, 6); break;
+    case 7: q8p_vnni512_m(a, p, mc, 7); break;
+    default: q8p_vnni512_m(a, p, mc, 8); break;
+  }
+}
+#endif
+
+typedef void (*q8p_panel_fn)(const q8p_args *a, int p, int m0, int m1);
+
+#if defined(__x86_64__) && (defined(__AVX2__) || defined(__AVX512F__))
+#include <cpuid.h>
+static int q8p_cpu_avx512vnni(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
+}
+static int q8p_cpu_avxvnni(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
+}
+#endif
+
+// The paths this build has, best first; q8p_path picks one (the harness forces each in turn).
+enum { Q8P_PORTABLE, Q8P_AVX2, Q8P_AVXVNNI, Q8P_VNNI512 };
+static const char *const q8p_path_names[] = {"portable", "avx2 (maddubs)", "avx-vnni (ymm)", "avx512-vnni (zmm)"};
+static int q8p_forced = -1;
+
+static int q8p_best_path(void) {
+#if defined(__AVX512F__)
+  if (q8p_cpu_avx512vnni()) return Q8P_VNNI512;
+#endif
+#if defined(__AVX2__)
+  if (q8p_cpu_avxvnni()) return Q8P_AVXVNNI;
+  return Q8P_AVX2;
+#else
+  return Q8P_PORTABLE;
+#endif
+}
+
+static int q8p_path(void) {
+  static int best = -1;
+  if (q8p_forced >= 0) return q8p_forced;
+  if (best < 0) best = q8p_best_path();
+  return best;
+}
+
+static q8p_panel_fn q8p_fn(int path) {
+  switch (path) {
+#if defined(__AVX512F__)
+    case Q8P_VNNI512: return q8p_panel_vnni512;
+#endif
+#if defined(__AVX2__)
+    case Q8P_AVXVNNI: return q8p_panel_avxvnni;
+    case Q8P_AVX2: return q8p_panel_avx2;
+#endif
+    default: return q8p_panel_portable;
+  }
+}
