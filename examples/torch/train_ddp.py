@@ -95,8 +95,8 @@ def fsdp_unavailable(cuda):
         return (f"torch.distributed.fsdp does not import with PyTorch {torch.__version__} on Python {platform.python_version()} "
                 f"({type(e).__name__}: {str(e).splitlines()[0]}); FSDP needs a PyTorch built for this Python (PyTorch >= 2.0 on Python 3.11)")
     major, minor = (int(v) for v in torch.__version__.split(".")[:2])
-    if not cuda and (major, minor) < (2, 2):
-        return f"FSDP in PyTorch {torch.__version__} runs on CUDA devices only; on CPUs (gloo) it needs PyTorch >= 2.2"
+    if not cuda and major < 2:
+        return f"FSDP in PyTorch {torch.__version__} runs on CUDA devices only (CPU support with gloo came in the 2.x series)"
     return None
 
 
@@ -151,7 +151,11 @@ def main():
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
         # One flat parameter for the whole model, split across ranks; use_orig_params keeps the
         # Hugging Face parameters visible so the two AdamW groups (decay / no decay) stay as in DDP.
-        wrapped = FSDP(model, device_id=device if cuda else None, use_orig_params=True, sync_module_states=True)
+        try:
+            wrapped = FSDP(model, device_id=device if cuda else None, use_orig_params=True, sync_module_states=True)
+        except Exception as e:  # e.g. an older 2.x FSDP without CPU support
+            raise SystemExit(f"train_ddp.py: --strategy fsdp is not available here: FullyShardedDataParallel failed on {device} with PyTorch "
+                             f"{torch.__version__} ({type(e).__name__}: {e}). Use --strategy zero or --strategy ddp.")
     else:
         wrapped = DDP(model, device_ids=[device.index] if cuda else None)
     decay = [p for k, p in model.named_weights().items() if p.dim() >= 2]
