@@ -15,6 +15,9 @@
  * Environment: MYNAH_BENCH_HF_SHAPES=smollm2,qwen3 picks shapes; MYNAH_BENCH_HF_ITERS timed
  * steps per side (default 3, after one warm-up); MYNAH_BENCH_HF_TORCH_SECONDS caps PyTorch's
  * timed steps per shape (default 240: it stops after the step that passes it; at least one);
+ * MYNAH_BENCH_HF_TORCH_MAX_STEP skips PyTorch's training of a shape whose step its probed GEMM
+ * speed predicts to take longer (default 200 s: Debian's reference BLAS would need ~20 min a
+ * step at the 0.6B shape);
  * MYNAH_BENCH_HF_RECOMPUTE=1 trains mynah with --recompute; MYNAH_BENCH_SKIP_TORCH=1 skips
  * the peer. MYNAH_BENCH_HF_SFT=1 adds the end-to-end check: the real `mynah sft` command on a
  * Qwen3-0.6B-shaped Hugging Face folder (BF16 random weights, Qwen3's own tokenizer.json and
@@ -44,6 +47,7 @@ const root = join(here, "..");
 const THREADS = Number(process.env.MYNAH_THREADS ?? 2);
 const ITERS = Number(process.env.MYNAH_BENCH_HF_ITERS ?? 3);
 const TORCH_SECONDS = Number(process.env.MYNAH_BENCH_HF_TORCH_SECONDS ?? 240);
+const TORCH_MAX_STEP = Number(process.env.MYNAH_BENCH_HF_TORCH_MAX_STEP ?? 200);
 const RECOMPUTE = process.env.MYNAH_BENCH_HF_RECOMPUTE === "1";
 const LIMIT = 16 * 2 ** 30;
 const T = 512, PROMPT = 64, NEW = 64;
@@ -175,7 +179,8 @@ export async function run(): Promise<unknown> {
     if (probe && !("error" in probe)) {
       const cfg = JSON.stringify(toHfConfig(c));
       const predicted = flopsPerStep(c) / (probe.gemm_gflops * 1e9);
-      peer = torchRun(probe, ["train", "--config", cfg, "--seq", String(T), "--iters", String(ITERS), "--max-seconds", String(TORCH_SECONDS)]);
+      peer = predicted > TORCH_MAX_STEP ? { error: `not run: predicted ${predicted.toFixed(0)} s a step from its GEMM speed, over MYNAH_BENCH_HF_TORCH_MAX_STEP=${TORCH_MAX_STEP}` }
+        : torchRun(probe, ["train", "--config", cfg, "--seq", String(T), "--iters", String(ITERS), "--max-seconds", String(TORCH_SECONDS)]);
       if (peer.error) console.log(`${label} PyTorch: SFT ${peer.error} (about ${predicted.toFixed(0)} s a step at its measured GEMM speed)`);
       else {
         const tps = peer.tokens_per_sec as number, rss = peer.peak_rss_mb as number;
