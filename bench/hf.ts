@@ -146,7 +146,7 @@ function flopsPerStep(c: ModelConfig): number {
 }
 
 export async function run(): Promise<unknown> {
-  const names = (process.env.MYNAH_BENCH_HF_SHAPES ?? Object.keys(SHAPES).join(",")).split(",");
+  const names = (process.env.MYNAH_BENCH_HF_SHAPES ?? Object.keys(SHAPES).join(",")).split(",").filter(Boolean);
   for (const name of names) {
     if (!SHAPES[name]) throw new Error(`MYNAH_BENCH_HF_SHAPES: unknown shape ${name}; known: ${Object.keys(SHAPES).join(", ")}`);
   }
