@@ -201,7 +201,9 @@ export async function run(): Promise<unknown> {
   }
   const endToEnd = process.env.MYNAH_BENCH_HF_SFT === "1" ? sftEndToEnd() : null;
   console.log(`Load average at end: ${loadavg()}.`);
-  return { threads: THREADS, seqLen: T, iters: ITERS, recompute: RECOMPUTE, loadAverage: loadavg(), pytorchProbe: probe, results, endToEnd };
+  // The probe without the environment it ran under (never write the user's environment to a file).
+  const probeOut = probe && !("error" in probe) ? { ...probe, env: undefined } : probe;
+  return { threads: THREADS, seqLen: T, iters: ITERS, recompute: RECOMPUTE, loadAverage: loadavg(), pytorchProbe: probeOut, results, endToEnd };
 }
 
 /**
