@@ -170,15 +170,19 @@ class CausalLM(nn.Module):
                 assert tuple(t.shape) == tuple(s), (k, t.shape, s)
                 self.W(k).copy_(t.to(self.W(k).dtype))
 
-    def forward(self, ids):
+    def forward(self, ids, cache=None):
+        """Logits [B, T, V]. With `cache` (a dict, {} at first): keys and values of the earlier
+        positions are kept there and reused, so feeding one token at a time decodes (KV cache)."""
         B, T = ids.shape
         H, Hkv, D, eps = self.H, self.Hkv, self.D, self.eps
         W = self.W
+        P0 = cache.get("pos", 0) if cache is not None else 0  # positions already in the cache
         x = F.embedding(ids, W("model.embed_tokens.weight"))
-        pos = torch.arange(T, dtype=torch.float64)
+        pos = torch.arange(P0, P0 + T, dtype=torch.float64)
         ang = torch.outer(pos, self.inv_freq.double())
         cos = torch.cat((ang, ang), -1).cos().to(x.dtype)
         sin = torch.cat((ang, ang), -1).sin().to(x.dtype)
+        mask = torch.ones(T, P0 + T, dtype=torch.bool).triu(P0 + 1)  # query P0+i sees keys 0..P0+i
         for i in range(self.cfg["num_hidden_layers"]):
             p = f"model.layers.{i}."
             h = rmsnorm(x, W(p + "input_layernorm.weight"), eps)
@@ -194,14 +198,20 @@ class CausalLM(nn.Module):
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
+            if cache is not None:  # [B, Hkv, P0 + T, D]: the earlier positions, then these
+                if i in cache:
+                    k, v = torch.cat((cache[i][0], k), 2), torch.cat((cache[i][1], v), 2)
+                cache[i] = (k, v)
             k = k.repeat_interleave(H // Hkv, dim=1)
             v = v.repeat_interleave(H // Hkv, dim=1)
             att = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-            att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+            att = att.masked_fill(mask, float("-inf")).softmax(-1)
             y = (att @ v).transpose(1, 2).reshape(B, T, H * D)
             x = x + F.linear(y, W(p + "self_attn.o_proj.weight"))
             h = rmsnorm(x, W(p + "post_attention_layernorm.weight"), eps)
             x = x + F.linear(F.silu(F.linear(h, W(p + "mlp.gate_proj.weight"))) * F.linear(h, W(p + "mlp.up_proj.weight")), W(p + "mlp.down_proj.weight"))
+        if cache is not None:
+            cache["pos"] = P0 + T
         x = rmsnorm(x, W("model.norm.weight"), eps)
         return F.linear(x, W("model.embed_tokens.weight") if self.tied else W("lm_head.weight"))
 
