@@ -91,30 +91,7 @@ static float *thread_buf(float **slot, size_t floats) {
 // (NR rows of W along k). With AVX-512 that goes through 16 x 16 register transposes.
 
 #if defined(__AVX512F__)
-// r[i] (lane t) -> r[t] (lane i)
-static inline void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; i++) {
-    t[i] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0xDD);
-    t[i + 8] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0xDD);
-  }
-  for (int i = 0; i < 8; i++) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-  }
-}
+#include "transpose16.h"
 
 // dst[(k + t) * stride + i] = rows[i][k + t] for i < n (<= 16), t < 16; returns k advanced
 // past the whole 16-blocks of [k, kc).

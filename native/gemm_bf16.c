@@ -126,30 +126,13 @@ static inline __m512i pairs16(const float *x, int n) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
 }
 
-// r[i] (lane t) -> r[t] (lane i), 16 x 16 32-bit words
-static inline void transpose16(__m512i q[16]) {
-  __m512 r[16], t[16], u[16];
+#include "transpose16.h"
+// The same transpose on 32-bit words (bf16 pairs).
+static inline void transpose16i(__m512i q[16]) {
+  __m512 r[16];
   for (int i = 0; i < 16; i++) r[i] = _mm512_castsi512_ps(q[i]);
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) {
-    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; i++) {
-    t[i] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0xDD);
-    t[i + 8] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0xDD);
-  }
-  for (int i = 0; i < 8; i++) {
-    q[i] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[i], t[i + 8], 0x88));
-    q[i + 8] = _mm512_castps_si512(_mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD));
-  }
+  transpose16(r);
+  for (int i = 0; i < 16; i++) q[i] = _mm512_castps_si512(r[i]);
 }
 #endif
 
@@ -167,7 +150,7 @@ static void pack_rows(const float *src, size_t ld, int w, int kc, int W, uint32_
     for (p = 0; 2 * p + 32 <= kc; p += 16) {
       __m512i q[16];
       for (int r = 0; r < 16; r++) q[r] = r < n ? pairs16(src + (size_t)(r0 + r) * ld + 2 * p, 32) : _mm512_setzero_si512();
-      transpose16(q);
+      transpose16i(q);
       for (int t = 0; t < 16; t++) _mm512_mask_storeu_epi32(dst + (size_t)(p + t) * W + r0, keep, q[t]);
     }
   }
@@ -257,7 +240,7 @@ static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq,
         for (int r = 0; r < AMX_MR; r += 16) {
           __m512i q[16];
           for (int t = 0; t < 16; t++) q[t] = _mm512_load_si512(tmp + t * AMX_MR + r);
-          transpose16(q);
+          transpose16i(q);
           for (int i = 0; i < 16; i++) _mm512_storeu_si512(Ap + (size_t)(r + i) * kq + p0, q[i]);
         }
       }
