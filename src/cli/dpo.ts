@@ -8,10 +8,8 @@ import type { Command } from "commander";
 import { setThreads } from "../core/native.ts";
 import { DPO_LOSSES, type DpoLossKind } from "../train/dpo-loss.ts";
 import { dpo } from "../train/dpo.ts";
-import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
-import type { ScheduleKind } from "../train/schedule.ts";
 import { engineSampler } from "./replies.ts";
-import { addCheckpointFlags, addLoopFlags, precisionOption, runInterruptible } from "./run-training.ts";
+import { addCheckpointFlags, addLoopFlags, precisionOption, runInterruptible, runOptionsFrom } from "./run-training.ts";
 import type { Precision } from "../model/gpt.ts";
 import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 
@@ -57,24 +55,13 @@ export function registerDpo(program: Command): void {
       if (!["on", "off", "auto"].includes(f.lengthNorm)) throw new Error(`--length-norm: ${f.lengthNorm} is not on, off or auto`);
       if (f.klMaxTokens < 1) throw new Error(`--kl-max-tokens must be at least 1, got ${f.klMaxTokens}`);
       setThreads(f.threads);
-      let shown = 0;
       await runInterruptible("dpo", async (signal) => {
         await dpo({
           from: f.from, data: f.data, tokenizer: f.tokenizer, loss: f.loss as DpoLossKind, beta: f.beta, labelSmoothing: f.labelSmoothing, rpoAlpha: f.rpoAlpha,
           lengthNorm: f.lengthNorm === "auto" ? "auto" : f.lengthNorm === "on",
           valFraction: f.valFraction, evalPairs: f.evalPairs, klPrompts: f.klPrompts, klMaxTokens: f.klMaxTokens, sampler: engineSampler,
-          loop: {
-            steps: f.steps, batchSize: f.batchSize, seqLen: f.seqLen ?? 0, gradAccum: f.gradAccum,
-            schedule: f.schedule as ScheduleKind, warmup: f.warmup, minLrRatio: (f.minLr ?? f.lr / 10) / f.lr,
-            optimizer: { ...DEFAULT_OPTIMIZER, kind: f.optimizer as OptimizerKind, lr: f.lr, muonLr: f.muonLr, weightDecay: f.weightDecay },
-            clip: f.clip, evalEvery: f.evalEvery, sampleEvery: 0, checkpointEvery: f.checkpointEvery, seed: f.seed,
-          },
-          out: f.out, resume: Boolean(f.resume), force: Boolean(f.force), keep: f.keep, skipBad: Boolean(f.skipBad),
-          onSkip: (e) => {
-            if (shown++ < 10) process.stderr.write(`skipped ${e.message}\n`);
-          },
-          write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
-          signal, precision: f.precision,
+          ...runOptionsFrom(f, signal),
+          precision: f.precision,
         });
       });
     });

@@ -7,7 +7,9 @@ import type { Command, Option } from "commander";
 import { PRECISIONS } from "../model/gpt.ts";
 import { SettingsError } from "../core/errors.ts";
 import { parseMemorySize } from "../train/memory.ts";
-import { DEFAULT_OPTIMIZER } from "../train/optim.ts";
+import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
+import type { LoopOptions } from "../train/loop.ts";
+import type { ScheduleKind } from "../train/schedule.ts";
 import { choiceOption, intOption, numOption } from "./options.ts";
 
 /**
@@ -72,4 +74,29 @@ export function memorySize(typed: string): number {
   } catch (err) {
     throw new SettingsError((err as Error).message);
   }
+}
+
+/** The values of addLoopFlags and addCheckpointFlags, as commander parses them. */
+export interface LoopFlags {
+  steps: number; batchSize: number; seqLen?: number; gradAccum: number; schedule: string; warmup: number; minLr?: number; lr: number;
+  optimizer: string; muonLr: number; weightDecay: number; clip: number; evalEvery: number; checkpointEvery: number; seed: number;
+  out: string; resume?: boolean; force?: boolean; keep: number; skipBad?: boolean; logEvery: number;
+}
+
+/** The loop settings and run options shared by `sft` and `dpo`, from their flags. */
+export function runOptionsFrom(f: LoopFlags, signal: AbortSignal) {
+  let shown = 0;
+  const loop: Omit<LoopOptions, "peakFlops"> = {
+    steps: f.steps, batchSize: f.batchSize, seqLen: f.seqLen ?? 0, gradAccum: f.gradAccum,
+    schedule: f.schedule as ScheduleKind, warmup: f.warmup, minLrRatio: (f.minLr ?? f.lr / 10) / f.lr,
+    optimizer: { ...DEFAULT_OPTIMIZER, kind: f.optimizer as OptimizerKind, lr: f.lr, muonLr: f.muonLr, weightDecay: f.weightDecay },
+    clip: f.clip, evalEvery: f.evalEvery, sampleEvery: 0, checkpointEvery: f.checkpointEvery, seed: f.seed,
+  };
+  return {
+    loop, out: f.out, resume: Boolean(f.resume), force: Boolean(f.force), keep: f.keep, skipBad: Boolean(f.skipBad),
+    onSkip: (e: Error): void => {
+      if (shown++ < 10) process.stderr.write(`skipped ${e.message}\n`);
+    },
+    write: (t: string): void => void process.stdout.write(t), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery, signal,
+  };
 }

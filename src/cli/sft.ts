@@ -6,10 +6,8 @@
 import type { Command } from "commander";
 import { setThreads } from "../core/native.ts";
 import { INPUT_FORMATS, type InputFormat } from "../data/readers.ts";
-import { DEFAULT_OPTIMIZER, type OptimizerKind } from "../train/optim.ts";
-import type { ScheduleKind } from "../train/schedule.ts";
 import { sft } from "../train/sft.ts";
-import { addCheckpointFlags, addLoopFlags, memorySize, precisionOption, runInterruptible } from "./run-training.ts";
+import { addCheckpointFlags, addLoopFlags, memorySize, precisionOption, runInterruptible, runOptionsFrom } from "./run-training.ts";
 import type { Precision } from "../model/gpt.ts";
 import { choiceOption, intOption, numOption, threadsOption } from "./options.ts";
 
@@ -48,24 +46,13 @@ export function registerSft(program: Command): void {
   addCheckpointFlags(addLoopFlags(cmd, { steps: 300, lr: 3e-4, warmup: 20 }))
     .action(async (f: Flags) => {
       setThreads(f.threads);
-      let shown = 0;
       await runInterruptible("sft", async (signal) => {
         const maxMemory = f.maxMemory === undefined ? undefined : { bytes: memorySize(f.maxMemory), typed: f.maxMemory };
         await sft({
           from: f.from, data: f.data, tokenizer: f.tokenizer, format: f.format as InputFormat, valFraction: f.valFraction,
           evalConversations: f.evalConversations, packing: f.packing as "packed" | "padded",
-          loop: {
-            steps: f.steps, batchSize: f.batchSize, seqLen: f.seqLen ?? 0, gradAccum: f.gradAccum,
-            schedule: f.schedule as ScheduleKind, warmup: f.warmup, minLrRatio: (f.minLr ?? f.lr / 10) / f.lr,
-            optimizer: { ...DEFAULT_OPTIMIZER, kind: f.optimizer as OptimizerKind, lr: f.lr, muonLr: f.muonLr, weightDecay: f.weightDecay },
-            clip: f.clip, evalEvery: f.evalEvery, sampleEvery: 0, checkpointEvery: f.checkpointEvery, seed: f.seed,
-          },
-          out: f.out, resume: Boolean(f.resume), force: Boolean(f.force), keep: f.keep, skipBad: Boolean(f.skipBad),
-          onSkip: (e) => {
-            if (shown++ < 10) process.stderr.write(`skipped ${e.message}\n`);
-          },
-          write: (s) => process.stdout.write(s), tty: Boolean(process.stdout.isTTY), logEvery: f.logEvery,
-          signal, recompute: Boolean(f.recompute), maxMemory, precision: f.precision,
+          ...runOptionsFrom(f, signal),
+          recompute: Boolean(f.recompute), maxMemory, precision: f.precision,
         });
       });
     });
