@@ -18,6 +18,7 @@
  * then NEW tokens generated greedily one at a time (timed), after an 8-token warm-up.
  */
 import { spawnSync } from "node:child_process";
+import { torchEnv } from "./torch-env.ts";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -146,7 +147,7 @@ const PEER = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "shared",
 function timePeer(s: Shape, B: number): { prefill: number; decode: number } | string {
   if (!existsSync(PEER)) return `${PEER} is absent`;
   const cfg = { n_layer: s.nLayer, n_head: s.nHead, n_kv_head: s.nHead, n_embd: s.nEmbd, vocab_size: s.vocabSize, batch_size: B, seq_len: PROMPT + NEW };
-  const r = spawnSync("/usr/bin/python3", [PEER, "decode", "--config", JSON.stringify(cfg), "--threads", String(THREADS), "--prompt", String(PROMPT), "--new", String(NEW)], { encoding: "utf8", timeout: 600_000 });
+  const r = spawnSync("/usr/bin/python3", [PEER, "decode", "--config", JSON.stringify(cfg), "--threads", String(THREADS), "--prompt", String(PROMPT), "--new", String(NEW)], { encoding: "utf8", timeout: 600_000, env: torchEnv().env });
   if (r.status !== 0) return `torch_reference.py failed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
   const j = JSON.parse(r.stdout.trim().split("\n").pop()!);
   return { prefill: j.prefill_tokens_per_s, decode: j.decode_tokens_per_s };
@@ -158,6 +159,7 @@ export async function run(): Promise<unknown> {
   const shapes = process.env.MYNAH_BENCH_QUICK ? SHAPES.slice(0, 2) : SHAPES;
   const rows = [];
   console.log(`backend ${backend.name}, ${THREADS} threads, prompt ${PROMPT}, ${NEW} new tokens; tokens/s. "decode chat" = decoding with the chat's default sampler (T 0.7, top-k 40, top-p 0.95)`);
+  if (existsSync(PEER)) console.log(torchEnv().note);
   console.log("| model | batch | prefill mynah | prefill torch | ratio | decode mynah (greedy) | decode torch (greedy) | ratio | decode mynah (chat sampler) |");
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const s of shapes) {

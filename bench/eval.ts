@@ -10,6 +10,7 @@
  * question scored — the shape of an ARC/MMLU item.
  */
 import { spawnSync } from "node:child_process";
+import { torchEnv } from "./torch-env.ts";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -61,7 +62,7 @@ const REF = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "shared", 
 function peer(s: Shape, batch: number, seq: number, items: number): { tokens_per_s: number; sequences_per_s: number } | string {
   if (!existsSync(REF)) return `${REF} is absent`;
   const cfg = { n_layer: s.nLayer, n_head: s.nHead, n_kv_head: s.nHead, n_embd: s.nEmbd, vocab_size: s.vocabSize };
-  const r = spawnSync("/usr/bin/python3", [PEER, "--config", JSON.stringify(cfg), "--threads", String(THREADS), "--batch", String(batch), "--seq", String(seq), "--items", String(items)], { encoding: "utf8", timeout: 600_000 });
+  const r = spawnSync("/usr/bin/python3", [PEER, "--config", JSON.stringify(cfg), "--threads", String(THREADS), "--batch", String(batch), "--seq", String(seq), "--items", String(items)], { encoding: "utf8", timeout: 600_000, env: torchEnv().env });
   if (r.status !== 0) return `torch_score.py failed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}`;
   return JSON.parse(r.stdout.trim().split("\n").pop()!);
 }
@@ -73,6 +74,7 @@ export async function run(): Promise<unknown> {
   const f = (x: number | null | undefined, d = 0): string => (x == null ? "—" : x.toFixed(d));
   const ratio = (a: number, b: number | null | undefined): string => (b ? `${(a / b).toFixed(2)}×` : "—");
   console.log(`backend ${inferenceBackend().name}, ${THREADS} threads; the machine may be shared: compare the ratios`);
+  if (existsSync(REF)) console.log(torchEnv().note);
   console.log("| model | task | batch (sequences) | mynah | pytorch | ratio |");
   console.log("|---|---|---|---|---|---|");
   for (const s of shapes) {

@@ -25,6 +25,7 @@
  * records in metrics.jsonl (a few minutes more; writes a 7 GB checkpoint to a temp folder).
  */
 import { spawnSync } from "node:child_process";
+import { torchEnv } from "./torch-env.ts";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -120,7 +121,7 @@ interface Probe { gemm_gflops: number; blas: string[]; omp_proc_bind: string | n
 function torchProbe(): Probe | { error: string } {
   const tries: Probe[] = [];
   for (const pin of [false, true]) {
-    const env: Record<string, string> = { ...(process.env as Record<string, string>) };
+    const env: Record<string, string> = { ...(torchEnv().env as Record<string, string>) };
     delete env.OMP_PROC_BIND;
     delete env.OMP_PLACES;
     if (pin) Object.assign(env, { OMP_PROC_BIND: "true", OMP_PLACES: "cores" });
@@ -156,6 +157,7 @@ export async function run(): Promise<unknown> {
   console.log("The machine may be shared with other work: compare the ratios, measured in the same run.");
   let probe: Probe | { error: string } | null = null;
   if (process.env.MYNAH_BENCH_SKIP_TORCH !== "1") {
+    console.log(torchEnv().note);
     probe = torchProbe();
     if ("error" in probe) console.log(`PyTorch: not measured (${probe.error})`);
     else {

@@ -6,6 +6,7 @@
  * Each figure is the best of REPS runs after one warm-up, in milliseconds.
  */
 import { spawnSync } from "node:child_process";
+import { torchEnv } from "./torch-env.ts";
 import { loadNative, nativeBackend } from "../src/core/native.ts";
 import { uniformSource, randomF32, randomI32 } from "../src/core/tensor-utils.ts";
 
@@ -109,7 +110,8 @@ function ours(c: Case): { fwd: number; fwd_bwd: number } {
 export async function run(): Promise<unknown> {
   loadNative().setThreads(THREADS);
   const mine = CASES.map(ours);
-  const p = spawnSync("/usr/bin/python3", ["-c", PEER, JSON.stringify(CASES)], { encoding: "utf8", timeout: 600_000 });
+  console.log(torchEnv().note);
+  const p = spawnSync("/usr/bin/python3", ["-c", PEER, JSON.stringify(CASES)], { encoding: "utf8", timeout: 600_000, env: torchEnv().env });
   let peer: { torch: string; results: { fwd: number; fwd_bwd: number }[] } | null = null;
   if (p.status === 0) peer = JSON.parse(p.stdout.trim().split("\n").pop()!);
   else console.log(`PyTorch peer unavailable: ${(p.stderr || p.error?.message || "").split("\n").slice(-2).join(" ")}`);

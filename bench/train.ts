@@ -22,6 +22,7 @@
  * MYNAH_BENCH_SKIP_BF16=1 (no bf16 rows), MYNAH_BENCH_SKIP_CURVE=1 (no training-curve check).
  */
 import { spawnSync } from "node:child_process";
+import { torchEnv } from "./torch-env.ts";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, cpus, loadavg } from "node:os";
 import { dirname, join, relative } from "node:path";
@@ -133,7 +134,7 @@ function torchBench(b: BenchConfig): Record<string, unknown> | null {
   const c = modelConfig(b);
   Object.assign(cfg, { n_layer: c.nLayer, n_head: c.nHead, n_kv_head: c.nKvHead, n_embd: c.nEmbd, ffn_hidden: c.ffnHidden });
   const r = spawnSync("/usr/bin/python3", [TORCH_REF, "bench", "--config", JSON.stringify(cfg), "--threads", String(THREADS),
-    "--iters", String(Math.max(2, Math.min(b.iters, 10))), "--warmup", "1"], { encoding: "utf8", maxBuffer: 1 << 24 });
+    "--iters", String(Math.max(2, Math.min(b.iters, 10))), "--warmup", "1"], { encoding: "utf8", maxBuffer: 1 << 24, env: torchEnv().env });
   if (r.status !== 0) return { error: (r.stderr || r.stdout).trim().split("\n").slice(-1)[0] };
   const line = r.stdout.trim().split("\n").filter((l) => l.startsWith("{")).pop();
   return line ? (JSON.parse(line) as Record<string, unknown>) : null;
@@ -223,6 +224,7 @@ export async function run(): Promise<unknown> {
     console.log(`bf16: gemmBf16 runs ${units.info}; measured one-core peaks: AMX ${units.amx.toFixed(0)}, VDPBF16PS ${units.vdpbf16ps.toFixed(0)}, ` +
       `float32 FMA ${units.fma.toFixed(0)} GFLOP/s (× ${THREADS} threads for the machine)`);
   }
+  if (process.env.MYNAH_BENCH_SKIP_TORCH !== "1" && existsSync(TORCH_REF)) console.log(torchEnv().note);
   const rows: unknown[] = [];
   const only = process.env.MYNAH_BENCH_CONFIGS?.split(",");
   for (const b of CONFIGS.filter((x) => !only || only.includes(x.name))) {
@@ -296,7 +298,7 @@ function torchBf16Bench(b: BenchConfig): Record<string, unknown> | null {
   const c = modelConfig(b);
   const cfg = { n_layer: c.nLayer, n_head: c.nHead, n_kv_head: c.nKvHead, n_embd: c.nEmbd, ffn_hidden: c.ffnHidden, vocab_size: b.V, seq_len: b.T, batch_size: b.B };
   const r = spawnSync("/usr/bin/python3", [join(here, "torch_bf16.py"), TORCH_REF, "--config", JSON.stringify(cfg), "--threads", String(THREADS),
-    "--iters", String(Math.max(2, Math.min(b.iters, 10))), "--warmup", "1"], { encoding: "utf8", maxBuffer: 1 << 24 });
+    "--iters", String(Math.max(2, Math.min(b.iters, 10))), "--warmup", "1"], { encoding: "utf8", maxBuffer: 1 << 24, env: torchEnv().env });
   if (r.status !== 0) return { error: (r.stderr || r.stdout).trim().split("\n").slice(-1)[0] };
   const line = r.stdout.trim().split("\n").filter((l) => l.startsWith("{")).pop();
   return line ? (JSON.parse(line) as Record<string, unknown>) : null;
@@ -368,7 +370,7 @@ function trainingCurve(): Curve {
 }
 
 /** Runs in a child: one full `mynah train` run (no early stop); returns the final validation loss. */
-async function childCurve(o: { args: string[]; precision: Precision }): Promise<number> {
+async function childCurve(o: { args: string[]; precision: Precision; seed: number }): Promise<number> {
   setThreads(THREADS);
   const out = mkdtempSync(join(tmpdir(), "mynah-bench-curve-"));
   const get = (f: string): string => o.args[o.args.indexOf(f) + 1];
@@ -378,7 +380,7 @@ async function childCurve(o: { args: string[]; precision: Precision }): Promise<
       model: { preset: get("--preset"), layers: +get("--layers"), width: +get("--width"), heads: +get("--heads") },
       loop: {
         steps: +get("--steps"), batchSize: +get("--batch-size"), seqLen: +get("--seq-len"), gradAccum: 1, schedule: "wsd",
-        warmup: +get("--warmup"), minLrRatio: 0.1, clip: +get("--clip"), evalEvery: 0, sampleEvery: 0, checkpointEvery: 0, seed: 1337,
+        warmup: +get("--warmup"), minLrRatio: 0.1, clip: +get("--clip"), evalEvery: 0, sampleEvery: 0, checkpointEvery: 0, seed: o.seed,
         optimizer: { ...DEFAULT_OPTIMIZER, kind: "muon", lr: +get("--lr"), muonLr: +get("--muon-lr"), weightDecay: +get("--weight-decay") },
       },
       evalBatches: +get("--eval-batches"), sampleTokens: 0, out, resume: false, keep: 1, precision: o.precision,
@@ -393,7 +395,7 @@ async function childCurve(o: { args: string[]; precision: Precision }): Promise<
 if (process.argv[2] === "child") {
   const what = process.argv[3], arg = JSON.parse(process.argv[4]) as unknown;
   const r = what === "steps" ? await childSteps(arg as BenchConfig)
-    : what === "curve" ? await childCurve(arg as { args: string[]; precision: Precision })
+    : what === "curve" ? await childCurve(arg as { args: string[]; precision: Precision; seed: number })
     : await childTimeToLoss(arg as number);
   console.log(JSON.stringify(r));
 }
