@@ -3,12 +3,13 @@
  *
  * Why: Debian's PyTorch 1.13 does its float32 GEMMs in whatever `libblas.so.3` the system
  * selects, and OpenBLAS (0.3.21 in Debian 12) picks its kernels from the CPU model number at
- * load time. On a CPU model newer than the library it falls back to its generic x86-64 kernel
- * ("Prescott", SSE3): on the Intel Xeon of docs/benchmarks.md (family 6, model 207) PyTorch's
- * 1024³ GEMM ran at 4–6 GFLOP/s that way and at 30+ with the AVX-512 kernel forced (busy
- * machine). A peer that slow makes every ratio meaningless, so when OpenBLAS reports a kernel
- * below what the CPU can run, the peer gets `OPENBLAS_CORETYPE` set to the kernel matching the
- * CPU's vector unit (SkylakeX for AVX-512, Haswell for AVX2), and the bench says so.
+ * load time. On a CPU model newer than the library it falls back to an older kernel: its generic
+ * x86-64 one ("Prescott", SSE3) on the Intel Xeon of docs/benchmarks.md (family 6, model 207),
+ * where PyTorch's 1024³ GEMM ran at 4–6 GFLOP/s that way and at 30+ with the AVX-512 kernel
+ * forced (busy machine); its AVX2 "Haswell" kernel on the AVX-512 Zen 5. The peer should be as
+ * strong as the CPU allows, so when OpenBLAS reports a kernel below the CPU's vector unit, the
+ * peer gets `OPENBLAS_CORETYPE` set to the one matching it (SkylakeX for AVX-512, Haswell for
+ * AVX2), and the bench says so.
  * A user's own `OPENBLAS_CORETYPE` is kept as it is.
  */
 import { spawnSync } from "node:child_process";
@@ -20,8 +21,9 @@ export interface TorchEnv {
   note: string;
 }
 
-/** OpenBLAS's generic kernels, slower than any vector unit a current x86-64 CPU has. */
-const GENERIC = /^(prescott|katmai|coppermine|northwood|banias|core2|penryn|dunnington|nehalem|atom|sandybridge|unknown)$/i;
+/** OpenBLAS's AVX-512 kernels; and its kernels below AVX2 (the generic x86-64 one and older). */
+const AVX512 = /^(skylakex|cooperlake|sapphirerapids)$/i;
+const BELOW_AVX2 = /^(prescott|katmai|coppermine|northwood|banias|core2|penryn|dunnington|nehalem|atom|sandybridge|bulldozer|piledriver|steamroller|excavator|unknown)$/i;
 
 /** The kernel OpenBLAS names when PyTorch loads it (OPENBLAS_VERBOSE=2), or null (no OpenBLAS, no PyTorch). */
 function openblasCore(env: NodeJS.ProcessEnv): string | null {
@@ -51,14 +53,15 @@ export function torchEnv(): TorchEnv {
   const found = openblasCore(env);
   const flags = cpuFlags();
   const best = flags.has("avx512f") ? "SkylakeX" : flags.has("avx2") && flags.has("fma") ? "Haswell" : null;
+  const weaker = (core: string): boolean => best === "SkylakeX" ? !AVX512.test(core) : best === "Haswell" && BELOW_AVX2.test(core);
   if (found === null) {
     chosen = { env, note: "PyTorch's BLAS: not OpenBLAS (or PyTorch is absent); its GEMMs run as installed" };
-  } else if (best && GENERIC.test(found)) {
+  } else if (best && weaker(found)) {
     const forced = { ...env, OPENBLAS_CORETYPE: best };
     const now = openblasCore(forced);
     chosen = now && now.toLowerCase() === best.toLowerCase()
-      ? { env: forced, note: `PyTorch's OpenBLAS picked its generic ${found} kernel on this CPU (a model it does not know); the peer runs with OPENBLAS_CORETYPE=${best}, the kernel for this CPU's vector unit` }
-      : { env, note: `PyTorch's OpenBLAS runs its generic ${found} kernel (forcing ${best} did not take: ${now ?? "no report"}); PyTorch's GEMMs are slower than this CPU allows` };
+      ? { env: forced, note: `PyTorch's OpenBLAS picked its ${found} kernel on this CPU (a model it does not know); the peer runs with OPENBLAS_CORETYPE=${best}, the kernel for this CPU's vector unit` }
+      : { env, note: `PyTorch's OpenBLAS runs its ${found} kernel (forcing ${best} did not take: ${now ?? "no report"}); PyTorch's GEMMs are slower than this CPU allows` };
   } else {
     chosen = { env, note: `PyTorch's OpenBLAS kernel: ${found} (as detected)` };
   }
