@@ -12,8 +12,8 @@
  *     PyTorch float32 and PyTorch bf16 autocast (bench/torch_bf16.py), MFU against the measured
  *     float32 peak and the measured bf16 peak (AMX tiles and VDPBF16PS, register-only loops);
  *     the bf16 GEMM's GFLOP/s on the layer shapes against its peak; and a training-curve check:
- *     the same `mynah train` run (same steps, seed, data) in fp32 and bf16, validation loss at
- *     the end within 1 %.
+ *     the same `mynah train` runs (same steps, data, seeds 1337..) in fp32 and bf16, the mean
+ *     validation loss at the end within 1 %.
  *
  * MFU is against the machine peak: the GEMM kernel's measured one-core FMA rate × threads
  * when the addon exports it (gemmPeakGflops), else the nominal 224 GFLOP/s.
