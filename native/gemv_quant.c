@@ -163,7 +163,7 @@ static void q8_task(void *ctx, int task, int thread) {
 #if defined(__AVX512F__)
   if (path == Q8P_AMX) {
     int mpad = a->mpad > a->M ? a->mpad : a->M;
-    if (a->M >= 16 || (a->M >= Q8P_AMX_MIN_ROWS && mpad >= 16)) {
+    if (a->M >= Q8P_AMX_MIN_M && (a->M >= 16 || mpad >= 16)) {
       int8_t *wq = aligned_alloc(64, (size_t)16 * a->K);  // 16·K: a multiple of 64 (K % 32 == 0, ×16)
       if (wq) {
         q8p_amx_begin();
@@ -173,7 +173,7 @@ static void q8_task(void *ctx, int task, int thread) {
         return;
       }
     }
-    path = Q8P_VNNI512;  // too few rows for a tile
+    path = Q8P_VNNI512;  // too few rows for tiles to pay
   }
 #endif
   q8p_panel_fn fn = q8p_fn(path);

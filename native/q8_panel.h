@@ -263,10 +263,10 @@ __attribute__((target("avx512vnni"))) static void q8p_panel_vnni512(const q8p_ar
 // correction is needed. Stored to L1 and read back row by row, each S_b gets the same
 // acc = fma(d_w·dx, (float)S_b, acc) as the VNNI path, block by block in order: the results
 // are bitwise those of every other path.
-// Measured here: TILEZERO before each product costs ~30 cycles of tile-unit time (the block
-// sums start from a tile of zeros loaded from memory instead: free), and a store ~10; with
-// four block tiles in flight the tile unit takes ~23 cycles a block while the vector units
-// scale the previous blocks (3 instructions a row).
+// Measured here (1 thread, TSC cycles per 16 × 16 × 32 block): TILEZERO before each product
+// costs ~30 (the sums start from a tile of zeros loaded from memory instead: ~1); product +
+// store ~24; the scaling ~30 (3 vector instructions a row, 16 rows); all of it with the loads
+// and the stores of y ~70, against ~112 for the VNNI kernel on the same 16 rows.
 // Tiles: 0–3 block sums, 4–5 activations, 6–7 weights.
 #define Q8P_AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx512f,avx512vnni")))
 
@@ -304,8 +304,9 @@ Q8P_AMX_TARGET static void q8p_amx_16(const q8p_args *a, const int8_t *wq, int p
   _Alignas(64) int32_t S[2][4][256];
   __m512 acc[16];
   for (int m = 0; m < 16; m++) acc[m] = _mm512_setzero_ps();
-  // Groups of 4 blocks, software-pipelined: the tile unit computes group g + 1 while the vector
-  // units scale group g from its stored sums (S double-buffered).
+  // Groups of 4 blocks, software-pipelined one group deep: while the tile unit computes group
+  // g + 1, the vector units scale group g − 1 from sums stored an iteration earlier (loads of
+  // a tile store that has not yet left the core would wait for it), so S is double-buffered.
   int groups = nb / 4;
   if (groups > 0) {
     Q8P_AMX_BLOCK(0, 4, 6, 0);
@@ -313,19 +314,23 @@ Q8P_AMX_TARGET static void q8p_amx_16(const q8p_args *a, const int8_t *wq, int p
     Q8P_AMX_BLOCK(2, 4, 6, 2);
     Q8P_AMX_BLOCK(3, 5, 7, 3);
   }
-  for (int g = 0; g < groups; g++) {
-    int32_t(*Sg)[256] = S[g & 1];
-    int b = 4 * g;
-    _tile_stored(0, Sg[0], 64);
-    _tile_stored(1, Sg[1], 64);
-    _tile_stored(2, Sg[2], 64);
-    _tile_stored(3, Sg[3], 64);
-    if (g + 1 < groups) {
-      Q8P_AMX_BLOCK(0, 4, 6, b + 4);
-      Q8P_AMX_BLOCK(1, 5, 7, b + 5);
-      Q8P_AMX_BLOCK(2, 4, 6, b + 6);
-      Q8P_AMX_BLOCK(3, 5, 7, b + 7);
+  for (int g = 0; g <= groups; g++) {
+    if (g < groups) {
+      int32_t(*Sg)[256] = S[g & 1];
+      _tile_stored(0, Sg[0], 64);
+      _tile_stored(1, Sg[1], 64);
+      _tile_stored(2, Sg[2], 64);
+      _tile_stored(3, Sg[3], 64);
+      if (g + 1 < groups) {
+        Q8P_AMX_BLOCK(0, 4, 6, 4 * g + 4);
+        Q8P_AMX_BLOCK(1, 5, 7, 4 * g + 5);
+        Q8P_AMX_BLOCK(2, 4, 6, 4 * g + 6);
+        Q8P_AMX_BLOCK(3, 5, 7, 4 * g + 7);
+      }
     }
+    if (g == 0) continue;
+    int32_t(*Sp)[256] = S[(g - 1) & 1];
+    int b = 4 * (g - 1);
     __m512 d[4];
     for (int j = 0; j < 4; j++) d[j] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(ps + (b + j) * 16)));
     // row by row, its four blocks in order (one accumulator live at a time)
@@ -333,7 +338,7 @@ Q8P_AMX_TARGET static void q8p_amx_16(const q8p_args *a, const int8_t *wq, int p
       __m512 t = acc[m];
       for (int j = 0; j < 4; j++)
         t = _mm512_fmadd_ps(_mm512_mul_ps(d[j], _mm512_set1_ps(dxm[(size_t)m * nb + b + j])),
-                            _mm512_cvtepi32_ps(_mm512_load_si512((const void *)(Sg[j] + m * 16))), t);
+                            _mm512_cvtepi32_ps(_mm512_load_si512((const void *)(Sp[j] + m * 16))), t);
       acc[m] = t;
     }
   }
@@ -345,17 +350,27 @@ Q8P_AMX_TARGET static void q8p_amx_16(const q8p_args *a, const int8_t *wq, int p
       acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(dxm[(size_t)m * nb + b])),
                                _mm512_cvtepi32_ps(_mm512_load_si512((const void *)(S[0][0] + m * 16))), acc[m]);
   }
-  int rows = m1 - mc < 16 ? m1 - mc : 16;
+  // y rows (+)= acc, 16 lanes at once (masked to the panel's real rows of W); the same single
+  // float add per value as q8p_store (measured: the scalar store cost a third of the kernel)
+  int rows = m1 - mc < 16 ? m1 - mc : 16, j0 = p * Q8P_ROWS, n = a->N - j0 < 16 ? a->N - j0 : 16;
+  __mmask16 k = (__mmask16)((1u << n) - 1);
   for (int m = 0; m < rows; m++) {
-    _Alignas(64) float out[16];
-    _mm512_store_ps(out, acc[m]);
-    q8p_store(a, mc + m, p * Q8P_ROWS, out);
+    float *y = a->y + (size_t)(mc + m) * a->N + j0;
+    __m512 v = a->accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(k, y), acc[m]) : acc[m];
+    _mm512_mask_storeu_ps(y, k, v);
   }
 }
 
-// Fewest rows of x a padded tail tile is worth (fewer go to the VNNI kernel).
+// When tiles pay (measured here, 1 thread, bench/native/q8_micro.c: against the VNNI kernel
+// 0.4× at 4 rows of x, 0.85–1.06× at 16, 1.06–1.2× at 32, 1.3–1.4× at 64–128): products with
+// at least Q8P_AMX_MIN_M rows of x; within them, a tail of fewer than 16 rows is padded to a
+// tile when it has Q8P_AMX_MIN_ROWS or more (a tile costs about the same whatever its rows),
+// else left to VNNI. Decoding (M = 1) and batched decoding of up to 16 streams stay on VNNI.
+#ifndef Q8P_AMX_MIN_M
+#define Q8P_AMX_MIN_M 32
+#endif
 #ifndef Q8P_AMX_MIN_ROWS
-#define Q8P_AMX_MIN_ROWS 4
+#define Q8P_AMX_MIN_ROWS 12
 #endif
 // Rows [m0, m1) against panel p: whole 16-row tiles on AMX, a tail on AMX when the buffers
 // are padded and it has Q8P_AMX_MIN_ROWS or more, else on VNNI (bitwise the same results).

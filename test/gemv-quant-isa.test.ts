@@ -9,8 +9,9 @@
  *
  * The addon itself, in fresh processes: MYNAH_SIMD (a lower level) and MYNAH_SIMD_DISABLE (amx or
  * amx-int8, avx512vnni, avxvnni) must reach each Q8_0 path this CPU has (AMX-INT8 tiles, AVX-512 VNNI, AVX-VNNI or
- * AVX2, portable), and every one must give the same bits for prefill-sized products (M = 12, 17,
- * 130: whole 16-row tiles, a padded tail tile, a tail left to VNNI; N not a multiple of 16).
+ * AVX2, portable), and every one must give the same bits for products of 12 to 130 rows of x
+ * (on AMX from 32 rows: whole 16-row tiles, a padded tail tile at 46, tails left to VNNI at 130;
+ * N not a multiple of 16).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -57,7 +58,7 @@ function q8In(env: Record<string, string>): { path: string; digest: string } {
     const h = require("node:crypto").createHash("sha256");
     let s = 12345;
     const rand = (n, scale) => Float32Array.from({ length: n }, () => (s = (s * 1664525 + 1013904223) >>> 0, ((s / 2 ** 32) * 2 - 1) * scale));
-    for (const [M, N, K] of [[12, 40, 96], [17, 45, 160], [130, 37, 352], [128, 50, 1376]]) {
+    for (const [M, N, K] of [[12, 40, 96], [17, 45, 160], [46, 33, 96], [130, 37, 352], [128, 50, 1376]]) {
       const panels = Uint8Array.from({ length: Math.ceil(N / 16) * 17 * K }, () => (s = (s * 1664525 + 1013904223) >>> 0, s >>> 24));
       for (let p = 0; p < Math.ceil(N / 16); p++) for (let i = 0; i < K / 2; i++) { panels[p * 17 * K + 16 * K + 2 * i] = 0x19; panels[p * 17 * K + 16 * K + 2 * i + 1] = 0x14; }
       for (const threads of [1, 2]) {
