@@ -231,10 +231,12 @@ __attribute__((target("avx512vnni"), always_inline)) static inline void q8p_vnni
       for (int m = 0; m < M; m++)
         acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a->dx[(size_t)(mc + m) * nb + b])), _mm512_cvtepi32_ps(s[m]), acc[m]);
     }
+    // y (+)= acc, masked to the panel's real rows of W (the same single add as q8p_store)
+    int j0 = p * Q8P_ROWS, n = a->N - j0 < 16 ? a->N - j0 : 16;
+    __mmask16 k = (__mmask16)((1u << n) - 1);
     for (int m = 0; m < M; m++) {
-      float out[16];
-      _mm512_storeu_ps(out, acc[m]);
-      q8p_store(a, mc + m, p * Q8P_ROWS, out);
+      float *y = a->y + (size_t)(mc + m) * a->N + j0;
+      _mm512_mask_storeu_ps(y, k, a->accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(k, y), acc[m]) : acc[m]);
     }
   }
 }
