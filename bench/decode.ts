@@ -325,6 +325,10 @@ export async function llamaCppTable(shapes: Shape[] = SHAPES): Promise<unknown> 
   const T = 1, REPS = Number(process.env.MYNAH_BENCH_REPS ?? 3);
   setThreads(T);
   console.log(`\nbatch 1 vs llama.cpp (node-llama-cpp 3.21.1, same GGUF, ${T} thread both; prompt ${PROMPT}, ${NEW} greedy tokens; best of ${REPS} alternated runs); tokens/s. Q8_0 dot products here: ${q8KernelPath() ?? "TypeScript"}`);
+  // what llama.cpp's CPU build uses here (ggml's system info: with AMX_INT8 = 1 it repacks Q8_0
+  // weights into its AMX buffer and runs prefill on tiles, as its debug log shows)
+  const llamaInfo = String((llama as { systemInfo?: string }).systemInfo ?? "").trim();
+  console.log(`llama.cpp CPU features: ${llamaInfo || "unknown"}`);
   console.log("| model | weights | prefill mynah | prefill llama.cpp | ratio | decode mynah | decode llama.cpp | ratio | decode vs mynah F32 |");
   console.log("|---|---|---|---|---|---|---|---|---|");
   const trap = [];
@@ -373,7 +377,7 @@ export async function llamaCppTable(shapes: Shape[] = SHAPES): Promise<unknown> 
   console.log(`\ntargets in this run: mynah ≥ llama.cpp in ${cells.filter(Boolean).length} of ${cells.length} cells (prefill and decode, every row);` +
     ` on ${big.name}: Q8_0 decode ${q8?.decodeVsMynahF32.toFixed(2)}× and F16 decode ${f16?.decodeVsMynahF32.toFixed(2)}× mynah's F32 (target ≥ 1.7×)`);
   setThreads(THREADS);
-  return { threads: T, reps: REPS, q8Path: q8KernelPath(), rows: out, threadTrap: trap, loadAverage: (await import("node:os")).loadavg() };
+  return { threads: T, reps: REPS, q8Path: q8KernelPath(), llamaCppSystemInfo: llamaInfo, rows: out, threadTrap: trap, loadAverage: (await import("node:os")).loadavg() };
 }
 
 /** llama.cpp's prefill (one batch of PROMPT tokens) and greedy decode of NEW tokens. */

@@ -159,7 +159,24 @@ static void q8_task(void *ctx, int task, int thread) {
   const q8p_args *a = ctx;
   int64_t p0, p1;
   chunk_range((a->N + Q8P_ROWS - 1) / Q8P_ROWS, a->ntasks, task, &p0, &p1);
-  q8p_panel_fn fn = q8p_fn(q8p_path());
+  int path = q8p_path();
+#if defined(__AVX512F__)
+  if (path == Q8P_AMX) {
+    int mpad = a->mpad > a->M ? a->mpad : a->M;
+    if (a->M >= Q8P_AMX_MIN_M && (a->M >= 16 || mpad >= 16)) {
+      int8_t *wq = aligned_alloc(64, (size_t)16 * a->K);  // 16·K: a multiple of 64 (K % 32 == 0, ×16)
+      if (wq) {
+        q8p_amx_begin();
+        for (int64_t p = p0; p < p1; p++) q8p_panel_amx(a, wq, (int)p, 0, a->M);
+        mynah_amx_release();
+        free(wq);
+        return;
+      }
+    }
+    path = Q8P_VNNI512;  // too few rows for tiles to pay
+  }
+#endif
+  q8p_panel_fn fn = q8p_fn(path);
   for (int64_t p = p0; p < p1; p++) fn(a, (int)p, 0, a->M);
 }
 
@@ -240,12 +257,15 @@ static int64_t q8_panel_bytes(int64_t N, int64_t K) { return (N + Q8P_ROWS - 1) 
 // among the pool's threads (a task owns whole panels, so no result depends on the split).
 static void q8_gemm(int M, int N, int K, const float *x, const uint8_t *w, int accumulate, float *y) {
   int nb = K / 32;
-  int8_t *qx = malloc((size_t)M * K);
-  float *dx = malloc(sizeof(float) * M * nb);
-  int32_t *nc = malloc(sizeof(int32_t) * M * nb);
+  // rows padded with zeros to a multiple of 16, so that the AMX path may load whole tiles
+  int mpad = (M + 15) / 16 * 16;
+  int8_t *qx = aligned_alloc(64, ((size_t)mpad * K + 63) / 64 * 64);
+  float *dx = calloc((size_t)mpad * nb, sizeof(float));
+  int32_t *nc = calloc((size_t)mpad * nb, sizeof(int32_t));
+  memset(qx + (size_t)M * K, 0, (size_t)(mpad - M) * K);
   for (int m = 0; m < M; m++) q8_quantize_row(x + (size_t)m * K, K, qx + (size_t)m * K, dx + (size_t)m * nb, nc + (size_t)m * nb);
   int panels = (N + Q8P_ROWS - 1) / Q8P_ROWS;
-  q8p_args a = {M, N, K, 1, accumulate, w, qx, dx, nc, y};
+  q8p_args a = {M, N, K, 1, accumulate, w, qx, dx, nc, y, mpad};
   a.ntasks = task_count((int64_t)M * N * K, 1 << 16);
   if (a.ntasks > panels) a.ntasks = panels;
   pool_run(q8_task, &a, a.ntasks);

@@ -10,8 +10,9 @@
  *    and 2 threads: so the result is the documented one and independent of the thread count;
  *  - against float64 x·w̃ᵀ: |Δ| ≤ Σ_b (dx_b/2)·Σ_{k∈b}|w̃_k| + 1e-5·Σ|x·w̃| (the activation rounding);
  *  - against the original float32 weights: that plus the storage bound Σ_b 0.57·d_b·Σ_{k∈b}|x_k|.
- * Shapes not multiples of the vector widths or of the 16-row panels, M = 1..8 and a prefill
- * M = 37; the dequantizers and the panel packing against the TypeScript decoders bit for bit;
+ * Shapes not multiples of the vector widths or of the 16-row panels, M = 1..8 and prefill
+ * sizes M = 12, 17, 37, 46, 130 (on AMX-INT8, from 32 rows: whole 16-row tiles, a padded tail
+ * tile (46), a tail left to VNNI (37, 130); fewer rows on VNNI); the dequantizers and the panel packing against the TypeScript decoders bit for bit;
  * and a model decoding with --dtype f16/q8_0.
  */
 import { test } from "node:test";
@@ -108,10 +109,10 @@ test("fmaf transcription: rounds once (ties decided by the exact value)", () => 
 });
 
 for (const threads of [1, 2]) {
-  test(`gemmF16 / gemmQ8 against their references, M = 1..8 and 37 (${threads} thread${threads > 1 ? "s" : ""})`, () => {
+  test(`gemmF16 / gemmQ8 against their references, M = 1..8, 12, 17, 37, 46 and 130 (${threads} thread${threads > 1 ? "s" : ""})`, () => {
     setThreads(threads);
     let worstF16 = 0, worstQ8 = 0;
-    for (const [M, N, K] of [[1, 37, 96], [2, 65, 160], [3, 9, 64], [5, 130, 32], [8, 77, 224], [1, 300, 512], [37, 50, 96]]) {
+    for (const [M, N, K] of [[1, 37, 96], [2, 65, 160], [3, 9, 64], [5, 130, 32], [8, 77, 224], [1, 300, 512], [37, 50, 96], [12, 40, 64], [17, 45, 96], [46, 33, 96], [130, 37, 160]]) {
       const x = rand(M * K, M * 7 + N, 1.5), w = rand(N * K, K + N, 0.2);
       for (const dtype of ["f16", "q8_0"] as const) {
         if (dtype === "f16" && M > 8) continue;

@@ -1,0 +1,74 @@
+// AMX (Advanced Matrix Extensions) support shared by the kernel files that use tiles:
+// what the CPU has, Linux's permission to use the tile registers, the MYNAH_SIMD_DISABLE
+// switches, and loading a tile configuration.
+//
+// Why a permission: the tile data (8 tiles × 1 KiB) is an XSAVE state that Linux does not
+// give a process until it asks (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA = 18),
+// so that every signal frame need not carry 8 KiB. The grant is per process and covers every
+// thread, those already running included; asking again is harmless. Without it the first
+// tile instruction dies of SIGILL.
+//
+// Header-only (static functions), so each level's copy of a kernel file gets its own; only
+// the avx512 level (x86-64-v4) compiles tile code, with per-function
+// __attribute__((target("amx-tile,amx-int8"))) (or amx-bf16).
+#pragma once
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+// MYNAH_SIMD_DISABLE names `name` (a comma- or space-separated list, as binding.c reads it).
+static inline int mynah_simd_disabled(const char *name) {
+  const char *list = getenv("MYNAH_SIMD_DISABLE");
+  size_t n = strlen(name);
+  for (const char *p = list; p && (p = strstr(p, name)) != NULL; p += n)
+    if ((p == list || p[-1] == ',' || p[-1] == ' ') && (p[n] == 0 || p[n] == ',' || p[n] == ' ')) return 1;
+  return 0;
+}
+
+// CPUID.(EAX=7, ECX=0):EDX: AMX-BF16 bit 22, AMX-TILE bit 24, AMX-INT8 bit 25.
+enum { MYNAH_AMX_BF16 = 1 << 22, MYNAH_AMX_TILE = 1 << 24, MYNAH_AMX_INT8 = 1 << 25 };
+
+// Whether the CPU has AMX-TILE and the given features (MYNAH_AMX_INT8, MYNAH_AMX_BF16) and the
+// OS has granted this process the tile data state (asked for here, once is enough).
+static inline int mynah_amx_usable(unsigned features) {
+#if defined(__x86_64__) && defined(__linux__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  unsigned need = MYNAH_AMX_TILE | features;
+  if ((d & need) != need) return 0;
+  return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+  (void)features;
+  return 0;
+#endif
+}
+
+// Palette 1: per tile, rows (≤ 16) and bytes per row (≤ 64); a tile with 0 rows is unused.
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} __attribute__((packed)) mynah_amx_config;
+
+static inline void mynah_amx_config_set(mynah_amx_config *c, int tile, int rows, int colsb) {
+  c->rows[tile] = (uint8_t)rows;
+  c->colsb[tile] = (uint16_t)colsb;
+}
+
+#if defined(__x86_64__)
+// Loads the configuration into this thread's tile unit (each thread before its tile work).
+// Not _tile_loadconfig: GCC 12's declares only 8 of the 64 bytes as read, so the stores that
+// fill the rest may be dropped as dead.
+__attribute__((target("amx-tile"))) static inline void mynah_amx_load_config(const mynah_amx_config *c) {
+  __asm__ __volatile__("ldtilecfg %0" : : "m"(*c));
+}
+// Returns the tiles to their initial state (so that the OS need not save them on a switch).
+__attribute__((target("amx-tile"))) static inline void mynah_amx_release(void) { __asm__ __volatile__("tilerelease" ::); }
+#endif
