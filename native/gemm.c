@@ -41,6 +41,12 @@
 #define GEMM_TINY_FLOPS (1L << 19)  // up to 64^3, B (K, N), N % 16 == 0: no packing
 #endif
 #define GEMM_MT_SMALL (1L << 15)    // M <= 8: threads once B has 32 Ki elements (128 KiB)
+#if defined(__AVX512F__) && !defined(GEMM_SMALL_NT_M)
+// With AVX-512, gemm_small sums these products 16 outputs per shuffle tree (tile() in
+// gemm_small.c), which beats packing for every W up to 32 rows of x: no size threshold.
+#define GEMM_SMALL_NT_M 32
+#define GEMM_SMALL_NT_MIN 0
+#endif
 #ifndef GEMM_SMALL_NT_M
 // y = x·Wᵀ with up to GEMM_SMALL_NT_M rows (batched decoding: one row per sequence) and a W
 // of at least GEMM_SMALL_NT_MIN elements (past L2) also streams W in place, 8 rows at a time
