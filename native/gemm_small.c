@@ -69,9 +69,16 @@ INLINE float hsum(vf v) {  // a shuffle tree where the ISA has one; lane by lane
 #endif
 }
 
+// C[m, j] = alpha·v + beta·C[m, j] (beta 0: C not read), with one rounding of alpha·v + t
+// spelled out where the level has FMA, so tile()'s vector form below gives the same bits.
 INLINE void put(const small_args *s, int m, int j, float v) {
   float *c = &s->C[(size_t)m * s->ldc + j];
-  *c = s->alpha * v + (s->beta == 0 ? 0 : s->beta * *c);
+  const float t = s->beta == 0 ? 0.0f : s->beta * *c;
+#if defined(__FMA__)
+  *c = __builtin_fmaf(s->alpha, v, t);
+#else
+  *c = s->alpha * v + t;
+#endif
 }
 
 // t + Σ_{k ≤ kk < K} a[kk]·w[kk], in order: the last K % VL terms of a dot product.
@@ -154,6 +161,15 @@ INLINE void tile(const small_args *s, int MB, int JB, int m0, int j, const float
     for (int r = 0; r < JB; r++) v[SLOT16(m * 4 + r)] = (__m512)acc[m][r];
   float sum[16];
   _mm512_storeu_ps(sum, reduce16(v));
+  if (JB == 4 && k == K) {  // each row's 4 sums are 4 adjacent outputs: put() 4 at a time
+    const __m128 al = _mm_set1_ps(s->alpha), be = _mm_set1_ps(s->beta);
+    for (int m = 0; m < MB; m++) {
+      float *c = s->C + (size_t)(m0 + m) * s->ldc + j;
+      const __m128 t = s->beta == 0 ? _mm_setzero_ps() : _mm_mul_ps(be, _mm_loadu_ps(c));
+      _mm_storeu_ps(c, _mm_fmadd_ps(al, _mm_loadu_ps(sum + 4 * m), t));
+    }
+    return;
+  }
   for (int m = 0; m < MB; m++)
     for (int r = 0; r < JB; r++) put(s, m0 + m, j + r, dot_tail(sum[m * 4 + r], a[m], w[r], k, K));
 }
