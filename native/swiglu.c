@@ -20,7 +20,12 @@ static void swiglu_forward_task(void *ctx, int task, int thread) {
   chunk_range(a->n, a->ntasks, task, &lo, &hi);
   float *restrict o = a->o1;
   const float *restrict g = a->gate, *restrict u = a->up;
-  for (int64_t i = lo; i < hi; i++) o[i] = g[i] / (1.0f + exp_fast(-g[i])) * u[i];
+  // Written as g·u / (1 + e^−g): GCC 12 turns g / (1 + e^−g) · u (and g·σ(g)·u) into a loop
+  // that ran 9× slower here (5 ns an element at AVX-512; this form 0.55 ns).
+  for (int64_t i = lo; i < hi; i++) {
+    const float e = exp_fast(-g[i]);
+    o[i] = g[i] * u[i] / (1.0f + e);
+  }
 }
 
 static void swiglu_backward_task(void *ctx, int task, int thread) {
