@@ -192,9 +192,10 @@ INLINE void tile(const small_args *s, int MB, int JB, int m0, int j, const float
 // row blocks are as even as can be (M = 9: 3 + 3 + 3), since a block of 1 would waste 3/4 of
 // its reduction.
 static void tiles_range(const small_args *s, int j0, int j1) {
-  // Prefetching pays only for a W past L2 (1.5× on a 1024 × 384 W from L3); for one in L2 it
-  // cost 25 % (measured, 16 rows of 352 × 128).
-  const int nb = (s->M + 3) / 4, pf = (double)s->N * s->K >= (1 << 18);
+  // Prefetching pays for a W of 128 Ki elements or more, which a decoding step streams from L3
+  // or memory (16 rows of a 1024 × 384 W 1.45×; the 6 × 384 model's whole step 1.15×), and
+  // costs for a small one that stays in L2 (16 rows of 352 × 128: 25 % slower with it).
+  const int nb = (s->M + 3) / 4, pf = (double)s->N * s->K >= (1 << 17);
   for (int j = j0; j < j1; j += 4) {
     const int JB = j1 - j < 4 ? j1 - j : 4;
     for (int b = 0; b < nb; b++) {
