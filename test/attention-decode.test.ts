@@ -4,13 +4,17 @@
  * itself: every row of a batch must have exactly the bits it gets alone, at 1 and at 2 threads.
  * Shapes: GQA (H ≠ Hkv) and not, D = 32, 48, 64, 128 and 40 (not a multiple of the 16-lane
  * vectors), a row at position 0, a row at the cache's last position, a short chunk of one
- * sequence at consecutive positions, and a skipped row (slot −1).
+ * sequence at consecutive positions, and a skipped row (slot −1). And forwardCached, which
+ * feeds every decoding row of a step through one such call per layer: each sequence of a
+ * ragged batch gets exactly the logits it gets alone.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { referenceBackend as ref } from "../src/core/reference.ts";
 import { loadNative, nativeBackend } from "../src/core/native.ts";
-import { difference, uniformSource, randomF32, ropeTables } from "../src/core/tensor-utils.ts";
+import { difference, normalizedMaxDiff, uniformSource, randomF32, ropeTables } from "../src/core/tensor-utils.ts";
+import { createCache, forwardCached, type DecodeConfig, type KvCache } from "../src/model/decode.ts";
+import { tinyModel } from "./infer-tiny.ts";
 
 const addon = loadNative();
 const nat = nativeBackend();
@@ -110,4 +114,61 @@ test("attentionDecode refuses rows outside the cache and bad head shapes, naming
   assert.throws(() => call(t.slot, t.pos, 3), /H must be a positive multiple of Hkv/);
   assert.throws(() => nat.attentionDecode(new Float32Array(1), t.q, t.k, t.v, t.kc, t.vc, t.cos, t.sin, t.slot, t.pos, N, c.H, c.Hkv, c.D, c.S, c.maxT),
     /out has 1 elements/);
+});
+
+// ------------------------------------------------------------------ forwardCached on top of it
+
+// The same math summed in another order, through two layers of dot products of ≤ 128 terms:
+// the worst-case reordering error of one such sum is ~K ulps of Σ|a·b| (test/gemm.test.ts's
+// bound), so 128 float32 ulps of the largest logit (measured up to 5e-6 of it, ~83 ulps, at AVX2).
+const ULPS = 128 * 2 ** -24;
+
+/** Each slot's prompt prefilled alone, then one step of `counts` tokens per slot: batched, and each slot alone. */
+function stepBothWays(cfg: Partial<DecodeConfig>, prompts: number[][], counts: number[], seed: number) {
+  const m = tinyModel({ seqLen: 64, ...cfg }, seed, nat), V = m.config.vocabSize, S = prompts.length;
+  const feed = prompts.map((p, i) => Array.from({ length: counts[i] }, (_, t) => (p.length * 7 + t * 3 + i) % V));
+  const prefilled = (): KvCache => {
+    const cache = createCache(m, S);
+    prompts.forEach((p, i) => forwardCached(m, cache, [i], [p.length], p));
+    return cache;
+  };
+  const slots = prompts.map((_, i) => i);
+  const batched = forwardCached(m, prefilled(), slots, counts, feed.flat());
+  const alone = slots.map((i) => forwardCached(m, prefilled(), [i], [counts[i]], feed[i]));
+  return { batched, alone, V };
+}
+
+test("forwardCached: a ragged decoding step gives each sequence exactly its logits alone (1 and 2 threads)", () => {
+  // Bitwise with AVX-512, where every product of up to 16 rows gives each row its solo bits
+  // (test/gemm.test.ts); at the other levels 9–24 rows of a small W take the blocked GEMM, which
+  // sums in another order: there within ULPS of the largest logit.
+  const bitwise = addon.simd() === "avx512";
+  // GQA with qk-norm and D = 8 (under one vector: masked loads), D = 32 (the speedrun's), D = 64
+  // with one kv head; 10 sequences at scattered positions, one of them a 3-token chunk, one at 0
+  const prompts = [[1], [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21], [5, 6], [9, 9, 9, 9, 9],
+    Array.from({ length: 40 }, (_, i) => (i * 5) % 31), [3, 1, 4, 1, 5, 9, 2, 6], [7], [8, 8], Array.from({ length: 62 }, (_, i) => i % 29), [4]];
+  const counts = [1, 1, 3, 1, 1, 1, 1, 1, 1, 1];
+  for (const cfg of [{}, { nEmbd: 128, nHead: 4, nKvHead: 2, qkNorm: false }, { nEmbd: 128, nHead: 2, nKvHead: 1 }]) {
+    for (const th of [1, 2]) {
+      addon.setThreads(th);
+      const { batched, alone, V } = stepBothWays(cfg, prompts, counts, 41);
+      alone.forEach((one, i) => {
+        const row = batched.subarray(i * V, (i + 1) * V), label = `${JSON.stringify(cfg)} threads=${th}: sequence ${i}`;
+        if (bitwise) assert.deepEqual(row, one, label);
+        else assert.ok(normalizedMaxDiff(row, one) <= ULPS, `${label}: ${normalizedMaxDiff(row, one)}`);
+      });
+    }
+  }
+});
+
+test("forwardCached: a step mixing a prefill chunk (tiled attention) with decoding rows equals each alone", () => {
+  // 20 rows push the products to the blocked GEMM, whose sums run in another order than one
+  // row's: equal within ULPS of the largest logit, not bitwise.
+  const prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9], [10, 11]];
+  const counts = [1, 18, 1, 1];
+  const { batched, alone, V } = stepBothWays({ nEmbd: 64, nHead: 4, nKvHead: 2 }, prompts, counts, 43);
+  alone.forEach((one, i) => {
+    const d = normalizedMaxDiff(batched.subarray(i * V, (i + 1) * V), one);
+    assert.ok(d <= ULPS, `sequence ${i}: max difference ${d} of the largest logit`);
+  });
 });
