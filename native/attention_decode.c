@@ -81,19 +81,27 @@ static inline __m512 reduce16(const __m512 a[16]) {
 }
 #define SLOT16(j) (((j) % 4) * 4 + (j) / 4)
 
-// Scores of 16 keys (nk valid; the rest score 0) starting at kb, for one query qs (D floats).
-static inline __m512 scores16(const float *qs, const float *kb, size_t kstride, int nk, int D) {
+// Scores of 16 keys starting at kb, for one query qs (D floats). Keys past nk repeat key
+// nk − 1 (valid memory; their scores lie past the row's last key and are never read). The key
+// loop is unrolled whole so that the 16 accumulators stay in registers.
+static inline __attribute__((always_inline)) __m512 scores16(const float *qs, const float *kb, size_t kstride, int nk, int D) {
+  const float *row[16];
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; j++) row[j] = kb + (size_t)(j < nk ? j : nk - 1) * kstride;
   __m512 acc[16];
+#pragma GCC unroll 16
   for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
   int c = 0;
   for (; c + 16 <= D; c += 16) {
     const __m512 qv = _mm512_loadu_ps(qs + c);
-    for (int j = 0; j < nk; j++) acc[SLOT16(j)] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kb + (size_t)j * kstride + c), acc[SLOT16(j)]);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) acc[SLOT16(j)] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(row[j] + c), acc[SLOT16(j)]);
   }
   if (c < D) {
     const __mmask16 m = (__mmask16)((1u << (D - c)) - 1);
     const __m512 qv = _mm512_maskz_loadu_ps(m, qs + c);
-    for (int j = 0; j < nk; j++) acc[SLOT16(j)] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, kb + (size_t)j * kstride + c), acc[SLOT16(j)]);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) acc[SLOT16(j)] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, row[j] + c), acc[SLOT16(j)]);
   }
   return reduce16(acc);
 }
@@ -120,41 +128,64 @@ static void group_scores(float *s, int stride, const float *qs, int g, const flo
 
 // ---------------------------------------------------------------- out = p · V
 
+#if defined(__AVX512F__)
+// o[h] = Σ_j p[h][j] · v_j for HN ≤ 2 heads of NC·16 values: NC zmm per head, two sets (keys 2
+// at a time, so the FMA chains overlap), then scaled by inv[h] into out.
+static inline __attribute__((always_inline)) void pv_heads(float *out, size_t ostride, const float *s, int stride, const float *inv,
+                                                           const float *vb, size_t kstride, int L, const int NC, const int HN) {
+  __m512 o0[2][8], o1[2][8];
+  for (int h = 0; h < HN; h++)
+    for (int c = 0; c < NC; c++) { o0[h][c] = _mm512_setzero_ps(); o1[h][c] = _mm512_setzero_ps(); }
+  int j = 0;
+  for (; j + 2 <= L; j += 2) {
+    const float *v0 = vb + (size_t)j * kstride, *v1 = v0 + kstride;
+    for (int h = 0; h < HN; h++) {
+      const __m512 p0 = _mm512_set1_ps(s[(size_t)h * stride + j]), p1 = _mm512_set1_ps(s[(size_t)h * stride + j + 1]);
+      for (int c = 0; c < NC; c++) {
+        o0[h][c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0 + 16 * c), o0[h][c]);
+        o1[h][c] = _mm512_fmadd_ps(p1, _mm512_loadu_ps(v1 + 16 * c), o1[h][c]);
+      }
+    }
+  }
+  if (j < L) {
+    const float *v0 = vb + (size_t)j * kstride;
+    for (int h = 0; h < HN; h++) {
+      const __m512 p0 = _mm512_set1_ps(s[(size_t)h * stride + j]);
+      for (int c = 0; c < NC; c++) o0[h][c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0 + 16 * c), o0[h][c]);
+    }
+  }
+  for (int h = 0; h < HN; h++) {
+    const __m512 sc = _mm512_set1_ps(inv[h]);
+    for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + (size_t)h * ostride + 16 * c, _mm512_mul_ps(_mm512_add_ps(o0[h][c], o1[h][c]), sc));
+  }
+}
+#endif
+
 // o[h] = Σ_j p[h][j] · v_j for the g heads (p at s + h·stride), then scaled by inv[h] into out.
 static void group_pv(float *out, size_t ostride, const float *s, int stride, const float *inv, int g,
                      const float *vb, size_t kstride, int L, int D) {
 #if defined(__AVX512F__)
   if (D % 16 == 0 && D <= 128) {
-    // accumulators: D/16 zmm per head, two sets (keys 2 at a time, so the FMA chains
-    // overlap), heads in sets of 2 when D ≤ 64: at most 16 zmm
+    // heads in sets of 2 when D ≤ 64 (at most 16 accumulators); NC, HN constants (pv_heads is
+    // inlined per case) so that the accumulators stay in registers
     const int nc = D / 16, hs = nc <= 4 ? 2 : 1;
     for (int h0 = 0; h0 < g; h0 += hs) {
       const int hn = g - h0 < hs ? g - h0 : hs;
-      __m512 o0[2][8], o1[2][8];
-      for (int h = 0; h < hn; h++)
-        for (int c = 0; c < nc; c++) { o0[h][c] = _mm512_setzero_ps(); o1[h][c] = _mm512_setzero_ps(); }
-      int j = 0;
-      for (; j + 2 <= L; j += 2) {
-        const float *v0 = vb + (size_t)j * kstride, *v1 = v0 + kstride;
-        for (int h = 0; h < hn; h++) {
-          const __m512 p0 = _mm512_set1_ps(s[(size_t)(h0 + h) * stride + j]), p1 = _mm512_set1_ps(s[(size_t)(h0 + h) * stride + j + 1]);
-          for (int c = 0; c < nc; c++) {
-            o0[h][c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0 + 16 * c), o0[h][c]);
-            o1[h][c] = _mm512_fmadd_ps(p1, _mm512_loadu_ps(v1 + 16 * c), o1[h][c]);
-          }
-        }
-      }
-      if (j < L) {
-        const float *v0 = vb + (size_t)j * kstride;
-        for (int h = 0; h < hn; h++) {
-          const __m512 p0 = _mm512_set1_ps(s[(size_t)(h0 + h) * stride + j]);
-          for (int c = 0; c < nc; c++) o0[h][c] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0 + 16 * c), o0[h][c]);
-        }
-      }
-      for (int h = 0; h < hn; h++) {
-        const __m512 sc = _mm512_set1_ps(inv[h0 + h]);
-        for (int c = 0; c < nc; c++)
-          _mm512_storeu_ps(out + (size_t)(h0 + h) * ostride + 16 * c, _mm512_mul_ps(_mm512_add_ps(o0[h][c], o1[h][c]), sc));
+      const float *sh = s + (size_t)h0 * stride;
+      float *oh = out + (size_t)h0 * ostride;
+      switch (nc * 4 + hn) {
+        case 5: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 1, 1); break;
+        case 6: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 1, 2); break;
+        case 9: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 2, 1); break;
+        case 10: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 2, 2); break;
+        case 13: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 3, 1); break;
+        case 14: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 3, 2); break;
+        case 17: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 4, 1); break;
+        case 18: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 4, 2); break;
+        case 21: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 5, 1); break;
+        case 25: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 6, 1); break;
+        case 29: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 7, 1); break;
+        default: pv_heads(oh, ostride, sh, stride, inv + h0, vb, kstride, L, 8, 1); break;
       }
     }
     return;
