@@ -41,6 +41,16 @@
 #define GEMM_TINY_FLOPS (1L << 19)  // up to 64^3, B (K, N), N % 16 == 0: no packing
 #endif
 #define GEMM_MT_SMALL (1L << 15)    // M <= 8: threads once B has 32 Ki elements (128 KiB)
+#if defined(__AVX512F__) && !defined(GEMM_SMALL_NT_M)
+// With AVX-512, gemm_small reduces 16 outputs per shuffle tree (tile() in gemm_small.c, W
+// prefetched a block ahead), which beats packing for any W up to 16 rows of x, and up to 32
+// when K ≥ 256. Measured, 1 thread, old and new interleaved (docs/benchmarks.md, Serving):
+// 16 rows of 1024 × 384 2.0×, 384 × 1024 1.7×, 128 × 352 1.7× the old paths; at K = 128 16
+// rows ran level with the blocked path and 24–32 rows at 0.7× of it, so those stay blocked.
+#define GEMM_SMALL_NT_M 32
+#define GEMM_SMALL_NT_MIN 0
+#define GEMM_SMALL_NT_OK(M, N, K) ((M) <= 16 || (K) >= 256)
+#endif
 #ifndef GEMM_SMALL_NT_M
 // y = x·Wᵀ with up to GEMM_SMALL_NT_M rows (batched decoding: one row per sequence) and a W
 // of at least GEMM_SMALL_NT_MIN elements (past L2) also streams W in place, 8 rows at a time
@@ -52,6 +62,9 @@
 #endif
 #ifndef GEMM_SMALL_NT_MIN
 #define GEMM_SMALL_NT_MIN (1L << 18)
+#endif
+#ifndef GEMM_SMALL_NT_OK
+#define GEMM_SMALL_NT_OK(M, N, K) 1
 #endif
 #define MAX_POOL 256
 
@@ -309,7 +322,7 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
       }
     return;
   }
-  if (M <= 8 || (transB && M <= GEMM_SMALL_NT_M && (double)N * K >= GEMM_SMALL_NT_MIN)) {  // bound by streaming B: worth a second thread once B is not tiny
+  if (M <= 8 || (transB && M <= GEMM_SMALL_NT_M && (double)N * K >= GEMM_SMALL_NT_MIN && GEMM_SMALL_NT_OK(M, N, K))) {  // bound by streaming B: worth a second thread once B is not tiny
     int threads = (double)N * K < GEMM_MT_SMALL ? 1 : pool_threads();
     gemm_small(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
     return;

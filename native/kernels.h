@@ -29,6 +29,7 @@
   X(norm)                \
   X(rope)                \
   X(attention)           \
+  X(attention_decode)    \
   X(swiglu)              \
   X(crossentropy)        \
   X(optim)               \

@@ -108,22 +108,34 @@ test("gemm: tiny products (unpacked path, N a multiple of 16) in all forms", () 
     }
 });
 
-test("gemm: batched decoding's x·Wᵀ (M = 9..24, W streamed in place) matches the reference, and each row equals that row alone", () => {
+test("gemm: batched decoding's x·Wᵀ (M = 2..32, W streamed in place) matches the reference, and each row equals that row alone", () => {
   let seed = 270;
-  for (const M of [9, 12, 16, 17, 24])
+  for (const M of [2, 4, 9, 12, 16, 17, 24, 32])
     for (const [N, K] of [[65, 333], [1024, 384], [16, 31]]) {
       check(false, true, M, N, K, 1, 0, seed++, true);
       check(false, true, M, N, K, -0.5, 1, seed++);
     }
-  // Row m of a batch of 16 is bitwise the product of that row alone: a sequence decoded in a
-  // batch gets exactly its solo logits from the linear layers.
-  const r = rng(290), M = 16, N = 1024, K = 384;
-  const A = randArray(M * K, r), W = randArray(N * K, r), C = new Float32Array(M * N), one = new Float32Array(N);
-  be.gemm(false, true, M, N, K, 1, A, W, 0, C);
-  for (let m = 0; m < M; m++) {
-    be.gemm(false, true, 1, N, K, 1, A.subarray(m * K, (m + 1) * K), W, 0, one);
-    assert.deepEqual(C.subarray(m * N, (m + 1) * N), one, `row ${m}`);
-  }
+  // Row m of a batch is bitwise the product of that row alone: a sequence decoded in a batch
+  // gets exactly its solo logits from the linear layers. Everywhere for up to 8 rows and for
+  // 9–24 rows of a W of 256 Ki elements or more; with AVX-512 (4 × 4 tiles whose 16 sums share
+  // one shuffle tree with the bits of the one-row path's horizontal sum) for any W up to 16
+  // rows, and up to 32 when K ≥ 256. Also with beta = 1 (x += y·Wᵀ), K off the vector width
+  // (the tail terms) and N off the tile width.
+  const avx512 = addon.simd() === "avx512";
+  const cases: [number, number, number][] = [[16, 1024, 384], [5, 1024, 384], [9, 1024, 384], [24, 1024, 384], [3, 65, 333], [8, 130, 128]];
+  if (avx512) cases.push([2, 130, 128], [13, 65, 333], [16, 352, 128], [16, 7, 16], [17, 384, 384], [32, 1024, 384], [30, 131, 257]);
+  let seed2 = 290;
+  for (const [M, N, K] of cases)
+    for (const beta of [0, 1]) {
+      const r = rng(seed2++);
+      const A = randArray(M * K, r), W = randArray(N * K, r), C0 = randArray(M * N, r), C = C0.slice();
+      be.gemm(false, true, M, N, K, 1, A, W, beta, C);
+      for (let m = 0; m < M; m++) {
+        const one = C0.slice(m * N, (m + 1) * N);
+        be.gemm(false, true, 1, N, K, 1, A.subarray(m * K, (m + 1) * K), W, beta, one);
+        assert.deepEqual(C.subarray(m * N, (m + 1) * N), one, `M=${M} N=${N} K=${K} beta=${beta}: row ${m}`);
+      }
+    }
 });
 
 test("gemm: beta 0 ignores NaN in C; beta 1 accumulates; other alpha/beta", () => {

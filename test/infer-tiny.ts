@@ -38,6 +38,22 @@ export const plain: Backend = {
       }
     }
   },
+  attentionDecode(out, q, k, v, kc, vc, cos, sin, slot, pos, N, H, Hkv, D, _S, maxT) {
+    // rope and the cache write for every row, then each row's attention: what the op promises
+    const kvW = Hkv * D, per = maxT * kvW;
+    for (let n = 0; n < N; n++) {
+      if (slot[n] < 0) continue;
+      plain.ropeForward(q.subarray(n * H * D, (n + 1) * H * D), cos, sin, 1, 1, H, D, pos[n]);
+      plain.ropeForward(k.subarray(n * kvW, (n + 1) * kvW), cos, sin, 1, 1, Hkv, D, pos[n]);
+      kc.set(k.subarray(n * kvW, (n + 1) * kvW), slot[n] * per + pos[n] * kvW);
+      vc.set(v.subarray(n * kvW, (n + 1) * kvW), slot[n] * per + pos[n] * kvW);
+    }
+    for (let n = 0; n < N; n++) {
+      if (slot[n] < 0) continue;
+      plain.attentionCached(out.subarray(n * H * D, (n + 1) * H * D), q.subarray(n * H * D, (n + 1) * H * D),
+        kc.subarray(slot[n] * per, (slot[n] + 1) * per), vc.subarray(slot[n] * per, (slot[n] + 1) * per), 1, 1, H, Hkv, D, pos[n], maxT);
+    }
+  },
   attentionCached(out, q, kc, vc, B, Tq, H, Hkv, D, pos0, maxT) {
     for (let b = 0; b < B; b++) for (let t = 0; t < Tq; t++) for (let h = 0; h < H; h++) {
       const g = Math.floor(h / (H / Hkv)), qo = ((b * Tq + t) * H + h) * D;

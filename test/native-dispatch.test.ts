@@ -2,7 +2,7 @@
  * Runtime CPU dispatch: one addon holds the kernels built for each instruction-set level
  * (portable, avx2, avx512 on x86-64) and picks the best the CPU runs at load time, or the one
  * MYNAH_SIMD names. Every level this CPU supports must report itself and give the results the
- * existing kernel tests demand (test/gemm.test.ts and test/ops.test.ts, run again with
+ * existing kernel tests demand (test/gemm.test.ts, test/ops.test.ts, test/attention-decode.test.ts, run again with
  * MYNAH_SIMD set: the same float64 references and tolerances); a level the CPU lacks, a
  * disabled one, or an unknown name is refused at load with an error naming it.
  */
@@ -82,7 +82,7 @@ function withoutTestContext(): NodeJS.ProcessEnv {
 // The kernel tests under every other supported level (the default level runs them as usual).
 for (const level of levels.filter((l) => l !== addon.simd())) {
   test(`gemm and op kernels at MYNAH_SIMD=${level} pass the kernel tests`, { timeout: 600_000 }, () => {
-    const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=tap", "test/gemm.test.ts", "test/ops.test.ts"],
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=tap", "test/gemm.test.ts", "test/ops.test.ts", "test/attention-decode.test.ts"],
       // (without NODE_TEST_CONTEXT, which would make the inner runner report to this one instead)
       { cwd: root, env: { ...withoutTestContext(), MYNAH_SIMD: level, MYNAH_SIMD_DISABLE: "" }, encoding: "utf8" });
     assert.equal(r.status, 0, `kernel tests failed at ${level}:\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);

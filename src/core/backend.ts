@@ -82,6 +82,17 @@ export interface Backend {
    */
   attentionCached(out: F32, q: F32, kCache: F32, vCache: F32, B: number, Tq: number, H: number,
                   Hkv: number, D: number, pos0: number, maxT: number): void;
+  /**
+   * One decoding step's attention over a ragged batch, in one call. Row n of q [N, H, D],
+   * k, v [N, Hkv, D] is the token at position pos[n] of cache slot slot[n] (slot −1: the row is
+   * skipped, out untouched). For each row: rope q[n] and k[n] at pos[n] in place (ropeForward's
+   * rotation with the tables cos, sin [maxT, D/2]); write k[n], v[n] into kCache, vCache
+   * [S, maxT, Hkv, D] at (slot, pos); then, after every row's write, out[n] [H, D] =
+   * attention of q[n] over that slot's positions 0..pos[n] (as attentionCached). So rows of
+   * one slot at consecutive positions (a short chunk) see each other's keys.
+   */
+  attentionDecode(out: F32, q: F32, k: F32, v: F32, kCache: F32, vCache: F32, cos: F32, sin: F32,
+                  slot: I32, pos: I32, N: number, H: number, Hkv: number, D: number, S: number, maxT: number): void;
 
   /** SwiGLU: out = silu(gate) · up, elementwise over n values. silu(x) = x / (1 + e^−x). */
   swigluForward(out: F32, gate: F32, up: F32, n: number): void;

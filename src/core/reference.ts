@@ -247,6 +247,32 @@ function attentionCached(out: F32, q: F32, kCache: F32, vCache: F32, B: number, 
     }
 }
 
+/** rope + cache write per row, then attentionCached per row (the composition the native op fuses). */
+function attentionDecode(out: F32, q: F32, k: F32, v: F32, kCache: F32, vCache: F32, cos: F32, sin: F32,
+                         slot: I32, pos: I32, N: number, H: number, Hkv: number, D: number, S: number, maxT: number): void {
+  const op = "attentionDecode";
+  checkHeads(op, H, Hkv);
+  need(op, "q", q, N * H * D); need(op, "out", out, N * H * D); need(op, "k", k, N * Hkv * D); need(op, "v", v, N * Hkv * D);
+  need(op, "kCache", kCache, S * maxT * Hkv * D); need(op, "vCache", vCache, S * maxT * Hkv * D);
+  need(op, "slot", slot, N); need(op, "pos", pos, N);
+  const kvW = Hkv * D, per = maxT * kvW;
+  for (let n = 0; n < N; n++) {
+    if (slot[n] < 0) continue;
+    if (slot[n] >= S || pos[n] < 0 || pos[n] >= maxT)
+      throw new Error(`${op}: row ${n}: slot ${slot[n]}, position ${pos[n]} is outside the cache (${S} slots of ${maxT} positions)`);
+    rope(op, q.subarray(n * H * D, (n + 1) * H * D), cos, sin, 1, 1, H, D, pos[n], 1);
+    rope(op, k.subarray(n * kvW, (n + 1) * kvW), cos, sin, 1, 1, Hkv, D, pos[n], 1);
+    kCache.set(k.subarray(n * kvW, (n + 1) * kvW), slot[n] * per + pos[n] * kvW);
+    vCache.set(v.subarray(n * kvW, (n + 1) * kvW), slot[n] * per + pos[n] * kvW);
+  }
+  for (let n = 0; n < N; n++) {
+    if (slot[n] < 0) continue;
+    const base = slot[n] * per;
+    attentionCached(out.subarray(n * H * D, (n + 1) * H * D), q.subarray(n * H * D, (n + 1) * H * D),
+      kCache.subarray(base, base + per), vCache.subarray(base, base + per), 1, 1, H, Hkv, D, pos[n], maxT);
+  }
+}
+
 // ---------------------------------------------------------------- SwiGLU
 // gate, up, out, dgate, dup [n]
 
@@ -393,6 +419,7 @@ export const referenceBackend: Backend = {
   attentionForward,
   attentionBackward,
   attentionCached,
+  attentionDecode,
   swigluForward,
   swigluBackward,
   crossEntropy,

@@ -11,7 +11,8 @@
  *
  * The cache holds B independent sequences ("slots"), each with its own length, so a batch of
  * prompts of different lengths decodes together: the matrix products run over all active
- * slots at once (M = number of slots), rope and attention per slot at its own position.
+ * slots at once (M = number of slots), rope and attention at each slot's own position (one
+ * ragged-batch call per layer for decoding rows, see forwardCached).
  * Shapes: C model width, H query heads, Hkv key/value heads, D head size (C/H unless headDim),
  * Q = H·D, F MLP width, V vocab.
  */
@@ -99,6 +100,9 @@ export function resetSlot(cache: KvCache, slot: number): void {
   cache.length[slot] = 0;
 }
 
+/** A slot fed this many tokens at once attends through attentionCached's tiled prefill; fewer, through attentionDecode. */
+const PREFILL_ROWS = 16;
+
 /** Scratch buffers for N rows, kept between calls of the same size. */
 interface Scratch {
   N: number;
@@ -145,9 +149,25 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
   }
   const ids32 = Int32Array.from(ids as ArrayLike<number>);
   for (let i = 0; i < N; i++) if (!(ids32[i] >= 0 && ids32[i] < V)) throw new Error(`forwardCached: token id ${ids32[i]} is outside the vocabulary [0, ${V})`);
-  // The common case of batched decoding (a batch started together): consecutive slots, the
-  // same length, the same count — then rope and attention run once over all of them.
-  const uniform = slots.length > 1 && slots.every((sl, i) => sl === slots[0] + i && counts[i] === counts[0] && cache.length[sl] === cache.length[slots[0]]);
+  // Rope, the cache write and attention go one of two ways. A slot fed a prefill chunk
+  // (PREFILL_ROWS tokens or more) takes ropeForward + attentionCached, whose tiled forward
+  // suits many queries (one call per slot, or one for all when the slots are consecutive, at
+  // one length, with one count: a batch of prompts started together). Every other row (a
+  // decoding step's one token per slot, a short chunk) goes into ONE attentionDecode call per
+  // layer with its slot and position, whatever the mix of positions: a per-slot call each
+  // was most of a small model's step.
+  const uniform = slots.length > 1 && counts[0] >= PREFILL_ROWS &&
+    slots.every((sl, i) => sl === slots[0] + i && counts[i] === counts[0] && cache.length[sl] === cache.length[slots[0]]);
+  const rowSlot = new Int32Array(N), rowPos = new Int32Array(N);
+  let decodeRows = 0;
+  for (let i = 0, row = 0; i < slots.length; i++) {
+    const chunk = uniform || counts[i] >= PREFILL_ROWS;
+    for (let t = 0; t < counts[i]; t++, row++) {
+      rowSlot[row] = chunk ? -1 : slots[i];
+      rowPos[row] = cache.length[slots[i]] + t;
+    }
+    if (!chunk) decodeRows += counts[i];
+  }
   const S = scratch(model, N);
   const x = S.x.subarray(0, N * C), h = S.h.subarray(0, N * C), rstd = S.rstd.subarray(0, N);
   const q = S.q.subarray(0, N * Q), k = S.k.subarray(0, N * kvW), v = S.v.subarray(0, N * kvW);
@@ -182,11 +202,13 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
       be.ropeForward(k, cache.cos, cache.sin, slots.length, counts[0], Hkv, D, cache.length[slots[0]]);
     }
     const kc = cache.k[l], vc = cache.v[l];
+    if (decodeRows > 0) be.attentionDecode(att, q, k, v, kc, vc, cache.cos, cache.sin, rowSlot, rowPos, N, H, Hkv, D, cache.B, cache.maxT);
     let row = 0;
     for (let i = 0; i < slots.length; i++) {
-      // Write this slot's new keys (roped) and values at its positions: the slot's cache is
-      // [maxT, Hkv, D], contiguous, so the new positions go at pos0.
+      // A prefill chunk: write this slot's new keys (roped) and values at its positions (the
+      // slot's cache is [maxT, Hkv, D], contiguous, so the new positions go at pos0).
       const s = slots[i], T = counts[i], pos0 = cache.length[s];
+      if (!uniform && T < PREFILL_ROWS) { row += T; continue; }
       const ks = k.subarray(row * kvW, (row + T) * kvW);
       if (!uniform) {
         be.ropeForward(q.subarray(row * Q, (row + T) * Q), cache.cos, cache.sin, 1, T, H, D, pos0);
