@@ -75,6 +75,14 @@ export const plain: Backend = {
       }
     }
   },
+  logSumExp(out, x, R, V) {
+    for (let n = 0; n < R; n++) {
+      let m = -Infinity, s = 0;
+      for (let j = 0; j < V; j++) m = Math.max(m, x[n * V + j]);
+      for (let j = 0; j < V; j++) s += Math.exp(x[n * V + j] - m);
+      out[n] = m + Math.log(s);
+    }
+  },
   swigluForward(out, g, u, n) { for (let i = 0; i < n; i++) out[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i]; },
   crossEntropy: notUsed, embeddingBackward: notUsed, rmsnormBackward: notUsed, ropeBackward: notUsed,
   attentionForward: notUsed, attentionBackward: notUsed, swigluBackward: notUsed, adamw: notUsed, muon: notUsed,

@@ -407,3 +407,36 @@ test("native ops work on subarray views (offset memory) and name the op and argu
   assert.throws(() => nat.ropeForward(q, new Float32Array(4), new Float32Array(4), 1, 2, 1, 8, 0), /ropeForward: cos has 4 elements, the shapes need 8/);
   assert.throws(() => nat.attentionCached(o2, q, k, v, 1, 2, H, Hkv, D, 8, 9), /pos0 \+ Tq exceeds/);
 });
+
+test("native logSumExp = float64 reference within its bound; rows independent of the batch and thread count", () => {
+  const rng = uniformSource(23);
+  for (const [R, V, spread] of [[1, 1, 1], [3, 17, 4], [16, 1024, 8], [5, 32768, 20], [2, 151936, 30]]) {
+    const x = randomF32(R * V, rng, -spread, spread);
+    if (V > 1) x[V - 1] = -Infinity; // a masked entry (padded vocabulary) adds nothing
+    const want = new Float32Array(R);
+    ref.logSumExp(want, x, R, V);
+    const wanted64: number[] = [];
+    for (let n = 0; n < R; n++) {
+      let m = -Infinity, s = 0;
+      for (let j = 0; j < V; j++) m = Math.max(m, x[n * V + j]);
+      for (let j = 0; j < V; j++) s += Math.exp(x[n * V + j] - m);
+      wanted64.push(m + Math.log(s));
+    }
+    for (let n = 0; n < R; n++) assert.ok(Math.abs(want[n] - wanted64[n]) <= Math.abs(wanted64[n]) * 2 ** -24, `reference row ${n}`);
+    withThreads((th) => {
+      const got = new Float32Array(R);
+      nat.logSumExp(got, x, R, V);
+      for (let n = 0; n < R; n++) {
+        // exp_fast is within ~2 ulp; the float32 sum of V terms (16 lanes, then the lanes) adds
+        // up to (V/16 + 16) roundings of 2^-24 relative to the sum; the output is rounded to float32.
+        const bound = 4 * 2 ** -24 + (V / 16 + 16) * 2 ** -24 + Math.abs(wanted64[n]) * 2 ** -24;
+        assert.ok(Math.abs(got[n] - wanted64[n]) <= bound, `R=${R} V=${V} threads=${th} row ${n}: ${got[n]} vs ${wanted64[n]} (bound ${bound})`);
+        // each row alone gives the same bits
+        const one = new Float32Array(1);
+        nat.logSumExp(one, x.subarray(n * V, (n + 1) * V), 1, V);
+        assert.equal(one[0], got[n]);
+      }
+    });
+  }
+  assert.throws(() => nat.logSumExp(new Float32Array(1), new Float32Array(3), 1, 4), /logSumExp: x has 3 elements, the shapes need 4/);
+});

@@ -110,6 +110,12 @@ export interface Backend {
                N: number, V: number, scale: number): number;
 
   /**
+   * out[n] = log Σ_j exp(x[n, j]) for R rows of V values (max-shifted). Decoding takes each
+   * sampled token's log-probability as z[id] − out[n], one call for the whole batch.
+   */
+  logSumExp(out: F32, x: F32, R: number, V: number): void;
+
+  /**
    * AdamW step on n values (decoupled weight decay, bias-corrected; step counts from 1):
    *   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
    *   p −= lr · ( m/(1−β1^step) / (sqrt(v/(1−β2^step)) + eps) + wd · p )

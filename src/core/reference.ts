@@ -293,6 +293,17 @@ function swigluBackward(dgate: F32, dup: F32, dout: F32, gate: F32, up: F32, n: 
 // ---------------------------------------------------------------- cross-entropy
 // logits, dlogits [N, V]; targets, losses [N]
 
+function logSumExp(out: F32, x: F32, R: number, V: number): void {
+  const op = "logSumExp";
+  need(op, "out", out, R); need(op, "x", x, R * V);
+  for (let n = 0; n < R; n++) {
+    let m = -Infinity, sum = 0;
+    for (let j = 0; j < V; j++) m = Math.max(m, x[n * V + j]);
+    for (let j = 0; j < V; j++) sum += Math.exp(x[n * V + j] - m);
+    out[n] = m + Math.log(sum);
+  }
+}
+
 function crossEntropy(dlogits: F32 | null, losses: F32 | null, logits: F32, targets: I32,
                       N: number, V: number, scale: number): number {
   const op = "crossEntropy";
@@ -423,6 +434,7 @@ export const referenceBackend: Backend = {
   swigluForward,
   swigluBackward,
   crossEntropy,
+  logSumExp,
   adamw,
   muon,
   sumSquares,

@@ -163,10 +163,14 @@ export class ContinuousBatcher {
     const t1 = performance.now();
     this.time.forwardMs += t1 - t0;
     this.time.rows += batch.length;
+    // Every row's log-sum-exp in one native call: the sampled token's log-probability is then
+    // z[id] − lse (the V exponentials per row in JavaScript cost as much as a small model's step).
+    const lse = new Float32Array(batch.length);
+    this.model.backend.logSumExp(lse, logits, batch.length, V);
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i];
       try {
-        this.advance(r, logits.subarray(i * V, (i + 1) * V));
+        this.advance(r, logits.subarray(i * V, (i + 1) * V), lse[i]);
       } catch (err) {
         // One request's failure (a sampler or decoder error) ends that request only.
         this.running.delete(r.handle);
@@ -178,15 +182,15 @@ export class ContinuousBatcher {
     this.time.sampleMs += performance.now() - t1;
   }
 
-  /** Samples the next token of one running request from its logits row [V]. */
-  private advance(r: Running, row: Float32Array): void {
+  /** Samples the next token of one running request from its logits row [V] (log-sum-exp lse). */
+  private advance(r: Running, row: Float32Array, lse: number): void {
     const s = r.seq;
-    const { id, logprob } = sampleToken(row, r.req.opts, s.rng, s.context, s.ids);
+    const { id, logprob } = sampleToken(row, r.req.opts, s.rng, s.context, s.ids, lse);
     const k = r.req.topLogprobs ?? 0;
     const before = s.ids.length;
     const live = s.accept(id, logprob);
     // A stop token is not part of the reply (accept does not keep it), so it is not reported.
-    if (s.ids.length > before) r.tokens.push(k > 0 ? { id, logprob, top: topLogprobs(row, k) } : { id, logprob });
+    if (s.ids.length > before) r.tokens.push(k > 0 ? { id, logprob, top: topLogprobs(row, k, lse) } : { id, logprob });
     let ended = !live;
     if (live && r.req.opts.shouldStop?.(0)) { s.end("stop", "caller"); ended = true; }
     if (live && !ended && this.cache.length[r.slot] + 1 > this.maxT) { s.end("context"); ended = true; }

@@ -234,12 +234,15 @@ function* decodeSteps(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots:
   let active = seqs.map((_, i) => i);
   while (active.length > 0) {
     const next: number[] = [], feed: number[] = [];
+    // Embedding rows past the tokenizer (Qwen pads its vocabulary to a multiple of 128) are no text.
+    if (tok.vocabSize < V) for (let r = 0; r < active.length; r++) logits.fill(-Infinity, r * V + tok.vocabSize, (r + 1) * V);
+    // Every row's log-sum-exp in one native call (for the sampled tokens' log-probabilities).
+    const lse = new Float32Array(active.length);
+    model.backend.logSumExp(lse, logits, active.length, V);
     for (let r = 0; r < active.length; r++) {
       const s = seqs[active[r]];
       const row = logits.subarray(r * V, (r + 1) * V);
-      // Embedding rows past the tokenizer (Qwen pads its vocabulary to a multiple of 128) are no text.
-      if (tok.vocabSize < V) row.fill(-Infinity, tok.vocabSize);
-      const { id, logprob } = sampleToken(row, opts, s.rng, s.context, s.ids);
+      const { id, logprob } = sampleToken(row, opts, s.rng, s.context, s.ids, lse[r]);
       if (!s.accept(id, logprob)) continue;
       if (opts.shouldStop?.(active[r])) {
         s.end("stop", "caller");

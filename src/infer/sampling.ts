@@ -40,13 +40,22 @@ export function checkSampling(o: SamplingOptions): void {
   }
 }
 
-/** log softmax(logits)[id], computed stably in float64. logits [V]. */
-export function logSoftmaxAt(logits: ArrayLike<number>, id: number): number {
+/** log Σ exp(logits), computed stably in float64. logits [V]. */
+export function logSumExp(logits: ArrayLike<number>): number {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  return logits[id] - max - Math.log(sum);
+  return max + Math.log(sum);
+}
+
+/**
+ * log softmax(logits)[id]. logits [V]; `lse` is the row's log-sum-exp when the caller has it
+ * (a decoding batch gets every row's in one native call, `Backend.logSumExp`: the V
+ * exponentials are most of the sampler's time in JavaScript), else it is computed here.
+ */
+export function logSoftmaxAt(logits: ArrayLike<number>, id: number, lse = logSumExp(logits)): number {
+  return logits[id] - lse;
 }
 
 /** Index of the largest value (the first one on ties). */
@@ -66,13 +75,9 @@ export interface Sampled {
  * The k most likely tokens under the model (log softmax of the raw logits [V]), best first,
  * ties by lower id: what OpenAI's `top_logprobs` reports.
  */
-export function topLogprobs(logits: ArrayLike<number>, k: number): Sampled[] {
+export function topLogprobs(logits: ArrayLike<number>, k: number, lse?: number): Sampled[] {
   if (k <= 0) return [];
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  const lse = max + Math.log(sum);
+  lse ??= logSumExp(logits);
   // k is small (≤ 20): keep a sorted list of the best k while scanning once.
   const best: number[] = [];
   for (let i = 0; i < logits.length; i++) {
@@ -87,10 +92,11 @@ export function topLogprobs(logits: ArrayLike<number>, k: number): Sampled[] {
 /**
  * Picks the next token. logits [V] (not modified); `context` holds the ids the repetition
  * penalty applies to (prompt and generated so far); `generated` the ids the frequency and
- * presence penalties count (the reply so far).
+ * presence penalties count (the reply so far); `lse` the row's log-sum-exp when the caller has
+ * it (see logSoftmaxAt).
  */
 export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, context: ArrayLike<number> = [],
-                            generated: ArrayLike<number> = []): Sampled {
+                            generated: ArrayLike<number> = [], lse?: number): Sampled {
   const V = logits.length;
   let z: Float32Array | Float64Array = logits;
   if (o.repetitionPenalty !== 1 && context.length > 0) {
@@ -107,7 +113,7 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, 
   }
   if (o.temperature === 0 || o.topK === 1) {
     const id = argmax(z);
-    return { id, logprob: logSoftmaxAt(logits, id) };
+    return { id, logprob: logSoftmaxAt(logits, id, lse) };
   }
   // Candidates in rank order (logit descending, lower id first on ties), found by partial
   // selection instead of sorting the vocabulary: top-k keeps a k-element heap over one pass
@@ -116,8 +122,8 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng, 
   // in rank order) is the full sort's, so a seed gives the same tokens as sorting would; the
   // one difference is the no-top-k normaliser, summed in id order (a different rounding of
   // the same total, which can move a draw only within ~1e-16 of a boundary).
-  if (o.topK > 0 && o.topK < V) return pickFrom(topKInOrder(z, o.topK), z, o, rng, logits);
-  return pickFromHeap(z, o, rng, logits);
+  const id = o.topK > 0 && o.topK < V ? pickFrom(topKInOrder(z, o.topK), z, o, rng) : pickFromHeap(z, o, rng);
+  return { id, logprob: logSoftmaxAt(logits, id, lse) };
 }
 
 /** a ranks before b: larger logit, then lower id. */
@@ -158,7 +164,7 @@ function topKInOrder(z: ArrayLike<number>, k: number): number[] {
 }
 
 /** Top-p over candidates in rank order, then the draw (the full sort's arithmetic). */
-function pickFrom(order: number[], z: ArrayLike<number>, o: SamplingOptions, rng: Rng, logits: Float32Array): Sampled {
+function pickFrom(order: number[], z: ArrayLike<number>, o: SamplingOptions, rng: Rng): number {
   const max = z[order[0]];
   const p = order.map((i) => Math.exp((z[i] - max) / o.temperature));
   let total = p.reduce((s, x) => s + x, 0);
@@ -172,21 +178,21 @@ function pickFrom(order: number[], z: ArrayLike<number>, o: SamplingOptions, rng
     p.length = keep;
     total = p.reduce((s, x) => s + x, 0);
   }
-  return draw(order, p, total, rng, logits);
+  return draw(order, p, total, rng);
 }
 
-function draw(order: number[], p: number[], total: number, rng: Rng, logits: Float32Array): Sampled {
+function draw(order: number[], p: number[], total: number, rng: Rng): number {
   let u = rng.next() * total;
   let pick = order[order.length - 1];
   for (let j = 0; j < order.length; j++) {
     u -= p[j];
     if (u < 0) { pick = order[j]; break; }
   }
-  return { id: pick, logprob: logSoftmaxAt(logits, pick) };
+  return pick;
 }
 
 /** No top-k: a max-heap over the whole vocabulary (O(V) to build), popped in rank order as far as needed. */
-function pickFromHeap(z: ArrayLike<number>, o: SamplingOptions, rng: Rng, logits: Float32Array): Sampled {
+function pickFromHeap(z: ArrayLike<number>, o: SamplingOptions, rng: Rng): number {
   const V = z.length;
   const h = new Int32Array(V);
   for (let i = 0; i < V; i++) h[i] = i;
@@ -224,7 +230,7 @@ function pickFromHeap(z: ArrayLike<number>, o: SamplingOptions, rng: Rng, logits
       cum += p[p.length - 1] / total;
       if (cum >= o.topP) break;
     }
-    return draw(order, p, p.reduce((s, x) => s + x, 0), rng, logits);
+    return draw(order, p, p.reduce((s, x) => s + x, 0), rng);
   }
   // Whole vocabulary: walk in rank order until the draw is used up.
   let u = rng.next() * total;
@@ -234,5 +240,5 @@ function pickFromHeap(z: ArrayLike<number>, o: SamplingOptions, rng: Rng, logits
     u -= Math.exp((z[last] - max) / o.temperature);
     if (u < 0) break;
   }
-  return { id: last, logprob: logSoftmaxAt(logits, last) };
+  return last;
 }
