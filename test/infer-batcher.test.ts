@@ -17,6 +17,24 @@ import { tinyModel } from "./infer-tiny.ts";
 const chars = "abcdefghijklmnopqrstuvwxyz .,!?\n<>|/#é中文".split("");
 const tok = charTokenizer(chars.slice(0, 40));
 
+test("a vocabulary padded past the tokenizer (Qwen) never yields a padding id, batched as alone", () => {
+  // 48 embedding rows for a 40-token tokenizer; the padding rows' logits pushed far up, so
+  // any sampler that looked at them would pick one.
+  const m = tinyModel({ vocabSize: 48 }, 9);
+  const head = m.weight("lm_head.weight");
+  for (let i = 40 * 32; i < 48 * 32; i++) head[i] *= 40;
+  const opts: GenerateOptions = { ...DEFAULT_GENERATE, temperature: 1.5, seed: 3, maxNewTokens: 20, stopTokens: [] };
+  const alone = generate(m, tok, [1, 2, 3], opts);
+  const b = new ContinuousBatcher(m, tok, 2);
+  let got: Generation | null = null;
+  b.add({ prompt: [1, 2, 3], opts, onDone: (g) => { got = g; } });
+  b.add({ prompt: [4], opts: { ...opts, seed: 4 } });
+  while (b.busy) b.step();
+  assert.deepEqual(got!.ids, alone.ids);
+  assert.ok(alone.ids.length === 20 && alone.ids.every((id) => id < 40), `ids ${alone.ids}`);
+  assert.ok(got!.logprobs.every((lp, j) => Math.abs(lp - alone.logprobs[j]) < 1e-5));
+});
+
 test("requests joining and leaving a running batch decode exactly as alone", () => {
   const m = tinyModel({ seqLen: 96 }, 5);
   const reqs: { prompt: number[]; opts: GenerateOptions }[] = [

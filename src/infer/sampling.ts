@@ -58,6 +58,15 @@ export function logSoftmaxAt(logits: ArrayLike<number>, id: number, lse = logSum
   return logits[id] - lse;
 }
 
+/**
+ * Rows [R, V] of logits for a model whose embedding has more rows than its tokenizer has
+ * tokens (Qwen pads its vocabulary to a multiple of 128): the padding ids are no text, so
+ * their logits become −∞ before anything is sampled or normalised.
+ */
+export function maskPastVocabulary(logits: Float32Array, R: number, V: number, tokens: number): void {
+  if (tokens < V) for (let r = 0; r < R; r++) logits.fill(-Infinity, r * V + tokens, (r + 1) * V);
+}
+
 /** Index of the largest value (the first one on ties). */
 export function argmax(x: ArrayLike<number>): number {
   let best = 0;
