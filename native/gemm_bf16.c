@@ -564,6 +564,77 @@ static void compute_task(void *ctx, int task, int thread) {
   if (s->fallback) ftz_off(csr);
 }
 
+#if defined(__AVX512F__)
+// Prefetch part `part` of `parts` of the float32 source lines of op(A) rows [i, i + 32), k
+// [k0, k0 + kc): the panel packed next, pulled in while the tiles work on this one.
+static inline void prefetch_a(const bf_args *g, int i, int m, int k0, int kc, int part, int parts) {
+  int rows = g->transA ? kc : m;                       // source rows
+  int len = (g->transA ? m : kc) * 4;                  // bytes each
+  int r0 = (int)((long)rows * part / parts), r1 = (int)((long)rows * (part + 1) / parts);
+  for (int r = r0; r < r1; r++) {
+    const char *x = g->transA ? (const char *)(g->A + (size_t)(k0 + r) * g->lda + i) : (const char *)(g->A + (size_t)(i + r) * g->lda + k0);
+    for (int b = 0; b < len + 63; b += 64) _mm_prefetch(x + (b < len ? b : len - 1), _MM_HINT_T0);
+  }
+}
+
+// Prefetch for writing the 32 x 32 block of C at c (the next one the tiles store): its
+// lines are read for ownership while this block computes instead of when its tiles store.
+static inline void prefetch_c(const float *c, ptrdiff_t ldc, int m, int n) {
+  for (int i = 0; i < m; i++) {
+    const char *r = (const char *)(c + (size_t)i * ldc);
+    __asm__ __volatile__("prefetchw %0" : : "m"(*r));
+    __asm__ __volatile__("prefetchw %0" : : "m"(*(r + (n * 4 - 1 < 64 ? n * 4 - 1 : 64))));
+    if (n * 4 > 128) __asm__ __volatile__("prefetchw %0" : : "m"(*(r + n * 4 - 1)));
+  }
+}
+
+// The AMX task: one 32-row panel of op(A) at a time, packed just before its tiles use it (so
+// it stays in L1), against every column block of the task; the next panel's float32 source
+// and the next C block are prefetched while the tiles compute, so the memory traffic these
+// shapes need (A read once, C written once) runs under the tile work instead of between it.
+static void compute_task_amx(void *ctx, int task, int thread) {
+  const plan *s = ctx;
+  const bf_args *g = s->g;
+  int i0 = (task / s->nt) * s->mchunk, j0 = (task % s->nt) * s->nchunk;
+  int i1 = i0 + s->mchunk < g->M ? i0 + s->mchunk : g->M;
+  int j1 = j0 + s->nchunk < s->ns ? j0 + s->nchunk : s->ns;
+  if (i0 >= i1 || j0 >= j1) return;
+  amx_begin();
+  uint32_t *Ap = buf_a[thread];
+  _Alignas(64) float tile[32 * NR];
+  const int nb = (j1 - j0 + NR - 1) / NR;  // column blocks per panel
+  for (int q = s->q0; q < s->q0 + s->nq; q++) {
+    int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
+    float beta = q == 0 ? g->beta : 1.0f;
+    const uint32_t *Bq = s->Bs + (size_t)(q - s->q0) * (s->kstep / 2) * s->nsp;
+    for (int ir = i0; ir < i1; ir += AMX_MR) {
+      int m = i1 - ir < AMX_MR ? i1 - ir : AMX_MR;
+      pack_a_amx(g, ir, m, pc, kc, kq, Ap);
+      int in = ir + AMX_MR, mn = i1 - in < AMX_MR ? i1 - in : AMX_MR;  // the next panel (this q)
+      for (int b = 0, jr = j0; jr < j1; jr += NR, b++) {
+        int n = j1 - jr < NR ? j1 - jr : NR;
+        float *c = g->C + (size_t)ir * g->ldc + s->js + jr;
+        if (jr + NR < j1) prefetch_c(c + NR, g->ldc, m, j1 - jr - NR < NR ? j1 - jr - NR : NR);
+        else if (mn > 0) prefetch_c(g->C + (size_t)in * g->ldc + s->js + j0, g->ldc, mn, j1 - j0 < NR ? j1 - j0 : NR);
+        if (mn > 0) prefetch_a(g, in, mn, pc, kc, b, nb);
+        const uint32_t *bp = Bq + (size_t)jr * kq;
+        if (m == AMX_MR && n == NR) {
+          ukernel_amx(kq, Ap, bp, c, g->ldc, g->alpha, beta);
+        } else {
+          ukernel_amx(kq, Ap, bp, tile, NR, 1.0f, 0.0f);
+          for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+              float *d = c + (size_t)i * g->ldc + j;
+              *d = g->alpha * tile[i * NR + j] + (beta == 0 ? 0 : beta * *d);
+            }
+        }
+      }
+    }
+  }
+  amx_end();
+}
+#endif
+
 static void run_tasks(pool_task_fn fn, void *ctx, int ntasks, int threads) {
   if (threads > 1 && ntasks > 1)
     pool_run(fn, ctx, ntasks);
@@ -622,7 +693,11 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
     for (s.q0 = 0; s.q0 < s.slices; s.q0 += group) {
       s.nq = s.slices - s.q0 < group ? s.slices - s.q0 : group;
       run_tasks(pack_b_task, &s, s.nq * s.npack, threads);
-      run_tasks(compute_task, &s, s.mt * s.nt, threads);
+#if defined(__AVX512F__)
+      if (s.amx) run_tasks(compute_task_amx, &s, s.mt * s.nt, threads);
+      else
+#endif
+        run_tasks(compute_task, &s, s.mt * s.nt, threads);
     }
   }
   return 1;
