@@ -203,6 +203,26 @@ static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uin
 // op(B) k [k0, k0 + kc), columns [j0, j0 + nc) -> NR-wide panels of kq pair rows each (kq ≥ kp: zeros).
 static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uint32_t *restrict Bp) {
   int kp = (kc + 1) / 2;
+#if defined(__AVX512F__)
+  if (!g->transB) {
+    // B (K, N) rows run across the panels: read each pair of rows once, whole (the
+    // panel-by-panel order reads 128-byte pieces at a 4·N-byte stride, which the hardware
+    // prefetchers do not follow), and scatter 16-column pieces to their panels.
+    int np = (nc + NR - 1) / NR;
+    for (int p = 0; p < kq; p++) {
+      const float *lo = g->B + (size_t)(k0 + 2 * p) * g->ldb + j0, *hi = lo + g->ldb;
+      int has_lo = p < kp, has_hi = 2 * p + 1 < kc;
+      for (int c = 0; c < np * NR; c += 16) {
+        int n = nc - c < 16 ? nc - c : 16;
+        __mmask16 m = (__mmask16)(n <= 0 || !has_lo ? 0 : (1u << n) - 1);
+        __m512i l = cvt16(_mm512_maskz_loadu_ps(m, lo + c));
+        __m512i h = has_hi ? cvt16(_mm512_maskz_loadu_ps(m, hi + c)) : _mm512_setzero_si512();
+        _mm512_storeu_si512(Bp + (size_t)(c / NR) * NR * kq + (size_t)p * NR + c % NR, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+      }
+    }
+    return;
+  }
+#endif
   for (int jp = 0; jp < nc; jp += NR, Bp += (size_t)NR * kq) {
     int n = nc - jp < NR ? nc - jp : NR;
     if (g->transB) pack_rows(g->B + (size_t)(j0 + jp) * g->ldb + k0, g->ldb, n, kc, NR, Bp);
@@ -214,9 +234,11 @@ static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uin
 #if defined(__AVX512F__)
 // AMX wants op(A) row by row: panels of AMX_MR rows, row i = kq pair words (k contiguous).
 #define AMX_MR 32
+#define TMP_COLS 256
+static inline int round_up32(int x) { return (x + 31) / 32 * 32; }
+static _Thread_local _Alignas(64) uint32_t tmp_wide[16 * TMP_COLS];
 static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
   int kp = (kc + 1) / 2;
-  _Alignas(64) uint32_t tmp[16 * AMX_MR];
   for (int ip = 0; ip < mc; ip += AMX_MR, Ap += (size_t)AMX_MR * kq) {
     int m = mc - ip < AMX_MR ? mc - ip : AMX_MR;
     if (!g->transA) {  // rows along k: convert in place, 16 pairs at a time
@@ -232,17 +254,28 @@ static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq,
           _mm512_storeu_si512(d + p, left > 0 ? pairs16(x + 2 * p, left) : _mm512_setzero_si512());
         }
       }
-    } else {  // columns across k: pair words (16 pairs x AMX_MR) then 16 x 16 transposes
-      for (int p0 = 0; p0 < kq; p0 += 16) {
-        int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
-        memset(tmp, 0, sizeof tmp);
-        if (np > 0) pack_cols(g->A + (size_t)(k0 + 2 * p0) * g->lda + i0 + ip, g->lda, m, kc - 2 * p0 < 32 ? kc - 2 * p0 : 32, AMX_MR, tmp);
-        for (int r = 0; r < AMX_MR; r += 16) {
-          __m512i q[16];
-          for (int t = 0; t < 16; t++) q[t] = _mm512_load_si512(tmp + t * AMX_MR + r);
-          transpose16i(q);
-          for (int i = 0; i < 16; i++) _mm512_storeu_si512(Ap + (size_t)(r + i) * kq + p0, q[i]);
-        }
+    } else {  // columns across k: done below for all panels at once
+      break;
+    }
+  }
+  if (!g->transA) return;
+  // op(A) = Aᵀ, A (K, M): each k row of A holds a piece of every panel's rows. Read up to 256
+  // columns of 32 rows at a time (1 KiB runs, which the prefetchers follow; one panel's
+  // 128-byte pieces at a 4·M-byte stride they do not), as pair words, then 16 x 16 transposes.
+  uint32_t *tmpw = tmp_wide;
+  for (int c0 = 0; c0 < mc; c0 += TMP_COLS) {
+    int wc = mc - c0 < TMP_COLS ? mc - c0 : TMP_COLS, wp = round_up32(wc);
+    for (int p0 = 0; p0 < kq; p0 += 16) {
+      int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
+      if (np > 0) pack_cols(g->A + (size_t)(k0 + 2 * p0) * g->lda + i0 + c0, g->lda, wc, kc - 2 * p0 < 32 ? kc - 2 * p0 : 32, wp, tmpw);
+      if (np < 16) memset(tmpw + (size_t)np * wp, 0, (size_t)(16 - np) * wp * sizeof(uint32_t));
+      for (int r = 0; r < wp; r += 16) {
+        __m512i q[16];
+        for (int t = 0; t < 16; t++) q[t] = _mm512_loadu_si512(tmpw + (size_t)t * wp + r);
+        transpose16i(q);
+        int row = c0 + r;  // row of op(A) within [i0, i0 + mc), rounded panels
+        uint32_t *d = Ap + (size_t)(row / AMX_MR) * AMX_MR * kq + (size_t)(row % AMX_MR) * kq + p0;
+        for (int i = 0; i < 16; i++) _mm512_storeu_si512(d + (size_t)i * kq, q[i]);
       }
     }
   }
@@ -573,7 +606,7 @@ static inline void prefetch_a(const bf_args *g, int i, int m, int k0, int kc, in
   int r0 = (int)((long)rows * part / parts), r1 = (int)((long)rows * (part + 1) / parts);
   for (int r = r0; r < r1; r++) {
     const char *x = g->transA ? (const char *)(g->A + (size_t)(k0 + r) * g->lda + i) : (const char *)(g->A + (size_t)(i + r) * g->lda + k0);
-    for (int b = 0; b < len + 63; b += 64) _mm_prefetch(x + (b < len ? b : len - 1), _MM_HINT_T0);
+    for (int b = 0; b < len + 63; b += 64) _mm_prefetch(x + (b < len ? b : len - 1), _MM_HINT_T1);
   }
 }
 
@@ -592,6 +625,54 @@ static inline void prefetch_c(const float *c, ptrdiff_t ldc, int m, int n) {
 // it stays in L1), against every column block of the task; the next panel's float32 source
 // and the next C block are prefetched while the tiles compute, so the memory traffic these
 // shapes need (A read once, C written once) runs under the tile work instead of between it.
+// Two loop orders, the same sums (each element of C adds its K slices in ascending order):
+//   - K slices inside the panel loop when all the packed slices of B fit in L2 (y = x·Wᵀ and
+//     dX = dY·W, K = 384 or 1,024: the weights): the panel's C rows stay in cache across the
+//     slices and go to memory once;
+//   - K slices outside when they do not (dW = dYᵀ·X, K = 16,384 tokens): one packed B slice
+//     stays in L2 for all the task's panels, and the task's (small) C in cache across slices.
+#define AMX_B_CACHED (1L << 20)  // packed B of the group up to this many bytes: slices inside
+
+typedef struct {
+  const plan *s;
+  uint32_t *Ap;
+  float *tile;
+  int j0, j1, nb, i1;
+} amx_task;
+
+// The tiles of one packed panel (op(A) rows [ir, ir + m), slice q, at ap) times every column
+// block of the task; on the way, part `part0 + b` of `parts` of the float32 source of op(A)
+// rows [pi, pi + pm), slice pq (the next thing packed; pm = 0: none) is prefetched, and the
+// next C block the tiles store (the next panel's first when this one ends at column j1).
+static void amx_panel(const amx_task *t, int ir, int m, int q, const uint32_t *ap, int pi, int pm, int pq, int part0,
+                      int parts) {
+  const plan *s = t->s;
+  const bf_args *g = s->g;
+  int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
+  float beta = q == 0 ? g->beta : 1.0f;
+  const uint32_t *Bq = s->Bs + (size_t)(q - s->q0) * (s->kstep / 2) * s->nsp;
+  int pn = pq * s->kstep, kn = g->K - pn < s->kstep ? g->K - pn : s->kstep;
+  int in = ir + AMX_MR, mn = t->i1 - in < AMX_MR ? t->i1 - in : AMX_MR;
+  for (int b = 0, jr = t->j0; jr < t->j1; jr += NR, b++) {
+    int n = t->j1 - jr < NR ? t->j1 - jr : NR;
+    float *c = g->C + (size_t)ir * g->ldc + s->js + jr;
+    if (jr + NR < t->j1) prefetch_c(c + NR, g->ldc, m, t->j1 - jr - NR < NR ? t->j1 - jr - NR : NR);
+    else if (mn > 0) prefetch_c(g->C + (size_t)in * g->ldc + s->js + t->j0, g->ldc, mn, t->j1 - t->j0 < NR ? t->j1 - t->j0 : NR);
+    if (pm > 0) prefetch_a(g, pi, pm, pn, kn, part0 + b, parts);
+    const uint32_t *bp = Bq + (size_t)jr * kq;
+    if (m == AMX_MR && n == NR) {
+      ukernel_amx(kq, ap, bp, c, g->ldc, g->alpha, beta);
+    } else {
+      ukernel_amx(kq, ap, bp, t->tile, NR, 1.0f, 0.0f);
+      for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+          float *d = c + (size_t)i * g->ldc + j;
+          *d = g->alpha * t->tile[i * NR + j] + (beta == 0 ? 0 : beta * *d);
+        }
+    }
+  }
+}
+
 static void compute_task_amx(void *ctx, int task, int thread) {
   const plan *s = ctx;
   const bf_args *g = s->g;
@@ -600,35 +681,28 @@ static void compute_task_amx(void *ctx, int task, int thread) {
   int j1 = j0 + s->nchunk < s->ns ? j0 + s->nchunk : s->ns;
   if (i0 >= i1 || j0 >= j1) return;
   amx_begin();
-  uint32_t *Ap = buf_a[thread];
   _Alignas(64) float tile[32 * NR];
-  const int nb = (j1 - j0 + NR - 1) / NR;  // column blocks per panel
-  for (int q = s->q0; q < s->q0 + s->nq; q++) {
-    int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
-    float beta = q == 0 ? g->beta : 1.0f;
-    const uint32_t *Bq = s->Bs + (size_t)(q - s->q0) * (s->kstep / 2) * s->nsp;
-    for (int ir = i0; ir < i1; ir += AMX_MR) {
-      int m = i1 - ir < AMX_MR ? i1 - ir : AMX_MR;
-      pack_a_amx(g, ir, m, pc, kc, kq, Ap);
-      int in = ir + AMX_MR, mn = i1 - in < AMX_MR ? i1 - in : AMX_MR;  // the next panel (this q)
-      for (int b = 0, jr = j0; jr < j1; jr += NR, b++) {
-        int n = j1 - jr < NR ? j1 - jr : NR;
-        float *c = g->C + (size_t)ir * g->ldc + s->js + jr;
-        if (jr + NR < j1) prefetch_c(c + NR, g->ldc, m, j1 - jr - NR < NR ? j1 - jr - NR : NR);
-        else if (mn > 0) prefetch_c(g->C + (size_t)in * g->ldc + s->js + j0, g->ldc, mn, j1 - j0 < NR ? j1 - j0 : NR);
-        if (mn > 0) prefetch_a(g, in, mn, pc, kc, b, nb);
-        const uint32_t *bp = Bq + (size_t)jr * kq;
-        if (m == AMX_MR && n == NR) {
-          ukernel_amx(kq, Ap, bp, c, g->ldc, g->alpha, beta);
-        } else {
-          ukernel_amx(kq, Ap, bp, tile, NR, 1.0f, 0.0f);
-          for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) {
-              float *d = c + (size_t)i * g->ldc + j;
-              *d = g->alpha * tile[i * NR + j] + (beta == 0 ? 0 : beta * *d);
-            }
-        }
+  amx_task t = {s, buf_a[thread], tile, j0, j1, (j1 - j0 + NR - 1) / NR, i1};
+  int qe = s->q0 + s->nq, mc = i1 - i0;
+  if (s->nq == 1 || (long)s->nq * (s->kstep / 2) * (j1 - j0) * 4 <= AMX_B_CACHED) {
+    // panel by panel, each packed just before its tiles (L1), slices inside
+    for (int ir = i0; ir < i1; ir += AMX_MR)
+      for (int q = s->q0; q < qe; q++) {
+        int m = i1 - ir < AMX_MR ? i1 - ir : AMX_MR, last = q + 1 == qe, ni = last ? ir + AMX_MR : ir;
+        int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep;
+        pack_a_amx(g, ir, m, pc, kc, pair_rows(s, kc), t.Ap);
+        amx_panel(&t, ir, m, q, t.Ap, ni, ni < i1 ? (i1 - ni < AMX_MR ? i1 - ni : AMX_MR) : 0, last ? s->q0 : q + 1, 0, t.nb);
       }
+  } else {
+    // slice by slice: the task's op(A) rows for the slice packed at once (long source runs;
+    // the next slice's prefetched under the tiles), every panel against the slice of B in L2
+    int panels = (mc + AMX_MR - 1) / AMX_MR;
+    for (int q = s->q0; q < qe; q++) {
+      int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
+      pack_a_amx(g, i0, mc, pc, kc, kq, t.Ap);
+      for (int ir = i0, x = 0; ir < i1; ir += AMX_MR, x++)
+        amx_panel(&t, ir, i1 - ir < AMX_MR ? i1 - ir : AMX_MR, q, t.Ap + (size_t)(ir - i0) * kq, i0, q + 1 < qe ? mc : 0, q + 1,
+                  x * t.nb, panels * t.nb);
     }
   }
   amx_end();
@@ -684,7 +758,9 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
     int mchunk = round_up((g->M + want - 1) / want, s.mr);
     s.mchunk = mchunk > MC ? MC : mchunk;
     s.mt = (g->M + s.mchunk - 1) / s.mchunk;
-    int nt = s.mt >= want ? 1 : (want + s.mt - 1) / s.mt;
+    // AMX: split columns only when there are fewer row chunks than threads (each column
+    // chunk packs the same op(A) rows again: for dW = dYᵀ·X that is a second pass over dY)
+    int nt = s.mt >= (s.amx ? threads : want) ? 1 : ((s.amx ? threads : want) + s.mt - 1) / s.mt;
     int panels = s.nsp / NR;
     if (nt > panels) nt = panels;
     s.nchunk = round_up((s.ns + nt - 1) / nt, NR);
