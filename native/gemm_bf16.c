@@ -100,6 +100,16 @@ static inline uint32_t f2u(float x) {
 static inline uint32_t pair(float lo, float hi) { return bf16_bits(f2u(lo)) | bf16_bits(f2u(hi)) << 16; }
 
 #if defined(__AVX512F__)
+// The packing converts with VCVTNE2PS2BF16 where the CPU has AVX512_BF16 (every CPU with AMX
+// or VDPBF16PS: one instruction for 32 floats), else with the integer emulation below. Both
+// give bf16_bits(): the instruction rounds to nearest even, treats float32 subnormal inputs as
+// zero (keeping the sign), and quiets a NaN by setting bit 6 of its top half (Intel SDM,
+// VCVTNE2PS2BF16, convert_fp32_to_bfloat16), so the packed operands, and the results, are the
+// same bits either way (test/gemm-bf16.test.ts compares the paths bitwise).
+#define BF16_TARGET __attribute__((target("avx512bf16")))
+#define PK_TARGET BF16_TARGET
+static int cvt_hw;  // VCVTNE2PS2BF16 in the packing: set with the path (gemm_bf16_blocked)
+
 // 16 floats -> their bf16 bits in the low half of each lane (bf16_bits, vectorized).
 static inline __m512i cvt16(__m512 x) {
   __m512i u = _mm512_castps_si512(x), hi = _mm512_srli_epi32(u, 16);
@@ -112,8 +122,9 @@ static inline __m512i cvt16(__m512 x) {
   return r;
 }
 
-// words[p] = pair(x[2p], x[2p+1]) for 16 pairs read from 32 contiguous floats (masked by n floats).
-static inline __m512i pairs16(const float *x, int n) {
+// words[p] = pair(x[2p], x[2p+1]) for 16 pairs read from 32 contiguous floats (masked by n floats):
+// the 32 bf16 values in memory order.
+PK_TARGET static inline __m512i pairs16(const float *x, int n) {
   __m512 lo, hi;
   if (n >= 32) {
     lo = _mm512_loadu_ps(x);
@@ -122,10 +133,25 @@ static inline __m512i pairs16(const float *x, int n) {
     lo = _mm512_maskz_loadu_ps((__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1), x);
     hi = _mm512_maskz_loadu_ps((__mmask16)(n <= 16 ? 0 : (1u << (n - 16)) - 1), x + 16);
   }
+  if (cvt_hw) return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
   __m256i a = _mm512_cvtepi32_epi16(cvt16(lo)), b = _mm512_cvtepi32_epi16(cvt16(hi));
   return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
 }
 
+// words[c] = pair(lo[c], hi[c]) for 16 columns of two k rows.
+PK_TARGET static inline __m512i rowpairs16(__m512 lo, __m512 hi) {
+  if (cvt_hw) {  // [bf(lo 0..15), bf(hi 0..15)] -> interleaved halves
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+                                         19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+  }
+  return _mm512_or_si512(cvt16(lo), _mm512_slli_epi32(cvt16(hi), 16));
+}
+#else
+#define PK_TARGET
+#endif
+
+#if defined(__AVX512F__)
 #include "transpose16.h"
 // The same transpose on 32-bit words (bf16 pairs).
 static inline void transpose16i(__m512i q[16]) {
@@ -140,7 +166,7 @@ static inline void transpose16i(__m512i q[16]) {
 
 // rows[r] runs along k (A (M, K) untransposed; B (N, K) transposed): dst[p·W + r] = pair(rows[r][2p], rows[r][2p+1]),
 // for k in [0, kc); rows r >= w and k >= kc are zero.
-static void pack_rows(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
+PK_TARGET static void pack_rows(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
   int kp = (kc + 1) / 2, p = 0;
 #if defined(__AVX512F__)
   for (int r0 = 0; r0 < W; r0 += 16) {
@@ -163,7 +189,7 @@ static void pack_rows(const float *src, size_t ld, int w, int kc, int W, uint32_
 }
 
 // src[k·ld + c] runs along the columns (A (K, M) transposed; B (K, N)): dst[p·W + c] = pair(src[2p][c], src[2p+1][c]).
-static void pack_cols(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
+PK_TARGET static void pack_cols(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
   int kp = (kc + 1) / 2;
   for (int p = 0; p < kp; p++, dst += W) {
     const float *lo = src + (size_t)(2 * p) * ld, *hi = lo + ld;
@@ -172,10 +198,9 @@ static void pack_cols(const float *src, size_t ld, int w, int kc, int W, uint32_
     for (; c < W; c += 16) {
       int n = w - c < 16 ? w - c : 16;
       __mmask16 m = (__mmask16)(n <= 0 ? 0 : (1u << n) - 1);
-      __m512i l = cvt16(_mm512_maskz_loadu_ps(m, lo + c));
-      __m512i h = has_hi ? cvt16(_mm512_maskz_loadu_ps(m, hi + c)) : _mm512_setzero_si512();
+      __m512 l = _mm512_maskz_loadu_ps(m, lo + c), h = has_hi ? _mm512_maskz_loadu_ps(m, hi + c) : _mm512_setzero_ps();
       __mmask16 all = (__mmask16)((1u << (W - c < 16 ? W - c : 16)) - 1);
-      _mm512_mask_storeu_epi32(dst + c, all, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+      _mm512_mask_storeu_epi32(dst + c, all, rowpairs16(l, h));
     }
 #endif
     for (; c < W; c++) dst[c] = c >= w ? 0 : pair(lo[c], has_hi ? hi[c] : 0.0f);
@@ -190,7 +215,7 @@ typedef struct {
 } bf_args;
 
 // op(A) rows [i0, i0 + mc), k [k0, k0 + kc) -> MR-tall panels of kq pair rows each (kq ≥ kp: zeros).
-static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
+PK_TARGET static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
   int kp = (kc + 1) / 2;
   for (int ip = 0; ip < mc; ip += MR, Ap += (size_t)MR * kq) {
     int m = mc - ip < MR ? mc - ip : MR;
@@ -201,7 +226,7 @@ static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uin
 }
 
 // op(B) k [k0, k0 + kc), columns [j0, j0 + nc) -> NR-wide panels of kq pair rows each (kq ≥ kp: zeros).
-static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uint32_t *restrict Bp) {
+PK_TARGET static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uint32_t *restrict Bp) {
   int kp = (kc + 1) / 2;
 #if defined(__AVX512F__)
   if (!g->transB) {
@@ -215,9 +240,8 @@ static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uin
       for (int c = 0; c < np * NR; c += 16) {
         int n = nc - c < 16 ? nc - c : 16;
         __mmask16 m = (__mmask16)(n <= 0 || !has_lo ? 0 : (1u << n) - 1);
-        __m512i l = cvt16(_mm512_maskz_loadu_ps(m, lo + c));
-        __m512i h = has_hi ? cvt16(_mm512_maskz_loadu_ps(m, hi + c)) : _mm512_setzero_si512();
-        _mm512_storeu_si512(Bp + (size_t)(c / NR) * NR * kq + (size_t)p * NR + c % NR, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+        __m512 l = _mm512_maskz_loadu_ps(m, lo + c), h = has_hi ? _mm512_maskz_loadu_ps(m, hi + c) : _mm512_setzero_ps();
+        _mm512_storeu_si512(Bp + (size_t)(c / NR) * NR * kq + (size_t)p * NR + c % NR, rowpairs16(l, h));
       }
     }
     return;
@@ -237,7 +261,7 @@ static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uin
 #define TMP_COLS 256
 static inline int round_up32(int x) { return (x + 31) / 32 * 32; }
 static _Thread_local _Alignas(64) uint32_t tmp_wide[16 * TMP_COLS];
-static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
+PK_TARGET static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
   int kp = (kc + 1) / 2;
   for (int ip = 0; ip < mc; ip += AMX_MR, Ap += (size_t)AMX_MR * kq) {
     int m = mc - ip < AMX_MR ? mc - ip : AMX_MR;
@@ -330,7 +354,6 @@ static void ukernel_fallback(int kp, const uint32_t *restrict Ap, const uint32_t
 }
 
 #if defined(__AVX512F__)
-#define BF16_TARGET __attribute__((target("avx512bf16")))
 // VDPBF16PS: 24 accumulators, each instruction 16 lanes x 2 products.
 BF16_TARGET static void ukernel_dp(int kp, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
                                    ptrdiff_t ldc, float alpha, float beta) {
@@ -361,9 +384,30 @@ BF16_TARGET static void ukernel_dp(int kp, const uint32_t *restrict Ap, const ui
 // AMX: C (32 x 32) in four 16 x 16 float32 tiles; per 32 k, two A tiles (16 rows x 16 pairs,
 // from the row-major panel) and two B tiles (16 pairs x 16 columns, from the NR = 32 panel
 // with a 128-byte row stride); TDPBF16PS does 16 x 16 x 32 multiply-adds at once.
-#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f")))
-AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
-                                   ptrdiff_t ldc, float alpha, float beta) {
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16")))
+
+// Packing of the next panel of op(A) (rows along k: NT and NN) done a few pieces at a time
+// inside the tile loop: TDPBF16PS keeps the tile unit busy 16 cycles while the core's vector
+// ports are free, so the conversion and, above all, the waits for A's float32 source lines
+// from memory run in the tile work's shadow instead of between panels.
+typedef struct {
+  const float *src;  // row 0 of the source panel (op(A) rows along k)
+  size_t ld;
+  uint32_t *dst;     // the packed panel: row i at dst + i·kq
+  int kq, kc, rows;  // pair rows, k values, source rows (< AMX_MR: the rest zero, done first)
+  int u, n, per;     // next piece, pieces (rows x kq/16), pieces per tile step
+} a_packer;
+
+PK_TARGET static inline void a_pack_some(a_packer *k, int count) {
+  int upr = k->kq / 16;
+  for (; count > 0 && k->u < k->n; count--, k->u++) {
+    int i = k->u / upr, p = (k->u - i * upr) * 16, left = k->kc - 2 * p;
+    _mm512_storeu_si512(k->dst + (size_t)i * k->kq + p, left > 0 ? pairs16(k->src + (size_t)i * k->ld + 2 * p, left) : _mm512_setzero_si512());
+  }
+}
+
+AMX_TARGET static inline void ukernel_amx_pk(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
+                                             ptrdiff_t ldc, float alpha, float beta, a_packer *pk) {
   _Alignas(64) float acc[AMX_MR * NR];
   // alpha 1 and beta 0 or 1 (every training product): the tiles start from C (or zero) and are
   // stored straight into it; otherwise through acc and the alpha/beta merge below.
@@ -390,6 +434,7 @@ AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const ui
     _tile_loadd(5, Ap + (size_t)16 * kq + p, sa);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
+    if (pk) a_pack_some(pk, pk->per);
   }
   if (direct) {
     _tile_stored(0, C, sc);
@@ -410,6 +455,11 @@ AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const ui
       if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), x);
       _mm512_storeu_ps(r, x);
     }
+}
+
+AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
+                                   ptrdiff_t ldc, float alpha, float beta) {
+  ukernel_amx_pk(kq, Ap, Bp, C, ldc, alpha, beta, NULL);
 }
 
 // Palette 1, every tile 16 rows x 64 bytes; loaded by each thread before its AMX work.
@@ -645,7 +695,7 @@ typedef struct {
 // rows [pi, pi + pm), slice pq (the next thing packed; pm = 0: none) is prefetched, and the
 // next C block the tiles store (the next panel's first when this one ends at column j1).
 static void amx_panel(const amx_task *t, int ir, int m, int q, const uint32_t *ap, int pi, int pm, int pq, int part0,
-                      int parts) {
+                      int parts, a_packer *pk) {
   const plan *s = t->s;
   const bf_args *g = s->g;
   int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
@@ -661,9 +711,9 @@ static void amx_panel(const amx_task *t, int ir, int m, int q, const uint32_t *a
     if (pm > 0) prefetch_a(g, pi, pm, pn, kn, part0 + b, parts);
     const uint32_t *bp = Bq + (size_t)jr * kq;
     if (m == AMX_MR && n == NR) {
-      ukernel_amx(kq, ap, bp, c, g->ldc, g->alpha, beta);
+      ukernel_amx_pk(kq, ap, bp, c, g->ldc, g->alpha, beta, pk);
     } else {
-      ukernel_amx(kq, ap, bp, t->tile, NR, 1.0f, 0.0f);
+      ukernel_amx_pk(kq, ap, bp, t->tile, NR, 1.0f, 0.0f, pk);
       for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
           float *d = c + (size_t)i * g->ldc + j;
@@ -671,6 +721,7 @@ static void amx_panel(const amx_task *t, int ir, int m, int q, const uint32_t *a
         }
     }
   }
+  if (pk) a_pack_some(pk, pk->n);  // whatever the tile steps left
 }
 
 static void compute_task_amx(void *ctx, int task, int thread) {
@@ -685,13 +736,40 @@ static void compute_task_amx(void *ctx, int task, int thread) {
   amx_task t = {s, buf_a[thread], tile, j0, j1, (j1 - j0 + NR - 1) / NR, i1};
   int qe = s->q0 + s->nq, mc = i1 - i0;
   if (s->nq == 1 || (long)s->nq * (s->kstep / 2) * (j1 - j0) * 4 <= AMX_B_CACHED) {
-    // panel by panel, each packed just before its tiles (L1), slices inside
+    // panel by panel, each in L1, slices inside; with rows along k (NT, NN) the next panel
+    // is packed inside this one's tile loop (a_packer), into the other half of the buffer
+    uint32_t *cur = t.Ap, *nxt = t.Ap + (size_t)AMX_MR * (KC / 2);
+    int fused = !g->transA, packed = 0;
     for (int ir = i0; ir < i1; ir += AMX_MR)
       for (int q = s->q0; q < qe; q++) {
-        int m = i1 - ir < AMX_MR ? i1 - ir : AMX_MR, last = q + 1 == qe, ni = last ? ir + AMX_MR : ir;
-        int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep;
-        pack_a_amx(g, ir, m, pc, kc, pair_rows(s, kc), t.Ap);
-        amx_panel(&t, ir, m, q, t.Ap, ni, ni < i1 ? (i1 - ni < AMX_MR ? i1 - ni : AMX_MR) : 0, last ? s->q0 : q + 1, 0, t.nb);
+        int m = i1 - ir < AMX_MR ? i1 - ir : AMX_MR, last = q + 1 == qe, ni = last ? ir + AMX_MR : ir, nq = last ? s->q0 : q + 1;
+        int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
+        int mn = ni < i1 ? (i1 - ni < AMX_MR ? i1 - ni : AMX_MR) : 0;
+        if (!packed) pack_a_amx(g, ir, m, pc, kc, kq, cur);
+        a_packer pk, *pkp = NULL;
+        if (fused && mn > 0) {
+          int pn = nq * s->kstep, kn = g->K - pn < s->kstep ? g->K - pn : s->kstep, kqn = pair_rows(s, kn);
+          pk = (a_packer){g->A + (size_t)ni * g->lda + pn, (size_t)g->lda, nxt, kqn, kn, mn, 0, mn * (kqn / 16), 0};
+          if (mn < AMX_MR) memset(nxt + (size_t)mn * kqn, 0, (size_t)(AMX_MR - mn) * kqn * sizeof(uint32_t));
+          int steps = t.nb * (kq / 16);
+          pk.per = (pk.n + steps - 1) / steps;
+          pkp = &pk;
+        }
+        // prefetched: the panel packed next, or with fusion the one after it (the fused
+        // packing's loads then find their lines in L2)
+        int fi = ni, fq = nq, fm = mn;
+        if (pkp) {
+          fi = nq + 1 < qe ? ni : ni + AMX_MR;
+          fq = nq + 1 < qe ? nq + 1 : s->q0;
+          fm = fi < i1 ? (i1 - fi < AMX_MR ? i1 - fi : AMX_MR) : 0;
+        }
+        amx_panel(&t, ir, m, q, cur, fi, fm, fq, 0, t.nb, pkp);
+        packed = pkp != NULL;
+        if (packed) {
+          uint32_t *x = cur;
+          cur = nxt;
+          nxt = x;
+        }
       }
   } else {
     // slice by slice: the task's op(A) rows for the slice packed at once (long source runs;
@@ -702,7 +780,7 @@ static void compute_task_amx(void *ctx, int task, int thread) {
       pack_a_amx(g, i0, mc, pc, kc, kq, t.Ap);
       for (int ir = i0, x = 0; ir < i1; ir += AMX_MR, x++)
         amx_panel(&t, ir, i1 - ir < AMX_MR ? i1 - ir : AMX_MR, q, t.Ap + (size_t)(ir - i0) * kq, i0, q + 1 < qe ? mc : 0, q + 1,
-                  x * t.nb, panels * t.nb);
+                  x * t.nb, panels * t.nb, NULL);
     }
   }
   amx_end();
@@ -732,6 +810,9 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
   s.uk = ukernel_fallback;
 #endif
   s.fallback = !have_dp();
+#if defined(__AVX512F__)
+  cvt_hw = have_dp();
+#endif
   s.slices = (g->K + KC - 1) / KC;
   s.kstep = round_up((g->K + s.slices - 1) / s.slices, 32);
   if (s.kstep > KC) s.kstep = KC;
