@@ -27,7 +27,12 @@
 // shared; tasks over row (and column) chunks of C, each packing its own op(A) rows. Each
 // element of C is summed by one task over K in a fixed order, so results do not depend on
 // the thread count. Products of every size take the blocked path (training shapes are
-// large; decoding stays float32).
+// large; decoding stays float32). The AMX path has its own task (compute_task_amx): one
+// 32-row panel of op(A) in L1 at a time, the next one packed or prefetched under the tile
+// work, C blocks prefetched for writing; the same sums in the same order.
+//
+// Peaks (for the bench and MFU) are the best of many ~1 ms register-only tries, and
+// gemmBf16Bandwidth() measures the memory rates the float32 operands and C stream at.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
