@@ -11,6 +11,7 @@
  * OpenBLAS picks its kernel by CPU model; where it falls back to an AVX2 kernel on an AVX-512
  * machine a second column forces its AVX-512 (SkylakeX) kernel, the strongest peer.
  * The machine's peak is the cores times one core's FMA throughput (a loop in native/gemm.c).
+ * Then the bf16 GEMM on the "shakespeare" layer shapes at each thread count (bench/bf16-gemm.ts).
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
@@ -20,6 +21,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadNative, type NativeAddon } from "../src/core/native.ts";
+import { bf16GemmShapes, type Bf16GemmRow } from "./bf16-gemm.ts";
 
 type Addon = NativeAddon & { gemmPeakGflops(): number; gemmInfo(): string };
 
@@ -183,6 +185,10 @@ export async function run(): Promise<unknown> {
     }
     for (const t of threadCounts) peak[t] = t * core1;
     for (const p of peers.values()) p.close();
+    // issue 14: the bf16 GEMM on the "shakespeare" layer shapes, against its unit's peak
+    const bf16: Bf16GemmRow[] = [];
+    if (typeof (a as { gemmBf16?: unknown }).gemmBf16 === "function" && process.env.MYNAH_BENCH_SKIP_BF16 !== "1")
+      for (const t of threadCounts) bf16.push(...bf16GemmShapes(t));
     a.setThreads(startThreads);
 
     const skxHead = skx ? `  OB-SKX  ratio` : "";
@@ -203,7 +209,7 @@ export async function run(): Promise<unknown> {
       console.log(`\nscaling 1 → 2 threads on the layer shapes: ${(s(2) / s(1)).toFixed(2)}x`);
     }
     console.log(`load average at start ${load.toFixed(2)} (other processes share these cores; rows are best of ${ROUNDS} interleaved rounds)`);
-    return { kernel: a.gemmInfo(), openblasCore: core, peakGflops: peak, loadAverage: load, rows };
+    return { kernel: a.gemmInfo(), openblasCore: core, peakGflops: peak, loadAverage: load, rows, bf16 };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

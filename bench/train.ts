@@ -34,6 +34,7 @@ import { createGPT, type Precision } from "../src/model/gpt.ts";
 import { clipGradNorm, createOptimizer, DEFAULT_OPTIMIZER } from "../src/train/optim.ts";
 import { profileBackend, type OpTime } from "../src/train/profile.ts";
 import { machinePeakFlops, pretrain } from "../src/train/pretrain.ts";
+import { bf16GemmShapes } from "./bf16-gemm.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
@@ -284,7 +285,7 @@ export async function run(): Promise<unknown> {
       ? `  reached ${ttl.target} at step ${ttl.step} after ${ttl.reachedAtSec.toFixed(1)} s (quoted, not measured here: nanoGPT's CPU recipe took 170 s without reaching it on the 2-core AMD Zen 5 machine of docs/benchmarks.md, per mynah issue 2; target ≤ 55 s)`
       : `  NOT reached: final validation loss ${ttl.finalValLoss} after ${ttl.totalSec.toFixed(1)} s`);
   } else console.log(`\ntime to 1.88: skipped (${shown(SHAKESPEARE)} is absent)`);
-  const gemms = BF16 ? gemmShapes(units!) : null;
+  const gemms = BF16 ? gemmShapes() : null;
   let curve: Curve | null = null;
   if (!BF16 || process.env.MYNAH_BENCH_SKIP_CURVE === "1") console.log("\ntraining curve fp32 vs bf16: skipped");
   else if (existsSync(SHAKESPEARE)) curve = trainingCurve();
@@ -320,39 +321,9 @@ function bf16Units(): Units {
   return { info: a.gemmBf16Info(), amx, vdpbf16ps: dp, fma };
 }
 
-/**
- * gemm (float32) and gemmBf16 on the "shakespeare" layer shapes (N = B·T = 16384 rows,
- * width 384, MLP 1024), each form of training, GFLOP/s and % of its measured peak × threads.
- */
-function gemmShapes(u: Units): unknown[] {
-  setThreads(THREADS);
-  const a = loadNative();
-  const N = QUICK ? 4096 : 16384, C = 384, F = 1024;
-  const fp32Peak = u.fma * THREADS, bfPeak = (u.amx || u.vdpbf16ps || u.fma) * THREADS;
-  const rand = (n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * 0.5);
-  const out: unknown[] = [];
-  console.log(`\nbf16 GEMM on the shakespeare layer shapes (${THREADS} threads; % of each path's measured peak: fp32 ${fp32Peak.toFixed(0)}, ` +
-    `bf16 ${bfPeak.toFixed(0)} GFLOP/s, ${u.info.split(" ")[1]}; target ≥ 80 %):`);
-  for (const [name, Nout, K] of [["q/k/v/o 384←384", C, C], ["gate/up 1024←384", F, C], ["down 384←1024", C, F]] as [string, number, number][]) {
-    for (const [form, ta, tb, M, Nn, Kk] of [["NT y=x·Wᵀ", false, true, N, Nout, K], ["NN dX=dY·W", false, false, N, K, Nout], ["TN dW=dYᵀX", true, false, Nout, K, N]] as [string, boolean, boolean, number, number, number][]) {
-      const A = rand(M * Kk), B = rand(Kk * Nn), Cm = new Float32Array(M * Nn), flops = 2 * M * Nn * Kk;
-      const time = (f: "gemm" | "gemmBf16"): number => {
-        a[f]!(ta, tb, M, Nn, Kk, 1, A, B, 0, Cm);
-        let best = Infinity;
-        for (let r = 0; r < 3; r++) {
-          const t0 = performance.now();
-          a[f]!(ta, tb, M, Nn, Kk, 1, A, B, 0, Cm);
-          best = Math.min(best, performance.now() - t0);
-        }
-        return flops / best / 1e6;
-      };
-      const f32 = time("gemm"), bf = time("gemmBf16");
-      console.log(`  ${name.padEnd(18)} ${form.padEnd(12)} ${M}x${Nn}x${Kk}`.padEnd(54) +
-        `fp32 ${f32.toFixed(0).padStart(5)} (${((100 * f32) / fp32Peak).toFixed(0).padStart(3)} %)   bf16 ${bf.toFixed(0).padStart(5)} (${((100 * bf) / bfPeak).toFixed(0).padStart(3)} %)   ${(bf / f32).toFixed(2)}×`);
-      out.push({ shape: name, form, M, N: Nn, K: Kk, fp32Gflops: f32, bf16Gflops: bf, fp32PeakShare: f32 / fp32Peak, bf16PeakShare: bf / bfPeak });
-    }
-  }
-  return out;
+/** gemm (float32) and gemmBf16 on the "shakespeare" layer shapes: bench/bf16-gemm.ts. */
+function gemmShapes(): unknown[] {
+  return bf16GemmShapes(THREADS, QUICK ? 4096 : 16384);
 }
 
 interface CurveRun { seed: number; fp32: number; bf16: number; relDiff: number }

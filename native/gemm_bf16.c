@@ -27,7 +27,12 @@
 // shared; tasks over row (and column) chunks of C, each packing its own op(A) rows. Each
 // element of C is summed by one task over K in a fixed order, so results do not depend on
 // the thread count. Products of every size take the blocked path (training shapes are
-// large; decoding stays float32).
+// large; decoding stays float32). The AMX path has its own task (compute_task_amx): one
+// 32-row panel of op(A) in L1 at a time, the next one packed or prefetched under the tile
+// work, C blocks prefetched for writing; the same sums in the same order.
+//
+// Peaks (for the bench and MFU) are the best of many ~1 ms register-only tries, and
+// gemmBf16Bandwidth() measures the memory rates the float32 operands and C stream at.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +105,16 @@ static inline uint32_t f2u(float x) {
 static inline uint32_t pair(float lo, float hi) { return bf16_bits(f2u(lo)) | bf16_bits(f2u(hi)) << 16; }
 
 #if defined(__AVX512F__)
+// The packing converts with VCVTNE2PS2BF16 where the CPU has AVX512_BF16 (every CPU with AMX
+// or VDPBF16PS: one instruction for 32 floats), else with the integer emulation below. Both
+// give bf16_bits(): the instruction rounds to nearest even, treats float32 subnormal inputs as
+// zero (keeping the sign), and quiets a NaN by setting bit 6 of its top half (Intel SDM,
+// VCVTNE2PS2BF16, convert_fp32_to_bfloat16), so the packed operands, and the results, are the
+// same bits either way (test/gemm-bf16.test.ts compares the paths bitwise).
+#define BF16_TARGET __attribute__((target("avx512bf16")))
+#define PK_TARGET BF16_TARGET
+static int cvt_hw;  // VCVTNE2PS2BF16 in the packing: set with the path (gemm_bf16_blocked)
+
 // 16 floats -> their bf16 bits in the low half of each lane (bf16_bits, vectorized).
 static inline __m512i cvt16(__m512 x) {
   __m512i u = _mm512_castps_si512(x), hi = _mm512_srli_epi32(u, 16);
@@ -112,8 +127,9 @@ static inline __m512i cvt16(__m512 x) {
   return r;
 }
 
-// words[p] = pair(x[2p], x[2p+1]) for 16 pairs read from 32 contiguous floats (masked by n floats).
-static inline __m512i pairs16(const float *x, int n) {
+// words[p] = pair(x[2p], x[2p+1]) for 16 pairs read from 32 contiguous floats (masked by n floats):
+// the 32 bf16 values in memory order.
+PK_TARGET static inline __m512i pairs16(const float *x, int n) {
   __m512 lo, hi;
   if (n >= 32) {
     lo = _mm512_loadu_ps(x);
@@ -122,10 +138,25 @@ static inline __m512i pairs16(const float *x, int n) {
     lo = _mm512_maskz_loadu_ps((__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1), x);
     hi = _mm512_maskz_loadu_ps((__mmask16)(n <= 16 ? 0 : (1u << (n - 16)) - 1), x + 16);
   }
+  if (cvt_hw) return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
   __m256i a = _mm512_cvtepi32_epi16(cvt16(lo)), b = _mm512_cvtepi32_epi16(cvt16(hi));
   return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
 }
 
+// words[c] = pair(lo[c], hi[c]) for 16 columns of two k rows.
+PK_TARGET static inline __m512i rowpairs16(__m512 lo, __m512 hi) {
+  if (cvt_hw) {  // [bf(lo 0..15), bf(hi 0..15)] -> interleaved halves
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+                                         19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+  }
+  return _mm512_or_si512(cvt16(lo), _mm512_slli_epi32(cvt16(hi), 16));
+}
+#else
+#define PK_TARGET
+#endif
+
+#if defined(__AVX512F__)
 #include "transpose16.h"
 // The same transpose on 32-bit words (bf16 pairs).
 static inline void transpose16i(__m512i q[16]) {
@@ -140,7 +171,7 @@ static inline void transpose16i(__m512i q[16]) {
 
 // rows[r] runs along k (A (M, K) untransposed; B (N, K) transposed): dst[p·W + r] = pair(rows[r][2p], rows[r][2p+1]),
 // for k in [0, kc); rows r >= w and k >= kc are zero.
-static void pack_rows(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
+PK_TARGET static void pack_rows(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
   int kp = (kc + 1) / 2, p = 0;
 #if defined(__AVX512F__)
   for (int r0 = 0; r0 < W; r0 += 16) {
@@ -163,7 +194,7 @@ static void pack_rows(const float *src, size_t ld, int w, int kc, int W, uint32_
 }
 
 // src[k·ld + c] runs along the columns (A (K, M) transposed; B (K, N)): dst[p·W + c] = pair(src[2p][c], src[2p+1][c]).
-static void pack_cols(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
+PK_TARGET static void pack_cols(const float *src, size_t ld, int w, int kc, int W, uint32_t *restrict dst) {
   int kp = (kc + 1) / 2;
   for (int p = 0; p < kp; p++, dst += W) {
     const float *lo = src + (size_t)(2 * p) * ld, *hi = lo + ld;
@@ -172,10 +203,9 @@ static void pack_cols(const float *src, size_t ld, int w, int kc, int W, uint32_
     for (; c < W; c += 16) {
       int n = w - c < 16 ? w - c : 16;
       __mmask16 m = (__mmask16)(n <= 0 ? 0 : (1u << n) - 1);
-      __m512i l = cvt16(_mm512_maskz_loadu_ps(m, lo + c));
-      __m512i h = has_hi ? cvt16(_mm512_maskz_loadu_ps(m, hi + c)) : _mm512_setzero_si512();
+      __m512 l = _mm512_maskz_loadu_ps(m, lo + c), h = has_hi ? _mm512_maskz_loadu_ps(m, hi + c) : _mm512_setzero_ps();
       __mmask16 all = (__mmask16)((1u << (W - c < 16 ? W - c : 16)) - 1);
-      _mm512_mask_storeu_epi32(dst + c, all, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+      _mm512_mask_storeu_epi32(dst + c, all, rowpairs16(l, h));
     }
 #endif
     for (; c < W; c++) dst[c] = c >= w ? 0 : pair(lo[c], has_hi ? hi[c] : 0.0f);
@@ -190,7 +220,7 @@ typedef struct {
 } bf_args;
 
 // op(A) rows [i0, i0 + mc), k [k0, k0 + kc) -> MR-tall panels of kq pair rows each (kq ≥ kp: zeros).
-static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
+PK_TARGET static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
   int kp = (kc + 1) / 2;
   for (int ip = 0; ip < mc; ip += MR, Ap += (size_t)MR * kq) {
     int m = mc - ip < MR ? mc - ip : MR;
@@ -201,8 +231,27 @@ static void pack_a(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uin
 }
 
 // op(B) k [k0, k0 + kc), columns [j0, j0 + nc) -> NR-wide panels of kq pair rows each (kq ≥ kp: zeros).
-static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uint32_t *restrict Bp) {
+PK_TARGET static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uint32_t *restrict Bp) {
   int kp = (kc + 1) / 2;
+#if defined(__AVX512F__)
+  if (!g->transB) {
+    // B (K, N) rows run across the panels: read each pair of rows once, whole (the
+    // panel-by-panel order reads 128-byte pieces at a 4·N-byte stride, which the hardware
+    // prefetchers do not follow), and scatter 16-column pieces to their panels.
+    int np = (nc + NR - 1) / NR;
+    for (int p = 0; p < kq; p++) {
+      const float *lo = g->B + (size_t)(k0 + 2 * p) * g->ldb + j0, *hi = lo + g->ldb;
+      int has_lo = p < kp, has_hi = 2 * p + 1 < kc;
+      for (int c = 0; c < np * NR; c += 16) {
+        int n = nc - c < 16 ? nc - c : 16;
+        __mmask16 m = (__mmask16)(n <= 0 || !has_lo ? 0 : (1u << n) - 1);
+        __m512 l = _mm512_maskz_loadu_ps(m, lo + c), h = has_hi ? _mm512_maskz_loadu_ps(m, hi + c) : _mm512_setzero_ps();
+        _mm512_storeu_si512(Bp + (size_t)(c / NR) * NR * kq + (size_t)p * NR + c % NR, rowpairs16(l, h));
+      }
+    }
+    return;
+  }
+#endif
   for (int jp = 0; jp < nc; jp += NR, Bp += (size_t)NR * kq) {
     int n = nc - jp < NR ? nc - jp : NR;
     if (g->transB) pack_rows(g->B + (size_t)(j0 + jp) * g->ldb + k0, g->ldb, n, kc, NR, Bp);
@@ -214,9 +263,11 @@ static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, int nc, uin
 #if defined(__AVX512F__)
 // AMX wants op(A) row by row: panels of AMX_MR rows, row i = kq pair words (k contiguous).
 #define AMX_MR 32
-static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
+#define TMP_COLS 256
+static inline int round_up32(int x) { return (x + 31) / 32 * 32; }
+static _Thread_local _Alignas(64) uint32_t tmp_wide[16 * TMP_COLS];
+PK_TARGET static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
   int kp = (kc + 1) / 2;
-  _Alignas(64) uint32_t tmp[16 * AMX_MR];
   for (int ip = 0; ip < mc; ip += AMX_MR, Ap += (size_t)AMX_MR * kq) {
     int m = mc - ip < AMX_MR ? mc - ip : AMX_MR;
     if (!g->transA) {  // rows along k: convert in place, 16 pairs at a time
@@ -232,17 +283,28 @@ static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq,
           _mm512_storeu_si512(d + p, left > 0 ? pairs16(x + 2 * p, left) : _mm512_setzero_si512());
         }
       }
-    } else {  // columns across k: pair words (16 pairs x AMX_MR) then 16 x 16 transposes
-      for (int p0 = 0; p0 < kq; p0 += 16) {
-        int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
-        memset(tmp, 0, sizeof tmp);
-        if (np > 0) pack_cols(g->A + (size_t)(k0 + 2 * p0) * g->lda + i0 + ip, g->lda, m, kc - 2 * p0 < 32 ? kc - 2 * p0 : 32, AMX_MR, tmp);
-        for (int r = 0; r < AMX_MR; r += 16) {
-          __m512i q[16];
-          for (int t = 0; t < 16; t++) q[t] = _mm512_load_si512(tmp + t * AMX_MR + r);
-          transpose16i(q);
-          for (int i = 0; i < 16; i++) _mm512_storeu_si512(Ap + (size_t)(r + i) * kq + p0, q[i]);
-        }
+    } else {  // columns across k: done below for all panels at once
+      break;
+    }
+  }
+  if (!g->transA) return;
+  // op(A) = Aᵀ, A (K, M): each k row of A holds a piece of every panel's rows. Read up to 256
+  // columns of 32 rows at a time (1 KiB runs, which the prefetchers follow; one panel's
+  // 128-byte pieces at a 4·M-byte stride they do not), as pair words, then 16 x 16 transposes.
+  uint32_t *tmpw = tmp_wide;
+  for (int c0 = 0; c0 < mc; c0 += TMP_COLS) {
+    int wc = mc - c0 < TMP_COLS ? mc - c0 : TMP_COLS, wp = round_up32(wc);
+    for (int p0 = 0; p0 < kq; p0 += 16) {
+      int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
+      if (np > 0) pack_cols(g->A + (size_t)(k0 + 2 * p0) * g->lda + i0 + c0, g->lda, wc, kc - 2 * p0 < 32 ? kc - 2 * p0 : 32, wp, tmpw);
+      if (np < 16) memset(tmpw + (size_t)np * wp, 0, (size_t)(16 - np) * wp * sizeof(uint32_t));
+      for (int r = 0; r < wp; r += 16) {
+        __m512i q[16];
+        for (int t = 0; t < 16; t++) q[t] = _mm512_loadu_si512(tmpw + (size_t)t * wp + r);
+        transpose16i(q);
+        int row = c0 + r;  // row of op(A) within [i0, i0 + mc), rounded panels
+        uint32_t *d = Ap + (size_t)(row / AMX_MR) * AMX_MR * kq + (size_t)(row % AMX_MR) * kq + p0;
+        for (int i = 0; i < 16; i++) _mm512_storeu_si512(d + (size_t)i * kq, q[i]);
       }
     }
   }
@@ -297,7 +359,6 @@ static void ukernel_fallback(int kp, const uint32_t *restrict Ap, const uint32_t
 }
 
 #if defined(__AVX512F__)
-#define BF16_TARGET __attribute__((target("avx512bf16")))
 // VDPBF16PS: 24 accumulators, each instruction 16 lanes x 2 products.
 BF16_TARGET static void ukernel_dp(int kp, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
                                    ptrdiff_t ldc, float alpha, float beta) {
@@ -328,9 +389,30 @@ BF16_TARGET static void ukernel_dp(int kp, const uint32_t *restrict Ap, const ui
 // AMX: C (32 x 32) in four 16 x 16 float32 tiles; per 32 k, two A tiles (16 rows x 16 pairs,
 // from the row-major panel) and two B tiles (16 pairs x 16 columns, from the NR = 32 panel
 // with a 128-byte row stride); TDPBF16PS does 16 x 16 x 32 multiply-adds at once.
-#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f")))
-AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
-                                   ptrdiff_t ldc, float alpha, float beta) {
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16")))
+
+// Packing of the next panel of op(A) (rows along k: NT and NN) done a few pieces at a time
+// inside the tile loop: TDPBF16PS keeps the tile unit busy 16 cycles while the core's vector
+// ports are free, so the conversion and, above all, the waits for A's float32 source lines
+// from memory run in the tile work's shadow instead of between panels.
+typedef struct {
+  const float *src;  // row 0 of the source panel (op(A) rows along k)
+  size_t ld;
+  uint32_t *dst;     // the packed panel: row i at dst + i·kq
+  int kq, kc, rows;  // pair rows, k values, source rows (< AMX_MR: the rest zero, done first)
+  int u, n, per;     // next piece, pieces (rows x kq/16), pieces per tile step
+} a_packer;
+
+PK_TARGET static inline void a_pack_some(a_packer *k, int count) {
+  int upr = k->kq / 16;
+  for (; count > 0 && k->u < k->n; count--, k->u++) {
+    int i = k->u / upr, p = (k->u - i * upr) * 16, left = k->kc - 2 * p;
+    _mm512_storeu_si512(k->dst + (size_t)i * k->kq + p, left > 0 ? pairs16(k->src + (size_t)i * k->ld + 2 * p, left) : _mm512_setzero_si512());
+  }
+}
+
+AMX_TARGET static inline void ukernel_amx_pk(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
+                                             ptrdiff_t ldc, float alpha, float beta, a_packer *pk) {
   _Alignas(64) float acc[AMX_MR * NR];
   // alpha 1 and beta 0 or 1 (every training product): the tiles start from C (or zero) and are
   // stored straight into it; otherwise through acc and the alpha/beta merge below.
@@ -357,6 +439,7 @@ AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const ui
     _tile_loadd(5, Ap + (size_t)16 * kq + p, sa);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
+    if (pk) a_pack_some(pk, pk->per);
   }
   if (direct) {
     _tile_stored(0, C, sc);
@@ -377,6 +460,11 @@ AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const ui
       if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), x);
       _mm512_storeu_ps(r, x);
     }
+}
+
+AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
+                                   ptrdiff_t ldc, float alpha, float beta) {
+  ukernel_amx_pk(kq, Ap, Bp, C, ldc, alpha, beta, NULL);
 }
 
 // Palette 1, every tile 16 rows x 64 bytes; loaded by each thread before its AMX work.
@@ -564,6 +652,146 @@ static void compute_task(void *ctx, int task, int thread) {
   if (s->fallback) ftz_off(csr);
 }
 
+#if defined(__AVX512F__)
+// Prefetch part `part` of `parts` of the float32 source lines of op(A) rows [i, i + 32), k
+// [k0, k0 + kc): the panel packed next, pulled in while the tiles work on this one.
+static inline void prefetch_a(const bf_args *g, int i, int m, int k0, int kc, int part, int parts) {
+  int rows = g->transA ? kc : m;                       // source rows
+  int len = (g->transA ? m : kc) * 4;                  // bytes each
+  int r0 = (int)((long)rows * part / parts), r1 = (int)((long)rows * (part + 1) / parts);
+  for (int r = r0; r < r1; r++) {
+    const char *x = g->transA ? (const char *)(g->A + (size_t)(k0 + r) * g->lda + i) : (const char *)(g->A + (size_t)(i + r) * g->lda + k0);
+    for (int b = 0; b < len + 63; b += 64) _mm_prefetch(x + (b < len ? b : len - 1), _MM_HINT_T1);
+  }
+}
+
+// Prefetch for writing the 32 x 32 block of C at c (the next one the tiles store): its
+// lines are read for ownership while this block computes instead of when its tiles store.
+static inline void prefetch_c(const float *c, ptrdiff_t ldc, int m, int n) {
+  for (int i = 0; i < m; i++) {
+    const char *r = (const char *)(c + (size_t)i * ldc);
+    __asm__ __volatile__("prefetchw %0" : : "m"(*r));
+    __asm__ __volatile__("prefetchw %0" : : "m"(*(r + (n * 4 - 1 < 64 ? n * 4 - 1 : 64))));
+    if (n * 4 > 128) __asm__ __volatile__("prefetchw %0" : : "m"(*(r + n * 4 - 1)));
+  }
+}
+
+// The AMX task: one 32-row panel of op(A) at a time, packed just before its tiles use it (so
+// it stays in L1), against every column block of the task; the next panel's float32 source
+// and the next C block are prefetched while the tiles compute, so the memory traffic these
+// shapes need (A read once, C written once) runs under the tile work instead of between it.
+// Two loop orders, the same sums (each element of C adds its K slices in ascending order):
+//   - K slices inside the panel loop when all the packed slices of B fit in L2 (y = x·Wᵀ and
+//     dX = dY·W, K = 384 or 1,024: the weights): the panel's C rows stay in cache across the
+//     slices and go to memory once;
+//   - K slices outside when they do not (dW = dYᵀ·X, K = 16,384 tokens): one packed B slice
+//     stays in L2 for all the task's panels, and the task's (small) C in cache across slices.
+#define AMX_B_CACHED (1L << 20)  // packed B of the group up to this many bytes: slices inside
+
+typedef struct {
+  const plan *s;
+  uint32_t *Ap;
+  float *tile;
+  int j0, j1, nb, i1;
+} amx_task;
+
+// The tiles of one packed panel (op(A) rows [ir, ir + m), slice q, at ap) times every column
+// block of the task; on the way, part `part0 + b` of `parts` of the float32 source of op(A)
+// rows [pi, pi + pm), slice pq (the next thing packed; pm = 0: none) is prefetched, and the
+// next C block the tiles store (the next panel's first when this one ends at column j1).
+static void amx_panel(const amx_task *t, int ir, int m, int q, const uint32_t *ap, int pi, int pm, int pq, int part0,
+                      int parts, a_packer *pk) {
+  const plan *s = t->s;
+  const bf_args *g = s->g;
+  int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
+  float beta = q == 0 ? g->beta : 1.0f;
+  const uint32_t *Bq = s->Bs + (size_t)(q - s->q0) * (s->kstep / 2) * s->nsp;
+  int pn = pq * s->kstep, kn = g->K - pn < s->kstep ? g->K - pn : s->kstep;
+  int in = ir + AMX_MR, mn = t->i1 - in < AMX_MR ? t->i1 - in : AMX_MR;
+  for (int b = 0, jr = t->j0; jr < t->j1; jr += NR, b++) {
+    int n = t->j1 - jr < NR ? t->j1 - jr : NR;
+    float *c = g->C + (size_t)ir * g->ldc + s->js + jr;
+    if (jr + NR < t->j1) prefetch_c(c + NR, g->ldc, m, t->j1 - jr - NR < NR ? t->j1 - jr - NR : NR);
+    else if (mn > 0) prefetch_c(g->C + (size_t)in * g->ldc + s->js + t->j0, g->ldc, mn, t->j1 - t->j0 < NR ? t->j1 - t->j0 : NR);
+    if (pm > 0) prefetch_a(g, pi, pm, pn, kn, part0 + b, parts);
+    const uint32_t *bp = Bq + (size_t)jr * kq;
+    if (m == AMX_MR && n == NR) {
+      ukernel_amx_pk(kq, ap, bp, c, g->ldc, g->alpha, beta, pk);
+    } else {
+      ukernel_amx_pk(kq, ap, bp, t->tile, NR, 1.0f, 0.0f, pk);
+      for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+          float *d = c + (size_t)i * g->ldc + j;
+          *d = g->alpha * t->tile[i * NR + j] + (beta == 0 ? 0 : beta * *d);
+        }
+    }
+  }
+  if (pk) a_pack_some(pk, pk->n);  // whatever the tile steps left
+}
+
+static void compute_task_amx(void *ctx, int task, int thread) {
+  const plan *s = ctx;
+  const bf_args *g = s->g;
+  int i0 = (task / s->nt) * s->mchunk, j0 = (task % s->nt) * s->nchunk;
+  int i1 = i0 + s->mchunk < g->M ? i0 + s->mchunk : g->M;
+  int j1 = j0 + s->nchunk < s->ns ? j0 + s->nchunk : s->ns;
+  if (i0 >= i1 || j0 >= j1) return;
+  amx_begin();
+  _Alignas(64) float tile[32 * NR];
+  amx_task t = {s, buf_a[thread], tile, j0, j1, (j1 - j0 + NR - 1) / NR, i1};
+  int qe = s->q0 + s->nq, mc = i1 - i0;
+  if (s->nq == 1 || (long)s->nq * (s->kstep / 2) * (j1 - j0) * 4 <= AMX_B_CACHED) {
+    // panel by panel, each in L1, slices inside; with rows along k (NT, NN) the next panel
+    // is packed inside this one's tile loop (a_packer), into the other half of the buffer
+    uint32_t *cur = t.Ap, *nxt = t.Ap + (size_t)AMX_MR * (KC / 2);
+    int fused = !g->transA, packed = 0;
+    for (int ir = i0; ir < i1; ir += AMX_MR)
+      for (int q = s->q0; q < qe; q++) {
+        int m = i1 - ir < AMX_MR ? i1 - ir : AMX_MR, last = q + 1 == qe, ni = last ? ir + AMX_MR : ir, nq = last ? s->q0 : q + 1;
+        int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
+        int mn = ni < i1 ? (i1 - ni < AMX_MR ? i1 - ni : AMX_MR) : 0;
+        if (!packed) pack_a_amx(g, ir, m, pc, kc, kq, cur);
+        a_packer pk, *pkp = NULL;
+        if (fused && mn > 0) {
+          int pn = nq * s->kstep, kn = g->K - pn < s->kstep ? g->K - pn : s->kstep, kqn = pair_rows(s, kn);
+          pk = (a_packer){g->A + (size_t)ni * g->lda + pn, (size_t)g->lda, nxt, kqn, kn, mn, 0, mn * (kqn / 16), 0};
+          if (mn < AMX_MR) memset(nxt + (size_t)mn * kqn, 0, (size_t)(AMX_MR - mn) * kqn * sizeof(uint32_t));
+          int steps = t.nb * (kq / 16);
+          pk.per = (pk.n + steps - 1) / steps;
+          pkp = &pk;
+        }
+        // prefetched: the panel packed next, or with fusion the one after it (the fused
+        // packing's loads then find their lines in L2)
+        int fi = ni, fq = nq, fm = mn;
+        if (pkp) {
+          fi = nq + 1 < qe ? ni : ni + AMX_MR;
+          fq = nq + 1 < qe ? nq + 1 : s->q0;
+          fm = fi < i1 ? (i1 - fi < AMX_MR ? i1 - fi : AMX_MR) : 0;
+        }
+        amx_panel(&t, ir, m, q, cur, fi, fm, fq, 0, t.nb, pkp);
+        packed = pkp != NULL;
+        if (packed) {
+          uint32_t *x = cur;
+          cur = nxt;
+          nxt = x;
+        }
+      }
+  } else {
+    // slice by slice: the task's op(A) rows for the slice packed at once (long source runs;
+    // the next slice's prefetched under the tiles), every panel against the slice of B in L2
+    int panels = (mc + AMX_MR - 1) / AMX_MR;
+    for (int q = s->q0; q < qe; q++) {
+      int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
+      pack_a_amx(g, i0, mc, pc, kc, kq, t.Ap);
+      for (int ir = i0, x = 0; ir < i1; ir += AMX_MR, x++)
+        amx_panel(&t, ir, i1 - ir < AMX_MR ? i1 - ir : AMX_MR, q, t.Ap + (size_t)(ir - i0) * kq, i0, q + 1 < qe ? mc : 0, q + 1,
+                  x * t.nb, panels * t.nb, NULL);
+    }
+  }
+  amx_end();
+}
+#endif
+
 static void run_tasks(pool_task_fn fn, void *ctx, int ntasks, int threads) {
   if (threads > 1 && ntasks > 1)
     pool_run(fn, ctx, ntasks);
@@ -587,6 +815,9 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
   s.uk = ukernel_fallback;
 #endif
   s.fallback = !have_dp();
+#if defined(__AVX512F__)
+  cvt_hw = have_dp();
+#endif
   s.slices = (g->K + KC - 1) / KC;
   s.kstep = round_up((g->K + s.slices - 1) / s.slices, 32);
   if (s.kstep > KC) s.kstep = KC;
@@ -613,7 +844,9 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
     int mchunk = round_up((g->M + want - 1) / want, s.mr);
     s.mchunk = mchunk > MC ? MC : mchunk;
     s.mt = (g->M + s.mchunk - 1) / s.mchunk;
-    int nt = s.mt >= want ? 1 : (want + s.mt - 1) / s.mt;
+    // AMX: split columns only when there are fewer row chunks than threads (each column
+    // chunk packs the same op(A) rows again: for dW = dYᵀ·X that is a second pass over dY)
+    int nt = s.mt >= (s.amx ? threads : want) ? 1 : ((s.amx ? threads : want) + s.mt - 1) / s.mt;
     int panels = s.nsp / NR;
     if (nt > panels) nt = panels;
     s.nchunk = round_up((s.ns + nt - 1) / nt, NR);
@@ -622,7 +855,11 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
     for (s.q0 = 0; s.q0 < s.slices; s.q0 += group) {
       s.nq = s.slices - s.q0 < group ? s.slices - s.q0 : group;
       run_tasks(pack_b_task, &s, s.nq * s.npack, threads);
-      run_tasks(compute_task, &s, s.mt * s.nt, threads);
+#if defined(__AVX512F__)
+      if (s.amx) run_tasks(compute_task_amx, &s, s.mt * s.nt, threads);
+      else
+#endif
+        run_tasks(compute_task, &s, s.mt * s.nt, threads);
     }
   }
   return 1;
@@ -661,18 +898,29 @@ static void gemm_bf16(int transA, int transB, int M, int N, int K, float alpha, 
   if (!gemm_bf16_blocked(&g, threads)) gemm_bf16_naive(&g);
 }
 
-// ---- machine peak: independent VDPBF16PS chains (one core) ----
+// ---- machine peaks: register-only loops (one core), best of many short tries ----
+//
+// Why short tries, and many: on a VM shared with other work (this project's machines) a
+// single long loop is preempted or loses its core to the host, and its rate is whatever
+// share it got: one 1,000,000-iteration AMX loop (~30 ms) read 980 GFLOP/s in one run and
+// 2,292 in another minutes apart, and measured against its own thread CPU time the same long
+// loop reads ~2x its wall-clock rate under load. It is not a frequency licence: a sustained
+// loop's rate per CPU-second stays at the short loops' 2.1-2.3 TFLOP/s. A try of ~1 ms fits
+// between preemptions, the first few tries also warm the unit up (the first AMX instructions
+// after idle run slower), and the best of PEAK_TRIES is the unit's rate.
 
-#define PEAK_ITERS 20000000L
+#define PEAK_TRIES 40
+#define PEAK_ITERS 100000L  // VDPBF16PS: 12 x 100k instructions, ~1-2 ms a try
+#define AMX_ITERS 20000L    // TDPBF16PS: 4 x 20k, 16 cycles each: ~1.4 ms a try at 2.3 GHz
 
 #if defined(__AVX512F__)
 static float peak_sink[1];
 
-BF16_TARGET static float peak_loop(void) {
+BF16_TARGET static float peak_loop(long iters) {
   __m512 x[12];
   __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x33d633d6);  // 1.0, ~1e-7
   for (int i = 0; i < 12; i++) x[i] = _mm512_set1_ps((float)i);
-  for (long n = 0; n < PEAK_ITERS; n++) {
+  for (long n = 0; n < iters; n++) {
 #pragma GCC unroll 12
     for (int i = 0; i < 12; i++) x[i] = _mm512_dpbf16_ps(x[i], a, b);
     __asm__ __volatile__("" : "+v"(a), "+v"(b));  // keep the loop from being folded
@@ -680,16 +928,13 @@ BF16_TARGET static float peak_loop(void) {
   for (int i = 1; i < 12; i++) x[0] = _mm512_add_ps(x[0], x[i]);
   return _mm512_reduce_add_ps(x[0]);
 }
-#endif
 
-#if defined(__AVX512F__)
-#define AMX_ITERS 1000000L
-// Four independent accumulator tiles, TDPBF16PS on tiles that never leave the unit.
-AMX_TARGET static float amx_peak_loop(void) {
+// Four independent accumulator tiles (latency ~4 issues of 16 cycles), TDPBF16PS on tiles
+// that never leave the unit.
+AMX_TARGET static float amx_peak_loop(long iters) {
   _Alignas(64) static uint32_t one[256];
   _Alignas(64) float out[256];
   for (int i = 0; i < 256; i++) one[i] = 0x3f803f80u;
-  amx_begin();
   _tile_loadd(4, one, 64);
   _tile_loadd(5, one, 64);
   _tile_loadd(6, one, 64);
@@ -698,33 +943,38 @@ AMX_TARGET static float amx_peak_loop(void) {
   _tile_zero(1);
   _tile_zero(2);
   _tile_zero(3);
-  for (long n = 0; n < AMX_ITERS; n++) {
+  for (long n = 0; n < iters; n++) {
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(1, 4, 7);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }
   _tile_stored(0, out, 64);
-  amx_end();
   return out[0];
 }
 #endif
 
-static double seconds_since(const struct timespec *t0) {
-  struct timespec t1;
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 // One core's AMX TDPBF16PS rate in GFLOP/s (16 x 16 x 32 multiply-adds each), 0 without AMX.
 static double amx_peak_gflops(void) {
 #if defined(__AVX512F__)
   if (!have_amx()) return 0;
-  struct timespec t0;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  peak_sink[0] = amx_peak_loop();
-  __asm__ __volatile__("" : : "r"(peak_sink) : "memory");
-  return AMX_ITERS * 4 * 16384.0 / seconds_since(&t0) / 1e9;
+  double best = 0;
+  amx_begin();
+  for (int t = 0; t < PEAK_TRIES; t++) {
+    double t0 = now_s();
+    peak_sink[0] = amx_peak_loop(AMX_ITERS);
+    __asm__ __volatile__("" : : "r"(peak_sink) : "memory");
+    double g = AMX_ITERS * 4 * 16384.0 / (now_s() - t0) / 1e9;
+    best = g > best ? g : best;
+  }
+  amx_end();
+  return best;
 #else
   return 0;
 #endif
@@ -735,16 +985,90 @@ static double amx_peak_gflops(void) {
 static double bf16_peak_gflops(void) {
 #if defined(__AVX512F__)
   if (!have_dp()) return 0;
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  peak_sink[0] = peak_loop();
-  __asm__ __volatile__("" : : "r"(peak_sink) : "memory");
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-  return PEAK_ITERS * 12 * 16 * 4 / s / 1e9;
+  double best = 0;
+  for (int t = 0; t < PEAK_TRIES; t++) {
+    double t0 = now_s();
+    peak_sink[0] = peak_loop(PEAK_ITERS);
+    __asm__ __volatile__("" : : "r"(peak_sink) : "memory");
+    double g = PEAK_ITERS * 12 * 16 * 4 / (now_s() - t0) / 1e9;
+    best = g > best ? g : best;
+  }
+  return best;
 #else
   return 0;
 #endif
+}
+
+// ---- memory bandwidth: what the layer shapes' float32 operands and outputs cost ----
+//
+// The training shapes read float32 operands of 25-64 MiB and write float32 outputs of the
+// same size, far past L2; at K = 384 a 32-row block of C costs 2·32·384·384 FLOP (4 us of
+// AMX at 2.3 TFLOP/s) against 48 KiB of A read and 48 KiB of C written. So the bench sets
+// each GEMM beside the rate its memory traffic allows, measured here on the same threads:
+// each thread streams its own BW_BYTES region (read: sum of loads; write: plain stores, whose
+// lines are first read for ownership; stream: non-temporal stores), best of BW_TRIES.
+#define BW_BYTES (24L << 20)
+#define BW_TRIES 6
+
+typedef struct {
+  float *buf;
+  int kind;  // 0 read, 1 write, 2 non-temporal write
+} bw_ctx;
+
+static volatile float bw_sink[MAX_POOL * 16];  // volatile: the sums are never read, the loads must stay
+
+static void bw_task(void *ctx_, int task, int thread) {
+  (void)thread;
+  const bw_ctx *c = ctx_;
+  float *p = c->buf + (size_t)task * (BW_BYTES / 4);
+  size_t n = BW_BYTES / 4;
+#if defined(__AVX512F__)
+  if (c->kind == 0) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i < n; i += 64) {
+      s0 = _mm512_add_ps(s0, _mm512_load_ps(p + i));
+      s1 = _mm512_add_ps(s1, _mm512_load_ps(p + i + 16));
+      s2 = _mm512_add_ps(s2, _mm512_load_ps(p + i + 32));
+      s3 = _mm512_add_ps(s3, _mm512_load_ps(p + i + 48));
+    }
+    bw_sink[task * 16] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+  } else if (c->kind == 1) {
+    for (size_t i = 0; i < n; i += 16) _mm512_store_ps(p + i, _mm512_set1_ps((float)task));
+  } else {
+    for (size_t i = 0; i < n; i += 16) _mm512_stream_ps(p + i, _mm512_set1_ps((float)task));
+    _mm_sfence();
+  }
+#else
+  if (c->kind == 0) {
+    float s = 0;
+    for (size_t i = 0; i < n; i += 16) s += p[i];
+    bw_sink[task * 16] = s;
+  } else {
+    memset(p, task, n * 4);
+  }
+#endif
+  __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+// GB/s of `threads` threads together: out[0] read, out[1] write, out[2] non-temporal write.
+static int stream_bandwidth(int threads, double out[3]) {
+  float *buf = aligned_alloc(64, (size_t)threads * BW_BYTES);
+  if (!buf) return 0;
+  memset(buf, 1, (size_t)threads * BW_BYTES);
+  for (int kind = 0; kind < 3; kind++) {
+    bw_ctx c = {buf, kind};
+    double best = 0;
+    for (int t = 0; t < BW_TRIES; t++) {
+      double t0 = now_s();
+      if (threads > 1) pool_run(bw_task, &c, threads);
+      else bw_task(&c, 0, 0);
+      double g = (double)threads * BW_BYTES / (now_s() - t0) / 1e9;
+      best = g > best ? g : best;
+    }
+    out[kind] = best;
+  }
+  free(buf);
+  return 1;
 }
 
 // ---- Node-API ----
@@ -789,6 +1113,25 @@ static napi_value js_peaks(napi_env env, napi_callback_info info) {
   return r;
 }
 
+// gemmBf16Bandwidth(): { read, write, stream } GB/s of the pool's threads streaming their own
+// 24 MiB each (plain loads; plain stores; non-temporal stores), best of a few tries.
+static napi_value js_bandwidth(napi_env env, napi_callback_info info) {
+  (void)info;
+  double bw[3] = {0, 0, 0};
+  int threads = pool_threads();
+  if (!stream_bandwidth(threads, bw)) {
+    throw_err(env, "gemmBf16Bandwidth", "out of memory");
+    return NULL;
+  }
+  napi_value r;
+  napi_create_object(env, &r);
+  napi_set_named_property(env, r, "read", make_num(env, bw[0]));
+  napi_set_named_property(env, r, "write", make_num(env, bw[1]));
+  napi_set_named_property(env, r, "stream", make_num(env, bw[2]));
+  napi_set_named_property(env, r, "threads", make_num(env, threads));
+  return r;
+}
+
 // gemmBf16Info(): which micro-kernel runs, and the blocking.
 static napi_value js_info(napi_env env, napi_callback_info info) {
   (void)info;
@@ -806,4 +1149,5 @@ void register_gemm_bf16(napi_env env, napi_value exports) {
   export_fn(env, exports, "gemmBf16PeakGflops", js_peak);
   export_fn(env, exports, "gemmBf16Peaks", js_peaks);
   export_fn(env, exports, "gemmBf16Info", js_info);
+  export_fn(env, exports, "gemmBf16Bandwidth", js_bandwidth);
 }

@@ -43,18 +43,29 @@ type Form = [ta: boolean, tb: boolean];
 const FORMS: [string, Form][] = [["NT", [false, true]], ["NN", [false, false]], ["TN", [true, false]]];
 // Partial micro-tiles in M and N, odd K, K across several KC slices, one exact tile.
 const SHAPES: [number, number, number][] = [[37, 45, 77], [50, 70, 1025], [24, 64, 64], [13, 97, 31], [1, 1, 1], [130, 33, 2]];
+// The AMX driver's two loop orders (native/gemm_bf16.c, compute_task_amx): panel by panel with
+// the next op(A) panel packed inside the tile loop (several 32-row panels, the last partial,
+// K over several slices), and slice by slice when the packed slices of B pass L2 (N 520 x
+// K 2100: five slices of 448); odd M, N and K, K not a multiple of 32.
+// (The bound test checks these on the tile edges and a spread of other elements: all of them
+// would cost minutes in JavaScript.)
+const AMX_SHAPES: [number, number, number][] = [[101, 45, 77], [67, 33, 1201], [35, 520, 2101]];
+const edges = (n: number): number[] =>
+  [...new Set([0, 1, 15, 16, 31, 32, 33, 63, 64, 95, 96, n - 2, n - 1, ...Array.from({ length: 7 }, (_, k) => Math.floor((k * n) / 7) + 3)])]
+    .filter((x) => x >= 0 && x < n);
 
 test("gemmBf16 meets the bf16 error bound on every form and edge shape (alpha, beta too)", () => {
   const u7 = 2 ** -7, u24 = 2 ** -24;
   let seen = 0;
   for (const [form, [ta, tb]] of FORMS) {
-    for (const [M, N, K] of SHAPES) {
+    for (const [M, N, K] of [...SHAPES, ...AMX_SHAPES]) {
       const A = rand(M * K, M + 7 * K, 8), B = rand(K * N, N + 3 * K, 8), C = rand(M * N, 5), C0 = C.slice();
       // TN as training calls it (dW += dYᵀX: alpha 1, beta 1, accumulated in place); the others scaled
       const alpha = form === "TN" ? 1 : 0.75, beta = form === "TN" ? 1 : 0.5;
       be.gemmBf16!(ta, tb, M, N, K, alpha, A, B, beta, C);
-      for (let i = 0; i < M; i++) {
-        for (let j = 0; j < N; j++) {
+      const all = SHAPES.some((x) => x[0] === M && x[1] === N && x[2] === K);
+      for (const i of all ? Array.from({ length: M }, (_, x) => x) : edges(M)) {
+        for (const j of all ? Array.from({ length: N }, (_, x) => x) : edges(N)) {
           let exact = 0, abs = 0, rounded = 0, absR = 0;
           for (let k = 0; k < K; k++) {
             const a = ta ? A[k * M + i] : A[i * K + k], b = tb ? B[j * K + k] : B[k * N + j];
@@ -113,7 +124,7 @@ function digestIn(env: Record<string, string>): { info: string; digest: string; 
     const roundBf16 = ${roundBf16.toString()};
     let worst = 0;
     for (const [ta, tb] of [[false, true], [false, false], [true, false]])
-      for (const [s, [M, N, K]] of ${JSON.stringify([...SHAPES, [200, 300, 520]])}.entries()) {
+      for (const [s, [M, N, K]] of ${JSON.stringify([...SHAPES, [200, 300, 520], ...AMX_SHAPES])}.entries()) {
         const A = rand(M * K, M + K, 40), B = rand(K * N, N + K, 40), C = new Float32Array(M * N);
         a.gemmBf16(ta, tb, M, N, K, 1, A, B, 0, C);
         h.update(Buffer.from(C.buffer));
@@ -155,15 +166,18 @@ test("VDPBF16PS and the float32 fallback of every level give bitwise the same re
 });
 
 test(`gemmBf16's results do not depend on the thread count (${addon.gemmBf16Info().split(" ")[1]})`, () => {
-  const M = 300, N = 260, K = 1100;
-  const A = rand(M * K, 1), B = rand(K * N, 2);
+  // both AMX loop orders (the second shape's packed B passes L2), beta 0 and beta 1
   const out = (threads: number): string => {
     setThreads(threads);
     const h = createHash("sha256");
-    for (const [, [ta, tb]] of FORMS) {
-      const C = new Float32Array(M * N);
-      be.gemmBf16!(ta, tb, M, N, K, 1, A, B, 0, C);
-      h.update(C);
+    for (const [M, N, K] of [[300, 260, 1100], [130, 520, 2101]]) {
+      const A = rand(M * K, 1), B = rand(K * N, 2);
+      for (const [, [ta, tb]] of FORMS)
+        for (const beta of [0, 1]) {
+          const C = rand(M * N, 3);
+          be.gemmBf16!(ta, tb, M, N, K, 1, A, B, beta, C);
+          h.update(C);
+        }
     }
     return h.digest("hex");
   };
