@@ -37,15 +37,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "amx.h"
 #include "napi_util.h"
 #include "pool.h"
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
 #include <immintrin.h>
-#endif
-#if defined(__linux__)
-#include <sys/syscall.h>
-#include <unistd.h>
 #endif
 
 // ---- tile sizes per level: MR x NR accumulators, KC (k, even) per slice, NC columns per L2 block ----
@@ -468,38 +465,17 @@ AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const ui
 }
 
 // Palette 1, every tile 16 rows x 64 bytes; loaded by each thread before its AMX work.
-typedef struct {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} __attribute__((packed)) amx_config;
-
 AMX_TARGET static void amx_begin(void) {
-  amx_config c;
+  mynah_amx_config c;
   memset(&c, 0, sizeof c);
   c.palette = 1;
-  for (int t = 0; t < 8; t++) {
-    c.colsb[t] = 64;
-    c.rows[t] = 16;
-  }
-  // not _tile_loadconfig: GCC 12's declares only 8 of the 64 bytes as read, so the stores
-  // that fill the rest may be dropped as dead
-  __asm__ __volatile__("ldtilecfg %0" : : "m"(c));
+  for (int t = 0; t < 8; t++) mynah_amx_config_set(&c, t, 16, 64);
+  mynah_amx_load_config(&c);
 }
-AMX_TARGET static void amx_end(void) { _tile_release(); }
+AMX_TARGET static void amx_end(void) { mynah_amx_release(); }
 
-// AMX-BF16 and AMX-TILE (CPUID.(7,0):EDX bits 22, 24), and Linux's permission to use the tile
-// data state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 18), granted per process.
-static int cpu_amx(void) {
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-  if (!((d >> 22) & 1) || !((d >> 24) & 1)) return 0;
-#if defined(__linux__)
-  return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-#else
-  return 0;
-#endif
-}
+// AMX-BF16 and AMX-TILE, and Linux's permission to use the tile data (amx.h).
+static int cpu_amx(void) { return mynah_amx_usable(MYNAH_AMX_BF16); }
 
 // AVX512_BF16: CPUID.(EAX=7, ECX=1):EAX bit 5 (the avx512 level is only chosen when the OS saves zmm state).
 static int cpu_bf16(void) {
@@ -511,14 +487,6 @@ static int cpu_bf16(void) {
 
 typedef void (*ukernel_fn)(int, const uint32_t *, const uint32_t *, float *, ptrdiff_t, float, float);
 
-// MYNAH_SIMD_DISABLE names `name` (a comma- or space-separated list, as binding.c reads it).
-static int bf16_disabled(const char *name) {
-  const char *list = getenv("MYNAH_SIMD_DISABLE");
-  size_t n = strlen(name);
-  for (const char *p = list; p && (p = strstr(p, name)) != NULL; p += n)
-    if ((p == list || p[-1] == ',' || p[-1] == ' ') && (p[n] == 0 || p[n] == ',' || p[n] == ' ')) return 1;
-  return 0;
-}
 
 static int use_dp = -1, use_amx = -1;  // decided once per process
 
@@ -526,7 +494,7 @@ static int use_dp = -1, use_amx = -1;  // decided once per process
 static int have_dp(void) {
   if (use_dp < 0) {
 #if defined(__AVX512F__)
-    use_dp = cpu_bf16() && !bf16_disabled("avx512bf16");
+    use_dp = cpu_bf16() && !mynah_simd_disabled("avx512bf16");
 #else
     use_dp = 0;
 #endif
@@ -538,7 +506,7 @@ static int have_dp(void) {
 static int have_amx(void) {
   if (use_amx < 0) {
 #if defined(__AVX512F__)
-    use_amx = have_dp() && !bf16_disabled("amx") && cpu_amx();
+    use_amx = have_dp() && !mynah_simd_disabled("amx") && cpu_amx();
 #else
     use_amx = 0;
 #endif

@@ -71,8 +71,9 @@ function torchrun(strategy: string): { stdout: string; stderr: string; status: n
     // (IntFlag iteration skips the zero member); stdout is teed through log files instead.
     const r = spawnSync(TORCHRUN, ["--standalone", "--nproc_per_node", "2", "--redirects", "1", "--tee", "1", SCRIPT, "--model", join(tmp, "hf"), "--data", join(tmp, "data"),
       "--out", out, "--steps", "8", "--batch-size", "4", "--seq-len", "32", "--lr", "3e-3", "--warmup", "2", "--threads", "1", "--weight-decay", "0.1", "--strategy", strategy],
-      { encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1" } });
-    runs.set(strategy, { stdout: r.stdout, stderr: r.stderr, status: r.status });
+      // A hang (PyTorch 1.13's gloo can deadlock at exit) fails the test instead of stalling the suite.
+      { encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1" }, timeout: 240_000, killSignal: "SIGKILL" });
+    runs.set(strategy, { stdout: r.stdout, stderr: r.stderr + (r.signal ? `\ntorchrun killed by ${r.signal} after 240 s` : ""), status: r.status });
   }
   return { ...runs.get(strategy)!, out };
 }

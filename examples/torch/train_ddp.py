@@ -246,3 +246,10 @@ def main():
 
 if __name__ == "__main__":
     main()
+    # Everything is written and the group is gone. Leave without running destructors: in
+    # PyTorch 1.13, the DDP Reducer freed at interpreter exit destroys the gloo process group,
+    # whose destructor joins a worker thread that waits for the GIL the exiting thread holds
+    # (seen here: every file written, rank 0 then spinning forever).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
