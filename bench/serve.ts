@@ -29,8 +29,12 @@ import { DEFAULT_SCREEN_CONFIG } from "../src/screen/index.ts";
 
 const CLIENTS = [1, 4, 16, 32];
 const REQUESTS = 2, MAX_TOKENS = 64, PARALLEL = 16, THREADS = 0;
-/** Requests per client: at least REQUESTS, and at least 16 in all (one client's row, the ratios' base, is not a 0.1 s blip). */
-const requestsFor = (clients: number): number => Math.max(REQUESTS, Math.ceil(16 / clients));
+/**
+ * Requests per client: at least REQUESTS, and at least 64 in all, so every row streams ~4,096
+ * tokens: one client's row (the ratios' base) is not a 0.1 s blip, and the 16-client row spends
+ * most of its time with all 16 streams running rather than in its ramp-up and tail.
+ */
+const requestsFor = (clients: number): number => Math.max(REQUESTS, Math.ceil(64 / clients));
 /** Passes of the 1- and 16-client rows at the default threads (the issue's ratio); the better of each is kept. */
 const REPEATS = Number(process.env.MYNAH_BENCH_SERVE_REPEATS ?? 2);
 
@@ -91,14 +95,17 @@ const f0 = (x: number): string => x.toFixed(0), f2 = (x: number): string => x.to
 
 export async function run(): Promise<unknown> {
   const quick = process.env.MYNAH_BENCH_SERVE_QUICK === "1";
+  // MYNAH_BENCH_SERVE_MODELS=speedrun or =6x384 runs one of the two.
+  const only = process.env.MYNAH_BENCH_SERVE_MODELS;
   const models = [
-    { name: "speedrun 4L×128 (ctx 256, V 1024)", dir: makeModelFolder({ nLayer: 4, nEmbd: 128, nHead: 4, nKvHead: 2, seqLen: 256, vocabSize: 1024 }) },
-    { name: "6L×384 (ctx 512, V 1024)", dir: makeModelFolder({ nLayer: 6, nEmbd: 384, nHead: 6, nKvHead: 6, seqLen: 512, vocabSize: 1024 }) },
-  ];
+    { key: "speedrun", name: "speedrun 4L×128 (ctx 256, V 1024)", config: { nLayer: 4, nEmbd: 128, nHead: 4, nKvHead: 2, seqLen: 256, vocabSize: 1024 } },
+    { key: "6x384", name: "6L×384 (ctx 512, V 1024)", config: { nLayer: 6, nEmbd: 384, nHead: 6, nKvHead: 6, seqLen: 512, vocabSize: 1024 } },
+  ].filter((m) => !only || only.split(",").includes(m.key)).map((m) => ({ name: m.name, dir: makeModelFolder(m.config) }));
+  if (models.length === 0) throw new Error(`MYNAH_BENCH_SERVE_MODELS=${only}: known models are speedrun, 6x384`);
   const rows: Row[] = [];
   const load = loadavg()[0], cpus = availableParallelism();
   const clientsProc = await clientProcess();
-  console.log(`streamed requests of ${MAX_TOKENS} tokens, ${REQUESTS} per client (16 in all at 1 and 4 clients; the clients in a separate process); --parallel ${PARALLEL}; ` +
+  console.log(`streamed requests of ${MAX_TOKENS} tokens, at least ${REQUESTS} per client and 64 in all (the clients in a separate process); --parallel ${PARALLEL}; ` +
     `load average ${load.toFixed(1)} on ${cpus} CPUs at the start (a shared machine makes these figures noisy)`);
   console.log("| model | parallel | threads | clients | tokens | aggregate tok/s | × 1 client | TTFT p50 / p99 (ms) | first text p50 / p99 (ms) | errors | " +
     "rows/step | step ms (forward + sample + post) | HTTP thread busy | worker busy | client CPU µs/token |");
