@@ -28,6 +28,7 @@
 // whose inner loops run over a contiguous D or a BK-wide row of the transposed tile (the
 // compiler vectorizes them). Both are tested against the TypeScript reference.
 #include "ops_common.h"
+#include "thread_scratch.h"
 
 #define BQ 32       // queries per forward tile
 #define BK 64       // keys per tile
@@ -35,22 +36,7 @@
 
 // ---------------------------------------------------------------- per-thread scratch
 
-#define MAX_POOL 256
-static float *scratch_buf[MAX_POOL];
-static size_t scratch_cap[MAX_POOL];
-
-// Grows every thread's scratch to `floats` (main thread, before pool_run). 0 on failure.
-static int scratch_reserve(size_t floats) {
-  int n = pool_threads();
-  for (int t = 0; t < n && t < MAX_POOL; t++) {
-    if (scratch_cap[t] >= floats) continue;
-    free(scratch_buf[t]);
-    scratch_buf[t] = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
-    scratch_cap[t] = scratch_buf[t] ? floats : 0;
-    if (!scratch_buf[t]) return 0;
-  }
-  return 1;
-}
+static thread_scratch scratch;
 
 typedef struct {
   float *out, *lse, *dq, *dk, *dv;
@@ -365,7 +351,7 @@ static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args
 
 static void attention_forward_task(void *ctx, int task, int thread) {
   const attn_args *a = ctx;
-  float *scr = scratch_buf[thread];
+  float *scr = scratch.buf[thread];
   switch (a->D) {
     case 16: fwd_head_fast(a, task, scr, 16); break;
     case 32: fwd_head_fast(a, task, scr, 32); break;
@@ -412,7 +398,7 @@ static size_t dq_part_cap;
 
 static void attention_backward_task(void *ctx, int task, int thread) {
   const attn_args *a = ctx;
-  float *scr = scratch_buf[thread];
+  float *scr = scratch.buf[thread];
   switch (a->D) {
     case 16: bwd_group_fast(a, task, scr, 16); break;
     case 32: bwd_group_fast(a, task, scr, 32); break;
@@ -437,7 +423,7 @@ static void attention_cached_task(void *ctx, int task, int thread) {
   const size_t kstride = (size_t)a->Hkv * D;
   const float *kb = a->kc + ((size_t)b * a->maxT * a->Hkv + kvh) * D, *vb = a->vc + ((size_t)b * a->maxT * a->Hkv + kvh) * D;
   const float scale = 1.0f / sqrtf((float)D);
-  float *s = scratch_buf[thread], *o = s + a->maxT;
+  float *s = scratch.buf[thread], *o = s + a->maxT;
   for (int t = 0; t < a->Tq; t++) {
     const float *qt = a->q + (((size_t)b * a->Tq + t) * a->H + h) * D;
     const int L = a->pos0 + t + 1;
@@ -482,7 +468,7 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   GET_F32(3, "k", MUL4(B, T, Hkv, D), k);
   GET_F32(4, "v", MUL4(B, T, Hkv, D), v);
   if (B * T == 0) return NULL;
-  if (!scratch_reserve(fwd_scratch((int)D) > fwd_fast_scratch((int)D, (int)T) ? fwd_scratch((int)D) : fwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  if (!thread_scratch_reserve(&scratch, fwd_scratch((int)D) > fwd_fast_scratch((int)D, (int)T) ? fwd_scratch((int)D) : fwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .B = (int)B, .T = (int)T, .H = (int)H,
                  .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((T + BQ - 1) / BQ), .pos0 = 0, .kT = (int)T};
   a.parts = fwd_parts(a.B * a.H, a.ntiles);
@@ -509,7 +495,7 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   GET_F32(7, "out", MUL4(B, T, H, D), out);
   GET_F32(8, "lse", MUL3(B, H, T), lse);
   if (B * T == 0) return NULL;
-  if (!scratch_reserve(bwd_scratch((int)D, (int)T) > bwd_fast_scratch((int)D, (int)T) ? bwd_scratch((int)D, (int)T) : bwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  if (!thread_scratch_reserve(&scratch, bwd_scratch((int)D, (int)T) > bwd_fast_scratch((int)D, (int)T) ? bwd_scratch((int)D, (int)T) : bwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .o = out, .lse = lse,
                  .B = (int)B, .T = (int)T, .H = (int)H, .Hkv = (int)Hkv, .D = (int)D};
   a.parts = 1;
@@ -557,14 +543,14 @@ static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
   if (B * Tq == 0) return NULL;
   if (Tq >= 16 && (D == 16 || D == 32 || D == 64 || D == 96 || D == 128)) {
     // A prefill chunk: the register-blocked forward tiles, reading keys straight from the cache.
-    if (!scratch_reserve(fwd_fast_scratch((int)D, (int)(pos0 + Tq)))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+    if (!thread_scratch_reserve(&scratch, fwd_fast_scratch((int)D, (int)(pos0 + Tq)))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
     attn_args f = {.out = out, .lse = NULL, .q = q, .k = kc, .v = vc, .B = (int)B, .T = (int)Tq, .H = (int)H,
                    .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((Tq + BQ - 1) / BQ), .pos0 = (int)pos0, .kT = (int)maxT};
     f.parts = fwd_parts(f.B * f.H, f.ntiles);
     pool_run(attention_forward_task, &f, f.B * f.H * f.parts);
     return NULL;
   }
-  if (!scratch_reserve((size_t)maxT + MAX_D + 16)) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  if (!thread_scratch_reserve(&scratch, (size_t)maxT + MAX_D + 16)) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   cached_args a = {out, q, kc, vc, (int)B, (int)Tq, (int)H, (int)Hkv, (int)D, (int)pos0, (int)maxT};
   pool_run(attention_cached_task, &a, (int)(B * H));
   return NULL;

@@ -31,29 +31,15 @@
 // shuffles per 16 keys, rather than a horizontal sum per key). Elsewhere, plain loops written with
 // LANES partial sums (ops_common.h) that the compiler vectorizes for the level being built.
 #include "ops_common.h"
+#include "thread_scratch.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
 #define MAX_D 256
-#define MAX_POOL 256
-
 // Per-thread scratch: scores (group, maxT rounded up to 16) and the scaled queries (group, D).
-static float *scratch_buf[MAX_POOL];
-static size_t scratch_cap[MAX_POOL];
-
-static int scratch_reserve(size_t floats) {
-  int n = pool_threads();
-  for (int t = 0; t < n && t < MAX_POOL; t++) {
-    if (scratch_cap[t] >= floats) continue;
-    free(scratch_buf[t]);
-    scratch_buf[t] = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
-    scratch_cap[t] = scratch_buf[t] ? floats : 0;
-    if (!scratch_buf[t]) return 0;
-  }
-  return 1;
-}
+static thread_scratch scratch;
 
 typedef struct {
   float *out;
@@ -215,7 +201,7 @@ static void decode_task(void *ctx, int task, int thread) {
   const size_t kstride = (size_t)a->Hkv * D;
   const float *kb = a->kc + ((size_t)a->slot[n] * a->maxT * a->Hkv + kvh) * D;
   const float *vb = a->vc + ((size_t)a->slot[n] * a->maxT * a->Hkv + kvh) * D;
-  float *s = scratch_buf[thread], *qs = s + (size_t)g * stride, *inv = qs + (size_t)g * D;
+  float *s = scratch.buf[thread], *qs = s + (size_t)g * stride, *inv = qs + (size_t)g * D;
   const float scale = 1.0f / sqrtf((float)D);
   const float *q = a->q + ((size_t)n * a->H + (size_t)kvh * g) * D;
   for (int i = 0; i < g * D; i++) qs[i] = q[i] * scale;
@@ -276,7 +262,7 @@ static napi_value js_attention_decode(napi_env env, napi_callback_info info) {
     work += (int64_t)(pos[n] + 1) * H * D * 2;
   }
   const int g = (int)(H / Hkv), stride = (int)((maxT + 15) / 16 * 16);
-  if (!scratch_reserve((size_t)g * stride + (size_t)g * D + g + 16)) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  if (!thread_scratch_reserve(&scratch, (size_t)g * stride + (size_t)g * D + g + 16)) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
 
   // 1–2: rope (rope.c's rotation: x1' = x1·c − x2·s, x2' = x2·c + x1·s) and the cache writes
   const int64_t P = D / 2, kvw = Hkv * D;

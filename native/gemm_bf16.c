@@ -567,13 +567,20 @@ static void pack_b_task(void *ctx, int task, int thread) {
   if (p0 * NR < j1) pack_b(s->g, pc, kc, kq, s->js + p0 * NR, j1 - p0 * NR, Bq + (size_t)p0 * NR * kq);
 }
 
+// Task `task`'s block of C: rows [i0, i1), columns [j0, j1) of the split; 0 when it is empty.
+static int task_block(const plan *s, int task, int *i0, int *i1, int *j0, int *j1) {
+  *i0 = (task / s->nt) * s->mchunk;
+  *j0 = (task % s->nt) * s->nchunk;
+  *i1 = *i0 + s->mchunk < s->g->M ? *i0 + s->mchunk : s->g->M;
+  *j1 = *j0 + s->nchunk < s->ns ? *j0 + s->nchunk : s->ns;
+  return *i0 < *i1 && *j0 < *j1;
+}
+
 static void compute_task(void *ctx, int task, int thread) {
   const plan *s = ctx;
   const bf_args *g = s->g;
-  int i0 = (task / s->nt) * s->mchunk, j0 = (task % s->nt) * s->nchunk;
-  int i1 = i0 + s->mchunk < g->M ? i0 + s->mchunk : g->M;
-  int j1 = j0 + s->nchunk < s->ns ? j0 + s->nchunk : s->ns;
-  if (i0 >= i1 || j0 >= j1) return;
+  int i0, i1, j0, j1;
+  if (!task_block(s, task, &i0, &i1, &j0, &j1)) return;
   int mc = i1 - i0;
   unsigned csr = s->fallback ? ftz_on() : 0;
 #if defined(__AVX512F__)
@@ -700,10 +707,8 @@ static void amx_panel(const amx_task *t, int ir, int m, int q, const uint32_t *a
 static void compute_task_amx(void *ctx, int task, int thread) {
   const plan *s = ctx;
   const bf_args *g = s->g;
-  int i0 = (task / s->nt) * s->mchunk, j0 = (task % s->nt) * s->nchunk;
-  int i1 = i0 + s->mchunk < g->M ? i0 + s->mchunk : g->M;
-  int j1 = j0 + s->nchunk < s->ns ? j0 + s->nchunk : s->ns;
-  if (i0 >= i1 || j0 >= j1) return;
+  int i0, i1, j0, j1;
+  if (!task_block(s, task, &i0, &i1, &j0, &j1)) return;
   amx_begin();
   _Alignas(64) float tile[32 * NR];
   amx_task t = {s, buf_a[thread], tile, j0, j1, (j1 - j0 + NR - 1) / NR, i1};
