@@ -16,7 +16,7 @@ import { createCache, forwardCached, resetSlot, type DecodeModel, type KvCache }
 import type { Tokenizer } from "../tokenizer/types.ts";
 import { defaultStopTokens, Sequence, type GenerateOptions, type Generation } from "./generate.ts";
 import { makeRng } from "./rng.ts";
-import { checkSampling, maskPastVocabulary, sampleToken, topLogprobs, type Sampled } from "./sampling.ts";
+import { checkSampling, prepareRows, sampleToken, topLogprobs, type Sampled } from "./sampling.ts";
 
 /** One sampled token as reported to the caller. */
 export interface TokenEvent {
@@ -163,11 +163,7 @@ export class ContinuousBatcher {
     const t1 = performance.now();
     this.time.forwardMs += t1 - t0;
     this.time.rows += batch.length;
-    // Every row's log-sum-exp in one native call: the sampled token's log-probability is then
-    // z[id] − lse (the V exponentials per row in JavaScript cost as much as a small model's step).
-    maskPastVocabulary(logits, batch.length, V, this.tok.vocabSize);
-    const lse = new Float32Array(batch.length);
-    this.model.backend.logSumExp(lse, logits, batch.length, V);
+    const lse = prepareRows(this.model.backend, logits, batch.length, V, this.tok.vocabSize);
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i];
       try {

@@ -9,7 +9,7 @@ import { createCache, forwardCached, type DecodeModel, type KvCache } from "../m
 import type { StreamDecoder, Tokenizer } from "../tokenizer/types.ts";
 import { endOfTurnIds, usesOwnTemplate } from "../data/chat-template.ts";
 import { makeRng, type Rng } from "./rng.ts";
-import { checkSampling, GREEDY, maskPastVocabulary, sampleToken, type SamplingOptions } from "./sampling.ts";
+import { checkSampling, GREEDY, prepareRows, sampleToken, type SamplingOptions } from "./sampling.ts";
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -234,10 +234,7 @@ function* decodeSteps(model: DecodeModel, tok: Tokenizer, cache: KvCache, slots:
   let active = seqs.map((_, i) => i);
   while (active.length > 0) {
     const next: number[] = [], feed: number[] = [];
-    maskPastVocabulary(logits, active.length, V, tok.vocabSize);
-    // Every row's log-sum-exp in one native call (for the sampled tokens' log-probabilities).
-    const lse = new Float32Array(active.length);
-    model.backend.logSumExp(lse, logits, active.length, V);
+    const lse = prepareRows(model.backend, logits, active.length, V, tok.vocabSize);
     for (let r = 0; r < active.length; r++) {
       const s = seqs[active[r]];
       const row = logits.subarray(r * V, (r + 1) * V);

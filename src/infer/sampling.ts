@@ -4,6 +4,7 @@
  * greedy (argmax, lowest id on ties).
  */
 import type { Rng } from "./rng.ts";
+import type { Backend } from "../core/backend.ts";
 
 export interface SamplingOptions {
   /** 0 = greedy. Logits are divided by it before softmax. */
@@ -59,12 +60,18 @@ export function logSoftmaxAt(logits: ArrayLike<number>, id: number, lse = logSum
 }
 
 /**
- * Rows [R, V] of logits for a model whose embedding has more rows than its tokenizer has
- * tokens (Qwen pads its vocabulary to a multiple of 128): the padding ids are no text, so
- * their logits become −∞ before anything is sampled or normalised.
+ * Readies a decoding step's logits rows [R, V] for sampling and returns each row's
+ * log-sum-exp (for sampleToken and topLogprobs). When the model's embedding has more rows
+ * than its tokenizer has tokens (Qwen pads its vocabulary to a multiple of 128), the padding
+ * ids are no text: their logits become −∞ first. The log-sum-exps come from one native call
+ * for the whole step (the V exponentials per row in JavaScript cost as much as a small
+ * model's forward share).
  */
-export function maskPastVocabulary(logits: Float32Array, R: number, V: number, tokens: number): void {
+export function prepareRows(be: Pick<Backend, "logSumExp">, logits: Float32Array, R: number, V: number, tokens: number): Float32Array {
   if (tokens < V) for (let r = 0; r < R; r++) logits.fill(-Infinity, r * V + tokens, (r + 1) * V);
+  const lse = new Float32Array(R);
+  be.logSumExp(lse, logits, R, V);
+  return lse;
 }
 
 /** Index of the largest value (the first one on ties). */
