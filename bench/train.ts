@@ -326,6 +326,10 @@ function gemmShapes(): unknown[] {
   return bf16GemmShapes(THREADS, QUICK ? 4096 : 16384);
 }
 
+/** Seeds per precision in the training-curve check (checked when the bench loads, not after the other rows). */
+const CURVE_SEEDS = Number(process.env.MYNAH_BENCH_CURVE_SEEDS ?? (QUICK ? 1 : 3));
+if (!(Number.isInteger(CURVE_SEEDS) && CURVE_SEEDS >= 1)) throw new Error(`MYNAH_BENCH_CURVE_SEEDS must be a whole number ≥ 1, got ${process.env.MYNAH_BENCH_CURVE_SEEDS}`);
+
 interface CurveRun { seed: number; fp32: number; bf16: number; relDiff: number }
 interface Curve { steps: number; runs: CurveRun[]; fp32Mean: number; bf16Mean: number; relDiff: number; fp32Spread: number; args: string[] }
 
@@ -339,7 +343,7 @@ interface Curve { steps: number; runs: CurveRun[]; fp32Mean: number; bf16Mean: n
  */
 function trainingCurve(): Curve {
   const steps = QUICK ? 60 : 220;
-  const nSeeds = Math.max(1, Number(process.env.MYNAH_BENCH_CURVE_SEEDS ?? (QUICK ? 1 : 3)));
+  const nSeeds = CURVE_SEEDS;
   // SPEED_RECIPE with a fixed step count, validated once at the end on 20 batches
   const set: Record<string, string> = { "--steps": String(steps), "--eval-every": "0", "--eval-batches": "20" };
   const args = SPEED_RECIPE.map((x, i) => set[SPEED_RECIPE[i - 1]] ?? x);
