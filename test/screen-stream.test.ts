@@ -2,7 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { screenedStream } from "../src/screen/stream.ts";
-import { DEFAULT_SCREEN_CONFIG } from "../src/screen/index.ts";
+import { DEFAULT_SCREEN_CONFIG, screenReply, type ScreenConfig } from "../src/screen/index.ts";
+import { blockedByRules } from "../src/screen/screen.ts";
 
 function feed(text: string, size: number): { shown: string; diverged: boolean; final: string; early: boolean } {
   let shown = "";
@@ -105,4 +106,36 @@ test("the incremental loop watcher finds a loop at the same point as findLoop on
     for (let n = 1; n <= text.length; n++) if (findLoop(text.slice(0, n), DEFAULT_LOOP)) { want = n; break; }
     assert.equal(first, want, JSON.stringify(text.slice(0, Math.max(first, want) + 1)));
   }
+});
+
+test("the per-token block check (blockedByRules) agrees with the whole pipeline's verdict on every text", () => {
+  // Configs where skipping steps could go wrong: a redaction before a block rule (the block
+  // rule must see redacted text), flag rules, a rule that can match empty, PII set to block.
+  const base = { ...DEFAULT_SCREEN_CONFIG, degeneration: { ...DEFAULT_SCREEN_CONFIG.degeneration, enabled: false } };
+  const configs: ScreenConfig[] = [
+    base,
+    { ...base, rules: [
+      { name: "redact-secret", type: "regex", pattern: "secret", action: "redact", replacement: "[x]" },
+      { name: "flag-maybe", type: "regex", pattern: "maybe|😀*", action: "flag" },
+      { name: "block-secret-plan", type: "regex", pattern: "secret plan", action: "block" },
+      { name: "empty-or-bomb", type: "regex", pattern: "(?:bomb)?", flags: "u", action: "block" },
+      { name: "after-last-block", type: "blocklist", words: ["plan"], action: "redact" },
+    ] },
+    { ...base, rules: [{ name: "hide", type: "blocklist", words: ["ricin"], action: "redact" }], pii: { ...base.pii, action: "block" } },
+  ];
+  const pieces = ["secret", " plan", " make", " a bomb", " ricin", "maybe", "😀", " mail a.b@c.org", " call +1 415 555 0100", " and", ".", "你好", " "];
+  let x = 7, checked = 0, blocked = 0;
+  for (const cfg of configs) {
+    for (let n = 0; n < 400; n++) {
+      let t = "";
+      const len = 1 + (n % 9);
+      for (let i = 0; i < len; i++) { x = (x * 1103515245 + 12345) >>> 0; t += pieces[(x >>> 8) % pieces.length]; }
+      const want = screenReply(t, {}, cfg).verdict === "blocked";
+      assert.equal(blockedByRules(t, cfg), want, `${JSON.stringify(t)} under rules ${cfg.rules.map((r) => r.name).join(", ")}`);
+      checked++;
+      if (want) blocked++;
+    }
+  }
+  // Both verdicts occur often enough for the comparison to mean something.
+  assert.ok(blocked > checked / 10 && blocked < checked - checked / 10, `${blocked} of ${checked} blocked`);
 });

@@ -156,6 +156,40 @@ export function screenReply(reply: string, info: ReplyInfo = {}, cfg: ScreenConf
   return finish(false);
 }
 
+/** Where a global regex goes on after an empty match, as matchAll does (a whole code point under the u flag). */
+export function stepPastEmpty(text: string, re: RegExp): number {
+  const i = re.lastIndex;
+  const c = text.charCodeAt(i);
+  return i + (re.unicode && c >= 0xd800 && c <= 0xdbff && i + 1 < text.length ? 2 : 1);
+}
+
+/**
+ * Whether screenReply(text, {}, cfg) would block, when degeneration is off (it cuts before the
+ * rules run), by running only the steps that can decide that: the rules up to the last "block"
+ * rule, the redactions among them applied as screenReply applies them (a later block rule sees
+ * redacted text), and the personal-data step only when its action is "block". Flag rules,
+ * later rules and redacting PII cannot change a block verdict, so they are skipped: streaming
+ * asks this after every token (screen/stream.ts), where the whole pipeline cost ~3 × more.
+ */
+export function blockedByRules(text: string, cfg: ScreenConfig): boolean {
+  let last = -1;
+  cfg.rules.forEach((r, i) => { if (r.action === "block") last = i; });
+  for (let i = 0; i <= last; i++) {
+    const rule = cfg.rules[i];
+    if (rule.action === "flag") continue;
+    const re = regexOf(rule);
+    let found = false;
+    for (let m = re.exec(text); m; m = re.exec(text)) {
+      if (m[0].length > 0) { found = true; break; }
+      re.lastIndex = stepPastEmpty(text, re);
+    }
+    if (!found) continue;
+    if (rule.action === "block") return true;
+    text = text.replace(regexOf(rule), rule.replacement ?? "[REDACTED]");
+  }
+  return cfg.pii.enabled && cfg.pii.action === "block" && findPii(text, new Set(cfg.pii.kinds)).length > 0;
+}
+
 /** Appends one screening record as a JSON line (the log the issue asks for). */
 export function logScreen(path: string, result: ScreenResult, extra: Record<string, unknown> = {}): void {
   const rec = {

@@ -18,7 +18,7 @@
 import type { ScreenConfig } from "./config.ts";
 import { LoopWatcher } from "./degeneration.ts";
 import { findPii } from "./pii.ts";
-import { ruleRegex, screenReply, type ReplyInfo, type ScreenResult } from "./screen.ts";
+import { blockedByRules, ruleRegex, stepPastEmpty, screenReply, type ReplyInfo, type ScreenResult } from "./screen.ts";
 
 export interface ScreenedStream {
   /** Adds generated text; shows whatever became settled. */
@@ -68,17 +68,23 @@ export function screenedStream(cfg: ScreenConfig, show: (text: string) => void, 
   let stop = false;
   let work = 0;
 
-  /** Start of the earliest match in `text` that ends after `cut` (a match that may still grow), else cut. */
-  const beforeMatches = (text: string, cut: number): number => {
-    let c = cut;
+  /** Every match of the rules and personal-data detectors in `text`, as [start, end) spans. */
+  const matchSpans = (text: string): [number, number][] => {
+    const spans: [number, number][] = [];
     for (const re of regexes) {
       re.lastIndex = 0;
       for (let m = re.exec(text); m; m = re.exec(text)) {
-        if (m[0].length === 0) { re.lastIndex++; continue; }
-        if (m.index + m[0].length > c && m.index < c) c = m.index;
+        if (m[0].length === 0) { re.lastIndex = stepPastEmpty(text, re); continue; }
+        spans.push([m.index, m.index + m[0].length]);
       }
     }
-    if (piiKinds.size > 0) for (const s of findPii(text, piiKinds)) if (s.end > c && s.start < c) c = s.start;
+    if (piiKinds.size > 0) for (const s of findPii(text, piiKinds)) spans.push([s.start, s.end]);
+    return spans;
+  };
+  /** Start of the earliest match that ends after `cut` and starts before it (a match that may still grow), else cut. */
+  const beforeMatches = (spans: [number, number][], cut: number): number => {
+    let c = cut;
+    for (const [start, end] of spans) if (end > c && start < c) c = start;
     return c;
   };
 
@@ -94,19 +100,21 @@ export function screenedStream(cfg: ScreenConfig, show: (text: string) => void, 
       // A block anywhere in the unshown text ends generation now, even before a chunk is due.
       const pending = raw.slice(done);
       work += pending.length;
-      if (screenReply(pending, {}, chunkCfg).verdict === "blocked") {
+      if (blockedByRules(pending, chunkCfg)) {
         stop = true;
         return;
       }
       if (pending.length <= holdBack) return;
       // The cut: holdBack from the end, before any match reaching past it, after a boundary character.
-      const safe = beforeMatches(pending, pending.length - holdBack);
+      // (The matches are found once: the loop below only moves the cut over them.)
+      const spans = matchSpans(pending);
+      const safe = beforeMatches(spans, pending.length - holdBack);
       // Back to a boundary; that may land inside a match ("+1 415 555 |0100"), so again before it.
       let cut = safe;
       for (let prev = -1; cut !== prev && cut > 0; ) {
         prev = cut;
         while (cut > 0 && !BOUNDARY.test(pending[cut - 1])) cut--;
-        cut = beforeMatches(pending, cut);
+        cut = beforeMatches(spans, cut);
       }
       // Text with no boundary for long (a run of letters): cut anyway, so the cost stays bounded
       // (`end` still screens the whole reply and reports any difference).

@@ -60,17 +60,33 @@ function keyMatches(given: string, want: string): boolean {
 
 const encoder = new TextEncoder();
 
-/** A server-sent-events response; `cancel` runs when the client goes away. */
+/**
+ * A server-sent-events response; `cancel` runs when the client goes away. The frames sent in
+ * one turn of the event loop leave as one write (flushed by setImmediate, after the messages
+ * of that turn): when the HTTP thread falls behind the generation worker, the tokens of
+ * several steps then cost one trip through the stream and one socket write, not one each.
+ */
 function sseResponse(start: (send: (data: unknown) => void, close: () => void) => void, cancel: () => void): Response {
   let closed = false;
+  let pending = "";
+  let flushing: NodeJS.Immediate | null = null;
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
+      const flush = (): void => {
+        flushing = null;
+        if (pending === "") return;
+        controller.enqueue(encoder.encode(pending));
+        pending = "";
+      };
       const send = (data: unknown): void => {
         if (closed) return;
-        controller.enqueue(encoder.encode(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`));
+        pending += `data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
+        flushing ??= setImmediate(flush);
       };
       const close = (): void => {
         if (closed) return;
+        if (flushing) clearImmediate(flushing);
+        flush();
         closed = true;
         controller.close();
       };
@@ -78,6 +94,9 @@ function sseResponse(start: (send: (data: unknown) => void, close: () => void) =
     },
     cancel() {
       closed = true;
+      if (flushing) clearImmediate(flushing);
+      flushing = null;
+      pending = "";
       cancel();
     },
   });
@@ -110,6 +129,10 @@ async function readBody(req: Request): Promise<string> {
   const declared = Number(req.headers.get("content-length") ?? NaN);
   const tooLarge = (): ApiError => new ApiError(413, `the request body is larger than the server's limit of ${MAX_BODY_BYTES} bytes`, null, "request_too_large");
   if (declared > DRAIN_LIMIT) throw tooLarge();
+  // A declared length within the limit: the body cannot be longer (node:http frames it by
+  // that length), so it is read in one piece. Under @hono/node-server that reads the socket
+  // directly; going through req.body builds a web Request and stream first, ~0.5 ms a request.
+  if (Number.isFinite(declared) && declared <= MAX_BODY_BYTES) return req.text();
   if (!req.body) return "";
   const parts: Uint8Array[] = [];
   let n = 0;
@@ -243,14 +266,17 @@ export function createApp(o: AppOptions): Hono {
   const storeApiExchange = (messages: ChatMessage[], r: TurnResult, settings: Record<string, unknown>): void => {
     const system = messages[0]?.role === "system" ? messages[0].content : "";
     const firstUser = messages.find((m) => m.role === "user")?.content ?? "API request";
-    const conv = store.createConversation({ title: firstUser.slice(0, 80), system, settings, source: "api" });
-    let parent: string | null = null;
-    for (const m of messages) {
-      if (m.role === "system") continue;
-      parent = store.addMessage(conv.id, { parent_id: parent, role: m.role, content: m.content, model: null, settings: null, finish_reason: null, screen_verdict: null,
-        screen: null, mean_logprob: null, prompt_tokens: null, completion_tokens: null, ttft_ms: null, duration_ms: null }).id;
-    }
-    store.addMessage(conv.id, replyRow(parent, r, settings));
+    // One transaction (one sync to disk) for the conversation and all its messages.
+    store.transaction(() => {
+      const conv = store.createConversation({ title: firstUser.slice(0, 80), system, settings, source: "api" });
+      let parent: string | null = null;
+      for (const m of messages) {
+        if (m.role === "system") continue;
+        parent = store.addMessage(conv.id, { parent_id: parent, role: m.role, content: m.content, model: null, settings: null, finish_reason: null, screen_verdict: null,
+          screen: null, mean_logprob: null, prompt_tokens: null, completion_tokens: null, ttft_ms: null, duration_ms: null }).id;
+      }
+      store.addMessage(conv.id, replyRow(parent, r, settings));
+    });
   };
   const replyRow = (parent: string | null, r: TurnResult, settings: Record<string, unknown>): Parameters<Store["addMessage"]>[1] => ({
     parent_id: parent, role: "assistant", content: r.text, model: o.modelName, settings, finish_reason: r.finish,

@@ -132,14 +132,27 @@ function rowToMessage(r: Record<string, unknown>): StoredMessage {
 /** Typed access to the tables; every write is one transaction. */
 export class Store {
   readonly db: Database.Database;
+  /** Statements compiled once (each write used to compile its SQL again: ~50 µs). */
+  private readonly statements = new Map<string, Database.Statement>();
   constructor(readonly path: string) {
     this.db = openDatabase(path);
   }
   close(): void { this.db.close(); }
 
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (!st) this.statements.set(text, (st = this.db.prepare(text)));
+    return st;
+  }
+
+  /** Runs `fn` as one transaction: the writes inside (themselves transactions) commit together, with one sync to disk. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
   listConversations(query = "", source: "ui" | "api" | "all" = "ui"): Conversation[] {
     const like = `%${query.replace(/[\\%_]/g, (c) => "\\" + c)}%`;
-    const rows = this.db.prepare(
+    const rows = this.sql(
       `SELECT * FROM conversations c WHERE (@source = 'all' OR source = @source) AND
          (@q = '' OR title LIKE @like ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.content LIKE @like ESCAPE '\\'))
        ORDER BY updated_at DESC, created_at DESC`,
@@ -148,14 +161,14 @@ export class Store {
   }
 
   getConversation(id: string): Conversation | undefined {
-    const r = this.db.prepare("SELECT * FROM conversations WHERE id = ?").get(id) as Record<string, unknown> | undefined;
+    const r = this.sql("SELECT * FROM conversations WHERE id = ?").get(id) as Record<string, unknown> | undefined;
     return r ? rowToConversation(r) : undefined;
   }
 
   createConversation(c: { title?: string; system?: string; settings?: Record<string, unknown>; source?: "ui" | "api" }): Conversation {
     const now = Date.now();
     const conv: Conversation = { id: randomUUID(), title: c.title ?? "New chat", system: c.system ?? "", settings: c.settings ?? {}, source: c.source ?? "ui", leaf_id: null, created_at: now, updated_at: now };
-    this.db.prepare(`INSERT INTO conversations (id, title, system, settings, source, leaf_id, created_at, updated_at)
+    this.sql(`INSERT INTO conversations (id, title, system, settings, source, leaf_id, created_at, updated_at)
                      VALUES (@id, @title, @system, @settings, @source, NULL, @created_at, @updated_at)`)
       .run({ ...conv, settings: JSON.stringify(conv.settings) });
     return conv;
@@ -167,7 +180,7 @@ export class Store {
       if (!cur) return undefined;
       const set = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
       const next = { ...cur, ...set, updated_at: Date.now() };
-      this.db.prepare("UPDATE conversations SET title = @title, system = @system, settings = @settings, leaf_id = @leaf_id, updated_at = @updated_at WHERE id = @id")
+      this.sql("UPDATE conversations SET title = @title, system = @system, settings = @settings, leaf_id = @leaf_id, updated_at = @updated_at WHERE id = @id")
         .run({ ...next, settings: JSON.stringify(next.settings) });
       return next;
     });
@@ -175,12 +188,12 @@ export class Store {
   }
 
   deleteConversation(id: string): boolean {
-    return this.db.transaction(() => this.db.prepare("DELETE FROM conversations WHERE id = ?").run(id).changes > 0)();
+    return this.db.transaction(() => this.sql("DELETE FROM conversations WHERE id = ?").run(id).changes > 0)();
   }
 
   /** Every message of a conversation (all branches), oldest first, with its feedback. */
   messages(conversationId: string): StoredMessage[] {
-    const rows = this.db.prepare(
+    const rows = this.sql(
       `SELECT m.*, f.rating AS rating, f.correction AS correction FROM messages m LEFT JOIN feedback f ON f.message_id = m.id
        WHERE m.conversation_id = ? ORDER BY m.created_at, m.rowid`,
     ).all(conversationId) as Record<string, unknown>[];
@@ -188,7 +201,7 @@ export class Store {
   }
 
   getMessage(id: string): StoredMessage | undefined {
-    const r = this.db.prepare("SELECT m.*, f.rating AS rating, f.correction AS correction FROM messages m LEFT JOIN feedback f ON f.message_id = m.id WHERE m.id = ?").get(id) as Record<string, unknown> | undefined;
+    const r = this.sql("SELECT m.*, f.rating AS rating, f.correction AS correction FROM messages m LEFT JOIN feedback f ON f.message_id = m.id WHERE m.id = ?").get(id) as Record<string, unknown> | undefined;
     return r ? rowToMessage(r) : undefined;
   }
 
@@ -209,12 +222,12 @@ export class Store {
     const tx = this.db.transaction(() => {
       const now = Date.now();
       const row = { ...m, id: randomUUID(), conversation_id: conversationId, created_at: now };
-      this.db.prepare(`INSERT INTO messages (id, conversation_id, parent_id, role, content, model, settings, finish_reason, screen_verdict, screen,
+      this.sql(`INSERT INTO messages (id, conversation_id, parent_id, role, content, model, settings, finish_reason, screen_verdict, screen,
                          mean_logprob, prompt_tokens, completion_tokens, ttft_ms, duration_ms, created_at)
                        VALUES (@id, @conversation_id, @parent_id, @role, @content, @model, @settings, @finish_reason, @screen_verdict, @screen,
                          @mean_logprob, @prompt_tokens, @completion_tokens, @ttft_ms, @duration_ms, @created_at)`)
         .run({ ...row, settings: m.settings == null ? null : JSON.stringify(m.settings), screen: m.screen == null ? null : JSON.stringify(m.screen) });
-      this.db.prepare("UPDATE conversations SET leaf_id = ?, updated_at = ? WHERE id = ?").run(row.id, now, conversationId);
+      this.sql("UPDATE conversations SET leaf_id = ?, updated_at = ? WHERE id = ?").run(row.id, now, conversationId);
       return row as StoredMessage;
     });
     return tx();
@@ -223,9 +236,9 @@ export class Store {
   /** Sets a message's rating and/or correction (the latest wins); returns false for an unknown message. */
   setFeedback(messageId: string, fb: { rating?: number; correction?: string | null }): boolean {
     const tx = this.db.transaction(() => {
-      if (!this.db.prepare("SELECT 1 FROM messages WHERE id = ?").get(messageId)) return false;
+      if (!this.sql("SELECT 1 FROM messages WHERE id = ?").get(messageId)) return false;
       const now = Date.now();
-      this.db.prepare(`INSERT INTO feedback (message_id, rating, correction, created_at, updated_at) VALUES (@id, @rating, @correction, @now, @now)
+      this.sql(`INSERT INTO feedback (message_id, rating, correction, created_at, updated_at) VALUES (@id, @rating, @correction, @now, @now)
                        ON CONFLICT (message_id) DO UPDATE SET
                          rating = CASE WHEN @setRating THEN @rating ELSE rating END,
                          correction = CASE WHEN @setCorrection THEN @correction ELSE correction END,
