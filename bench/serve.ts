@@ -20,25 +20,31 @@
  * Greedy decoding, as the decode bench's protocol.
  */
 import { fork, type ChildProcess } from "node:child_process";
-import { availableParallelism, loadavg } from "node:os";
+import { mkdtempSync, rmSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { ClientJob, ClientResult } from "./serve-clients.ts";
 import { makeModelFolder } from "../test/serve-helpers.ts";
 import { startServer } from "../src/serve/http.ts";
+import { STREAM_INTERVAL_MS } from "../src/serve/app.ts";
 import { DEFAULT_SCREEN_CONFIG } from "../src/screen/index.ts";
 
 const CLIENTS = [1, 4, 16, 32];
-const REQUESTS = 2, MAX_TOKENS = 64, PARALLEL = 16, THREADS = 0;
+const REQUESTS = 16, MAX_TOKENS = 64, PARALLEL = 16, THREADS = 0;
 /**
- * Requests per client: at least REQUESTS, and at least 64 in all, so every row streams ~4,096
- * tokens: one client's row (the ratios' base) is not a 0.1 s blip, and the 16-client row spends
- * most of its time with all 16 streams running rather than in its ramp-up and tail.
+ * Requests per client: at least REQUESTS, and at least 64 in all. One client's row (the
+ * ratios' base) streams 4,096 tokens, not a 0.1 s blip. Every reply here runs to max_tokens,
+ * so concurrent clients move in waves (their requests start and end in the same steps); 16
+ * waves per client rather than 4 put the 16-client row in steady state, not in its ramp-up
+ * (16 prompts prefilled in one step) and tail. (With 4 waves the 16-client row measured
+ * 8,450–8,725 tokens/s where the same server streamed 10,500–11,900 over 32 waves.)
  */
 const requestsFor = (clients: number): number => Math.max(REQUESTS, Math.ceil(64 / clients));
 /** Passes of the 1- and 16-client rows at the default threads (the issue's ratio); the better of each is kept. */
 const REPEATS = Number(process.env.MYNAH_BENCH_SERVE_REPEATS ?? 2);
 
-interface Row { model: string; parallel: number; threads: number; clients: number; tokens: number; seconds: number; tokPerS: number; vsOne?: number;
+interface Row { model: string; parallel: number; threads: number; streamIntervalMs: number; clients: number; tokens: number; seconds: number; tokPerS: number; vsOne?: number;
   ttftP50: number; ttftP99: number; firstTextP50: number; firstTextP99: number; errors: number;
   /** Where the time went: mean rows and ms per worker step, event-loop utilization of the two threads, client CPU. */
   /** tok/s of every pass when the row was measured more than once (the row shows the best). */
@@ -70,8 +76,10 @@ function clientProcess(): Promise<{ run(job: ClientJob): Promise<ClientResult>; 
 
 interface Clients { run(job: ClientJob): Promise<ClientResult>; close(): void }
 
-async function measure(clientsProc: Clients, model: string, name: string, parallel: number, clients: number, threads: number): Promise<Row> {
-  const server = await startServer({ model, port: 0, db: ":memory:", parallel, queue: 64, threads,
+async function measure(clientsProc: Clients, model: string, name: string, parallel: number, clients: number, threads: number, streamIntervalMs = STREAM_INTERVAL_MS): Promise<Row> {
+  // A database file, as `mynah serve` keeps by default: every exchange is written (and synced) as in use.
+  const dbDir = mkdtempSync(join(tmpdir(), "mynah-bench-serve-"));
+  const server = await startServer({ model, port: 0, db: join(dbDir, "mynah.db"), parallel, queue: 64, threads, streamIntervalMs,
     screen: { ...DEFAULT_SCREEN_CONFIG, degeneration: { ...DEFAULT_SCREEN_CONFIG.degeneration, enabled: false } } });
   try {
     await server.loaded;
@@ -82,12 +90,13 @@ async function measure(clientsProc: Clients, model: string, name: string, parall
     const httpElu = performance.eventLoopUtilization(elu0).utilization, workerElu = server.engine.utilization(welu0).utilization;
     const p1 = server.engine.profile, steps = p1.steps - p0.steps;
     const per = (k: "forwardMs" | "sampleMs" | "stepMs" | "postMs"): number => (p1[k] - p0[k]) / steps;
-    return { model: name, parallel, threads, clients, tokens: r.tokens, seconds: r.seconds, tokPerS: r.tokens / r.seconds,
+    return { model: name, parallel, threads, streamIntervalMs, clients, tokens: r.tokens, seconds: r.seconds, tokPerS: r.tokens / r.seconds,
       ttftP50: pct(r.ttfts, 50), ttftP99: pct(r.ttfts, 99), firstTextP50: pct(r.firstTexts, 50), firstTextP99: pct(r.firstTexts, 99), errors: r.errors,
       rowsPerStep: (p1.rows - p0.rows) / steps, stepMs: per("stepMs"), forwardMs: per("forwardMs"), sampleMs: per("sampleMs"), postMs: per("postMs"),
       httpElu, workerElu, clientCpuUsPerToken: (1000 * r.cpuMs) / Math.max(1, r.tokens) };
   } finally {
     await server.close();
+    rmSync(dbDir, { recursive: true, force: true });
   }
 }
 
@@ -107,33 +116,36 @@ export async function run(): Promise<unknown> {
   const clientsProc = await clientProcess();
   console.log(`streamed requests of ${MAX_TOKENS} tokens, at least ${REQUESTS} per client and 64 in all (the clients in a separate process); --parallel ${PARALLEL}; ` +
     `load average ${load.toFixed(1)} on ${cpus} CPUs at the start (a shared machine makes these figures noisy)`);
-  console.log("| model | parallel | threads | clients | tokens | aggregate tok/s | × 1 client | TTFT p50 / p99 (ms) | first text p50 / p99 (ms) | errors | " +
+  console.log("| model | parallel | threads | stream interval (ms) | clients | tokens | aggregate tok/s | × 1 client | TTFT p50 / p99 (ms) | first text p50 / p99 (ms) | errors | " +
     "rows/step | step ms (forward + sample + post) | HTTP thread busy | worker busy | client CPU µs/token |");
-  console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
   try {
     for (const m of models) {
-      // The sweep at the default threads, then the peers: no batching, and fixed thread counts.
+      // The sweep at the defaults, then the peers: no batching, fixed thread counts, and every
+      // token written as it comes (--stream-interval 0).
       // (--threads 0 sizes threads per step; 1 and every CPU are the fixed alternatives.)
-      const runs: [number, number, number][] = quick ? [[PARALLEL, 1, THREADS], [PARALLEL, 16, THREADS]]
+      const runs: [number, number, number, number?][] = quick ? [[PARALLEL, 1, THREADS], [PARALLEL, 16, THREADS]]
         : [...CLIENTS.map((c) => [PARALLEL, c, THREADS] as [number, number, number]), [1, 16, THREADS],
-          [PARALLEL, 1, 1], [PARALLEL, 16, 1], [PARALLEL, 1, cpus], [PARALLEL, 16, cpus]];
+          [PARALLEL, 1, 1], [PARALLEL, 16, 1], [PARALLEL, 1, cpus], [PARALLEL, 16, cpus], [PARALLEL, 1, THREADS, 0], [PARALLEL, 16, THREADS, 0]];
       const measured: Row[] = [];
-      for (const [parallel, clients, threads] of runs) measured.push(await measure(clientsProc, m.dir, m.name, parallel, clients, threads));
-      // The target's two rows (1 and 16 clients, default threads) again, after the others: on a
+      for (const [parallel, clients, threads, interval] of runs) measured.push(await measure(clientsProc, m.dir, m.name, parallel, clients, threads, interval));
+      const isTarget = (r: Row, clients: number): boolean =>
+        r.parallel === PARALLEL && r.clients === clients && r.threads === THREADS && r.streamIntervalMs === STREAM_INTERVAL_MS;
+      // The target's two rows (1 and 16 clients, defaults) again, after the others: on a
       // shared machine one pass can land in another job's burst; each keeps its better pass.
       for (let pass = 1; pass < REPEATS; pass++) {
         for (const clients of [1, 16]) {
           const again = await measure(clientsProc, m.dir, m.name, PARALLEL, clients, THREADS);
-          const i = measured.findIndex((r) => r.parallel === PARALLEL && r.clients === clients && r.threads === THREADS);
+          const i = measured.findIndex((r) => isTarget(r, clients));
           measured[i].passes = [...(measured[i].passes ?? [measured[i].tokPerS]), again.tokPerS];
           if (again.tokPerS > measured[i].tokPerS) measured[i] = { ...again, passes: measured[i].passes };
         }
       }
-      const one = measured.find((r) => r.parallel === PARALLEL && r.clients === 1 && r.threads === THREADS)!.tokPerS;
+      const one = measured.find((r) => isTarget(r, 1))!.tokPerS;
       for (const r of measured) {
         r.vsOne = r.tokPerS / one;
         rows.push(r);
-        console.log(`| ${m.name} | ${r.parallel}${r.parallel === 1 ? " (peer: no batching)" : ""} | ${r.threads === 0 ? "0 (per step)" : r.threads} | ${r.clients} | ${r.tokens} | ` +
+        console.log(`| ${m.name} | ${r.parallel}${r.parallel === 1 ? " (peer: no batching)" : ""} | ${r.threads === 0 ? "0 (per step)" : r.threads} | ${r.streamIntervalMs} | ${r.clients} | ${r.tokens} | ` +
           `${f0(r.tokPerS)}${r.passes ? ` (best of ${r.passes.map(f0).join(", ")})` : ""} | ${f2(r.vsOne)} | ` +
           `${f0(r.ttftP50)} / ${f0(r.ttftP99)} | ${f0(r.firstTextP50)} / ${f0(r.firstTextP99)} | ${r.errors} | ${r.rowsPerStep.toFixed(1)} | ` +
           `${f2(r.stepMs)} (${f2(r.forwardMs)} + ${f2(r.sampleMs)} + ${f2(r.postMs)}) | ${f0(100 * r.httpElu)}% | ${f0(100 * r.workerElu)}% | ${f0(r.clientCpuUsPerToken)} |`);
@@ -144,5 +156,5 @@ export async function run(): Promise<unknown> {
   }
   const peakRssMiB = process.resourceUsage().maxRSS / 1024;
   console.log(`peak RSS of the server process (HTTP thread and generation worker; the clients run apart): ${peakRssMiB.toFixed(0)} MiB`);
-  return { loadAverageAtStart: load, requestsPerClient: REQUESTS, maxTokens: MAX_TOKENS, parallel: PARALLEL, threads: THREADS, rows, peakRssMiB, shared: true };
+  return { loadAverageAtStart: load, requestsPerClient: REQUESTS, maxTokens: MAX_TOKENS, parallel: PARALLEL, threads: THREADS, streamIntervalMs: STREAM_INTERVAL_MS, rows, peakRssMiB, shared: true };
 }

@@ -85,7 +85,8 @@ test("serve's threads per step: 1 for the speedrun shape's steps, every CPU for 
   assert.equal(largestMatrix(speedrun), 128 * 1024);
   assert.equal(stepThreads(speedrun, 1, 2), 1);
   assert.equal(stepThreads(speedrun, 16, 2), 1); // 16 streams decoding
-  assert.equal(stepThreads(speedrun, 32, 2), 2); // a 32-token prefill
+  assert.equal(stepThreads(speedrun, 128, 2), 1); // a 128-token prefill: not worth a second thread
+  assert.equal(stepThreads(speedrun, 256, 2), 2); // a 256-token prefill
   assert.equal(stepThreads({ nEmbd: 384, nHead: 6, ffnHidden: 1024, vocabSize: 1024 }, 1, 2), 2);
   assert.equal(stepThreads({ nEmbd: 128, nHead: 4, ffnHidden: 352, vocabSize: 32768 }, 1, 4), 4); // a big vocabulary's head
 });

@@ -47,7 +47,7 @@ class ScriptedEngine implements GenerationEngine {
   async close(): Promise<void> {}
 }
 
-function setup(script: { pieces: string[]; fail?: string }, extra: { cors?: string } = {}) {
+function setup(script: { pieces: string[]; fail?: string }, extra: { cors?: string; streamIntervalMs?: number } = {}) {
   const engine = new ScriptedEngine(script);
   const store = new Store(":memory:");
   const app = createApp({ engine, tokenizer: tok, modelName: "tiny", store, screen: DEFAULT_SCREEN_CONFIG, ...extra });
@@ -144,4 +144,36 @@ test("the UI's API validates what it stores", async () => {
   assert.deepEqual(JSON.parse(exp.trim()), { messages: [{ role: "user", content: "hi" }, { role: "assistant", content: "Hello!" }] });
   assert.equal((await call(`/api/conversations/${conv.id}`, { method: "DELETE" })).status, 200);
   assert.equal((await call(`/api/conversations/${conv.id}`)).status, 404);
+});
+
+test("--stream-interval: a fast stream's frames leave a few per write, at least the interval apart; 0 writes each as it comes", async () => {
+  // 60 pieces, one a millisecond or so: ~300 characters, so most of it streams before the end
+  // (screening holds back its longest pattern).
+  // (Varied words: a repeating piece would be cut as a loop.)
+  const words = ["a", "mynah", "learns", "to", "speak", "from", "what", "it", "hears", "and", "so", "does", "this", "model"];
+  const pieces = Array.from({ length: 60 }, (_, i) => ` ${words[(i * i + 3 * i) % words.length]}${i}`);
+  const writes = async (streamIntervalMs: number): Promise<{ chunks: number[]; frames: string[] }> => {
+    const { chat } = setup({ pieces }, { streamIntervalMs });
+    const r = await chat({ stream: true });
+    const reader = r.body!.getReader();
+    const dec = new TextDecoder();
+    const chunks: number[] = [];
+    let all = "";
+    for (let x = await reader.read(); !x.done; x = await reader.read()) {
+      chunks.push(performance.now());
+      all += dec.decode(x.value, { stream: true });
+    }
+    return { chunks, frames: all.trim().split("\n\n").map((f) => f.replace(/^data: /, "")) };
+  };
+  const slow = await writes(40), each = await writes(0);
+  const text = (frames: string[]): string => frames.filter((f) => f !== "[DONE]").map((f) => JSON.parse(f).choices[0]?.delta?.content ?? "").join("");
+  // The same frames either way, every one whole.
+  assert.equal(text(slow.frames), pieces.join(""));
+  assert.equal(text(each.frames), pieces.join(""));
+  assert.ok(slow.frames.length > 20, `${slow.frames.length} frames`);
+  // With 40 ms, the ~70 ms of tokens take a handful of writes, each ≥ 40 ms after the one before
+  // (timers may fire up to 1 ms early); the last write (the end) leaves at once.
+  assert.ok(slow.chunks.length <= 6, `${slow.chunks.length} writes for ${slow.frames.length} frames`);
+  for (let i = 1; i < slow.chunks.length - 1; i++) assert.ok(slow.chunks[i] - slow.chunks[i - 1] >= 38, `writes ${i - 1} and ${i}: ${slow.chunks[i] - slow.chunks[i - 1]} ms apart`);
+  assert.ok(each.chunks.length >= 20, `${each.chunks.length} writes with --stream-interval 0`);
 });

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
-import { Store, SCHEMA_VERSION, type NewMessage } from "../src/serve/store.ts";
+import { Store, SCHEMA_VERSION, GROUP_COMMIT_MS, type NewMessage } from "../src/serve/store.ts";
 import { exportFeedback } from "../src/serve/feedback-export.ts";
 import { makeModelFolder, screenFileOf } from "./serve-helpers.ts";
 
@@ -49,6 +49,36 @@ test("database: owner-only file, WAL, schema version, cascade delete", () => {
   again.db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
   again.close();
   assert.throws(() => new Store(path), /schema version 2 is newer/);
+});
+
+test("group commit: deferred writes land together within GROUP_COMMIT_MS, a failing one alone is rolled back, close commits the rest", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mynah-store-"));
+  const path = join(dir, "mynah.db");
+  const s = new Store(path);
+  const other = new Database(path, { readonly: true });
+  const count = (): number => (other.prepare("SELECT COUNT(*) AS n FROM messages").get() as { n: number }).n;
+  const conv = s.createConversation({ title: "api", source: "api" });
+  const errors: string[] = [];
+  const origError = console.error;
+  console.error = (m: string) => { errors.push(String(m)); };
+  try {
+    s.later(() => { s.addMessage(conv.id, msg(null, "user", "one")); });
+    // A write that fails half-way: its first row must not survive.
+    s.later(() => { s.addMessage(conv.id, msg(null, "user", "half")); s.addMessage("no-such-conversation", msg(null, "user", "bad")); });
+    s.later(() => { s.addMessage(conv.id, msg(null, "user", "two")); });
+    assert.equal(count(), 0, "nothing is committed before the group's time");
+    await new Promise((r) => setTimeout(r, GROUP_COMMIT_MS + 100));
+    assert.deepEqual(s.messages(conv.id).map((m) => m.content), ["one", "two"]);
+    assert.equal(count(), 2, "another connection sees the group");
+    assert.equal(errors.length, 1, errors.join("\n"));
+    assert.match(errors[0], /deferred write failed and was rolled back/);
+    s.later(() => { s.addMessage(conv.id, msg(null, "user", "three")); });
+  } finally {
+    console.error = origError;
+  }
+  s.close();
+  assert.equal(count(), 3, "close commits what was waiting");
+  other.close();
 });
 
 test("feedback export: conversations with corrections, preference pairs", () => {

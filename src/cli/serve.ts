@@ -7,13 +7,14 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_SCREEN_CONFIG, loadScreenConfig } from "../screen/index.ts";
 import { defaultDb, startServer } from "../serve/http.ts";
+import { STREAM_INTERVAL_MS } from "../serve/app.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
 import { choiceOption, intOption } from "./options.ts";
 import { WEIGHT_DTYPES, type WeightDtype } from "../infer/weight-dtype.ts";
 
 interface Flags {
   model: string; host: string; port: number; apiKey?: string; db?: string; parallel: number; queue: number;
-  screen?: string; threads: number; dtype?: WeightDtype; cors?: string; context?: number; runs?: string[];
+  screen?: string; threads: number; dtype?: WeightDtype; cors?: string; context?: number; runs?: string[]; streamInterval: number;
 }
 
 export function registerServe(program: Command): void {
@@ -33,6 +34,8 @@ export function registerServe(program: Command): void {
     .addOption(choiceOption("--dtype <dtype>", "weight storage for decoding (default: the model folder's mynah.dtype, else f32)", WEIGHT_DTYPES))
     .option("--cors <origin>", "allow browser requests from this origin (e.g. http://localhost:3000, or *)")
     .addOption(intOption("--context <n>", "context window in tokens (default: the model's)", { min: 2 }))
+    .addOption(intOption("--stream-interval <ms>", "least time between two writes of one streamed reply: a faster stream sends a few tokens per write (0 = every token as it comes)",
+      { min: 0, max: 1000 }, STREAM_INTERVAL_MS))
     .option("--runs <dirs...>", "more run folders (train/sft/dpo --out, speedrun --run-dir) or eval results files whose reports to serve at /reports, besides the model's own run")
     .action(async (o: Flags) => {
       let model = o.model;
@@ -46,7 +49,7 @@ export function registerServe(program: Command): void {
       if (apiKey !== undefined && apiKey.length < 8) throw new Error("--api-key must be at least 8 characters");
       const screen = o.screen ? loadScreenConfig(o.screen) : DEFAULT_SCREEN_CONFIG;
       const db = o.db ?? defaultDb(model);
-      const server = await startServer({ model, host: o.host, port, apiKey, db, parallel, queue, screen, threads, dtype: o.dtype, cors: o.cors, contextTokens, runs: o.runs });
+      const server = await startServer({ model, host: o.host, port, apiKey, db, parallel, queue, screen, threads, dtype: o.dtype, cors: o.cors, contextTokens, runs: o.runs, streamIntervalMs: o.streamInterval });
       process.stderr.write(`mynah serve: loading ${model} (${parallel} slots, queue ${queue}, database ${db})\n`);
       const stop = (): void => { void server.close().then(() => process.exit(0)); };
       process.once("SIGINT", stop);

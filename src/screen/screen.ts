@@ -60,7 +60,11 @@ export function ruleRegex(rule: ScreenRule): RegExp {
 }
 
 const compiled = new WeakMap<ScreenRule, RegExp>();
-function regexOf(rule: ScreenRule): RegExp {
+/**
+ * The rule's regex, compiled once per rule and shared (lastIndex reset here): every user runs
+ * its matches to the end before another starts, so sharing is safe on one thread.
+ */
+export function regexOf(rule: ScreenRule): RegExp {
   let re = compiled.get(rule);
   if (!re) compiled.set(rule, (re = ruleRegex(rule)));
   re.lastIndex = 0;

@@ -18,7 +18,7 @@
 import type { ScreenConfig } from "./config.ts";
 import { LoopWatcher } from "./degeneration.ts";
 import { findPii } from "./pii.ts";
-import { blockedByRules, ruleRegex, stepPastEmpty, screenReply, type ReplyInfo, type ScreenResult } from "./screen.ts";
+import { blockedByRules, regexOf, stepPastEmpty, screenReply, type ReplyInfo, type ScreenResult } from "./screen.ts";
 
 export interface ScreenedStream {
   /** Adds generated text; shows whatever became settled. */
@@ -58,7 +58,7 @@ export function screenedStream(cfg: ScreenConfig, show: (text: string) => void, 
   // Chunks are screened by rules and PII only; degeneration is watched incrementally here and
   // applied once by `end`, confidence needs the whole reply.
   const chunkCfg: ScreenConfig = { ...cfg, degeneration: { ...cfg.degeneration, enabled: false }, confidence: { ...cfg.confidence, enabled: false } };
-  const regexes = cfg.rules.map(ruleRegex);
+  const regexes = cfg.rules.map(regexOf); // compiled once per rule, not per reply
   const piiKinds = new Set(cfg.pii.enabled ? cfg.pii.kinds : []);
   const loops = cfg.degeneration.enabled ? new LoopWatcher(cfg.degeneration) : null;
   let raw = "";

@@ -50,7 +50,18 @@ export interface AppOptions {
   metrics?: Metrics;
   /** The run reports served at /reports (the model's run folder, --runs). */
   reports?: RunReports;
+  /** Least time between two writes of one stream (ms; --stream-interval), default STREAM_INTERVAL_MS. */
+  streamIntervalMs?: number;
 }
+
+/**
+ * Default least time between two writes of one streamed reply (ms). A stream decoded faster
+ * than this (16 streams of a small model: a token every ~1.5 ms each) sends the tokens of a
+ * few steps per write, still one SSE frame per delta; a slower one sends every token as soon as
+ * it is settled. Each write costs the HTTP thread and the kernel ~25 µs, which on a small
+ * machine is CPU the generation worker needs; 5 ms is far below what a reader can see.
+ */
+export const STREAM_INTERVAL_MS = 5;
 
 const sha = (s: string): Buffer => createHash("sha256").update(s).digest();
 /** Constant-time key check (hashing first makes the lengths equal). */
@@ -61,31 +72,39 @@ function keyMatches(given: string, want: string): boolean {
 const encoder = new TextEncoder();
 
 /**
- * A server-sent-events response; `cancel` runs when the client goes away. The frames sent in
- * one turn of the event loop leave as one write (flushed by setImmediate, after the messages
- * of that turn): when the HTTP thread falls behind the generation worker, the tokens of
- * several steps then cost one trip through the stream and one socket write, not one each.
+ * A server-sent-events response; `cancel` runs when the client goes away. Frames are written
+ * at most once per `intervalMs` (STREAM_INTERVAL_MS): a frame sent when the last write is
+ * older than that leaves at the end of this turn of the event loop (with any other frames of
+ * the turn); one sent sooner waits for the interval to end, joined by those that follow.
  */
-function sseResponse(start: (send: (data: unknown) => void, close: () => void) => void, cancel: () => void): Response {
+function sseResponse(start: (send: (data: unknown) => void, close: () => void) => void, cancel: () => void, intervalMs: number): Response {
   let closed = false;
   let pending = "";
-  let flushing: NodeJS.Immediate | null = null;
+  let lastWrite = -Infinity;
+  let flushing: NodeJS.Immediate | NodeJS.Timeout | null = null;
+  const unschedule = (): void => {
+    if (flushing) { clearTimeout(flushing as NodeJS.Timeout); clearImmediate(flushing as NodeJS.Immediate); }
+    flushing = null;
+  };
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       const flush = (): void => {
         flushing = null;
         if (pending === "") return;
+        lastWrite = performance.now();
         controller.enqueue(encoder.encode(pending));
         pending = "";
       };
       const send = (data: unknown): void => {
         if (closed) return;
         pending += `data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
-        flushing ??= setImmediate(flush);
+        if (flushing) return;
+        const wait = lastWrite + intervalMs - performance.now();
+        flushing = wait > 0 ? setTimeout(flush, wait) : setImmediate(flush);
       };
       const close = (): void => {
         if (closed) return;
-        if (flushing) clearImmediate(flushing);
+        unschedule();
         flush();
         closed = true;
         controller.close();
@@ -94,8 +113,7 @@ function sseResponse(start: (send: (data: unknown) => void, close: () => void) =
     },
     cancel() {
       closed = true;
-      if (flushing) clearImmediate(flushing);
-      flushing = null;
+      unschedule();
       pending = "";
       cancel();
     },
@@ -200,6 +218,7 @@ function completionLogprobs(tok: Tokenizer, tokens: TokenEvent[], offset0: numbe
 
 export function createApp(o: AppOptions): Hono {
   const { engine, tokenizer: tok, store, screen } = o;
+  const streamInterval = o.streamIntervalMs ?? STREAM_INTERVAL_MS;
   const metrics = o.metrics ?? new Metrics();
   const app = new Hono();
   const files = uiFiles();
@@ -266,8 +285,9 @@ export function createApp(o: AppOptions): Hono {
   const storeApiExchange = (messages: ChatMessage[], r: TurnResult, settings: Record<string, unknown>): void => {
     const system = messages[0]?.role === "system" ? messages[0].content : "";
     const firstUser = messages.find((m) => m.role === "user")?.content ?? "API request";
-    // One transaction (one sync to disk) for the conversation and all its messages.
-    store.transaction(() => {
+    // Committed with the other exchanges of the next GROUP_COMMIT_MS (store.later): one sync
+    // to disk for the group; the reply has already been sent.
+    store.later(() => {
       const conv = store.createConversation({ title: firstUser.slice(0, 80), system, settings, source: "api" });
       let parent: string | null = null;
       for (const m of messages) {
@@ -338,7 +358,7 @@ export function createApp(o: AppOptions): Hono {
         send("[DONE]");
         close();
       });
-    }, () => turn?.cancel());
+    }, () => turn?.cancel(), streamInterval);
   });
 
   // ---- POST /v1/completions ------------------------------------------------------------------
@@ -390,7 +410,7 @@ export function createApp(o: AppOptions): Hono {
         send("[DONE]");
         close();
       });
-    }, () => turn?.cancel());
+    }, () => turn?.cancel(), streamInterval);
   });
 
   // ---- the web UI's API ---------------------------------------------------------------------
@@ -487,7 +507,7 @@ export function createApp(o: AppOptions): Hono {
         send({ type: "error", error: { message: `generation failed: ${err.message}` } });
         close();
       });
-    }, () => turn?.cancel());
+    }, () => turn?.cancel(), streamInterval);
   });
   app.post("/api/messages/:id/feedback", async (c) => {
     const b = await readJson(c);

@@ -34,6 +34,8 @@ export interface ServeOptions {
   contextTokens?: number;
   /** More run folders (or eval results files) whose reports are served at /reports, besides the model's own run folder. */
   runs?: string[];
+  /** Least time between two writes of one streamed reply, ms (default STREAM_INTERVAL_MS in app.ts). */
+  streamIntervalMs?: number;
 }
 
 export interface RunningServer {
@@ -66,7 +68,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const engine = new WorkerEngine({ modelDir: o.model, parallel: o.parallel ?? 4, queue: o.queue ?? 64, threads: o.threads ?? 0, contextTokens: o.contextTokens, dtype: o.dtype });
   const metrics = new Metrics();
   const app = createApp({ engine, tokenizer, modelName: basename(o.model.replace(/\/+$/, "")), store, screen: o.screen ?? DEFAULT_SCREEN_CONFIG,
-    apiKey: o.apiKey, cors: o.cors, metrics, reports });
+    apiKey: o.apiKey, cors: o.cors, metrics, reports, streamIntervalMs: o.streamIntervalMs });
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: host, port: o.port ?? 8080 }, () => resolve(s));
     s.once("error", reject);

@@ -9,6 +9,15 @@
  * (147–393 Ki elements, bound by streaming the weights) decoded one stream faster on 2. So:
  * every CPU when the model's largest layer matrix reaches MT_MATRIX elements, or when the
  * step feeds enough rows (a long prompt's prefill) that rows × matrix reaches MT_STEP; else 1.
+ *
+ * MT_STEP was 2²² (a 32-token prefill of the speedrun shape). Measured alone on the 2-core
+ * machine, a prefill of that shape on 2 threads against 1 takes 0.91 vs 0.97 ms at 32 rows,
+ * 1.31 vs 1.23 at 64, 1.87 vs 2.10 at 128 and 2.91 vs 4.15 at 240. In the server the second
+ * CPU is also the HTTP thread's, and every switch between 1 and 2 threads starts and joins a
+ * pool thread that spins 2 ms after its work: 16 streams with 46-token prompts streamed
+ * 9,200–9,450 tokens/s with a second thread for each prefill and 10,500–11,300 without
+ * (three alternating passes each). So a step now needs rows × matrix ≥ 2²⁵ (256 rows of
+ * that shape) before it takes a second thread.
  */
 
 /** The shape fields that size a step's matrices (a model's DecodeConfig has them). */
@@ -16,8 +25,8 @@ export interface StepShape { nEmbd: number; nHead: number; headDim?: number; ffn
 
 /** A layer matrix of this many elements (1 MiB of float32) is worth a second thread even for one row. */
 export const MT_MATRIX = 1 << 18;
-/** A step of rows × largest matrix ≥ this (e.g. a 32-token prefill of a 128-wide model) is worth it too. */
-export const MT_STEP = 1 << 22;
+/** A step of rows × largest matrix ≥ this (e.g. a 256-token prefill of a 128-wide model, V = 1024) is worth it too. */
+export const MT_STEP = 1 << 25;
 
 /** The largest weight matrix a step multiplies by (the output head included). */
 export function largestMatrix(c: StepShape): number {

@@ -129,15 +129,54 @@ function rowToMessage(r: Record<string, unknown>): StoredMessage {
   return { ...(r as unknown as StoredMessage), settings: parseJson(r.settings) as Record<string, unknown> | null, screen: parseJson(r.screen) };
 }
 
+/** How long an API exchange may wait to be committed with others (ms): what a crash can lose of the API log. */
+export const GROUP_COMMIT_MS = 50;
+
 /** Typed access to the tables; every write is one transaction. */
 export class Store {
   readonly db: Database.Database;
   /** Statements compiled once (each write used to compile its SQL again: ~50 µs). */
   private readonly statements = new Map<string, Database.Statement>();
+  /** Writes waiting for the next group commit (see `later`). */
+  private deferred: (() => void)[] = [];
+  private groupTimer: NodeJS.Timeout | null = null;
   constructor(readonly path: string) {
     this.db = openDatabase(path);
   }
-  close(): void { this.db.close(); }
+  close(): void {
+    this.commitLater();
+    this.db.close();
+  }
+
+  /**
+   * A write nobody waits for (an API exchange, stored after its reply was sent): it joins a
+   * group committed together at most GROUP_COMMIT_MS later, one sync to disk for the group
+   * instead of one per request (a sync blocks the HTTP thread, ~0.2–1 ms here). Each write is
+   * its own savepoint, so one that fails is rolled back alone and reported. Writes someone
+   * waits for (the web UI's messages, feedback) commit before their response, as before.
+   */
+  later(write: () => void): void {
+    this.deferred.push(write);
+    this.groupTimer ??= setTimeout(() => this.commitLater(), GROUP_COMMIT_MS);
+  }
+
+  /** Commits the waiting writes now (also on close). */
+  commitLater(): void {
+    if (this.groupTimer) clearTimeout(this.groupTimer);
+    this.groupTimer = null;
+    const writes = this.deferred;
+    this.deferred = [];
+    if (writes.length === 0) return;
+    this.transaction(() => {
+      for (const w of writes) {
+        try {
+          this.db.transaction(w)();
+        } catch (err) {
+          console.error(`[mynah serve] database ${this.path}: a deferred write failed and was rolled back: ${(err as Error).message}`);
+        }
+      }
+    });
+  }
 
   private sql(text: string): Database.Statement {
     let st = this.statements.get(text);
