@@ -100,6 +100,18 @@ export function resetSlot(cache: KvCache, slot: number): void {
   cache.length[slot] = 0;
 }
 
+/**
+ * `model.layers.{l}.{suffix}`, built once per (l, suffix): a name made afresh at every call is
+ * hashed again by every Map lookup of its weight (~2 % of a small model's decode step).
+ */
+const layerNameCache: Map<string, string>[] = [];
+function layerName(l: number, suffix: string): string {
+  const names = (layerNameCache[l] ??= new Map());
+  let name = names.get(suffix);
+  if (name === undefined) names.set(suffix, (name = `model.layers.${l}.${suffix}`));
+  return name;
+}
+
 /** A slot fed this many tokens at once attends through attentionCached's tiled prefill; fewer, through attentionDecode. */
 const PREFILL_ROWS = 16;
 
@@ -176,25 +188,24 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
 
   be.embeddingForward(x, W("model.embed_tokens.weight"), ids32, N, C);
   for (let l = 0; l < c.nLayer; l++) {
-    const p = `model.layers.${l}.`;
-    be.rmsnormForward(h, rstd, x, W(p + "input_layernorm.weight"), N, C, c.normEps);
-    linear(model, p + "self_attn.q_proj.weight", N, Q, C, h, false, q);
-    linear(model, p + "self_attn.k_proj.weight", N, kvW, C, h, false, k);
-    linear(model, p + "self_attn.v_proj.weight", N, kvW, C, h, false, v);
+    be.rmsnormForward(h, rstd, x, W(layerName(l, "input_layernorm.weight")), N, C, c.normEps);
+    linear(model, layerName(l, "self_attn.q_proj.weight"), N, Q, C, h, false, q);
+    linear(model, layerName(l, "self_attn.k_proj.weight"), N, kvW, C, h, false, k);
+    linear(model, layerName(l, "self_attn.v_proj.weight"), N, kvW, C, h, false, v);
     if (c.qkvBias) {
       // Qwen2: biases on q, k, v (added before rope, as in the training forward)
       for (const [y, b, w] of [[q, "q", Q], [k, "k", kvW], [v, "v", kvW]] as const) {
-        const bias = W(p + `self_attn.${b}_proj.bias`);
+        const bias = W(layerName(l, `self_attn.${b}_proj.bias`));
         for (let n = 0; n < N; n++) for (let j = 0; j < w; j++) y[n * w + j] += bias[j];
       }
     }
     if (c.qkNorm) {
       // RMSNorm over each head's D values, before rope (Qwen3).
       // (Normalized into scratch and copied back: ops are not promised to work in place.)
-      be.rmsnormForward(att, S.qkRstd.subarray(0, N * H), q, W(p + "self_attn.q_norm.weight"), N * H, D, c.normEps);
+      be.rmsnormForward(att, S.qkRstd.subarray(0, N * H), q, W(layerName(l, "self_attn.q_norm.weight")), N * H, D, c.normEps);
       q.set(att);
       const kn = att.subarray(0, N * kvW);
-      be.rmsnormForward(kn, S.qkRstd.subarray(0, N * Hkv), k, W(p + "self_attn.k_norm.weight"), N * Hkv, D, c.normEps);
+      be.rmsnormForward(kn, S.qkRstd.subarray(0, N * Hkv), k, W(layerName(l, "self_attn.k_norm.weight")), N * Hkv, D, c.normEps);
       k.set(kn);
     }
     if (uniform) {
@@ -229,12 +240,12 @@ export function forwardCached(model: DecodeModel, cache: KvCache, slots: readonl
       const span = n * cache.maxT * kvW;
       be.attentionCached(att, q, kc.subarray(base, base + span), vc.subarray(base, base + span), n, T, H, Hkv, D, pos0, cache.maxT);
     }
-    linear(model, p + "self_attn.o_proj.weight", N, C, Q, att, true, x); // x += att·Woᵀ
-    be.rmsnormForward(h, rstd, x, W(p + "post_attention_layernorm.weight"), N, C, c.normEps);
-    linear(model, p + "mlp.gate_proj.weight", N, Fh, C, h, false, g);
-    linear(model, p + "mlp.up_proj.weight", N, Fh, C, h, false, u);
+    linear(model, layerName(l, "self_attn.o_proj.weight"), N, C, Q, att, true, x); // x += att·Woᵀ
+    be.rmsnormForward(h, rstd, x, W(layerName(l, "post_attention_layernorm.weight")), N, C, c.normEps);
+    linear(model, layerName(l, "mlp.gate_proj.weight"), N, Fh, C, h, false, g);
+    linear(model, layerName(l, "mlp.up_proj.weight"), N, Fh, C, h, false, u);
     be.swigluForward(S.a.subarray(0, N * Fh), g, u, N * Fh);
-    linear(model, p + "mlp.down_proj.weight", N, C, Fh, S.a.subarray(0, N * Fh), true, x); // x += mlp·Wdᵀ
+    linear(model, layerName(l, "mlp.down_proj.weight"), N, C, Fh, S.a.subarray(0, N * Fh), true, x); // x += mlp·Wdᵀ
   }
   for (let i = 0; i < slots.length; i++) cache.length[slots[i]] += counts[i];
 
