@@ -17,6 +17,9 @@ export interface ClientResult {
   cpuMs: number;
 }
 
+/** Request i's user message (also the engine-alone rows' prompt in bench/serve.ts). */
+export const clientPrompt = (i: number): string => `Tell me about bird number ${i}, please, and why it talks.`;
+
 // node:http with keep-alive rather than fetch: on the 2-core machine the clients share the
 // CPUs with the server, and fetch's web streams cost the client process ~2 × more per token.
 const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
@@ -28,7 +31,7 @@ const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
  */
 function oneRequest(url: string, i: number, maxTokens: number): Promise<{ tokens: number; ttft: number; firstText: number; ok: boolean }> {
   const t0 = performance.now();
-  const body = JSON.stringify({ messages: [{ role: "user", content: `Tell me about bird number ${i}, please, and why it talks.` }], max_tokens: maxTokens,
+  const body = JSON.stringify({ messages: [{ role: "user", content: clientPrompt(i) }], max_tokens: maxTokens,
     temperature: 0, seed: i, stream: true, stream_options: { include_usage: true } });
   return new Promise((resolve) => {
     let buf = "", firstText = NaN, tokens = 0, ttft = NaN, ok = false, failed = false;

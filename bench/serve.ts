@@ -29,6 +29,13 @@ import type { ClientJob, ClientResult } from "./serve-clients.ts";
 import { makeModelFolder } from "../test/serve-helpers.ts";
 import { startServer } from "../src/serve/http.ts";
 import { STREAM_INTERVAL_MS } from "../src/serve/app.ts";
+import { stepThreads } from "../src/serve/step-threads.ts";
+import { loadChatModel } from "../src/infer/load.ts";
+import { ContinuousBatcher } from "../src/infer/batcher.ts";
+import { DEFAULT_GENERATE } from "../src/infer/generate.ts";
+import { renderChat } from "../src/data/chat-template.ts";
+import { cpus, setThreads } from "../src/core/native.ts";
+import { clientPrompt } from "./serve-clients.ts";
 import { DEFAULT_SCREEN_CONFIG } from "../src/screen/index.ts";
 
 const CLIENTS = [1, 4, 16, 32];
@@ -107,6 +114,34 @@ async function measure(clientsProc: Clients, model: string, name: string, parall
   }
 }
 
+/**
+ * The engine alone, no HTTP: a ContinuousBatcher on this thread with `streams` requests always
+ * running (a finished one is replaced at once, as if its client were infinitely fast), the
+ * clients' prompts and settings, threads sized per step as the server's worker does. What
+ * continuous batching gives when nothing else wants the CPUs: the rows beside the server's
+ * separate batching's gain from what the HTTP side costs on the same cores.
+ */
+function engineAlone(dir: string, streams: number, requests: number): { tokPerS: number; rowsPerStep: number; stepMs: number } {
+  const { model, tokenizer } = loadChatModel(dir, { threads: 1 });
+  const b = new ContinuousBatcher(model, tokenizer, PARALLEL, model.config.seqLen);
+  const all = cpus();
+  let now = setThreads(1);
+  b.onForward = (rows) => { const want = stepThreads(model.config, rows, all); if (want !== now) now = setThreads(want); };
+  let started = 0, tokens = 0;
+  const add = (): void => {
+    const i = started++;
+    const prompt = renderChat(tokenizer, [{ role: "user", content: clientPrompt(i) }], { addGenerationPrompt: true }).ids;
+    b.add({ prompt, opts: { ...DEFAULT_GENERATE, maxNewTokens: MAX_TOKENS, temperature: 0, seed: i },
+      onDone: (g) => { tokens += g.ids.length; if (started < requests) add(); } });
+  };
+  for (let i = 0; i < streams; i++) add();
+  const t0 = performance.now(), s0 = b.steps, r0 = b.time.rows;
+  while (b.busy) b.step();
+  const ms = performance.now() - t0;
+  setThreads(0);
+  return { tokPerS: tokens / (ms / 1000), rowsPerStep: (b.time.rows - r0) / (b.steps - s0), stepMs: ms / (b.steps - s0) };
+}
+
 const f0 = (x: number): string => x.toFixed(0), f2 = (x: number): string => x.toFixed(2);
 
 export async function run(): Promise<unknown> {
@@ -119,10 +154,11 @@ export async function run(): Promise<unknown> {
   ].filter((m) => !only || only.split(",").includes(m.key)).map((m) => ({ name: m.name, dir: makeModelFolder(m.config) }));
   if (models.length === 0) throw new Error(`MYNAH_BENCH_SERVE_MODELS=${only}: known models are speedrun, 6x384`);
   const rows: Row[] = [];
-  const load = loadavg()[0], cpus = availableParallelism();
+  const engine: { model: string; streams1: ReturnType<typeof engineAlone>; streams16: ReturnType<typeof engineAlone>; passes1: number[]; passes16: number[] }[] = [];
+  const load = loadavg()[0], ncpu = availableParallelism();
   const clientsProc = await clientProcess();
   console.log(`streamed requests of ${MAX_TOKENS} tokens, at least ${REQUESTS} per client and 64 in all (the clients in a separate process); --parallel ${PARALLEL}; ` +
-    `load average ${load.toFixed(1)} on ${cpus} CPUs at the start (a shared machine makes these figures noisy)`);
+    `load average ${load.toFixed(1)} on ${ncpu} CPUs at the start (a shared machine makes these figures noisy)`);
   console.log("| model | parallel | threads | stream interval (ms) | clients | tokens | aggregate tok/s | × 1 client | TTFT p50 / p99 (ms) | first text p50 / p99 (ms) | errors | " +
     "rows/step | step ms (forward + sample + post) | HTTP thread busy | worker busy | client CPU µs/token |");
   console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -133,7 +169,7 @@ export async function run(): Promise<unknown> {
       // (--threads 0 sizes threads per step; 1 and every CPU are the fixed alternatives.)
       const runs: [number, number, number, number?][] = quick ? [[PARALLEL, 1, THREADS], [PARALLEL, 16, THREADS]]
         : [...CLIENTS.map((c) => [PARALLEL, c, THREADS] as [number, number, number]), [1, 16, THREADS],
-          [PARALLEL, 1, 1], [PARALLEL, 16, 1], [PARALLEL, 1, cpus], [PARALLEL, 16, cpus], [PARALLEL, 1, THREADS, 0], [PARALLEL, 16, THREADS, 0]];
+          [PARALLEL, 1, 1], [PARALLEL, 16, 1], [PARALLEL, 1, ncpu], [PARALLEL, 16, ncpu], [PARALLEL, 1, THREADS, 0], [PARALLEL, 16, THREADS, 0]];
       const measured: Row[] = [];
       for (const [parallel, clients, threads, interval] of runs) measured.push(await measure(clientsProc, m.dir, m.name, parallel, clients, threads, interval));
       const isTarget = (r: Row, clients: number): boolean =>
@@ -150,6 +186,12 @@ export async function run(): Promise<unknown> {
         measured[measured.findIndex((r) => isTarget(r, clients))] = { ...median, passes: rows.map((r) => r.tokPerS) };
       }
       const one = measured.find((r) => isTarget(r, 1))!.tokPerS;
+      // The engine alone, 1 and 16 streams (alternating, median of REPEATS passes each).
+      const alone = new Map<number, ReturnType<typeof engineAlone>[]>([[1, []], [16, []]]);
+      for (let pass = 0; pass < REPEATS; pass++) for (const n of [1, 16]) alone.get(n)!.push(engineAlone(m.dir, n, n * requestsFor(n)));
+      const aloneMedian = (n: number): ReturnType<typeof engineAlone> => [...alone.get(n)!].sort((a, b) => a.tokPerS - b.tokPerS)[(REPEATS - 1) >> 1];
+      const [a1, a16] = [aloneMedian(1), aloneMedian(16)];
+      engine.push({ model: m.name, streams1: a1, streams16: a16, passes1: alone.get(1)!.map((x) => x.tokPerS), passes16: alone.get(16)!.map((x) => x.tokPerS) });
       for (const r of measured) {
         r.vsOne = r.tokPerS / one;
         rows.push(r);
@@ -162,7 +204,15 @@ export async function run(): Promise<unknown> {
   } finally {
     clientsProc.close();
   }
+  console.log("\nThe engine alone (no HTTP, no clients: a finished request is replaced at once), median of the passes:");
+  console.log("| model | streams | tok/s | × 1 stream | rows/step | ms/step |");
+  console.log("|---|---|---|---|---|---|");
+  for (const e of engine) {
+    for (const [n, x, passes] of [[1, e.streams1, e.passes1], [16, e.streams16, e.passes16]] as const) {
+      console.log(`| ${e.model} | ${n} | ${f0(x.tokPerS)} (median of ${passes.map(f0).join(", ")}) | ${f2(x.tokPerS / e.streams1.tokPerS)} | ${x.rowsPerStep.toFixed(1)} | ${f2(x.stepMs)} |`);
+    }
+  }
   const peakRssMiB = process.resourceUsage().maxRSS / 1024;
   console.log(`peak RSS of the server process (HTTP thread and generation worker; the clients run apart): ${peakRssMiB.toFixed(0)} MiB`);
-  return { loadAverageAtStart: load, requestsPerClient: REQUESTS, maxTokens: MAX_TOKENS, parallel: PARALLEL, threads: THREADS, streamIntervalMs: STREAM_INTERVAL_MS, rows, peakRssMiB, shared: true };
+  return { loadAverageAtStart: load, requestsPerClient: REQUESTS, maxTokens: MAX_TOKENS, parallel: PARALLEL, threads: THREADS, streamIntervalMs: STREAM_INTERVAL_MS, rows, engineAlone: engine, peakRssMiB, shared: true };
 }
