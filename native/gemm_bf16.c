@@ -29,8 +29,9 @@
 // the thread count. Products of every size take the blocked path (training shapes are
 // large; decoding stays float32). The AMX path has its own task (compute_task_amx): one
 // 32-row panel of op(A) in L1 at a time, the next one packed or prefetched under the tile
-// work; C rows narrower than a page leave through a scratch block with non-temporal stores,
-// wider ones straight from the tiles; the same sums in the same order.
+// work. With K in several slices and C rows narrower than a page, the panel's C stays in a
+// scratch block across the slices and leaves once, with non-temporal stores; otherwise the
+// tiles store straight into C. The same sums in the same order.
 //
 // Peaks (for the bench and MFU) are the best of many ~1 ms register-only tries, and
 // gemmBf16Bandwidth() measures the memory rates the float32 operands and C stream at.
@@ -463,10 +464,12 @@ AMX_TARGET static inline void ukernel_amx_pk(int kq, const uint32_t *restrict Ap
 // The finished C rows of a panel, copied from the scratch block the tiles wrote (L2) to C a
 // few cache lines at a time inside the next panel's tile loop. A line of C that the panel
 // covers whole is written with a non-temporal store (no read for ownership: the line goes to
-// memory without being fetched first, which is what held plain tile stores of C to a third
-// of the tile rate); a line it covers in part (a row's first and last, when C's rows do not
-// start on a 64-byte line) with a masked plain store. Only copies bits: the sums are the
-// tiles'.
+// memory without being fetched first); when the rows are whole rows of C, a line shared by
+// two rows is one line too, so only the block's first and last lines are part lines, written
+// with masked plain stores (fetched for writing ahead: a plain store that misses holds up
+// every store after it). Only copies bits: the sums are the tiles'. Copied line by line,
+// sequentially: the same stores scattered block by block (two lines of each of 32 rows)
+// measured 10-27 % slower, and the copy as a burst between panels no faster.
 typedef struct {
   const float *src;  // scratch row i (column j0)
   size_t ss;         // its row stride (floats)
@@ -863,8 +866,9 @@ static void compute_task_amx(void *ctx, int task, int thread) {
     // is packed inside this one's tile loop (a_packer), into the other half of the buffer
     uint32_t *cur = t.Ap, *nxt = t.Ap + (size_t)AMX_MR * (KC / 2);
     int fused = !g->transA, packed = 0;
-    // the scratch path: alpha 1, beta 0 or 1, C on 4-byte boundaries (Float32Array's are)
-    int scratch = (size_t)g->ldc * 4 < 4096 && g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f) && ((uintptr_t)g->C & 3) == 0 && buf_c[thread];
+    // the scratch path: several slices (one slice: the old direct stores measured as fast),
+    // alpha 1, beta 0 or 1, C on 4-byte boundaries (Float32Array's are)
+    int scratch = s->nq > 1 && (size_t)g->ldc * 4 < 4096 && g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f) && ((uintptr_t)g->C & 3) == 0 && buf_c[thread];
     int w = j1 - j0, P = (w + 15) / 16 + 1;
     size_t ss = (size_t)round_up32(w) + 16;
     c_writer cw = {0};
