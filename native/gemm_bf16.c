@@ -262,9 +262,7 @@ PK_TARGET static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, i
 #if defined(__AVX512F__)
 // AMX wants op(A) row by row: panels of AMX_MR rows, row i = kq pair words (k contiguous).
 #define AMX_MR 32
-#define TMP_COLS 256
 static inline int round_up32(int x) { return (x + 31) / 32 * 32; }
-static _Thread_local _Alignas(64) uint32_t tmp_wide[16 * TMP_COLS];
 PK_TARGET static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
   int kp = (kc + 1) / 2;
   for (int ip = 0; ip < mc; ip += AMX_MR, Ap += (size_t)AMX_MR * kq) {
@@ -287,24 +285,28 @@ PK_TARGET static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int k
     }
   }
   if (!g->transA) return;
-  // op(A) = Aᵀ, A (K, M): each k row of A holds a piece of every panel's rows. Read up to 256
-  // columns of 32 rows at a time (1 KiB runs, which the prefetchers follow; one panel's
-  // 128-byte pieces at a 4·M-byte stride they do not), as pair words, then 16 x 16 transposes.
-  uint32_t *tmpw = tmp_wide;
-  for (int c0 = 0; c0 < mc; c0 += TMP_COLS) {
-    int wc = mc - c0 < TMP_COLS ? mc - c0 : TMP_COLS, wp = round_up32(wc);
-    for (int p0 = 0; p0 < kq; p0 += 16) {
-      int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
-      if (np > 0) pack_cols(g->A + (size_t)(k0 + 2 * p0) * g->lda + i0 + c0, g->lda, wc, kc - 2 * p0 < 32 ? kc - 2 * p0 : 32, wp, tmpw);
-      if (np < 16) memset(tmpw + (size_t)np * wp, 0, (size_t)(16 - np) * wp * sizeof(uint32_t));
-      for (int r = 0; r < wp; r += 16) {
-        __m512i q[16];
-        for (int t = 0; t < 16; t++) q[t] = _mm512_loadu_si512(tmpw + (size_t)t * wp + r);
-        transpose16i(q);
-        int row = c0 + r;  // row of op(A) within [i0, i0 + mc), rounded panels
-        uint32_t *d = Ap + (size_t)(row / AMX_MR) * AMX_MR * kq + (size_t)(row % AMX_MR) * kq + p0;
-        for (int i = 0; i < 16; i++) _mm512_storeu_si512(d + (size_t)i * kq, q[i]);
+  // op(A) = Aᵀ, A (K, M): each k row of A holds a piece of every panel's rows. For 32 k rows
+  // at a time, across all the columns (each of the 32 rows read in one run, which the
+  // prefetchers follow; one panel's 128-byte pieces at a 4·M-byte stride they do not): 16
+  // columns of 16 row pairs as pair words in 16 registers, one 16 x 16 transpose, 16 stores.
+  // (Through a 16 x 256 scratch, as before, it ran at 13 GB/s of source; in registers, 18.)
+  int mq = round_up32(mc);
+  for (int p0 = 0; p0 < kq; p0 += 16) {
+    int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
+    for (int c = 0; c < mq; c += 16) {
+      int n = mc - c < 16 ? (mc - c > 0 ? mc - c : 0) : 16;
+      __mmask16 m = (__mmask16)((1u << n) - 1);
+      __m512i q[16];
+      for (int p = 0; p < 16; p++) {
+        int k = 2 * (p0 + p);
+        const float *lo = g->A + (size_t)(k0 + k) * g->lda + i0 + c;
+        __m512 l = p < np ? _mm512_maskz_loadu_ps(m, lo) : _mm512_setzero_ps();
+        __m512 h = p < np && k + 1 < kc ? _mm512_maskz_loadu_ps(m, lo + g->lda) : _mm512_setzero_ps();
+        q[p] = rowpairs16(l, h);
       }
+      transpose16i(q);
+      uint32_t *d = Ap + (size_t)(c / AMX_MR) * AMX_MR * kq + (size_t)(c % AMX_MR) * kq + p0;
+      for (int i = 0; i < 16; i++) _mm512_storeu_si512(d + (size_t)i * kq, q[i]);
     }
   }
 }
