@@ -927,6 +927,7 @@ static void compute_task_amx(void *ctx, int task, int thread) {
           nxt = x;
         }
       }
+    if (scratch) _mm_sfence();  // the non-temporal stores of C are seen before the task counts as done
   } else {
     // slice by slice (one slice of B, just packed, in L2): the task's op(A) rows for the
     // slice packed AMX_KOUT_ROWS at a time (long source runs; the packed rows stay in L2 beside
@@ -945,7 +946,6 @@ static void compute_task_amx(void *ctx, int task, int thread) {
       }
     }
   }
-  _mm_sfence();  // the non-temporal stores of C are seen before the task counts as done
   amx_end();
 }
 #endif
