@@ -29,7 +29,9 @@
 // the thread count. Products of every size take the blocked path (training shapes are
 // large; decoding stays float32). The AMX path has its own task (compute_task_amx): one
 // 32-row panel of op(A) in L1 at a time, the next one packed or prefetched under the tile
-// work, C blocks prefetched for writing; the same sums in the same order.
+// work. With K in several slices and C rows narrower than a page, the panel's C stays in a
+// scratch block across the slices and leaves once, with non-temporal stores; otherwise the
+// tiles store straight into C. The same sums in the same order.
 //
 // Peaks (for the bench and MFU) are the best of many ~1 ms register-only tries, and
 // gemmBf16Bandwidth() measures the memory rates the float32 operands and C stream at.
@@ -260,9 +262,7 @@ PK_TARGET static void pack_b(const bf_args *g, int k0, int kc, int kq, int j0, i
 #if defined(__AVX512F__)
 // AMX wants op(A) row by row: panels of AMX_MR rows, row i = kq pair words (k contiguous).
 #define AMX_MR 32
-#define TMP_COLS 256
 static inline int round_up32(int x) { return (x + 31) / 32 * 32; }
-static _Thread_local _Alignas(64) uint32_t tmp_wide[16 * TMP_COLS];
 PK_TARGET static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int kc, int kq, uint32_t *restrict Ap) {
   int kp = (kc + 1) / 2;
   for (int ip = 0; ip < mc; ip += AMX_MR, Ap += (size_t)AMX_MR * kq) {
@@ -285,24 +285,28 @@ PK_TARGET static void pack_a_amx(const bf_args *g, int i0, int mc, int k0, int k
     }
   }
   if (!g->transA) return;
-  // op(A) = Aᵀ, A (K, M): each k row of A holds a piece of every panel's rows. Read up to 256
-  // columns of 32 rows at a time (1 KiB runs, which the prefetchers follow; one panel's
-  // 128-byte pieces at a 4·M-byte stride they do not), as pair words, then 16 x 16 transposes.
-  uint32_t *tmpw = tmp_wide;
-  for (int c0 = 0; c0 < mc; c0 += TMP_COLS) {
-    int wc = mc - c0 < TMP_COLS ? mc - c0 : TMP_COLS, wp = round_up32(wc);
-    for (int p0 = 0; p0 < kq; p0 += 16) {
-      int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
-      if (np > 0) pack_cols(g->A + (size_t)(k0 + 2 * p0) * g->lda + i0 + c0, g->lda, wc, kc - 2 * p0 < 32 ? kc - 2 * p0 : 32, wp, tmpw);
-      if (np < 16) memset(tmpw + (size_t)np * wp, 0, (size_t)(16 - np) * wp * sizeof(uint32_t));
-      for (int r = 0; r < wp; r += 16) {
-        __m512i q[16];
-        for (int t = 0; t < 16; t++) q[t] = _mm512_loadu_si512(tmpw + (size_t)t * wp + r);
-        transpose16i(q);
-        int row = c0 + r;  // row of op(A) within [i0, i0 + mc), rounded panels
-        uint32_t *d = Ap + (size_t)(row / AMX_MR) * AMX_MR * kq + (size_t)(row % AMX_MR) * kq + p0;
-        for (int i = 0; i < 16; i++) _mm512_storeu_si512(d + (size_t)i * kq, q[i]);
+  // op(A) = Aᵀ, A (K, M): each k row of A holds a piece of every panel's rows. For 32 k rows
+  // at a time, across all the columns (each of the 32 rows read in one run, which the
+  // prefetchers follow; one panel's 128-byte pieces at a 4·M-byte stride they do not): 16
+  // columns of 16 row pairs as pair words in 16 registers, one 16 x 16 transpose, 16 stores.
+  // (Through a 16 x 256 scratch, as before, it ran at 13 GB/s of source; in registers, 18.)
+  int mq = round_up32(mc);
+  for (int p0 = 0; p0 < kq; p0 += 16) {
+    int np = kp - p0 < 16 ? (kp - p0 > 0 ? kp - p0 : 0) : 16;
+    for (int c = 0; c < mq; c += 16) {
+      int n = mc - c < 16 ? (mc - c > 0 ? mc - c : 0) : 16;
+      __mmask16 m = (__mmask16)((1u << n) - 1);
+      __m512i q[16];
+      for (int p = 0; p < 16; p++) {
+        int k = 2 * (p0 + p);
+        const float *lo = g->A + (size_t)(k0 + k) * g->lda + i0 + c;
+        __m512 l = p < np ? _mm512_maskz_loadu_ps(m, lo) : _mm512_setzero_ps();
+        __m512 h = p < np && k + 1 < kc ? _mm512_maskz_loadu_ps(m, lo + g->lda) : _mm512_setzero_ps();
+        q[p] = rowpairs16(l, h);
       }
+      transpose16i(q);
+      uint32_t *d = Ap + (size_t)(c / AMX_MR) * AMX_MR * kq + (size_t)(c % AMX_MR) * kq + p0;
+      for (int i = 0; i < 16; i++) _mm512_storeu_si512(d + (size_t)i * kq, q[i]);
     }
   }
 }
@@ -459,6 +463,106 @@ AMX_TARGET static inline void ukernel_amx_pk(int kq, const uint32_t *restrict Ap
     }
 }
 
+// The finished C rows of a panel, copied from the scratch block the tiles wrote (L2) to C a
+// few cache lines at a time inside the next panel's tile loop. A line of C that the panel
+// covers whole is written with a non-temporal store (no read for ownership: the line goes to
+// memory without being fetched first); when the rows are whole rows of C, a line shared by
+// two rows is one line too, so only the block's first and last lines are part lines, written
+// with masked plain stores (fetched for writing ahead: a plain store that misses holds up
+// every store after it). Only copies bits: the sums are the tiles'. Copied line by line,
+// sequentially: the same stores scattered block by block (two lines of each of 32 rows)
+// measured 10-27 % slower, and the copy as a burst between panels no faster.
+typedef struct {
+  const float *src;  // scratch row i (column j0)
+  size_t ss;         // its row stride (floats)
+  float *dst;        // C row i (column j0)
+  size_t ld;
+  int w;             // columns
+  int rows, i, c;    // rows to copy; the next line starts at row i, column c
+  int per;           // lines per tile step
+} c_writer;
+
+// When the rows are whole rows of C (w == ld), row i's last line is row i + 1's first: one
+// line, one non-temporal store, so only the block's first and last lines are part lines.
+static inline c_writer c_writer_make(const float *src, size_t ss, float *dst, size_t ld, int w, int rows) {
+  c_writer cw = {src, ss, dst, ld, w, rows, 0, 0, 0};
+  // the part line at the start (shared with the rows before): fetched for writing now, so
+  // that its plain store does not wait for memory
+  if (((uintptr_t)dst & 63) != 0) __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)dst));
+  float *end = dst + (size_t)(rows - 1) * ld + w;
+  if (((uintptr_t)end & 63) != 0) __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)(end - 1)));
+  return cw;
+}
+
+// Copies up to `count` lines of C.
+AMX_TARGET static inline void c_write_some(c_writer *cw, int count) {
+  const int flat = cw->ld == (size_t)cw->w;
+  for (; count > 0 && cw->i < cw->rows; count--) {
+    float *row = cw->dst;
+    const float *x = cw->src;
+    int c = cw->c, o = (int)(((uintptr_t)(row + c) & 63) / 4);  // floats past the line start
+    int n = cw->w - c < 16 - o ? cw->w - c : 16 - o;             // this row's floats in the line
+    if (n == 16) {
+      _mm512_stream_ps(row + c, _mm512_loadu_ps(x + c));
+      cw->c = c + 16;
+    } else {
+      unsigned k = ((1u << n) - 1) << o;
+      __m512 v = _mm512_maskz_loadu_ps((__mmask16)k, x + c - o);
+      float *line = row + c - o;
+      cw->c = c + n;
+      if (cw->c == cw->w && flat && cw->i + 1 < cw->rows) {  // the next row's first floats
+        unsigned k2 = 0xffffu & ~((1u << (o + n)) - 1);
+        v = _mm512_mask_loadu_ps(v, (__mmask16)k2, x + cw->ss - (o + n));
+        k |= k2;
+        cw->c = -(o + n);  // the next row goes on after these
+      }
+      if (k == 0xffffu) _mm512_stream_ps(line, v);
+      else _mm512_mask_storeu_ps(line, (__mmask16)k, v);
+    }
+    if (cw->c >= cw->w || cw->c < 0) {
+      cw->c = cw->c < 0 ? 16 + cw->c : 0;
+      cw->i++;
+      cw->dst += cw->ld;
+      cw->src += cw->ss;
+    }
+  }
+}
+
+// One 32 x 32 block for the scratch path: the tiles start from `init` (row stride il floats;
+// NULL: zero), add the panel's products, and are stored to `out` (row stride ol floats); a
+// few pieces of the next panel's packing and of the previous panel's copy to C run on the way.
+AMX_TARGET static inline void ukernel_amx_s(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, const float *init,
+                                            size_t il, float *out, size_t ol, a_packer *pk, c_writer *cw) {
+  if (init) {
+    _tile_loadd(0, init, il * 4);
+    _tile_loadd(1, init + 16, il * 4);
+    _tile_loadd(2, init + 16 * il, il * 4);
+    _tile_loadd(3, init + 16 * il + 16, il * 4);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  const int sa = kq * 4;
+  for (int p = 0; p < kq; p += 16) {
+    _tile_loadd(4, Ap + p, sa);
+    _tile_loadd(6, Bp + (size_t)p * NR, NR * 4);
+    _tile_loadd(7, Bp + (size_t)p * NR + 16, NR * 4);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, Ap + (size_t)16 * kq + p, sa);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+    if (pk) a_pack_some(pk, pk->per);
+    if (cw) c_write_some(cw, cw->per);
+  }
+  _tile_stored(0, out, ol * 4);
+  _tile_stored(1, out + 16, ol * 4);
+  _tile_stored(2, out + 16 * ol, ol * 4);
+  _tile_stored(3, out + 16 * ol + 16, ol * 4);
+}
+
 AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
                                    ptrdiff_t ldc, float alpha, float beta) {
   ukernel_amx_pk(kq, Ap, Bp, C, ldc, alpha, beta, NULL);
@@ -534,6 +638,9 @@ static void ftz_off(unsigned old) {
 
 // ---- the driver (gemm.c's, on packed pairs) ----
 
+#define AMX_B_CACHED (1L << 20)  // packed B of all slices up to this many bytes: slices inside
+#define AMX_KOUT_ROWS 256        // slices outside: op(A) rows packed at a time (256 KiB at KC 512)
+
 typedef struct plan_s {
   const bf_args *g;
   ukernel_fn uk;
@@ -544,6 +651,7 @@ typedef struct plan_s {
   int q0, nq;
   uint32_t *Bs;       // slice q at Bs + (q - q0) * (kstep / 2) * nsp
   int npack, mchunk, nchunk, mt, nt;
+  int kout;           // AMX: K slices outside the panel loop (compute_task_amx), one slice of B per group
 } plan;
 
 static uint32_t *buf_a[MAX_POOL];
@@ -643,6 +751,7 @@ static inline void prefetch_a(const bf_args *g, int i, int m, int k0, int kc, in
 // Prefetch for writing the 32 x 32 block of C at c (the next one the tiles store): its
 // lines are read for ownership while this block computes instead of when its tiles store.
 static inline void prefetch_c(const float *c, ptrdiff_t ldc, int m, int n) {
+  if (ldc * 4 >= 4096) return;  // rows of a page or more: the L2 streamer follows each row (prefetching measured 4 % slower)
   for (int i = 0; i < m; i++) {
     const char *r = (const char *)(c + (size_t)i * ldc);
     __asm__ __volatile__("prefetchw %0" : : "m"(*r));
@@ -661,7 +770,6 @@ static inline void prefetch_c(const float *c, ptrdiff_t ldc, int m, int n) {
 //     slices and go to memory once;
 //   - K slices outside when they do not (dW = dYᵀ·X, K = 16,384 tokens): one packed B slice
 //     stays in L2 for all the task's panels, and the task's (small) C in cache across slices.
-#define AMX_B_CACHED (1L << 20)  // packed B of the group up to this many bytes: slices inside
 
 typedef struct {
   const plan *s;
@@ -704,6 +812,48 @@ static void amx_panel(const amx_task *t, int ir, int m, int q, const uint32_t *a
   if (pk) a_pack_some(pk, pk->n);  // whatever the tile steps left
 }
 
+// The scratch path of amx_panel (alpha 1, beta 0 or 1: every training product), for the
+// slices-inside order: the panel's C block (rows [ir, ir + m), the task's columns) lives in
+// the scratch S (row stride ss) across the slices and leaves for C once, from the next
+// panel's tile loop (c_writer). The same sums as amx_panel: a whole 32 x 32 block's tiles
+// start from C (this call's first slice, beta 1), from S (later slices) or zero (beta 0); a
+// partial block is summed from zero and added to C's (or S's) value, as amx_panel does.
+static void amx_panel_s(const amx_task *t, int ir, int m, int q, const uint32_t *ap, float *S, size_t ss, int pi, int pm, int pq,
+                        a_packer *pk, c_writer *cw) {
+  const plan *s = t->s;
+  const bf_args *g = s->g;
+  int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
+  float beta = q == 0 ? g->beta : 1.0f;
+  int from_c = q == s->q0 && beta != 0, zero = beta == 0;
+  const uint32_t *Bq = s->Bs + (size_t)(q - s->q0) * (s->kstep / 2) * s->nsp;
+  int pn = pq * s->kstep, kn = g->K - pn < s->kstep ? g->K - pn : s->kstep;
+  for (int b = 0, jr = t->j0; jr < t->j1; jr += NR, b++) {
+    int n = t->j1 - jr < NR ? t->j1 - jr : NR;
+    float *c = g->C + (size_t)ir * g->ldc + s->js + jr, *sc = S + (jr - t->j0);
+    if (from_c && jr + NR < t->j1)
+      for (int i = 0; i < m; i++) _mm_prefetch((const char *)(c + NR + (size_t)i * g->ldc), _MM_HINT_T0);
+    if (pm > 0) prefetch_a(g, pi, pm, pn, kn, b, t->nb);
+    const uint32_t *bp = Bq + (size_t)jr * kq;
+    if (m == AMX_MR && n == NR) {
+      ukernel_amx_s(kq, ap, bp, zero ? NULL : from_c ? c : sc, from_c ? (size_t)g->ldc : ss, sc, ss, pk, cw);
+    } else {
+      ukernel_amx_s(kq, ap, bp, NULL, 0, t->tile, NR, pk, cw);
+      for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+          float old = zero ? 0 : from_c ? c[(size_t)i * g->ldc + j] : sc[(size_t)i * ss + j];
+          sc[(size_t)i * ss + j] = t->tile[i * NR + j] + old;
+        }
+    }
+  }
+  if (pk) a_pack_some(pk, pk->n);
+}
+
+// Per thread: two scratch C blocks of 32 rows x (NS + 48) floats (the one the tiles fill, the
+// one being copied out); a row stride 16 floats past a multiple of 32 keeps a tile's 16 rows
+// off one L1 set.
+#define SCR_LD (NS + 48)
+static float *buf_c[MAX_POOL];
+
 static void compute_task_amx(void *ctx, int task, int thread) {
   const plan *s = ctx;
   const bf_args *g = s->g;
@@ -712,13 +862,19 @@ static void compute_task_amx(void *ctx, int task, int thread) {
   amx_begin();
   _Alignas(64) float tile[32 * NR];
   amx_task t = {s, buf_a[thread], tile, j0, j1, (j1 - j0 + NR - 1) / NR, i1};
-  int qe = s->q0 + s->nq, mc = i1 - i0;
-  if (s->nq == 1 || (long)s->nq * (s->kstep / 2) * (j1 - j0) * 4 <= AMX_B_CACHED) {
+  int qe = s->q0 + s->nq;
+  if (!s->kout) {
     // panel by panel, each in L1, slices inside; with rows along k (NT, NN) the next panel
     // is packed inside this one's tile loop (a_packer), into the other half of the buffer
     uint32_t *cur = t.Ap, *nxt = t.Ap + (size_t)AMX_MR * (KC / 2);
     int fused = !g->transA, packed = 0;
-    for (int ir = i0; ir < i1; ir += AMX_MR)
+    // the scratch path: several slices (one slice: the old direct stores measured as fast),
+    // alpha 1, beta 0 or 1, C on 4-byte boundaries (Float32Array's are)
+    int scratch = s->nq > 1 && (size_t)g->ldc * 4 < 4096 && g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f) && ((uintptr_t)g->C & 3) == 0 && buf_c[thread];
+    int w = j1 - j0, P = (w + 15) / 16 + 1;
+    size_t ss = (size_t)round_up32(w) + 16;
+    c_writer cw = {0};
+    for (int ir = i0, np = 0; ir < i1; ir += AMX_MR, np++)
       for (int q = s->q0; q < qe; q++) {
         int m = i1 - ir < AMX_MR ? i1 - ir : AMX_MR, last = q + 1 == qe, ni = last ? ir + AMX_MR : ir, nq = last ? s->q0 : q + 1;
         int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
@@ -741,7 +897,29 @@ static void compute_task_amx(void *ctx, int task, int thread) {
           fq = nq + 1 < qe ? nq + 1 : s->q0;
           fm = fi < i1 ? (i1 - fi < AMX_MR ? i1 - fi : AMX_MR) : 0;
         }
-        amx_panel(&t, ir, m, q, cur, fi, fm, fq, 0, t.nb, pkp);
+        if (scratch) {
+          float *S = buf_c[thread] + 16 + (size_t)(np & 1) * AMX_MR * SCR_LD;
+          if (q == s->q0 && ir > i0) {  // the previous panel's rows leave during this panel's tiles
+            float *Sp = buf_c[thread] + 16 + (size_t)((np - 1) & 1) * AMX_MR * SCR_LD;
+            int pm = ir - AMX_MR, steps = 0;
+            for (int x = s->q0; x < qe; x++) {
+              int kx = g->K - x * s->kstep < s->kstep ? g->K - x * s->kstep : s->kstep;
+              steps += t.nb * (pair_rows(s, kx) / 16);
+            }
+            cw = c_writer_make(Sp, ss, g->C + (size_t)pm * g->ldc + s->js + j0, (size_t)g->ldc, w, AMX_MR);
+            cw.per = (AMX_MR * P + steps - 1) / steps;
+          }
+          amx_panel_s(&t, ir, m, q, cur, S, ss, fi, fm, fq, pkp, ir > i0 ? &cw : NULL);
+          if (last) {
+            if (ir > i0) c_write_some(&cw, INT32_MAX);
+            if (ir + AMX_MR >= i1) {  // the task's last panel: out now
+              cw = c_writer_make(S, ss, g->C + (size_t)ir * g->ldc + s->js + j0, (size_t)g->ldc, w, m);
+              c_write_some(&cw, INT32_MAX);
+            }
+          }
+        } else {
+          amx_panel(&t, ir, m, q, cur, fi, fm, fq, 0, t.nb, pkp);
+        }
         packed = pkp != NULL;
         if (packed) {
           uint32_t *x = cur;
@@ -749,16 +927,23 @@ static void compute_task_amx(void *ctx, int task, int thread) {
           nxt = x;
         }
       }
+    if (scratch) _mm_sfence();  // the non-temporal stores of C are seen before the task counts as done
   } else {
-    // slice by slice: the task's op(A) rows for the slice packed at once (long source runs;
-    // the next slice's prefetched under the tiles), every panel against the slice of B in L2
-    int panels = (mc + AMX_MR - 1) / AMX_MR;
+    // slice by slice (one slice of B, just packed, in L2): the task's op(A) rows for the
+    // slice packed AMX_KOUT_ROWS at a time (long source runs; the packed rows stay in L2 beside
+    // B; the next chunk's source prefetched under the tiles), each chunk's panels against B
+    const int RC = AMX_KOUT_ROWS;
     for (int q = s->q0; q < qe; q++) {
       int pc = q * s->kstep, kc = g->K - pc < s->kstep ? g->K - pc : s->kstep, kq = pair_rows(s, kc);
-      pack_a_amx(g, i0, mc, pc, kc, kq, t.Ap);
-      for (int ir = i0, x = 0; ir < i1; ir += AMX_MR, x++)
-        amx_panel(&t, ir, i1 - ir < AMX_MR ? i1 - ir : AMX_MR, q, t.Ap + (size_t)(ir - i0) * kq, i0, q + 1 < qe ? mc : 0, q + 1,
-                  x * t.nb, panels * t.nb, NULL);
+      for (int rc = i0; rc < i1; rc += RC) {
+        int rn = i1 - rc < RC ? i1 - rc : RC, panels = (rn + AMX_MR - 1) / AMX_MR;
+        int pi = rc + rn < i1 ? rc + rn : i0, pq = rc + rn < i1 ? q : q + 1;  // packed next
+        int pm = pq < qe ? (i1 - pi < RC ? i1 - pi : RC) : 0;
+        pack_a_amx(g, rc, rn, pc, kc, kq, t.Ap);
+        for (int ir = rc, x = 0; ir < rc + rn; ir += AMX_MR, x++)
+          amx_panel(&t, ir, rc + rn - ir < AMX_MR ? rc + rn - ir : AMX_MR, q, t.Ap + (size_t)(ir - rc) * kq, pi, pm, pq,
+                    x * t.nb, panels * t.nb, NULL);
+      }
     }
   }
   amx_end();
@@ -806,6 +991,11 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
   }
   for (int t = 0; t < threads; t++)
     if (!buf_a[t]) buf_a[t] = aligned_alloc(64, (size_t)MC * (KC / 2) * sizeof(uint32_t));
+#if defined(__AVX512F__)
+  if (s.amx)  // the scratch C blocks (optional: without them the tiles store into C directly)
+    for (int t = 0; t < threads; t++)
+      if (!buf_c[t]) buf_c[t] = aligned_alloc(64, ((size_t)2 * AMX_MR * SCR_LD + 32) * sizeof(float));
+#endif
   if (!Bs) return 0;
   for (int t = 0; t < threads; t++)
     if (!buf_a[t]) return 0;
@@ -825,8 +1015,12 @@ static int gemm_bf16_blocked(const bf_args *g, int threads) {
     s.nchunk = round_up((s.ns + nt - 1) / nt, NR);
     s.nt = (s.ns + s.nchunk - 1) / s.nchunk;
     s.npack = threads < panels ? threads : panels;
-    for (s.q0 = 0; s.q0 < s.slices; s.q0 += group) {
-      s.nq = s.slices - s.q0 < group ? s.slices - s.q0 : group;
+    // AMX, when the packed slices of B pass L2: slices outside the panel loop, and B packed one
+    // slice at a time, just before the tiles read it (in L2, not evicted by the next ones)
+    s.kout = s.amx && s.slices > 1 && (long)s.slices * (s.kstep / 2) * s.nchunk * 4 > AMX_B_CACHED;
+    int grp = s.kout ? 1 : group;
+    for (s.q0 = 0; s.q0 < s.slices; s.q0 += grp) {
+      s.nq = s.slices - s.q0 < grp ? s.slices - s.q0 : grp;
       run_tasks(pack_b_task, &s, s.nq * s.npack, threads);
 #if defined(__AVX512F__)
       if (s.amx) run_tasks(compute_task_amx, &s, s.mt * s.nt, threads);

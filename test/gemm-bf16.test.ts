@@ -165,6 +165,46 @@ test("VDPBF16PS and the float32 fallback of every level give bitwise the same re
   if (!/fallback/.test(runs[0][1].info)) assert.ok(paths.size >= 2, "the hardware path and the fallback were both compared");
 });
 
+// The training calls (alpha 1, beta 0 or 1) take the AMX driver's other ways out for C: with
+// K in several slices and rows narrower than a page, C stays in a scratch block across the
+// slices and is copied out line by line (non-temporal stores for whole lines; a row's part
+// lines, and lines shared by two rows, stitched when C's rows do not start on a 64-byte line);
+// dW with K slices outside packs dYᵀ 256 rows at a time. Each is checked against the rounded
+// operands' float64 sum on the tile edges, and C at an odd offset must give the same bits as
+// C on its own (the copy moves bits; it must not move or lose any).
+test("gemmBf16's training calls (alpha 1, beta 0 and 1) meet the bound and do not depend on C's alignment", () => {
+  const u24 = 2 ** -24;
+  // K 1,100: three slices (scratch; N 100 and 33: rows not line-aligned); 300 x 520 x 2,101: dW
+  // with slices outside, two chunks of rows
+  for (const [M, N, K] of [[70, 100, 1100], [67, 33, 1201], [300, 520, 2101]] as [number, number, number][]) {
+    const A = rand(M * K, M + 11 * K, 8), B = rand(K * N, N + 5 * K, 8), C0 = rand(M * N, 9);
+    const Ar = A.map(roundBf16), Br = B.map(roundBf16);
+    for (const [form, [ta, tb]] of FORMS)
+      for (const beta of [0, 1]) {
+        const C = C0.slice();
+        be.gemmBf16!(ta, tb, M, N, K, 1, A, B, beta, C);
+        for (const off of [1, 3]) {
+          const big = new Float32Array(M * N + 8);
+          big.set(C0, off);
+          be.gemmBf16!(ta, tb, M, N, K, 1, A, B, beta, big.subarray(off, off + M * N));
+          assert.ok(big.subarray(off, off + M * N).every((x, i) => Object.is(x, C[i])), `${form} ${M}x${N}x${K} beta ${beta}: C at offset ${off} differs`);
+          assert.ok(big.subarray(0, off).every((x) => x === 0) && big.subarray(off + M * N).every((x) => x === 0), `${form} ${M}x${N}x${K}: wrote outside C`);
+        }
+        for (const i of edges(M))
+          for (const j of edges(N)) {
+            let ref = beta * C0[i * N + j], abs = Math.abs(ref);
+            for (let k = 0; k < K; k++) {
+              const p = (ta ? Ar[k * M + i] : Ar[i * K + k]) * (tb ? Br[j * K + k] : Br[k * N + j]);
+              ref += p;
+              abs += Math.abs(p);
+            }
+            const e = Math.abs(C[i * N + j] - ref), bound = (K + 2) * u24 * abs;
+            assert.ok(e <= bound, `${form} ${M}x${N}x${K} beta ${beta} [${i},${j}]: |err| ${e} > ${bound}`);
+          }
+      }
+  }
+});
+
 test(`gemmBf16's results do not depend on the thread count (${addon.gemmBf16Info().split(" ")[1]})`, () => {
   // both AMX loop orders (the second shape's packed B passes L2), beta 0 and beta 1
   const out = (threads: number): string => {

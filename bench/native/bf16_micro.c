@@ -1,0 +1,126 @@
+// The AMX bf16 GEMM (native/gemm_bf16.c) against what this core's tile unit can do while
+// memory traffic runs beside it. Not part of `npm test` or `npm run bench`; run by hand on a
+// CPU with AMX-BF16:
+//   gcc -O3 -std=gnu11 -march=sapphirerapids -I/usr/include/node -Inative bench/native/bf16_micro.c \
+//     native/pool.c test/native/napi_stubs.c -o /tmp/bf16_micro -lm -pthread && /tmp/bf16_micro [R] [L]
+//
+// Part 1: gemm_bf16() on the nine "shakespeare" layer shapes (N = B·T = 16,384 rows; NT y = x·Wᵀ,
+// NN dX = dY·W, TN dW += dYᵀ·X), 1 thread, CPU time of the thread (time slices lost to other
+// processes do not count), best of R.
+//
+// Part 2: a synthetic tile loop shaped like y = x·Wᵀ at width 384 (32 x 32 blocks of four
+// accumulator tiles, B's packed 288 KiB read from L2, A's 24 KiB panel from L1, 12 steps of
+// 4 TDPBF16PS per block, each block stored to an L1 scratch), alone and with L cache lines
+// per tile step of (a) sequential loads from a 64 MiB array, (b) non-temporal stores to one,
+// (c) both: the traffic the real product needs (L = 6 at width 384: op(A) read once, C
+// written once, at the tiles' full rate). The variants run interleaved, round by round, best
+// of R. The gap between "alone" and "(c)" is what interleaving float32 operand and result
+// traffic with the tiles costs on this core, whatever the kernel does around it.
+#include "../../native/gemm_bf16.c"
+#include <stdio.h>
+
+static double cpu_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+#if defined(__AVX512F__)
+static float *stream_src, *stream_dst;
+
+// One pass of the synthetic loop over `panels` panels; mode bit 0: loads, bit 1: non-temporal stores.
+AMX_TARGET static double synthetic(int mode, int L, int panels) {
+  static _Alignas(64) uint32_t Ap[32 * 192];
+  static _Alignas(64) float S[32 * 48];
+  static uint32_t *Bp;
+  if (!Bp) {
+    Bp = aligned_alloc(64, 384 * 192 * 4);
+    for (int i = 0; i < 384 * 192; i++) Bp[i] = 0x3c003c00u + (uint32_t)(i % 7);  // small bf16 values
+    for (int i = 0; i < 32 * 192; i++) Ap[i] = 0x3c003c00u + (uint32_t)(i % 5);
+  }
+  size_t sp = 0, dp = 0;
+  __m512 acc = _mm512_setzero_ps();
+  amx_begin();
+  double t0 = cpu_now();
+  for (int p = 0; p < panels; p++)
+    for (int b = 0; b < 12; b++) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      const uint32_t *bp = Bp + b * 32 * 192;
+      for (int k = 0; k < 192; k += 16) {
+        _tile_loadd(4, Ap + k, 192 * 4);
+        _tile_loadd(6, bp + k * 32, 128);
+        _tile_loadd(7, bp + k * 32 + 16, 128);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, Ap + 16 * 192 + k, 192 * 4);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        if (mode & 1)
+          for (int l = 0; l < L; l++, sp += 16) acc = _mm512_add_ps(acc, _mm512_load_ps(stream_src + sp));
+        if (mode & 2)
+          for (int l = 0; l < L; l++, dp += 16) _mm512_stream_ps(stream_dst + dp, _mm512_load_ps(S + (dp % (32 * 48))));
+      }
+      _tile_stored(0, S, 48 * 4);
+      _tile_stored(1, S + 16, 48 * 4);
+      _tile_stored(2, S + 16 * 48, 48 * 4);
+      _tile_stored(3, S + 16 * 48 + 16, 48 * 4);
+    }
+  _mm_sfence();
+  double t = cpu_now() - t0;
+  amx_end();
+  S[0] += _mm512_reduce_add_ps(acc);
+  return 2.0 * panels * 32 * 384 * 384 / t / 1e9;
+}
+#endif
+
+int main(int argc, char **argv) {
+  int R = argc > 1 ? atoi(argv[1]) : 15, L = argc > 2 ? atoi(argv[2]) : 6;
+  pool_init(1);
+  printf("gemmBf16 path: %s; one-core peaks: AMX %.0f GFLOP/s\n", have_amx() ? "AMX" : have_dp() ? "VDPBF16PS" : "fallback",
+         amx_peak_gflops());
+  const int rows = 16384;
+  struct {
+    const char *name;
+    int ta, tb, M, N, K;
+    float beta;
+  } cs[] = {{"q/k/v/o NT", 0, 1, rows, 384, 384, 0}, {"q/k/v/o NN", 0, 0, rows, 384, 384, 0}, {"q/k/v/o TN", 1, 0, 384, 384, rows, 1},
+            {"gate/up NT", 0, 1, rows, 1024, 384, 0}, {"gate/up NN", 0, 0, rows, 384, 1024, 0}, {"gate/up TN", 1, 0, 1024, 384, rows, 1},
+            {"down NT", 0, 1, rows, 384, 1024, 0},     {"down NN", 0, 0, rows, 1024, 384, 0},     {"down TN", 1, 0, 384, 1024, rows, 1}};
+  printf("part 1: gemm_bf16, 1 thread, best of %d (GFLOP/s)\n", R);
+  for (int c = 0; c < 9; c++) {
+    int M = cs[c].M, N = cs[c].N, K = cs[c].K;
+    float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N), *C = malloc(sizeof(float) * M * N);
+    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
+    memset(C, 0, sizeof(float) * M * N);
+    double best = 1e30;
+    for (int r = 0; r < R; r++) {
+      double t0 = cpu_now();
+      gemm_bf16(cs[c].ta, cs[c].tb, M, N, K, 1.0f, A, cs[c].ta ? M : K, B, cs[c].tb ? K : N, cs[c].beta, C, N);
+      double t = cpu_now() - t0;
+      best = t < best ? t : best;
+    }
+    printf("  %-11s %5dx%5dx%5d  %6.0f\n", cs[c].name, M, N, K, 2.0 * M * N * K / best / 1e9);
+    free(A), free(B), free(C);
+  }
+#if defined(__AVX512F__)
+  if (!have_amx()) return 0;
+  stream_src = aligned_alloc(64, 64u << 20);
+  stream_dst = aligned_alloc(64, 64u << 20);
+  memset(stream_src, 0, 64u << 20);
+  memset(stream_dst, 0, 64u << 20);
+  const int panels = 512;  // 16,384 rows: 24 MiB of each stream at L = 6
+  double best[4] = {0, 0, 0, 0};
+  for (int r = 0; r < R; r++)
+    for (int mode = 0; mode < 4; mode++) {
+      double g = synthetic(mode, L, panels);
+      best[mode] = g > best[mode] ? g : best[mode];
+    }
+  printf("part 2: synthetic 32x32 tile loop at width 384 (B from L2), %d lines per tile step, best of %d (GFLOP/s)\n", L, R);
+  printf("  tiles alone %.0f, + loads %.0f, + non-temporal stores %.0f, + both %.0f\n", best[0], best[1], best[2], best[3]);
+#endif
+  return 0;
+}
