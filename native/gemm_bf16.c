@@ -412,57 +412,6 @@ PK_TARGET static inline void a_pack_some(a_packer *k, int count) {
   }
 }
 
-AMX_TARGET static inline void ukernel_amx_pk(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
-                                             ptrdiff_t ldc, float alpha, float beta, a_packer *pk) {
-  _Alignas(64) float acc[AMX_MR * NR];
-  // alpha 1 and beta 0 or 1 (every training product): the tiles start from C (or zero) and are
-  // stored straight into it; otherwise through acc and the alpha/beta merge below.
-  const int direct = alpha == 1.0f && (beta == 0.0f || beta == 1.0f);
-  const long sc = (long)ldc * 4;
-  if (direct && beta != 0) {
-    _tile_loadd(0, C, sc);
-    _tile_loadd(1, C + 16, sc);
-    _tile_loadd(2, C + 16 * ldc, sc);
-    _tile_loadd(3, C + 16 * ldc + 16, sc);
-  } else {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-  }
-  const int sa = kq * 4;
-  for (int p = 0; p < kq; p += 16) {
-    _tile_loadd(4, Ap + p, sa);
-    _tile_loadd(6, Bp + (size_t)p * NR, NR * 4);
-    _tile_loadd(7, Bp + (size_t)p * NR + 16, NR * 4);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_loadd(5, Ap + (size_t)16 * kq + p, sa);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
-    if (pk) a_pack_some(pk, pk->per);
-  }
-  if (direct) {
-    _tile_stored(0, C, sc);
-    _tile_stored(1, C + 16, sc);
-    _tile_stored(2, C + 16 * ldc, sc);
-    _tile_stored(3, C + 16 * ldc + 16, sc);
-    return;
-  }
-  _tile_stored(0, acc, NR * 4);
-  _tile_stored(1, acc + 16, NR * 4);
-  _tile_stored(2, acc + 16 * NR, NR * 4);
-  _tile_stored(3, acc + 16 * NR + 16, NR * 4);
-  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (int i = 0; i < AMX_MR; i++)
-    for (int v = 0; v < 2; v++) {
-      float *r = C + i * ldc + 16 * v;
-      __m512 x = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NR + 16 * v));
-      if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), x);
-      _mm512_storeu_ps(r, x);
-    }
-}
-
 // The finished C rows of a panel, copied from the scratch block the tiles wrote (L2) to C a
 // few cache lines at a time inside the next panel's tile loop. A line of C that the panel
 // covers whole is written with a non-temporal store (no read for ownership: the line goes to
@@ -528,6 +477,66 @@ AMX_TARGET static inline void c_write_some(c_writer *cw, int count) {
   }
 }
 
+// The K loop of one 32 x 32 block: tiles 0–3 += the panel's A (two 16-row tiles, 4 and 5)
+// times B (two 16-column tiles, 6 and 7), 16 pair rows of k at a time; on the way, a few pieces
+// of the next panel's packing (pk) and of the previous panel's copy to C (cw), either NULL.
+AMX_TARGET static inline __attribute__((always_inline)) void tiles_k(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp,
+                                                                     a_packer *pk, c_writer *cw) {
+  const int sa = kq * 4;
+  for (int p = 0; p < kq; p += 16) {
+    _tile_loadd(4, Ap + p, sa);
+    _tile_loadd(6, Bp + (size_t)p * NR, NR * 4);
+    _tile_loadd(7, Bp + (size_t)p * NR + 16, NR * 4);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, Ap + (size_t)16 * kq + p, sa);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+    if (pk) a_pack_some(pk, pk->per);
+    if (cw) c_write_some(cw, cw->per);
+  }
+}
+
+AMX_TARGET static inline void ukernel_amx_pk(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
+                                             ptrdiff_t ldc, float alpha, float beta, a_packer *pk) {
+  _Alignas(64) float acc[AMX_MR * NR];
+  // alpha 1 and beta 0 or 1 (every training product): the tiles start from C (or zero) and are
+  // stored straight into it; otherwise through acc and the alpha/beta merge below.
+  const int direct = alpha == 1.0f && (beta == 0.0f || beta == 1.0f);
+  const long sc = (long)ldc * 4;
+  if (direct && beta != 0) {
+    _tile_loadd(0, C, sc);
+    _tile_loadd(1, C + 16, sc);
+    _tile_loadd(2, C + 16 * ldc, sc);
+    _tile_loadd(3, C + 16 * ldc + 16, sc);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  tiles_k(kq, Ap, Bp, pk, NULL);
+  if (direct) {
+    _tile_stored(0, C, sc);
+    _tile_stored(1, C + 16, sc);
+    _tile_stored(2, C + 16 * ldc, sc);
+    _tile_stored(3, C + 16 * ldc + 16, sc);
+    return;
+  }
+  _tile_stored(0, acc, NR * 4);
+  _tile_stored(1, acc + 16, NR * 4);
+  _tile_stored(2, acc + 16 * NR, NR * 4);
+  _tile_stored(3, acc + 16 * NR + 16, NR * 4);
+  __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int i = 0; i < AMX_MR; i++)
+    for (int v = 0; v < 2; v++) {
+      float *r = C + i * ldc + 16 * v;
+      __m512 x = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NR + 16 * v));
+      if (beta != 0) x = _mm512_fmadd_ps(vb, _mm512_loadu_ps(r), x);
+      _mm512_storeu_ps(r, x);
+    }
+}
+
 // One 32 x 32 block for the scratch path: the tiles start from `init` (row stride il floats;
 // NULL: zero), add the panel's products, and are stored to `out` (row stride ol floats); a
 // few pieces of the next panel's packing and of the previous panel's copy to C run on the way.
@@ -544,19 +553,7 @@ AMX_TARGET static inline void ukernel_amx_s(int kq, const uint32_t *restrict Ap,
     _tile_zero(2);
     _tile_zero(3);
   }
-  const int sa = kq * 4;
-  for (int p = 0; p < kq; p += 16) {
-    _tile_loadd(4, Ap + p, sa);
-    _tile_loadd(6, Bp + (size_t)p * NR, NR * 4);
-    _tile_loadd(7, Bp + (size_t)p * NR + 16, NR * 4);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_loadd(5, Ap + (size_t)16 * kq + p, sa);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
-    if (pk) a_pack_some(pk, pk->per);
-    if (cw) c_write_some(cw, cw->per);
-  }
+  tiles_k(kq, Ap, Bp, pk, cw);
   _tile_stored(0, out, ol * 4);
   _tile_stored(1, out + 16, ol * 4);
   _tile_stored(2, out + 16 * ol, ol * 4);
