@@ -22,22 +22,12 @@ import { readSafetensors } from "../src/core/safetensors.ts";
 import { createGPT } from "../src/model/gpt.ts";
 import { configFromPreset } from "../src/model/config.ts";
 import { loadModelFolder } from "../src/model/weights.ts";
+import { rand } from "./bf16-data.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const addon = loadNative();
 const be = nativeBackend();
 
-function rand(n: number, seed: number, spread = 0): Float32Array {
-  const r = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    const u = x / 2 ** 32 - 0.5;
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    r[i] = u * 2 ** (spread ? Math.floor((x / 2 ** 32) * spread) - spread / 2 : 0);
-  }
-  return r;
-}
 
 type Form = [ta: boolean, tb: boolean];
 const FORMS: [string, Form][] = [["NT", [false, true]], ["NN", [false, false]], ["TN", [true, false]]];

@@ -2,7 +2,7 @@
 // rows; NT y = x·Wᵀ, NN dX = dY·W, TN dW += dYᵀ·X), GFLOP/s, best of R rounds, and whether
 // their results are bitwise equal on a spread of shapes, alpha/beta values and C offsets.
 // Not part of `npm test` or `npm run bench`; run by hand, e.g. against main's build:
-//   node bench/native/gemm-bf16-ab.mjs /path/to/main/build/Release/mynah.node [R] [threads]
+//   node --import tsx bench/native/gemm-bf16-ab.mjs /path/to/main/build/Release/mynah.node [R] [threads]
 // The old addon is loaded twice (a copy under another name) and the three are rotated round by
 // round: on a shared machine whichever runs first or second in a round can be favoured by
 // several per cent, and the two old copies (an A/A pair) show how far that goes.
@@ -12,10 +12,11 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { rand } from "../../test/bf16-data.ts";
 
 const [oldPath, R = "15", T = "1"] = process.argv.slice(2);
 if (!oldPath) {
-  console.error("usage: node bench/native/gemm-bf16-ab.mjs OLD_ADDON [ROUNDS] [THREADS]");
+  console.error("usage: node --import tsx bench/native/gemm-bf16-ab.mjs OLD_ADDON [ROUNDS] [THREADS]");
   process.exit(2);
 }
 const rounds = Number(R), threads = Number(T);
@@ -33,17 +34,6 @@ const old = load(oldPath, "old.node"), old2 = load(oldPath, "old2.node");
 const nw = load(join(here, "..", "..", "build", "Release", "mynah.node"), "new.node");
 console.log(`new: ${nw.gemmBf16Info()}; ${threads} thread(s), best of ${rounds} rounds`);
 
-function rand(n, seed, spread = 0) {
-  const r = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    const u = x / 2 ** 32 - 0.5;
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    r[i] = u * 2 ** (spread ? Math.floor((x / 2 ** 32) * spread) - spread / 2 : 0);
-  }
-  return r;
-}
 const digest = (c) => createHash("sha256").update(c).digest("hex");
 
 // bitwise: every form, odd and layer-like shapes (one and several K slices, slices outside),
