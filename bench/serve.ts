@@ -29,7 +29,7 @@ import type { ClientJob, ClientResult } from "./serve-clients.ts";
 import { makeModelFolder } from "../test/serve-helpers.ts";
 import { startServer } from "../src/serve/http.ts";
 import { STREAM_INTERVAL_MS } from "../src/serve/app.ts";
-import { stepThreads } from "../src/serve/step-threads.ts";
+import { threadsPerStep } from "../src/serve/step-threads.ts";
 import { loadChatModel } from "../src/infer/load.ts";
 import { ContinuousBatcher } from "../src/infer/batcher.ts";
 import { DEFAULT_GENERATE } from "../src/infer/generate.ts";
@@ -124,9 +124,7 @@ async function measure(clientsProc: Clients, model: string, name: string, parall
 function engineAlone(dir: string, streams: number, requests: number): { tokPerS: number; rowsPerStep: number; stepMs: number } {
   const { model, tokenizer } = loadChatModel(dir, { threads: 1 });
   const b = new ContinuousBatcher(model, tokenizer, PARALLEL, model.config.seqLen);
-  const all = cpus();
-  let now = setThreads(1);
-  b.onForward = (rows) => { const want = stepThreads(model.config, rows, all); if (want !== now) now = setThreads(want); };
+  b.onForward = threadsPerStep(model.config, cpus(), setThreads, setThreads(1));
   let started = 0, tokens = 0;
   const add = (): void => {
     const i = started++;

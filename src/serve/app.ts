@@ -81,9 +81,10 @@ function sseResponse(start: (send: (data: unknown) => void, close: () => void) =
   let closed = false;
   let pending = "";
   let lastWrite = -Infinity;
-  let flushing: NodeJS.Immediate | NodeJS.Timeout | null = null;
+  /** Cancels the scheduled flush; null when none is scheduled. */
+  let flushing: (() => void) | null = null;
   const unschedule = (): void => {
-    if (flushing) { clearTimeout(flushing as NodeJS.Timeout); clearImmediate(flushing as NodeJS.Immediate); }
+    flushing?.();
     flushing = null;
   };
   const body = new ReadableStream<Uint8Array>({
@@ -100,7 +101,13 @@ function sseResponse(start: (send: (data: unknown) => void, close: () => void) =
         pending += `data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
         if (flushing) return;
         const wait = lastWrite + intervalMs - performance.now();
-        flushing = wait > 0 ? setTimeout(flush, wait) : setImmediate(flush);
+        if (wait > 0) {
+          const t = setTimeout(flush, wait);
+          flushing = () => clearTimeout(t);
+        } else {
+          const t = setImmediate(flush);
+          flushing = () => clearImmediate(t);
+        }
       };
       const close = (): void => {
         if (closed) return;

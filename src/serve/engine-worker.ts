@@ -10,7 +10,7 @@ import { loadChatModel } from "../infer/load.ts";
 import { ContinuousBatcher } from "../infer/batcher.ts";
 import { cpus, setThreads } from "../core/native.ts";
 import type { ToWorker, FromWorker, EngineInit } from "./engine.ts";
-import { stepThreads } from "./step-threads.ts";
+import { threadsPerStep } from "./step-threads.ts";
 
 const port = parentPort!;
 const init = workerData as EngineInit;
@@ -28,14 +28,7 @@ try {
   // --threads 0: sized per step (step-threads.ts); else that many for every step.
   const { model, tokenizer } = loadChatModel(init.modelDir, { threads: init.threads === 0 ? 1 : init.threads, dtype: init.dtype });
   batcher = new ContinuousBatcher(model, tokenizer, init.parallel, init.contextTokens ?? model.config.seqLen);
-  if (init.threads === 0 && model.backend.name.startsWith("native")) {
-    const all = cpus();
-    let now = 1;
-    batcher.onForward = (rows) => {
-      const want = stepThreads(model.config, rows, all);
-      if (want !== now) now = setThreads(want);
-    };
-  }
+  if (init.threads === 0 && model.backend.name.startsWith("native")) batcher.onForward = threadsPerStep(model.config, cpus(), setThreads);
   post({ t: "ready", backend: model.backend.name, maxT: batcher.maxT });
   flush();
 } catch (err) {

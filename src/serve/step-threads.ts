@@ -38,3 +38,15 @@ export function stepThreads(c: StepShape, rows: number, all: number): number {
   const m = largestMatrix(c);
   return m >= MT_MATRIX || rows * m >= MT_STEP ? all : 1;
 }
+
+/**
+ * A batcher's `onForward` that sizes the pool to each step: `setThreads` (the native one,
+ * passed in so this file loads nothing native) only when stepThreads' choice changes; `now`
+ * is the count the pool has when the sizer starts.
+ */
+export function threadsPerStep(c: StepShape, all: number, setThreads: (n: number) => number, now = 1): (rows: number) => void {
+  return (rows) => {
+    const want = stepThreads(c, rows, all);
+    if (want !== now) now = setThreads(want);
+  };
+}

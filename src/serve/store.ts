@@ -144,7 +144,7 @@ export class Store {
     this.db = openDatabase(path);
   }
   close(): void {
-    this.commitLater();
+    this.commitDeferred();
     this.db.close();
   }
 
@@ -157,17 +157,17 @@ export class Store {
    */
   later(write: () => void): void {
     this.deferred.push(write);
-    this.groupTimer ??= setTimeout(() => this.commitLater(), GROUP_COMMIT_MS);
+    this.groupTimer ??= setTimeout(() => this.commitDeferred(), GROUP_COMMIT_MS);
   }
 
-  /** Commits the waiting writes now (also on close). */
-  commitLater(): void {
+  /** Commits the waiting writes now (also on close): one transaction, a savepoint per write. */
+  commitDeferred(): void {
     if (this.groupTimer) clearTimeout(this.groupTimer);
     this.groupTimer = null;
     const writes = this.deferred;
     this.deferred = [];
     if (writes.length === 0) return;
-    this.transaction(() => {
+    this.db.transaction(() => {
       for (const w of writes) {
         try {
           this.db.transaction(w)();
@@ -175,18 +175,13 @@ export class Store {
           console.error(`[mynah serve] database ${this.path}: a deferred write failed and was rolled back: ${(err as Error).message}`);
         }
       }
-    });
+    })();
   }
 
   private sql(text: string): Database.Statement {
     let st = this.statements.get(text);
     if (!st) this.statements.set(text, (st = this.db.prepare(text)));
     return st;
-  }
-
-  /** Runs `fn` as one transaction: the writes inside (themselves transactions) commit together, with one sync to disk. */
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
   }
 
   listConversations(query = "", source: "ui" | "api" | "all" = "ui"): Conversation[] {
