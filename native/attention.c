@@ -453,8 +453,28 @@ static int check_heads(napi_env env, const char *op, int64_t B, int64_t T, int64
   return 1;
 }
 
-static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
-  const char *OP = "attentionForward";
+// ---------------------------------------------------------------- bf16 operands on AMX (attention_amx.h)
+
+#if defined(__AVX512F__)
+#include "attention_amx.h"
+#endif
+
+// Whether attention's matmuls can run on AMX tiles with bf16 operands here: the avx512 level,
+// a CPU with AMX-BF16 and AVX512_BF16, Linux's grant of the tile state, and neither `amx` nor
+// `avx512bf16` in MYNAH_SIMD_DISABLE (as gemm_bf16.c decides). Asked once, at registration.
+static int amx_attention_usable(void) {
+#if defined(__AVX512F__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1)) return 0;  // AVX512_BF16
+  if (mynah_simd_disabled("amx") || mynah_simd_disabled("avx512bf16")) return 0;
+  return mynah_amx_usable(MYNAH_AMX_BF16);
+#else
+  return 0;
+#endif
+}
+
+// attentionForward and attentionForwardBf16 (bf16 = 1: the matmuls on tiles; D a multiple of 32).
+static napi_value attention_forward(napi_env env, napi_callback_info info, const char *OP, int bf16) {
   ARGS(OP, 10);
   GET_DIM(5, "B", B);
   GET_DIM(6, "T", T);
@@ -462,22 +482,37 @@ static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
   GET_DIM(8, "Hkv", Hkv);
   GET_DIM(9, "D", D);
   if (!check_heads(env, OP, B, T, H, Hkv, D)) return NULL;
+  if (bf16 && D % 32) { throw_err(env, OP, "head size D must be a multiple of 32"); return NULL; }
   GET_F32(0, "out", MUL4(B, T, H, D), out);
   GET_F32(1, "lse", MUL3(B, H, T), lse);
   GET_F32(2, "q", MUL4(B, T, H, D), q);
   GET_F32(3, "k", MUL4(B, T, Hkv, D), k);
   GET_F32(4, "v", MUL4(B, T, Hkv, D), v);
   if (B * T == 0) return NULL;
-  if (!thread_scratch_reserve(&scratch, fwd_scratch((int)D) > fwd_fast_scratch((int)D, (int)T) ? fwd_scratch((int)D) : fwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  size_t need = fwd_scratch((int)D) > fwd_fast_scratch((int)D, (int)T) ? fwd_scratch((int)D) : fwd_fast_scratch((int)D, (int)T);
+#if defined(__AVX512F__)
+  if (bf16) need = fwd_amx_scratch((int)D, (int)T);
+#endif
+  if (!thread_scratch_reserve(&scratch, need)) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .B = (int)B, .T = (int)T, .H = (int)H,
                  .Hkv = (int)Hkv, .D = (int)D, .ntiles = (int)((T + BQ - 1) / BQ), .pos0 = 0, .kT = (int)T};
   a.parts = fwd_parts(a.B * a.H, a.ntiles);
+#if defined(__AVX512F__)
+  if (bf16) { pool_run(attention_forward_amx_task, &a, a.B * a.H * a.parts); return NULL; }
+#endif
   pool_run(attention_forward_task, &a, a.B * a.H * a.parts);
   return NULL;
 }
 
-static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
-  const char *OP = "attentionBackward";
+static napi_value js_attention_forward(napi_env env, napi_callback_info info) {
+  return attention_forward(env, info, "attentionForward", 0);
+}
+static napi_value js_attention_forward_bf16(napi_env env, napi_callback_info info) {
+  return attention_forward(env, info, "attentionForwardBf16", 1);
+}
+
+// attentionBackward and attentionBackwardBf16 (bf16 = 1: the matmuls on tiles; D a multiple of 32).
+static napi_value attention_backward(napi_env env, napi_callback_info info, const char *OP, int bf16) {
   ARGS(OP, 14);
   GET_DIM(9, "B", B);
   GET_DIM(10, "T", T);
@@ -485,6 +520,7 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   GET_DIM(12, "Hkv", Hkv);
   GET_DIM(13, "D", D);
   if (!check_heads(env, OP, B, T, H, Hkv, D)) return NULL;
+  if (bf16 && D % 32) { throw_err(env, OP, "head size D must be a multiple of 32"); return NULL; }
   GET_F32(0, "dq", MUL4(B, T, H, D), dq);
   GET_F32(1, "dk", MUL4(B, T, Hkv, D), dk);
   GET_F32(2, "dv", MUL4(B, T, Hkv, D), dv);
@@ -495,7 +531,11 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   GET_F32(7, "out", MUL4(B, T, H, D), out);
   GET_F32(8, "lse", MUL3(B, H, T), lse);
   if (B * T == 0) return NULL;
-  if (!thread_scratch_reserve(&scratch, bwd_scratch((int)D, (int)T) > bwd_fast_scratch((int)D, (int)T) ? bwd_scratch((int)D, (int)T) : bwd_fast_scratch((int)D, (int)T))) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
+  size_t need = bwd_scratch((int)D, (int)T) > bwd_fast_scratch((int)D, (int)T) ? bwd_scratch((int)D, (int)T) : bwd_fast_scratch((int)D, (int)T);
+#if defined(__AVX512F__)
+  if (bf16) need = bwd_amx_scratch((int)D, (int)T);
+#endif
+  if (!thread_scratch_reserve(&scratch, need)) { throw_err(env, OP, "out of memory for scratch"); return NULL; }
   attn_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v, .o = out, .lse = lse,
                  .B = (int)B, .T = (int)T, .H = (int)H, .Hkv = (int)Hkv, .D = (int)D};
   a.parts = 1;
@@ -504,7 +544,7 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
   // part order, so a split that followed the thread count would make the result (and a
   // resumed run) depend on it.
   const int nkt = (int)((T + BK - 1) / BK);
-  const int fast = D == 16 || D == 32 || D == 64 || D == 96 || D == 128;
+  const int fast = bf16 || D == 16 || D == 32 || D == 64 || D == 96 || D == 128;
   if (fast && B * Hkv < BWD_TASKS && nkt > 1) {
     const int p = (int)((BWD_TASKS + B * Hkv - 1) / (B * Hkv));
     const size_t need = (size_t)(p < nkt ? p : nkt) * B * T * H * D;
@@ -515,13 +555,24 @@ static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
     }
     if (dq_part_buf) { a.parts = p < nkt ? p : nkt; a.dq_part = dq_part_buf; }
   }
-  pool_run(attention_backward_task, &a, (int)(B * Hkv) * a.parts);
+#if defined(__AVX512F__)
+  if (bf16) pool_run(attention_backward_amx_task, &a, (int)(B * Hkv) * a.parts);
+  else
+#endif
+    pool_run(attention_backward_task, &a, (int)(B * Hkv) * a.parts);
   if (a.parts > 1) {
     a.sum_tasks = task_count(B * T * H * D, 1 << 14);
     if (a.sum_tasks > B * T) a.sum_tasks = (int)(B * T);
     pool_run(dq_sum_task, &a, a.sum_tasks);
   }
   return NULL;
+}
+
+static napi_value js_attention_backward(napi_env env, napi_callback_info info) {
+  return attention_backward(env, info, "attentionBackward", 0);
+}
+static napi_value js_attention_backward_bf16(napi_env env, napi_callback_info info) {
+  return attention_backward(env, info, "attentionBackwardBf16", 1);
 }
 
 static napi_value js_attention_cached(napi_env env, napi_callback_info info) {
@@ -560,4 +611,9 @@ void register_attention(napi_env env, napi_value exports) {
   export_fn(env, exports, "attentionForward", js_attention_forward);
   export_fn(env, exports, "attentionBackward", js_attention_backward);
   export_fn(env, exports, "attentionCached", js_attention_cached);
+  // Only where they run on tiles: elsewhere bf16 training keeps attention in float32.
+  if (amx_attention_usable()) {
+    export_fn(env, exports, "attentionForwardBf16", js_attention_forward_bf16);
+    export_fn(env, exports, "attentionBackwardBf16", js_attention_backward_bf16);
+  }
 }

@@ -76,6 +76,23 @@ export interface Backend {
   attentionBackward(dq: F32, dk: F32, dv: F32, dout: F32, q: F32, k: F32, v: F32, out: F32, lse: F32,
                     B: number, T: number, H: number, Hkv: number, D: number): void;
   /**
+   * attentionForward with bfloat16 matmul operands (mixed-precision training): q, k, v and
+   * the unnormalized softmax weights are rounded to bf16 (nearest even) where they enter
+   * S = q·kᵀ and out = P·v; the products sum in float32; softmax, lse and out stay float32.
+   * Error against float64 attention: test/attention-bf16.test.ts states and checks the bound.
+   * Optional, and only where it runs fast (the native backend on a CPU with AMX); D a multiple
+   * of 32. Without it, `--precision bf16` keeps attention in float32.
+   */
+  attentionForwardBf16?(out: F32, lse: F32, q: F32, k: F32, v: F32,
+                        B: number, T: number, H: number, Hkv: number, D: number): void;
+  /**
+   * attentionBackward with bf16 matmul operands: q, k, v, dout rounded where they enter a
+   * matmul, P = e^(S − lse) and dS = P∘(dP − Δ)·scale computed in float32 and rounded to bf16
+   * for dv += Pᵀ·dout, dk += dSᵀ·q, dq += dS·k; Δ = Σ dout·out and every sum float32.
+   */
+  attentionBackwardBf16?(dq: F32, dk: F32, dv: F32, dout: F32, q: F32, k: F32, v: F32, out: F32, lse: F32,
+                         B: number, T: number, H: number, Hkv: number, D: number): void;
+  /**
    * Attention for generation with a KV cache. q [B, Tq, H, D] holds queries at positions
    * pos0 .. pos0+Tq−1; kCache, vCache [B, maxT, Hkv, D] hold keys/values for positions
    * 0 .. pos0+Tq−1 (already written). Query t attends to positions ≤ pos0 + t. out [B, Tq, H, D].

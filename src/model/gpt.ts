@@ -39,10 +39,11 @@
  * Precision (createGPT's `precision`, `--precision bf16`): every GEMM of the model (the
  * projections, the MLP and the lm_head, forward and backward: NT, NN and TN) runs on
  * Backend.gemmBf16: operands rounded to bfloat16, products summed in float32, outputs float32.
- * Everything else stays float32: the weights (master copy), gradients, optimizer state,
- * RMSNorm, RoPE, attention (its matmuls included: a few % of a step's FLOPs at T = 256),
- * SwiGLU, softmax and the loss. model.backend stays the float32 backend, so the optimizer
- * (Muon's Newton–Schulz included) and generation are float32.
+ * Attention's own matmuls (q·kᵀ, P·v and the backward's five) run on attentionForwardBf16 /
+ * attentionBackwardBf16 where the backend has them (AMX) and D is a multiple of 32, else in
+ * float32. Everything else stays float32: the weights (master copy), gradients, optimizer
+ * state, RMSNorm, RoPE, attention's softmax, SwiGLU and the loss. model.backend stays the
+ * float32 backend, so the optimizer (Muon's Newton–Schulz included) and generation are float32.
  *
  * Shapes: B batch, T time, N = B·T, C width, H heads, Hkv kv heads, D head size (C/H unless
  * headDim), Q = H·D, KV = Hkv·D, F MLP width, V vocabulary. Every gemm is row-major; weights are [out, in] (y = x·Wᵀ).
@@ -316,9 +317,9 @@ export function createGPT(config: ModelConfig, backend: Backend,
   }
   const grads = createParams(c);
   const recompute = opts.recompute ?? false;
-  // The backend the model's own ops run on: with bf16, its gemm is gemmBf16.
-  const compute = (opts.precision ?? "fp32") === "bf16" ? withBf16Gemm(backend) : backend;
   const D = headDimOf(c);
+  // The backend the model's own ops run on: with bf16, its gemm is gemmBf16 (and attention bf16 where it can be).
+  const compute = (opts.precision ?? "fp32") === "bf16" ? withBf16(backend, D) : backend;
   const rope = ropeTables(c.contextLength, D, c.ropeTheta, ropeInvFreq(D, c.ropeTheta, c.ropeScaling));
   const W = Array.from({ length: c.nLayer }, (_, l) => layerViews(params, l));
   const G = Array.from({ length: c.nLayer }, (_, l) => layerViews(grads, l));
@@ -475,13 +476,26 @@ export function createGPT(config: ModelConfig, backend: Backend,
   };
 }
 
-/** The backend with gemm replaced by gemmBf16 (every other op, and `this`, unchanged). */
-function withBf16Gemm(be: Backend): Backend {
+/**
+ * The backend with gemm replaced by gemmBf16, and attention by its bf16 form when the backend
+ * has one and the head size D suits it (every other op, and `this`, unchanged).
+ */
+function withBf16(be: Backend, D: number): Backend {
   if (!be.gemmBf16) throw new Error(`createGPT: the ${be.name} backend has no bf16 GEMM (gemmBf16); use precision fp32`);
+  const attention = bf16Attention(be, D) ? {
+    attentionForward: (...a: Parameters<Backend["attentionForward"]>): void => be.attentionForwardBf16!(...a),
+    attentionBackward: (...a: Parameters<Backend["attentionBackward"]>): void => be.attentionBackwardBf16!(...a),
+  } : {};
   return Object.assign(Object.create(be) as Backend, {
     name: `${be.name}+bf16`,
     gemm: (...a: Parameters<Backend["gemm"]>): void => be.gemmBf16!(...a),
+    ...attention,
   });
+}
+
+/** Whether `--precision bf16` runs attention's matmuls in bf16 on this backend for head size D. */
+export function bf16Attention(be: Backend, D: number): boolean {
+  return !!be.attentionForwardBf16 && !!be.attentionBackwardBf16 && D % 32 === 0;
 }
 
 function countTargets(targets: Int32Array): number {

@@ -255,7 +255,7 @@ export async function dpo(o: DpoOptions): Promise<DpoResult> {
 
   const { precision, note: precisionNote } = resolvePrecision(o.precision, saved?.state ?? null);
   if (precisionNote) rep.note(`note: ${precisionNote}`);
-  if (precision === "bf16") rep.note(`precision: ${describePrecision(precision, backend)}; reference log-probs scored the same way`);
+  if (precision === "bf16") rep.note(`precision: ${describePrecision(precision, backend, c)}; reference log-probs scored the same way`);
   const model = createGPT(c, backend, { params: start.params, precision });
   // Reference log-probs: cached by pair hash; missing ones scored by the starting model.
   const refPath = join(o.out, REFERENCE_FILE);

@@ -11,8 +11,8 @@ import { openTextSource, loadTextCorpus } from "../data/text.ts";
 import { openShardSource } from "../data/loader.ts";
 import { loadPreparedTokenizer, readManifest } from "../data/prepare.ts";
 import type { BatchSource } from "../data/types.ts";
-import { configFromPreset, parameterCount, ModelConfigError, type ModelConfig } from "../model/config.ts";
-import { createGPT, type GPT, type Precision } from "../model/gpt.ts";
+import { configFromPreset, headDimOf, parameterCount, ModelConfigError, type ModelConfig } from "../model/config.ts";
+import { bf16Attention, createGPT, type GPT, type Precision } from "../model/gpt.ts";
 import { charTokenizer, charTokenizerConfig, charTokenizerJson } from "../tokenizer/char.ts";
 import { loadTokenizer } from "../tokenizer/io.ts";
 import type { Tokenizer } from "../tokenizer/types.ts";
@@ -254,7 +254,7 @@ export function machinePeakFlops(precision: Precision = "fp32"): { flops: number
  * How a run's GEMMs compute, for its start-up line: "float32", or for bf16 the unit (AMX tiles,
  * VDPBF16PS, or the float32 fallback, which is slower than fp32 and only reproduces bf16 results).
  */
-export function describePrecision(precision: Precision, backend: Backend): string {
+export function describePrecision(precision: Precision, backend: Backend, config: ModelConfig): string {
   if (precision === "fp32") return "float32";
   let unit = "";
   try {
@@ -264,7 +264,8 @@ export function describePrecision(precision: Precision, backend: Backend): strin
   }
   const where = unit === "AMX" ? "on AMX tiles" : unit === "VDPBF16PS" ? "on AVX512_BF16 (VDPBF16PS)"
     : unit === "fallback" ? "on the float32 fallback: this CPU has no bf16 unit, so this is slower than --precision fp32" : `on ${backend.name}`;
-  return `bf16 GEMM operands ${where} (float32 weights, optimizer, norms, softmax, loss)`;
+  const attention = bf16Attention(backend, headDimOf(config)) ? "bf16 attention matmuls on AMX tiles" : "float32 attention";
+  return `bf16 GEMM operands ${where}, ${attention} (float32 weights, optimizer, norms, softmax, loss)`;
 }
 
 export interface PretrainResult extends LoopResult {
@@ -298,7 +299,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     `context ${config.contextLength}, ${(parameterCount(config) / 1e6).toFixed(2)}M parameters; backend ${backend.name}`);
   rep.note(`training: ${loop.steps} steps of ${loop.gradAccum}×${loop.batchSize}×${loop.seqLen} tokens, ${loop.optimizer.kind}, lr ${loop.optimizer.lr}` +
     `${loop.optimizer.kind === "muon" ? ` (muon ${loop.optimizer.muonLr})` : ""}, ${loop.schedule} schedule; ` +
-    `${describePrecision(precision, backend)}; MFU against ` +
+    `${describePrecision(precision, backend, config)}; MFU against ` +
     `${(peak.flops / 1e9).toFixed(0)} GFLOP/s (${peak.what})` +
     (saved ? `; resuming from ${saved.dir} at step ${saved.state.step}` : ""));
   const backendNote = saved && resumeBackendNote(saved.state, backend.name);

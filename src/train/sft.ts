@@ -175,7 +175,7 @@ export async function sft(o: SftOptions): Promise<SftResult> {
   const backendNote = saved && resumeBackendNote(saved.state, backend.name);
   if (backendNote) rep.note(`note: ${backendNote}`);
   if (precisionNote) rep.note(`note: ${precisionNote}`);
-  if (precision === "bf16") rep.note(`precision: ${describePrecision(precision, backend)}`);
+  if (precision === "bf16") rep.note(`precision: ${describePrecision(precision, backend, c)}`);
   rep.note(`memory: estimated peak ${describeEstimate(memory)}${o.recompute ? "; --recompute" : ""}`);
   rep.note(`data: ${train.examples.length} training conversations, ${val.length} held out` +
     (train.truncated ? `, ${train.truncated} cut to ${T + 1} tokens (oldest turns dropped)` : "") +
