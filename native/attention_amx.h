@@ -135,6 +135,22 @@ AMX_ATT_TARGET static void pack_trans(bf16_t *dst, size_t ldd, const float *src,
     }
 }
 
+// Rows [r0, r1) of a tensor (stride ld, D floats each) fetched ahead, for writing (w) or
+// reading. Inputs and outputs are several MB and a head's rows lie 1–2 KiB apart, a stride
+// the hardware prefetcher does not follow: without this each row's loads (or, for an output,
+// its stores) wait on memory; asked for a block ahead, they arrive while the tiles work.
+static inline void prefetch_rows(const float *p, size_t ld, int r0, int r1, int D, int w) {
+  for (int r = r0; r < r1; r++) {
+    const char *row = (const char *)(p + (size_t)r * ld);
+    for (int b = 0; b < D * 4 + 63; b += 64) {  // every line of the row (rows need not start on one)
+      const char *x = row + (b < D * 4 ? b : D * 4 - 1);
+      if (w) __asm__ __volatile__("prefetchw %0" : : "m"(*x));
+      else _mm_prefetch(x, _MM_HINT_T0);
+    }
+  }
+}
+
+
 // ---------------------------------------------------------------- forward
 
 // Scratch (floats) of a forward task: kᵀ and v of the keys it sees, one query tile's q, S, P̃, O.
@@ -163,7 +179,11 @@ AMX_ATT_TARGET static void fwd_head_amx(const attn_args *a, int task, float *scr
   pack_rpairs(Vp, D, vb, kstride, tEnd, Tp, D);
   for (int t0 = qt0 * BQ; t0 < tEnd; t0 += BQ) {
     const int nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
-    pack_rows(Qb, a->q + (((size_t)b * T + t0) * H + h) * D, (size_t)H * D, nq, BQ, D);
+    const float *qrow = a->q + (((size_t)b * T + t0) * H + h) * D;
+    pack_rows(Qb, qrow, (size_t)H * D, nq, BQ, D);
+    const int next = tEnd - t0 - BQ < BQ ? tEnd - t0 - BQ : BQ;  // rows of the task's next query tile (≤ 0: none)
+    prefetch_rows(qrow, (size_t)H * D, BQ, BQ + next, D, 0);
+    prefetch_rows(a->out + (((size_t)b * T + t0) * H + h) * D, (size_t)H * D, 0, nq, D, 1);  // this tile's out, written at its end
     memset(O, 0, sizeof(float) * BQ * D);
     for (int i = 0; i < BQ; i++) { m[i] = -INFINITY; l[i] = 0; }
     for (int k0 = 0; k0 < kend; k0 += KB) {
@@ -271,9 +291,14 @@ AMX_ATT_TARGET static void bwd_group_amx(const attn_args *a, int task, float *sc
       Delta[t] = _mm512_reduce_add_ps(acc);
     }
     for (int k0 = kbeg; k0 < kfin; k0 += KB) {
-      const int nk = T - k0 < KB ? T - k0 : KB, khalves = (nk + 31) / 32;
-      for (int t0 = k0; t0 < T; t0 += QBB) {
+      const int nk = T - k0 < KB ? T - k0 : KB, khalves = (nk + 31) / 32, nqb = (T - k0 + QBB - 1) / QBB;
+      for (int t0 = k0, qb = 0; t0 < T; t0 += QBB, qb++) {
         const int nr = T - t0 < QBB ? T - t0 : QBB, qhalves = (nr + 31) / 32;
+        if (h == kvh * group) {  // this key tile's dk, dv rows (the first head stores them), a slice per query block
+          prefetch_rows(dkb + (size_t)k0 * kstride, kstride, qb * nk / nqb, (qb + 1) * nk / nqb, D, 1);
+          prefetch_rows(dvb + (size_t)k0 * kstride, kstride, qb * nk / nqb, (qb + 1) * nk / nqb, D, 1);
+        }
+        if (k0 == kbeg) prefetch_rows(dqb, qstride, t0, t0 + nr, D, 1);  // the head's dq rows, written at its end
         // S and dP, 32 × 32 blocks with a visible key (key block start ≤ the block's last query)
         for (int qi = 0; qi < qhalves; qi++)
           for (int kj = 0; kj < khalves && k0 + 32 * kj <= t0 + 32 * qi + 31; kj++) {
