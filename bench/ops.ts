@@ -3,6 +3,8 @@
  * at training shapes, 2 threads, beside PyTorch on the same shapes and thread count
  * (/usr/bin/python3; this machine's torch 1.13 has no fused attention, so its peer is the
  * plain causal attention nanoGPT falls back to: q·kᵀ, mask, softmax, ·v, with autograd).
+ * attentionBf16 rows: `--precision bf16`'s attention (bf16 matmul operands on AMX tiles, where
+ * the CPU has them) beside the same PyTorch attention under torch.autocast("cpu", bfloat16).
  * Each figure is the best of REPS runs after one warm-up, in milliseconds.
  */
 import { spawnSync } from "node:child_process";
@@ -34,15 +36,18 @@ def best(f):
     return t * 1e3
 for c in cases:
     r = {}
-    if c["op"] == "attention":
+    if c["op"] in ("attention", "attentionBf16"):
         B, T, H, Hkv, D = c["shape"]
         q = torch.randn(B, H, T, D, requires_grad=True); k = torch.randn(B, Hkv, T, D, requires_grad=True)
         v = torch.randn(B, Hkv, T, D, requires_grad=True)
         mask = torch.ones(T, T, dtype=torch.bool).tril()
-        def fwd():
+        def plain():
             kk, vv = k.repeat_interleave(H // Hkv, 1), v.repeat_interleave(H // Hkv, 1)
             s = (q @ kk.transpose(-2, -1)) * D ** -0.5
             return s.masked_fill(~mask, float("-inf")).softmax(-1) @ vv
+        def fwd():
+            if c["op"] == "attention": return plain()
+            with torch.autocast("cpu", dtype=torch.bfloat16): return plain()
         with torch.no_grad(): r["fwd"] = best(fwd)
         g = torch.randn(B, H, T, D)
         r["fwd_bwd"] = best(lambda: fwd().backward(g))
@@ -66,11 +71,11 @@ for c in cases:
 print(json.dumps(dict(torch=torch.__version__, results=out)))
 `;
 
-interface Case { op: "attention" | "crossEntropy" | "rmsnorm" | "swiglu"; shape: number[] }
+interface Case { op: "attention" | "attentionBf16" | "crossEntropy" | "rmsnorm" | "swiglu"; shape: number[] }
+const ATTENTION_SHAPES = [[64, 256, 6, 6, 64], [16, 1024, 6, 6, 64], [32, 256, 8, 2, 128]];
 const CASES: Case[] = [
-  { op: "attention", shape: [64, 256, 6, 6, 64] },
-  { op: "attention", shape: [16, 1024, 6, 6, 64] },
-  { op: "attention", shape: [32, 256, 8, 2, 128] },
+  ...ATTENTION_SHAPES.map((shape): Case => ({ op: "attention", shape })),
+  ...(nativeBackend().attentionForwardBf16 ? ATTENTION_SHAPES.map((shape): Case => ({ op: "attentionBf16", shape })) : []),
   { op: "crossEntropy", shape: [16384, 259] },
   { op: "crossEntropy", shape: [1024, 32768] },
   { op: "rmsnorm", shape: [16384, 384] },
@@ -80,13 +85,14 @@ const CASES: Case[] = [
 /** Times our fwd and fwd+bwd for one case (ms). */
 function ours(c: Case): { fwd: number; fwd_bwd: number } {
   const be = nativeBackend(), rng = uniformSource(1);
-  if (c.op === "attention") {
+  if (c.op === "attention" || c.op === "attentionBf16") {
     const [B, T, H, Hkv, D] = c.shape;
     const q = randomF32(B * T * H * D, rng), k = randomF32(B * T * Hkv * D, rng), v = randomF32(B * T * Hkv * D, rng);
     const out = new Float32Array(q.length), lse = new Float32Array(B * H * T), dout = randomF32(q.length, rng);
     const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
-    const fwd = () => be.attentionForward(out, lse, q, k, v, B, T, H, Hkv, D);
-    return { fwd: best(fwd), fwd_bwd: best(() => { fwd(); be.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, B, T, H, Hkv, D); }) };
+    const [f, b] = c.op === "attention" ? [be.attentionForward, be.attentionBackward] : [be.attentionForwardBf16!, be.attentionBackwardBf16!];
+    const fwd = () => f(out, lse, q, k, v, B, T, H, Hkv, D);
+    return { fwd: best(fwd), fwd_bwd: best(() => { fwd(); b(dq, dk, dv, dout, q, k, v, out, lse, B, T, H, Hkv, D); }) };
   }
   if (c.op === "crossEntropy") {
     const [N, V] = c.shape;
@@ -111,6 +117,7 @@ export async function run(): Promise<unknown> {
   loadNative().setThreads(THREADS);
   const mine = CASES.map(ours);
   console.log(torchEnv().note);
+  if (!nativeBackend().attentionForwardBf16) console.log("attentionBf16 rows skipped: no bf16 attention here (it needs AMX-BF16 tiles)");
   const p = spawnSync("/usr/bin/python3", ["-c", PEER, JSON.stringify(CASES)], { encoding: "utf8", timeout: 600_000, env: torchEnv().env });
   let peer: { torch: string; results: { fwd: number; fwd_bwd: number }[] } | null = null;
   if (p.status === 0) peer = JSON.parse(p.stdout.trim().split("\n").pop()!);
