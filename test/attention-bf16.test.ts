@@ -20,6 +20,7 @@ import { roundBf16 } from "../src/core/reference.ts";
 import { randomF32, uniformSource } from "../src/core/tensor-utils.ts";
 import { configFromPreset } from "../src/model/config.ts";
 import { bf16Attention, createGPT } from "../src/model/gpt.ts";
+import { describePrecision } from "../src/train/pretrain.ts";
 
 const be = nativeBackend();
 const skip = be.attentionForwardBf16 ? false
@@ -212,7 +213,7 @@ test("bf16 attention gives the same bits on 1 and 2 threads", { skip }, () => {
   }
 });
 
-test("--precision bf16 runs attention on the bf16 kernels when D is a multiple of 32, in float32 otherwise", { skip }, () => {
+test("--precision bf16 runs attention on the bf16 kernels when D is a multiple of 32, in float32 otherwise, and says which", { skip }, () => {
   const calls: Record<string, number> = {};
   const spy = new Proxy(be, {
     get(target, key: string) {
@@ -225,6 +226,8 @@ test("--precision bf16 runs attention on the bf16 kernels when D is a multiple o
     for (const k of Object.keys(calls)) delete calls[k];
     const c = configFromPreset("small", { vocabSize: 65, contextLength: 32, nLayer: 2, nEmbd: width, nHead: heads, nKvHead: heads });
     assert.equal(bf16Attention(spy, width / heads), bf16);
+    assert.match(describePrecision("bf16", be, c), bf16 ? /; bf16 attention matmuls on AMX tiles;/
+      : /; float32 attention \(its bf16 kernel needs a head size that is a multiple of 32, this model's is 48\);/);
     const m = createGPT(c, spy, { seed: 1, precision: "bf16" });
     const ids = Int32Array.from({ length: 2 * 32 }, (_, i) => i % 65);
     m.forward(ids, ids, 2, 32);

@@ -264,8 +264,10 @@ export function describePrecision(precision: Precision, backend: Backend, config
   }
   const where = unit === "AMX" ? "on AMX tiles" : unit === "VDPBF16PS" ? "on AVX512_BF16 (VDPBF16PS)"
     : unit === "fallback" ? "on the float32 fallback: this CPU has no bf16 unit, so this is slower than --precision fp32" : `on ${backend.name}`;
-  const attention = bf16Attention(backend, headDimOf(config)) ? "bf16 attention matmuls on AMX tiles" : "float32 attention";
-  return `bf16 GEMM operands ${where}, ${attention} (float32 weights, optimizer, norms, softmax, loss)`;
+  const D = headDimOf(config);
+  const attention = bf16Attention(backend, D) ? "bf16 attention matmuls on AMX tiles"
+    : backend.attentionForwardBf16 ? `float32 attention (its bf16 kernel needs a head size that is a multiple of 32, this model's is ${D})` : "float32 attention";
+  return `bf16 GEMM operands ${where}; ${attention}; float32 weights, optimizer, norms, softmax and loss`;
 }
 
 export interface PretrainResult extends LoopResult {
