@@ -232,12 +232,21 @@ static inline __attribute__((always_inline)) void fwd_head_fast(const attn_args 
     for (int i = 0; i < rows; i++) {
       const float *src = a->q + (((size_t)b * T + t0 + i) * H + h) * D;
       for (int d = 0; d < D; d++) { Qs[i * D + d] = i < nq ? src[d] * scale : 0.0f; O[i * D + d] = 0; }
-      m[i] = -INFINITY;
-      l[i] = 0;
     }
+    for (int i = 0; i < BQ; i++) { m[i] = -INFINITY; l[i] = 0; }
     for (int k0 = 0; k0 < kend; k0 += BK) {
       const int nk = kend - k0 < BK ? kend - k0 : BK;
       tile_scores(S, Qs, D, Kt + k0, Tp, rows, D);
+#if defined(__AVX512F__)
+      for (int i0 = 0; i0 < rows; i0 += 16) {  // 16 rows at once (attention_tiles.h); the same bits as the loop below
+        int jn[16];
+        for (int u = 0; u < 16; u++) {
+          const int i = i0 + u, vis = P0 + t0 + i - k0 + 1;
+          jn[u] = i >= nq ? 0 : vis < nk ? vis : nk;
+        }
+        softmax16(S + i0 * BK, jn, m + i0, l + i0, corr + i0, 1.0f);
+      }
+#else
       for (int i = 0; i < rows; i++) {
         float *s = S + i * BK;
         const int vis = P0 + t0 + i - k0 + 1, jn = i >= nq ? 0 : vis < nk ? vis : nk;  // visible keys
@@ -259,6 +268,7 @@ static inline __attribute__((always_inline)) void fwd_head_fast(const attn_args 
         l[i] = l[i] * corr[i] + sum;
         m[i] = mnew;
       }
+#endif
       tile_pv(O, S, corr, vb + (size_t)k0 * kstride, kstride, rows, nk, D);
     }
     for (int i = 0; i < nq; i++) {

@@ -30,7 +30,8 @@
 #include "amx.h"
 
 #define AMX_ATT_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
-#define KB 64  // keys per tile (= BK: the backward's key-range split is in these units)
+#define KB 64  // keys per tile (= BK: the backward's key-range split and softmax16 are in these units)
+_Static_assert(KB == BK, "attention_amx.h's key tiles are attention.c's");
 #define QBB 64 // queries per backward block (the forward's query tiles are attention.c's BQ = 32)
 
 typedef uint16_t bf16_t;
@@ -156,58 +157,7 @@ static inline void prefetch_rows(const float *p, size_t ld, int r0, int r1, int 
 // Scratch (floats) of a forward task: kᵀ and v of the keys it sees, one query tile's q, S, P̃, O.
 static size_t fwd_amx_scratch(int D, int T) {
   const size_t Tp = (size_t)(T + KB - 1) / KB * KB, ld = Tp + 16;
-  return (size_t)D / 2 * ld + Tp / 2 * D + (size_t)BQ * D / 2 + (size_t)BQ * KB + (size_t)BQ * KB / 2 + (size_t)BQ * D + 2 * BQ + 64;
-}
-
-static inline __mmask16 first_lanes(int n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
-
-// The online-softmax step of 16 rows of a query tile over one key tile (S: scores, KB per row,
-// jn[u] of them visible): new running max m, correction e^(m_old − m_new) applied to l and to
-// the rows of O, P̃ = e^(S·scale − m) in S and, rounded, in Pb (zero past jn). The rows' max and
-// sum are taken 16 rows at once, lanes = rows, through a 16 × 16 transpose of per-row partial
-// vectors: row by row, each one's chain of dependent max and add steps set the pace. The sum
-// adds the same 16 lane partials in the same order as a row-by-row loop would, so the bits do
-// not depend on this.
-AMX_ATT_TARGET static inline void softmax16(float *S, bf16_t *Pb, float *O, int D, const int *jn, float *m, float *l, float scale) {
-  _Alignas(64) float t[256], mx[16], mnew[16], corr[16], sum[16];
-  __m512 r[16];
-  for (int u = 0; u < 16; u++) {  // per row, the max of each lane over its visible keys
-    __m512 v = _mm512_set1_ps(-INFINITY);
-    for (int j = 0; j < KB; j += 16) v = _mm512_mask_max_ps(v, first_lanes(jn[u] - j), v, _mm512_loadu_ps(S + u * KB + j));
-    r[u] = v;
-  }
-  transpose16(r, t, 16);
-  __m512 M = _mm512_load_ps(t);
-  for (int c = 1; c < 16; c++) M = _mm512_max_ps(M, _mm512_load_ps(t + 16 * c));
-  _mm512_store_ps(mx, M);
-  for (int u = 0; u < 16; u++) {
-    const float x = mx[u] * scale;  // scale > 0: the max of the scaled scores
-    mnew[u] = x > m[u] ? x : m[u];
-    corr[u] = m[u] == -INFINITY ? 0.0f : exp_fast(m[u] - mnew[u]);
-  }
-  for (int u = 0; u < 16; u++) {
-    float *s = S + u * KB, acc[LANES] = {0};
-    const float mn = mnew[u];
-    const int n = jn[u];
-    for (int j = 0; j < KB; j += LANES)
-      for (int v = 0; v < LANES; v++) {
-        const float e = j + v < n ? exp_fast(s[j + v] * scale - mn) : 0.0f;
-        s[j + v] = e;
-        acc[v] += e;
-      }
-    r[u] = _mm512_loadu_ps(acc);
-    for (int j = 0; j < KB; j += 32) _mm512_storeu_si512(Pb + u * KB + j, bf32(s + j));
-  }
-  transpose16(r, t, 16);
-  __m512 sv = _mm512_load_ps(t);
-  for (int c = 1; c < 16; c++) sv = _mm512_add_ps(sv, _mm512_load_ps(t + 16 * c));
-  _mm512_store_ps(sum, sv);
-  for (int u = 0; u < 16; u++) {
-    l[u] = l[u] * corr[u] + sum[u];
-    m[u] = mnew[u];
-    if (corr[u] != 1.0f)
-      for (int d = 0; d < D; d++) O[(size_t)u * D + d] *= corr[u];
-  }
+  return (size_t)D / 2 * ld + Tp / 2 * D + (size_t)BQ * D / 2 + (size_t)BQ * KB + (size_t)BQ * KB / 2 + (size_t)BQ * D + 3 * BQ + 64;
 }
 
 // One forward task (b, h, range of query tiles); training shapes (pos0 = 0, kT = T).
@@ -224,7 +174,7 @@ AMX_ATT_TARGET static void fwd_head_amx(const attn_args *a, int task, float *scr
   bf16_t *Qb = (bf16_t *)(Vp + (size_t)Tp / 2 * D);
   float *S = (float *)(Qb + (size_t)BQ * D);
   bf16_t *Pb = (bf16_t *)(S + BQ * KB);
-  float *O = (float *)(Pb + BQ * KB), *m = O + BQ * D, *l = m + BQ;
+  float *O = (float *)(Pb + BQ * KB), *m = O + BQ * D, *l = m + BQ, *corr = l + BQ;
   const float *kb = a->k + ((size_t)b * T * Hkv + kvh) * D, *vb = a->v + ((size_t)b * T * Hkv + kvh) * D;
   pack_dpairs(Kt, ld, kb, kstride, tEnd, Tp, D);
   pack_rpairs(Vp, D, vb, kstride, tEnd, Tp, D);
@@ -246,7 +196,12 @@ AMX_ATT_TARGET static void fwd_head_amx(const attn_args *a, int task, float *scr
           const int i = i0 + u, vis = t0 + i - k0 + 1;
           jn[u] = i >= nq ? 0 : vis < nk ? vis : nk;
         }
-        softmax16(S + i0 * KB, Pb + i0 * KB, O + (size_t)i0 * D, D, jn, m + i0, l + i0, scale);
+        softmax16(S + i0 * KB, jn, m + i0, l + i0, corr + i0, scale);
+      }
+      for (int i = 0; i < BQ; i++) {  // P̃ rounded for the tiles; O rescaled where the max grew
+        for (int j = 0; j < KB; j += 32) _mm512_storeu_si512(Pb + i * KB + j, bf32(S + i * KB + j));
+        if (corr[i] != 1.0f)
+          for (int d = 0; d < D; d++) O[(size_t)i * D + d] *= corr[i];
       }
       const int ks = (nk + 31) / 32;  // 32-key steps with a visible key
       for (int dj = 0; dj < D / 32; dj++) blk32(O + 32 * dj, D, 1, Pb, KB, Vp + (size_t)k0 / 2 * D + 32 * dj, D, 0, ks);
