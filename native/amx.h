@@ -17,6 +17,7 @@
 #include <string.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
+#include <immintrin.h>
 #endif
 #if defined(__linux__)
 #include <sys/syscall.h>
@@ -68,6 +69,27 @@ static inline void mynah_amx_config_set(mynah_amx_config *c, int tile, int rows,
 // fill the rest may be dropped as dead.
 __attribute__((target("amx-tile"))) static inline void mynah_amx_load_config(const mynah_amx_config *c) {
   __asm__ __volatile__("ldtilecfg %0" : : "m"(*c));
+}
+// Tiles 0–3 as the 32 × 32 float32 block at C (row stride ldc floats), 16 × 16 each: loaded
+// from it (load ≠ 0), or zero; and stored back. The C side of every 32 × 32 tile kernel.
+__attribute__((target("amx-tile"))) static inline void mynah_amx_c_begin(const float *C, size_t ldc, int load) {
+  if (load) {
+    _tile_loadd(0, C, (long)ldc * 4);
+    _tile_loadd(1, C + 16, (long)ldc * 4);
+    _tile_loadd(2, C + 16 * ldc, (long)ldc * 4);
+    _tile_loadd(3, C + 16 * ldc + 16, (long)ldc * 4);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+}
+__attribute__((target("amx-tile"))) static inline void mynah_amx_c_store(float *C, size_t ldc) {
+  _tile_stored(0, C, (long)ldc * 4);
+  _tile_stored(1, C + 16, (long)ldc * 4);
+  _tile_stored(2, C + 16 * ldc, (long)ldc * 4);
+  _tile_stored(3, C + 16 * ldc + 16, (long)ldc * 4);
 }
 // Returns the tiles to their initial state (so that the OS need not save them on a switch).
 __attribute__((target("amx-tile"))) static inline void mynah_amx_release(void) { __asm__ __volatile__("tilerelease" ::); }

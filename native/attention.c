@@ -331,13 +331,7 @@ static inline __attribute__((always_inline)) void bwd_group_fast(const attn_args
         tile_scores(dS, dOb, D, Vt, BK, RB, D);
         for (int r = 0; r < RB; r++) {
           const int t = t0 + r, jn = r >= nr ? 0 : t - k0 + 1 < nk ? t - k0 + 1 : nk;
-          const float L = r < nr ? lse[t] : 0.0f, Dt = r < nr ? Delta[t] : 0.0f;
-          float *p = P + r * BK, *ds = dS + r * BK;
-          for (int j = 0; j < BK; j++) {
-            const float pj = j < jn ? exp_fast(p[j] * scale - L) : 0.0f;
-            p[j] = pj;
-            ds[j] = pj * (ds[j] - Dt) * scale;  // dS, with S's scale folded in
-          }
+          p_ds_row(P + r * BK, dS + r * BK, jn, r < nr ? lse[t] : 0.0f, r < nr ? Delta[t] : 0.0f, scale);
         }
         const int jmax = t0 + nr - k0 < nk ? t0 + nr - k0 : nk;
         for (int r = 0; r < RB; r += ROWS(D)) {

@@ -51,18 +51,8 @@ AMX_ATT_TARGET static inline void amx_att_begin(void) {
 // of B (stride ldb words, 32 columns). Tiles 0–3 hold C, 4–5 A, 6–7 B.
 AMX_ATT_TARGET static inline void blk32(float *C, size_t ldc, int acc, const bf16_t *A, size_t lda, const uint32_t *B,
                                         size_t ldb, int s0, int s1) {
-  const long sc = (long)ldc * 4, sa = (long)lda * 2, sb = (long)ldb * 4;
-  if (acc) {
-    _tile_loadd(0, C, sc);
-    _tile_loadd(1, C + 16, sc);
-    _tile_loadd(2, C + 16 * ldc, sc);
-    _tile_loadd(3, C + 16 * ldc + 16, sc);
-  } else {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-  }
+  const long sa = (long)lda * 2, sb = (long)ldb * 4;
+  mynah_amx_c_begin(C, ldc, acc);
   for (int s = s0; s < s1; s++) {
     const bf16_t *a = A + (size_t)s * 32;
     const uint32_t *b = B + (size_t)s * 16 * ldb;
@@ -75,10 +65,7 @@ AMX_ATT_TARGET static inline void blk32(float *C, size_t ldc, int acc, const bf1
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }
-  _tile_stored(0, C, sc);
-  _tile_stored(1, C + 16, sc);
-  _tile_stored(2, C + 16 * ldc, sc);
-  _tile_stored(3, C + 16 * ldc + 16, sc);
+  mynah_amx_c_store(C, ldc);
 }
 
 // ---------------------------------------------------------------- packing (float32 → bf16 layouts)
@@ -299,13 +286,7 @@ AMX_ATT_TARGET static void bwd_group_amx(const attn_args *a, int task, float *sc
         // P = e^(S·scale − lse), dS = P∘(dP − Δ)·scale, zero where masked (in place: S → P, dP → dS)
         for (int i = 0; i < QBB; i++) {
           const int t = t0 + i, jn = t >= T ? 0 : t - k0 + 1 < nk ? t - k0 + 1 : nk;
-          const float L = t < T ? lse[t] : 0.0f, Dt = t < T ? Delta[t] : 0.0f;
-          float *p = S + i * KB, *ds = dP + i * KB;
-          for (int j = 0; j < KB; j++) {
-            const float pj = j < jn ? exp_fast(p[j] * scale - L) : 0.0f;
-            ds[j] = j < jn ? pj * (ds[j] - Dt) * scale : 0.0f;
-            p[j] = pj;
-          }
+          p_ds_row(S + i * KB, dP + i * KB, jn, t < T ? lse[t] : 0.0f, t < T ? Delta[t] : 0.0f, scale);
         }
         for (int r = 0; r < QBB / 2; r++)
           for (int j = 0; j < KB; j += 16) {

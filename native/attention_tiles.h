@@ -115,6 +115,17 @@ static inline void softmax16(float *S, const int *jn, float *m, float *l, float 
 }
 #endif
 
+// One row of the backward's elementwise step, in place over BK columns: P = e^(S·scale − L)
+// (S's scale applied here, L the row's lse) and dS = P∘(dP − Δ)·scale (the scale of S = scale·q·kᵀ
+// folded in), for the jn visible columns; both 0 past jn (whatever the tile left there).
+static inline void p_ds_row(float *restrict s, float *restrict dp, int jn, float L, float Dt, float scale) {
+  for (int j = 0; j < BK; j++) {
+    const float pj = j < jn ? exp_fast(s[j] * scale - L) : 0.0f;
+    dp[j] = j < jn ? pj * (dp[j] - Dt) * scale : 0.0f;
+    s[j] = pj;
+  }
+}
+
 // Bt[d][j] = X[j][d] for j < n (rows of X at stride ldx), 0 for n ≤ j < ncols (a multiple of
 // 16); Bt rows of stride ldb. Done in 16 × 16 blocks: in registers with AVX-512, else with
 // 16 source rows at a time (their reads stay in L1; each destination row gets 16 floats).

@@ -503,30 +503,13 @@ AMX_TARGET static inline void ukernel_amx_pk(int kq, const uint32_t *restrict Ap
   // alpha 1 and beta 0 or 1 (every training product): the tiles start from C (or zero) and are
   // stored straight into it; otherwise through acc and the alpha/beta merge below.
   const int direct = alpha == 1.0f && (beta == 0.0f || beta == 1.0f);
-  const long sc = (long)ldc * 4;
-  if (direct && beta != 0) {
-    _tile_loadd(0, C, sc);
-    _tile_loadd(1, C + 16, sc);
-    _tile_loadd(2, C + 16 * ldc, sc);
-    _tile_loadd(3, C + 16 * ldc + 16, sc);
-  } else {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-  }
+  mynah_amx_c_begin(C, (size_t)ldc, direct && beta != 0);
   tiles_k(kq, Ap, Bp, pk, NULL);
   if (direct) {
-    _tile_stored(0, C, sc);
-    _tile_stored(1, C + 16, sc);
-    _tile_stored(2, C + 16 * ldc, sc);
-    _tile_stored(3, C + 16 * ldc + 16, sc);
+    mynah_amx_c_store(C, (size_t)ldc);
     return;
   }
-  _tile_stored(0, acc, NR * 4);
-  _tile_stored(1, acc + 16, NR * 4);
-  _tile_stored(2, acc + 16 * NR, NR * 4);
-  _tile_stored(3, acc + 16 * NR + 16, NR * 4);
+  mynah_amx_c_store(acc, NR);
   __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int i = 0; i < AMX_MR; i++)
     for (int v = 0; v < 2; v++) {
@@ -542,22 +525,9 @@ AMX_TARGET static inline void ukernel_amx_pk(int kq, const uint32_t *restrict Ap
 // few pieces of the next panel's packing and of the previous panel's copy to C run on the way.
 AMX_TARGET static inline void ukernel_amx_s(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, const float *init,
                                             size_t il, float *out, size_t ol, a_packer *pk, c_writer *cw) {
-  if (init) {
-    _tile_loadd(0, init, il * 4);
-    _tile_loadd(1, init + 16, il * 4);
-    _tile_loadd(2, init + 16 * il, il * 4);
-    _tile_loadd(3, init + 16 * il + 16, il * 4);
-  } else {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-  }
+  mynah_amx_c_begin(init, il, init != NULL);
   tiles_k(kq, Ap, Bp, pk, cw);
-  _tile_stored(0, out, ol * 4);
-  _tile_stored(1, out + 16, ol * 4);
-  _tile_stored(2, out + 16 * ol, ol * 4);
-  _tile_stored(3, out + 16 * ol + 16, ol * 4);
+  mynah_amx_c_store(out, ol);
 }
 
 AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const uint32_t *restrict Bp, float *restrict C,
