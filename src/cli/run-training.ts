@@ -32,8 +32,8 @@ export function addLoopFlags(cmd: Command, d: { steps: number; lr: number; warmu
 
 /** `--precision fp32|bf16`, as `train`, `sft` and `dpo` have it (no default: a resume keeps the checkpoint's). */
 export function precisionOption(): Option {
-  return choiceOption("--precision <p>", "GEMM operands: fp32, or bf16 (float32 accumulation, weights, optimizer, norms, softmax and loss; " +
-    "faster where the CPU has bf16 matrix units) (default: fp32, or the checkpoint's with --resume)", PRECISIONS);
+  return choiceOption("--precision <p>", "matrix-product operands: fp32, or bf16 (the GEMMs, and attention's on AMX; float32 accumulation, " +
+    "weights, optimizer, norms, softmax and loss; faster where the CPU has bf16 matrix units) (default: fp32, or the checkpoint's with --resume)", PRECISIONS);
 }
 
 /** `--checkpoint-every` and `--keep`, as `sft` and `dpo` have them. */
