@@ -91,6 +91,15 @@ __attribute__((target("amx-tile"))) static inline void mynah_amx_c_store(float *
   _tile_stored(2, C + 16 * ldc, (long)ldc * 4);
   _tile_stored(3, C + 16 * ldc + 16, (long)ldc * 4);
 }
+// Palette 1 with all eight tiles 16 rows × 64 bytes (the 32 × 32 bf16 blocks: four C tiles,
+// two A, two B), loaded into this thread's tile unit.
+__attribute__((target("amx-tile"))) static inline void mynah_amx_begin_16x64(void) {
+  mynah_amx_config c;
+  memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int t = 0; t < 8; t++) mynah_amx_config_set(&c, t, 16, 64);
+  mynah_amx_load_config(&c);
+}
 // Returns the tiles to their initial state (so that the OS need not save them on a switch).
 __attribute__((target("amx-tile"))) static inline void mynah_amx_release(void) { __asm__ __volatile__("tilerelease" ::); }
 #endif

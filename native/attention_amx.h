@@ -38,14 +38,6 @@ typedef uint16_t bf16_t;
 
 // ---------------------------------------------------------------- tiles
 
-AMX_ATT_TARGET static inline void amx_att_begin(void) {
-  mynah_amx_config c;
-  memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int t = 0; t < 8; t++) mynah_amx_config_set(&c, t, 16, 64);
-  mynah_amx_load_config(&c);
-}
-
 // C[32][32] (float32, row stride ldc floats) = (acc ? C : 0) + Σ_{s0 ≤ s < s1} A_s·B_s, where A_s
 // is columns 32s .. 32s+31 of A (bf16 rows, stride lda values) and B_s pair rows 16s .. 16s+15
 // of B (stride ldb words, 32 columns). Tiles 0–3 hold C, 4–5 A, 6–7 B.
@@ -324,12 +316,12 @@ AMX_ATT_TARGET static void bwd_group_amx(const attn_args *a, int task, float *sc
 // The tasks as attention.c's, with the tile configuration loaded for each (and released after,
 // so that the OS need not save the tile state on a switch).
 AMX_ATT_TARGET static void attention_forward_amx_task(void *ctx, int task, int thread) {
-  amx_att_begin();
+  mynah_amx_begin_16x64();
   fwd_head_amx(ctx, task, scratch.buf[thread]);
   mynah_amx_release();
 }
 AMX_ATT_TARGET static void attention_backward_amx_task(void *ctx, int task, int thread) {
-  amx_att_begin();
+  mynah_amx_begin_16x64();
   bwd_group_amx(ctx, task, scratch.buf[thread]);
   mynah_amx_release();
 }

@@ -535,14 +535,8 @@ AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const ui
   ukernel_amx_pk(kq, Ap, Bp, C, ldc, alpha, beta, NULL);
 }
 
-// Palette 1, every tile 16 rows x 64 bytes; loaded by each thread before its AMX work.
-AMX_TARGET static void amx_begin(void) {
-  mynah_amx_config c;
-  memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int t = 0; t < 8; t++) mynah_amx_config_set(&c, t, 16, 64);
-  mynah_amx_load_config(&c);
-}
+// Palette 1, every tile 16 rows x 64 bytes (amx.h); loaded by each thread before its AMX work.
+AMX_TARGET static void amx_begin(void) { mynah_amx_begin_16x64(); }
 AMX_TARGET static void amx_end(void) { mynah_amx_release(); }
 
 // AMX-BF16 and AMX-TILE, and Linux's permission to use the tile data (amx.h).
