@@ -51,6 +51,26 @@ static inline int mynah_amx_usable(unsigned features) {
 #endif
 }
 
+// AVX512_BF16 (VDPBF16PS, VCVTNE2PS2BF16): CPUID.(EAX=7, ECX=1):EAX bit 5, unless
+// MYNAH_SIMD_DISABLE names avx512bf16 (callers are at the avx512 level, chosen only when the OS
+// saves zmm state).
+static inline int mynah_avx512bf16_usable(void) {
+#if defined(__x86_64__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+  return ((a >> 5) & 1) && !mynah_simd_disabled("avx512bf16");
+#else
+  return 0;
+#endif
+}
+
+// bf16 work on AMX tiles: AVX512_BF16 as above (the conversions), AMX-TILE and AMX-BF16 with
+// Linux's grant, and `amx` not in MYNAH_SIMD_DISABLE. What gemm_bf16.c and the bf16 attention
+// both decide by.
+static inline int mynah_amx_bf16_usable(void) {
+  return mynah_avx512bf16_usable() && !mynah_simd_disabled("amx") && mynah_amx_usable(MYNAH_AMX_BF16);
+}
+
 // Palette 1: per tile, rows (≤ 16) and bytes per row (≤ 64); a tile with 0 rows is unused.
 typedef struct {
   uint8_t palette, start_row, reserved[14];

@@ -463,15 +463,11 @@ static int check_heads(napi_env env, const char *op, int64_t B, int64_t T, int64
 #include "attention_amx.h"
 #endif
 
-// Whether attention's matmuls can run on AMX tiles with bf16 operands here: the avx512 level,
-// a CPU with AMX-BF16 and AVX512_BF16, Linux's grant of the tile state, and neither `amx` nor
-// `avx512bf16` in MYNAH_SIMD_DISABLE (as gemm_bf16.c decides). Asked once, at registration.
+// Whether attention's matmuls can run on AMX tiles with bf16 operands here: the avx512 level
+// and amx.h's test, the one gemm_bf16.c decides by. Asked once, at registration.
 static int amx_attention_usable(void) {
 #if defined(__AVX512F__)
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1)) return 0;  // AVX512_BF16
-  if (mynah_simd_disabled("amx") || mynah_simd_disabled("avx512bf16")) return 0;
-  return mynah_amx_usable(MYNAH_AMX_BF16);
+  return mynah_amx_bf16_usable();
 #else
   return 0;
 #endif

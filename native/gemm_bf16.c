@@ -538,16 +538,6 @@ AMX_TARGET static void ukernel_amx(int kq, const uint32_t *restrict Ap, const ui
 // Palette 1, every tile 16 rows x 64 bytes (amx.h); loaded by each thread before its AMX work.
 AMX_TARGET static void amx_begin(void) { mynah_amx_begin_16x64(); }
 AMX_TARGET static void amx_end(void) { mynah_amx_release(); }
-
-// AMX-BF16 and AMX-TILE, and Linux's permission to use the tile data (amx.h).
-static int cpu_amx(void) { return mynah_amx_usable(MYNAH_AMX_BF16); }
-
-// AVX512_BF16: CPUID.(EAX=7, ECX=1):EAX bit 5 (the avx512 level is only chosen when the OS saves zmm state).
-static int cpu_bf16(void) {
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
-  return (a >> 5) & 1;
-}
 #endif
 
 typedef void (*ukernel_fn)(int, const uint32_t *, const uint32_t *, float *, ptrdiff_t, float, float);
@@ -559,7 +549,7 @@ static int use_dp = -1, use_amx = -1;  // decided once per process
 static int have_dp(void) {
   if (use_dp < 0) {
 #if defined(__AVX512F__)
-    use_dp = cpu_bf16() && !mynah_simd_disabled("avx512bf16");
+    use_dp = mynah_avx512bf16_usable();
 #else
     use_dp = 0;
 #endif
@@ -571,7 +561,7 @@ static int have_dp(void) {
 static int have_amx(void) {
   if (use_amx < 0) {
 #if defined(__AVX512F__)
-    use_amx = have_dp() && !mynah_simd_disabled("amx") && cpu_amx();
+    use_amx = mynah_amx_bf16_usable();
 #else
     use_amx = 0;
 #endif

@@ -125,8 +125,7 @@ export function screenReply(reply: string, info: ReplyInfo = {}, cfg: ScreenConf
 
   // 2. Rules.
   for (const rule of cfg.rules) {
-    const re = regexOf(rule);
-    const matches = [...text.matchAll(re)].map((m) => m[0]).filter((m) => m.length > 0);
+    const matches = [...nonEmptyMatches(text, regexOf(rule))].map((m) => m[0]);
     if (matches.length === 0) continue;
     const words = rule.type === "blocklist" ? "blocklisted term" : "pattern";
     if (rule.action === "block") {
@@ -160,11 +159,20 @@ export function screenReply(reply: string, info: ReplyInfo = {}, cfg: ScreenConf
   return finish(false);
 }
 
-/** Where a global regex goes on after an empty match, as matchAll does (a whole code point under the u flag). */
-export function stepPastEmpty(text: string, re: RegExp): number {
-  const i = re.lastIndex;
-  const c = text.charCodeAt(i);
-  return i + (re.unicode && c >= 0xd800 && c <= 0xdbff && i + 1 < text.length ? 2 : 1);
+/**
+ * The non-empty matches of a global regex in text, in order, from its lastIndex on. After an
+ * empty match it steps on as matchAll does (a whole code point under the u flag); unlike
+ * matchAll it runs on the regex itself, so a compiled rule (regexOf) is not copied per call.
+ */
+export function* nonEmptyMatches(text: string, re: RegExp): Generator<RegExpExecArray> {
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    if (m[0].length > 0) {
+      yield m;
+      continue;
+    }
+    const i = re.lastIndex, c = text.charCodeAt(i);
+    re.lastIndex = i + (re.unicode && c >= 0xd800 && c <= 0xdbff && i + 1 < text.length ? 2 : 1);
+  }
 }
 
 /**
@@ -181,13 +189,7 @@ export function blockedByRules(text: string, cfg: ScreenConfig): boolean {
   for (let i = 0; i <= last; i++) {
     const rule = cfg.rules[i];
     if (rule.action === "flag") continue;
-    const re = regexOf(rule);
-    let found = false;
-    for (let m = re.exec(text); m; m = re.exec(text)) {
-      if (m[0].length > 0) { found = true; break; }
-      re.lastIndex = stepPastEmpty(text, re);
-    }
-    if (!found) continue;
+    if (nonEmptyMatches(text, regexOf(rule)).next().done) continue;
     if (rule.action === "block") return true;
     text = text.replace(regexOf(rule), rule.replacement ?? "[REDACTED]");
   }

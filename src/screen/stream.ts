@@ -18,7 +18,7 @@
 import type { ScreenConfig } from "./config.ts";
 import { LoopWatcher } from "./degeneration.ts";
 import { findPii } from "./pii.ts";
-import { blockedByRules, regexOf, stepPastEmpty, screenReply, type ReplyInfo, type ScreenResult } from "./screen.ts";
+import { blockedByRules, nonEmptyMatches, regexOf, screenReply, type ReplyInfo, type ScreenResult } from "./screen.ts";
 
 export interface ScreenedStream {
   /** Adds generated text; shows whatever became settled. */
@@ -73,10 +73,7 @@ export function screenedStream(cfg: ScreenConfig, show: (text: string) => void, 
     const spans: [number, number][] = [];
     for (const re of regexes) {
       re.lastIndex = 0;
-      for (let m = re.exec(text); m; m = re.exec(text)) {
-        if (m[0].length === 0) { re.lastIndex = stepPastEmpty(text, re); continue; }
-        spans.push([m.index, m.index + m[0].length]);
-      }
+      for (const m of nonEmptyMatches(text, re)) spans.push([m.index, m.index + m[0].length]);
     }
     if (piiKinds.size > 0) for (const s of findPii(text, piiKinds)) spans.push([s.start, s.end]);
     return spans;
