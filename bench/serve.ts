@@ -140,6 +140,9 @@ function engineAlone(dir: string, streams: number, requests: number): { tokPerS:
   return { tokPerS: tokens / (ms / 1000), rowsPerStep: (b.time.rows - r0) / (b.steps - s0), stepMs: ms / (b.steps - s0) };
 }
 
+/** The pass with the median tok/s (the lower middle one of an even count). */
+const medianPass = <P extends { tokPerS: number }>(passes: P[]): P => [...passes].sort((a, b) => a.tokPerS - b.tokPerS)[(passes.length - 1) >> 1];
+
 const f0 = (x: number): string => x.toFixed(0), f2 = (x: number): string => x.toFixed(2);
 
 export async function run(): Promise<unknown> {
@@ -180,15 +183,13 @@ export async function run(): Promise<unknown> {
       }
       for (const [clients, rows] of all) {
         if (rows.length === 1) continue;
-        const median = [...rows].sort((a, b) => a.tokPerS - b.tokPerS)[(rows.length - 1) >> 1];
-        measured[measured.findIndex((r) => isTarget(r, clients))] = { ...median, passes: rows.map((r) => r.tokPerS) };
+        measured[measured.findIndex((r) => isTarget(r, clients))] = { ...medianPass(rows), passes: rows.map((r) => r.tokPerS) };
       }
       const one = measured.find((r) => isTarget(r, 1))!.tokPerS;
       // The engine alone, 1 and 16 streams (alternating, median of REPEATS passes each).
       const alone = new Map<number, ReturnType<typeof engineAlone>[]>([[1, []], [16, []]]);
       for (let pass = 0; pass < REPEATS; pass++) for (const n of [1, 16]) alone.get(n)!.push(engineAlone(m.dir, n, n * requestsFor(n)));
-      const aloneMedian = (n: number): ReturnType<typeof engineAlone> => [...alone.get(n)!].sort((a, b) => a.tokPerS - b.tokPerS)[(REPEATS - 1) >> 1];
-      const [a1, a16] = [aloneMedian(1), aloneMedian(16)];
+      const [a1, a16] = [medianPass(alone.get(1)!), medianPass(alone.get(16)!)];
       engine.push({ model: m.name, streams1: a1, streams16: a16, passes1: alone.get(1)!.map((x) => x.tokPerS), passes16: alone.get(16)!.map((x) => x.tokPerS) });
       for (const r of measured) {
         r.vsOne = r.tokPerS / one;

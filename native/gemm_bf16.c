@@ -824,6 +824,11 @@ static void compute_task_amx(void *ctx, int task, int thread) {
     int scratch = s->nq > 1 && (size_t)g->ldc * 4 < 4096 && g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f) && ((uintptr_t)g->C & 3) == 0 && buf_c[thread];
     int w = j1 - j0, P = (w + 15) / 16 + 1;
     size_t ss = (size_t)round_up32(w) + 16;
+    int steps = 0;  // tile steps of one panel (all its slices): the copy of the previous panel's P lines per row is spread over them
+    for (int x = s->q0; x < qe; x++) {
+      int kx = g->K - x * s->kstep < s->kstep ? g->K - x * s->kstep : s->kstep;
+      steps += t.nb * (pair_rows(s, kx) / 16);
+    }
     c_writer cw = {0};
     for (int ir = i0, np = 0; ir < i1; ir += AMX_MR, np++)
       for (int q = s->q0; q < qe; q++) {
@@ -852,11 +857,7 @@ static void compute_task_amx(void *ctx, int task, int thread) {
           float *S = buf_c[thread] + 16 + (size_t)(np & 1) * AMX_MR * SCR_LD;
           if (q == s->q0 && ir > i0) {  // the previous panel's rows leave during this panel's tiles
             float *Sp = buf_c[thread] + 16 + (size_t)((np - 1) & 1) * AMX_MR * SCR_LD;
-            int pm = ir - AMX_MR, steps = 0;
-            for (int x = s->q0; x < qe; x++) {
-              int kx = g->K - x * s->kstep < s->kstep ? g->K - x * s->kstep : s->kstep;
-              steps += t.nb * (pair_rows(s, kx) / 16);
-            }
+            int pm = ir - AMX_MR;
             cw = c_writer_make(Sp, ss, g->C + (size_t)pm * g->ldc + s->js + j0, (size_t)g->ldc, w, AMX_MR);
             cw.per = (AMX_MR * P + steps - 1) / steps;
           }

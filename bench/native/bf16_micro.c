@@ -44,59 +44,9 @@ static double cpu_now(void) {
 #if defined(__AVX512F__)
 static float *stream_src, *stream_dst;
 
-// One pass of the synthetic loop over `panels` panels; mode bit 0: loads, bit 1: non-temporal stores.
-AMX_TARGET static double synthetic(int mode, int L, int panels) {
-  static _Alignas(64) uint32_t Ap[32 * 192];
-  static _Alignas(64) float S[32 * 48];
-  static uint32_t *Bp;
-  if (!Bp) {
-    Bp = aligned_alloc(64, 384 * 192 * 4);
-    for (int i = 0; i < 384 * 192; i++) Bp[i] = 0x3c003c00u + (uint32_t)(i % 7);  // small bf16 values
-    for (int i = 0; i < 32 * 192; i++) Ap[i] = 0x3c003c00u + (uint32_t)(i % 5);
-  }
-  size_t sp = 0, dp = 0;
-  __m512 acc = _mm512_setzero_ps();
-  amx_begin();
-  double t0 = cpu_now();
-  for (int p = 0; p < panels; p++)
-    for (int b = 0; b < 12; b++) {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      const uint32_t *bp = Bp + b * 32 * 192;
-      for (int k = 0; k < 192; k += 16) {
-        _tile_loadd(4, Ap + k, 192 * 4);
-        _tile_loadd(6, bp + k * 32, 128);
-        _tile_loadd(7, bp + k * 32 + 16, 128);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_loadd(5, Ap + 16 * 192 + k, 192 * 4);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-        if (mode & 1)
-          for (int l = 0; l < L; l++, sp += 16) acc = _mm512_add_ps(acc, _mm512_load_ps(stream_src + sp));
-        if (mode & 2)
-          for (int l = 0; l < L; l++, dp += 16) _mm512_stream_ps(stream_dst + dp, _mm512_load_ps(S + (dp % (32 * 48))));
-      }
-      _tile_stored(0, S, 48 * 4);
-      _tile_stored(1, S + 16, 48 * 4);
-      _tile_stored(2, S + 16 * 48, 48 * 4);
-      _tile_stored(3, S + 16 * 48 + 16, 48 * 4);
-    }
-  _mm_sfence();
-  double t = cpu_now() - t0;
-  amx_end();
-  S[0] += _mm512_reduce_add_ps(acc);
-  return 2.0 * panels * 32 * 384 * 384 / t / 1e9;
-}
-#endif
-
-
-#if defined(__AVX512F__)
-// Part 3's loop: `blocks` column blocks of B (N/32) x `steps` K steps each, for `panels`
-// 32-row panels. store_every: store the C tiles after that many steps (0: never). rd16/wr16:
-// memory lines read / written per 16 tile steps (spread evenly).
+// The tile loop of parts 2 and 3: `blocks` column blocks of B (N/32) of `steps` K steps each,
+// over and over, `total_steps` steps in all. store_every: store the C tiles after that many
+// steps (0: never). rd16/wr16: memory lines read / written per 16 tile steps (spread evenly).
 AMX_TARGET static double ladder(int blocks, int steps, int store_every, int rd16, int wr16, long total_steps) {
   static _Alignas(64) uint32_t Ap[32 * 512];
   static _Alignas(64) float S[32 * 48];
@@ -203,7 +153,7 @@ int main(int argc, char **argv) {
   double best[4] = {0, 0, 0, 0};
   for (int r = 0; r < R; r++)
     for (int mode = 0; mode < 4; mode++) {
-      double g = synthetic(mode, L, panels);
+      double g = ladder(12, 12, 12, mode & 1 ? 16 * L : 0, mode & 2 ? 16 * L : 0, (long)panels * 144);
       best[mode] = g > best[mode] ? g : best[mode];
     }
   printf("part 2: synthetic 32x32 tile loop at width 384 (B from L2), %d lines per tile step, best of %d (GFLOP/s)\n", L, R);
