@@ -120,6 +120,16 @@ __attribute__((target("amx-tile"))) static inline void mynah_amx_begin_16x64(voi
   for (int t = 0; t < 8; t++) mynah_amx_config_set(&c, t, 16, 64);
   mynah_amx_load_config(&c);
 }
+#if defined(__AVX512F__)
+// Two rows' 16 floats → 16 bf16 pair words, word c = (bf16(lo[c]), bf16(hi[c])), lo in the low
+// half: a B operand with k along the rows. VCVTNE2PS2BF16 rounds to nearest even; one VPERMW
+// interleaves its [lo 0..15, hi 0..15] halves. For gemm_bf16's packing and the bf16 attention.
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static inline __m512i mynah_bf16_rowpairs16(__m512 lo, __m512 hi) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+                                       19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+#endif
 // Returns the tiles to their initial state (so that the OS need not save them on a switch).
 __attribute__((target("amx-tile"))) static inline void mynah_amx_release(void) { __asm__ __volatile__("tilerelease" ::); }
 #endif

@@ -66,12 +66,6 @@ AMX_ATT_TARGET static inline void blk32(float *C, size_t ldc, int acc, const bf1
 AMX_ATT_TARGET static inline __m512i bf32(const float *x) {
   return (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
 }
-// Two rows' 16 values each → 16 words (a[i], b[i]).
-AMX_ATT_TARGET static inline __m512i pairs_of(__m512 a, __m512 b) {
-  __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a)), hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(b));
-  return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-}
-
 // rows: dst[r][·] = bf16(src row r) for r < n, zero for n ≤ r < rows.
 AMX_ATT_TARGET static void pack_rows(bf16_t *dst, const float *src, size_t lds, int n, int rows, int D) {
   for (int r = 0; r < rows; r++)
@@ -97,7 +91,7 @@ AMX_ATT_TARGET static void pack_rpairs(uint32_t *dst, size_t ldd, const float *s
     for (int d = 0; d < D; d += 16) {
       __m512 x = 2 * r < n ? _mm512_loadu_ps(a + d) : _mm512_setzero_ps();
       __m512 y = 2 * r + 1 < n ? _mm512_loadu_ps(b + d) : _mm512_setzero_ps();
-      _mm512_storeu_si512(dst + (size_t)r * ldd + d, pairs_of(x, y));
+      _mm512_storeu_si512(dst + (size_t)r * ldd + d, mynah_bf16_rowpairs16(x, y));
     }
   }
 }
@@ -283,8 +277,8 @@ AMX_ATT_TARGET static void bwd_group_amx(const attn_args *a, int task, float *sc
         for (int r = 0; r < QBB / 2; r++)
           for (int j = 0; j < KB; j += 16) {
             const float *p = S + 2 * r * KB + j, *ds = dP + 2 * r * KB + j;
-            _mm512_storeu_si512(Pp + r * KB + j, pairs_of(_mm512_loadu_ps(p), _mm512_loadu_ps(p + KB)));
-            _mm512_storeu_si512(dSp + r * KB + j, pairs_of(_mm512_loadu_ps(ds), _mm512_loadu_ps(ds + KB)));
+            _mm512_storeu_si512(Pp + r * KB + j, mynah_bf16_rowpairs16(_mm512_loadu_ps(p), _mm512_loadu_ps(p + KB)));
+            _mm512_storeu_si512(dSp + r * KB + j, mynah_bf16_rowpairs16(_mm512_loadu_ps(ds), _mm512_loadu_ps(ds + KB)));
           }
         for (int i = 0; i < QBB; i++)
           for (int j = 0; j < KB; j += 32) _mm512_storeu_si512(dSb + i * KB + j, bf32(dP + i * KB + j));

@@ -144,11 +144,7 @@ PK_TARGET static inline __m512i pairs16(const float *x, int n) {
 
 // words[c] = pair(lo[c], hi[c]) for 16 columns of two k rows.
 PK_TARGET static inline __m512i rowpairs16(__m512 lo, __m512 hi) {
-  if (cvt_hw) {  // [bf(lo 0..15), bf(hi 0..15)] -> interleaved halves
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
-                                         19, 3, 18, 2, 17, 1, 16, 0);
-    return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-  }
+  if (cvt_hw) return mynah_bf16_rowpairs16(lo, hi);
   return _mm512_or_si512(cvt16(lo), _mm512_slli_epi32(cvt16(hi), 16));
 }
 #else
